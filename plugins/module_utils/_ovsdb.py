@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one wrapper for ``ovs-vsctl`` (OVSDB configuration of bridges and ports)."""
+
+from __future__ import annotations
+
+from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
+
+
+class OVSDB:
+    """``ovs-vsctl`` against the local database, optionally inside another host's
+    namespaces (``wrap`` is an argv prefix such as ``nsenter --mount=... --net=...``)."""
+
+    def __init__(self, wrap=(), run=_run, timeout=10):
+        self.wrap = list(wrap)
+        self._run = run
+        self.timeout = timeout
+
+    def vsctl(self, *args, **kwargs):
+        argv = self.wrap + ["ovs-vsctl", "--timeout=%d" % self.timeout] + [str(a) for a in args]
+        return self._run(argv, **kwargs)
+
+    def reachable(self):
+        return self.vsctl("show", check=False).rc == 0
+
+    def bridges(self):
+        return self.vsctl("list-br").stdout.split()
+
+    def bridge_exists(self, bridge):
+        return self.vsctl("br-exists", bridge, check=False).rc == 0
+
+    def add_bridge(self, bridge, datapath_type=None, settings=None):
+        """Create ``bridge`` in ONE transaction with its settings, e.g. datapath_type=netdev
+        (a separate ``set`` would first try, and fail, to open a kernel datapath)."""
+        args = ["--may-exist", "add-br", bridge]
+        pairs = dict(settings or {})
+        if datapath_type:
+            pairs["datapath_type"] = datapath_type
+        if pairs:
+            args += ["--", "set", "bridge", bridge] + ["%s=%s" % kv for kv in sorted(pairs.items())]
+        self.vsctl(*args)
+
+    def del_bridge(self, bridge):
+        self.vsctl("--if-exists", "del-br", bridge)
+
+    def ports(self, bridge):
+        return self.vsctl("list-ports", bridge).stdout.split()
+
+    def port_bridge(self, port):
+        """The bridge ``port`` belongs to, or None."""
+        res = self.vsctl("port-to-br", port, check=False)
+        return res.stdout.strip() if res.rc == 0 else None
+
+    def add_port(self, bridge, port, external_ids=None, tag=None, iface_settings=None):
+        args = ["--may-exist", "add-port", bridge, port]
+        if tag is not None:
+            args.append("tag=%d" % int(tag))
+        iface = ["external_ids:%s=%s" % (k, quote_value(v)) for k, v in sorted((external_ids or {}).items())]
+        iface += ["%s=%s" % kv for kv in sorted((iface_settings or {}).items())]
+        if iface:
+            args += ["--", "set", "interface", port] + iface
+        self.vsctl(*args)
+
+    def del_port(self, port, bridge=None):
+        args = ["--if-exists", "del-port"]
+        if bridge:
+            args.append(bridge)
+        self.vsctl(*(args + [port]))
+
+    def get(self, table, record, column, key=None):
+        col = column if key is None else "%s:%s" % (column, key)
+        res = self.vsctl("--if-exists", "get", table, record, col, check=False)
+        return res.stdout.strip() if res.rc == 0 else None
+
+    def interface_error(self, iface):
+        value = self.get("Interface", iface, "error")
+        return None if value in (None, "[]", "") else value.strip('"')
+
+
+def quote_value(value):
+    """Quote a value for ovs-vsctl's set syntax (strings with special characters)."""
+    text = str(value)
+    if text and all(c.isalnum() or c in "-_./" for c in text):
+        return text
+    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')

@@ -1,0 +1,254 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: lab_host
+short_description: A module host (or a traffic endpoint) of the one-machine Flowstream lab
+version_added: 0.1.0
+description:
+  - Builds one host of the one-machine lab as a set of Linux namespaces that behaves like a
+    real module host, or removes it.
+  - "The host gets: a network namespace; a management veth onto the lab's management bridge;
+    an uplink veth onto the switch (for a module host, its trunk); and, when O(services) is not
+    empty, a mount namespace and a UTS namespace kept alive by bind mounts under
+    O(state_dir)/ns, in which it has its own hostname, its own C(/sys), C(/etc/hosts) and
+    C(/etc/hostname), and private copies of C(/etc/openvswitch), C(/run/openvswitch),
+    C(/var/log/openvswitch), C(/etc/libvirt), C(/run/libvirt), C(/var/lib/libvirt),
+    C(/var/cache/libvirt), C(/var/log/libvirt), C(/run/netns) and the directories where this
+    collection keeps host state (C(/etc/flowstream), C(/var/lib/flowstream),
+    C(/run/flowstream), C(/var/log/flowstream)). A session on one host never sees another
+    host's files there."
+  - "Services run inside the host: C(ovs) (its own ovsdb-server and ovs-vswitchd with the
+    userspace datapath, holding O(host_bridge)), C(libvirt) (virtlogd and libvirtd listening
+    on the management address over TCP, QEMU with TCG, so VM processing modules can be live
+    migrated between lab hosts), C(sshd) (key login on the management address)."
+  - Everything is found again from the machine (namespaces, mounts, pid files checked against
+    the namespace of the process), so a second run reports no change and a run after a crash
+    repairs what is missing. O(state=absent) ends every process in the host's namespaces by
+    pid, unmounts, deletes its links, its switch port and its namespace, and removes its
+    state.
+  - Runs on the lab machine itself, as root. Requires C(iproute2), C(util-linux), C(ethtool),
+    Open vSwitch, libvirt and OpenSSH server from the set-up step.
+author:
+  - flowstream.platform maintainers
+extends_documentation_fragment:
+  - flowstream.platform.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+options:
+  name:
+    description: The host's name (its inventory hostname); also its default hostname.
+    type: str
+    required: true
+  namespace:
+    description: Name of the host's network namespace, normally C(<lab prefix>-<name>).
+    type: str
+    required: true
+  state_dir:
+    description:
+      - The lab state directory (see M(flowstream.platform.lab_network)); the host keeps its
+        configuration, keys, pid files and private directories under C(hosts/<name>) there.
+    type: path
+    required: true
+  state:
+    description: Whether the host should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+  hostname:
+    description: Hostname inside the host. Defaults to O(name).
+    type: str
+  management:
+    description: The management link onto the lab's management Linux bridge.
+    type: dict
+    suboptions:
+      bridge:
+        description: The Linux bridge in the root namespace.
+        type: str
+        required: true
+      port:
+        description: Name of the veth end in the root namespace (at most 15 characters).
+        type: str
+        required: true
+      interface:
+        description: Name of the veth end inside the host.
+        type: str
+        default: mgmt0
+      address:
+        description: The host's management address in CIDR form.
+        type: str
+        required: true
+  uplink:
+    description:
+      - The link onto the switch. For a module host, its trunk; for a traffic endpoint, its
+        access link with an address.
+    type: dict
+    suboptions:
+      switch_bridge:
+        description: The switch's OVS bridge (system Open vSwitch, root namespace).
+        type: str
+        required: true
+      port:
+        description: Name of the veth end on the switch (the switch port name).
+        type: str
+        required: true
+      interface:
+        description: Name of the veth end inside the host.
+        type: str
+        default: trunk0
+      address:
+        description: Address of the host end in CIDR form (traffic endpoints); none for trunks.
+        type: str
+      external_ids:
+        description: C(external_ids) to set on the switch port's interface record.
+        type: dict
+        default: {}
+      checksum_offload:
+        description:
+          - Set to V(false) to turn transmit checksum offload off on both ends (TCP across
+            veth and the userspace datapath hangs otherwise).
+        type: bool
+        default: false
+  services:
+    description:
+      - Services to run inside the host. Any service implies the private mount and UTS
+        namespaces. An empty list makes a plain namespace (traffic source or sink).
+    type: list
+    elements: str
+    choices: [ovs, libvirt, sshd]
+    default: []
+  host_bridge:
+    description:
+      - Name of the host bridge on the host's own Open vSwitch; the uplink interface is added
+        to it as the trunk. Needs the C(ovs) service.
+    type: str
+  authorized_keys:
+    description: Content of the authorized_keys file for root on this host.
+    type: str
+  ssh_port:
+    description: Port sshd listens on (on the management address).
+    type: int
+    default: 22
+  hosts:
+    description: Extra C(/etc/hosts) entries inside the host, name to address.
+    type: dict
+    default: {}
+"""
+
+EXAMPLES = r"""
+- name: Module host mh1 with its own OVS, libvirtd and sshd
+  flowstream.platform.lab_host:
+    name: mh1
+    namespace: fsl-mh1
+    state_dir: /var/lib/flowstream-lab
+    management: {bridge: fsl-mgmt, port: fsl-mh1-m, address: 198.18.0.11/24}
+    uplink: {switch_bridge: fsl-sw, port: fsl-mh1-tr, external_ids: {flowstream-host: mh1}}
+    services: [ovs, libvirt, sshd]
+    host_bridge: fs-host
+    authorized_keys: "{{ lookup('file', '/var/lib/flowstream-lab/ssh/id_ed25519.pub') }}"
+
+- name: Traffic source on a switch uplink
+  flowstream.platform.lab_host:
+    name: source
+    namespace: fsl-src
+    state_dir: /var/lib/flowstream-lab
+    uplink: {switch_bridge: fsl-sw, port: fsl-up-src, interface: eth0, address: 198.18.1.1/24}
+
+- name: Remove mh1 entirely
+  flowstream.platform.lab_host:
+    name: mh1
+    namespace: fsl-mh1
+    state_dir: /var/lib/flowstream-lab
+    management: {bridge: fsl-mgmt, port: fsl-mh1-m, address: 198.18.0.11/24}
+    uplink: {switch_bridge: fsl-sw, port: fsl-mh1-tr}
+    services: [ovs, libvirt, sshd]
+    state: absent
+"""
+
+RETURN = r"""
+namespace:
+  description: The host's network namespace.
+  returned: always
+  type: str
+  sample: fsl-mh1
+host_public_key:
+  description: The host's SSH host key (C(type base64)), for a known_hosts entry.
+  returned: when state is present and the host runs sshd
+  type: str
+  sample: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB...
+pids:
+  description: Pids of the host's daemons.
+  returned: when state is present and services are set
+  type: dict
+  sample: {sshd: 4242, libvirtd: 4240, virtlogd: 4238, ovsdb-server: 4230, ovs-vswitchd: 4233}
+actions:
+  description: What was done (or, in check mode, would be done), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["created network namespace fsl-mh1", "started sshd on mh1"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
+from ansible_collections.flowstream.platform.plugins.module_utils._lab import LabError, LabHost
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            namespace=dict(type="str", required=True),
+            state_dir=dict(type="path", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            hostname=dict(type="str"),
+            management=dict(type="dict", options=dict(
+                bridge=dict(type="str", required=True),
+                port=dict(type="str", required=True),
+                interface=dict(type="str", default="mgmt0"),
+                address=dict(type="str", required=True),
+            )),
+            uplink=dict(type="dict", options=dict(
+                switch_bridge=dict(type="str", required=True),
+                port=dict(type="str", required=True),
+                interface=dict(type="str", default="trunk0"),
+                address=dict(type="str"),
+                external_ids=dict(type="dict", default={}),
+                checksum_offload=dict(type="bool", default=False),
+            )),
+            services=dict(type="list", elements="str", choices=["ovs", "libvirt", "sshd"], default=[]),
+            host_bridge=dict(type="str"),
+            authorized_keys=dict(type="str", no_log=False),
+            ssh_port=dict(type="int", default=22),
+            hosts=dict(type="dict", default={}),
+        ),
+        supports_check_mode=True,
+    )
+    host = LabHost(module.params, check_mode=module.check_mode)
+    before = host.observe() if module._diff else None
+    try:
+        result = host.present() if module.params["state"] == "present" else host.absent()
+    except (LabError, CommandError, OSError) as exc:
+        module.fail_json(msg="lab host %s: %s" % (module.params["name"], exc), actions=host.actions)
+    result.update(changed=bool(host.actions), actions=host.actions)
+    if module.params["state"] == "present" and host.services:
+        result["host_public_key"] = host.host_public_key()
+        result["pids"] = {name: host.daemon_pid(name) for name in host._daemons()}
+    if module._diff:
+        after = dict(before, pending_actions=host.actions) if module.check_mode else host.observe()
+        result["diff"] = {"before": before, "after": after}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
