@@ -648,7 +648,7 @@ class LabHost:
             # a database left by a crash is kept (bridges survive); ovs-ctl upgrades it if needed
             pass
         self._run_daemon(self.enter_argv() + [OVS_CTL, "start", "--system-id=random", "--no-mlockall"])
-        self._wait(lambda: self.host_db.reachable(), 15, "Open vSwitch of %s" % self.name)
+        self._wait(self.host_db.reachable, 15, "Open vSwitch of %s" % self.name)
 
     def _start_simple(self, service, argv):
         pidfile = self.pidfile(service)
@@ -921,4 +921,3 @@ class LabNetwork:
             # the peer of a veth disappears with its twin: not an error
             if "Cannot find device" not in exc.words:
                 raise
-

@@ -34,7 +34,7 @@ description:
   - Runs on the lab machine itself, as root. Requires C(iproute2), C(util-linux), C(ethtool),
     Open vSwitch, libvirt and OpenSSH server from the set-up step.
 author:
-  - flowstream.platform maintainers
+  - Flowstream Platform Maintainers (@flowstream)
 extends_documentation_fragment:
   - flowstream.platform.attributes
 attributes:

@@ -23,7 +23,7 @@ description:
     themselves are managed by M(flowstream.platform.lab_host).
   - Runs on the lab machine itself, as root.
 author:
-  - flowstream.platform maintainers
+  - Flowstream Platform Maintainers (@flowstream)
 extends_documentation_fragment:
   - flowstream.platform.attributes
 attributes:

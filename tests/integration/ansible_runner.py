@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run real ansible / ansible-playbook from the checkout and return their JSON results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+class AnsibleRun:
+    def __init__(self, argv, proc):
+        self.argv = argv
+        self.rc = proc.returncode
+        self.stderr = proc.stderr
+        self.raw = proc.stdout
+        try:
+            self.data = json.loads(proc.stdout[proc.stdout.index("{"):]) if "{" in proc.stdout else {}
+        except ValueError:
+            self.data = {}
+
+    @property
+    def stats(self):
+        return self.data.get("stats", {})
+
+    def changed(self, host=None):
+        hosts = [host] if host else list(self.stats)
+        return sum(self.stats.get(h, {}).get("changed", 0) for h in hosts)
+
+    def failures(self):
+        return {h: s for h, s in self.stats.items() if s.get("failures") or s.get("unreachable")}
+
+    def task_results(self, name):
+        """Results of the task(s) called ``name``, per host."""
+        found = {}
+        for play in self.data.get("plays", []):
+            for task in play.get("tasks", []):
+                if task["task"]["name"] == name:
+                    found.update(task["hosts"])
+        return found
+
+    def explain(self):
+        return "%s\nrc=%s\nstderr:\n%s\nstdout (tail):\n%s" % (
+            " ".join(self.argv), self.rc, self.stderr[-3000:], self.raw[-6000:])
+
+
+def _env(extra=None):
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_CONFIG": str(TOP / "ansible.cfg"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_NOCOLOR": "1",
+        "PATH": "%s:%s" % (BIN, env.get("PATH", "")),
+    })
+    env.update(extra or {})
+    return env
+
+
+def playbook(path, *args, inventory="inventory/lab", env=None, timeout=900):
+    argv = [str(BIN / "ansible-playbook"), "-i", str(TOP / inventory), str(TOP / path)] + list(args)
+    proc = subprocess.run(argv, cwd=TOP, env=_env(env), capture_output=True, text=True, timeout=timeout, check=False)
+    return AnsibleRun(argv, proc)
+
+
+def adhoc(pattern, module, module_args="", inventory="inventory/lab", env=None, timeout=300):
+    argv = [str(BIN / "ansible"), "-i", str(TOP / inventory), pattern, "-m", module]
+    if module_args:
+        argv += ["-a", module_args]
+    proc = subprocess.run(argv, cwd=TOP, env=_env(env), capture_output=True, text=True, timeout=timeout, check=False)
+    return AnsibleRun(argv, proc)
