@@ -1,0 +1,904 @@
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The flow table as a resource: want/have -> difference -> one atomic bundle.
+
+``want`` is what the task lists (flows and groups, ovs-ofctl syntax or structured),
+canonicalised by Open vSwitch's own parser (``ovs-ofctl parse-flows``/``parse-group``, one
+offline process); ``have`` is what the switch holds under the task's cookie (``dump-flows
+cookie=C/M``) and in its group table.  The difference is rendered as ONE ``ovs-ofctl bundle``
+file: groups that flows will reference are added first, flows are changed, groups that are no
+longer referenced are deleted last, and the switch applies all of it or nothing.
+
+Ownership: a flow belongs to the task when ``flow.cookie & cookie_mask == cookie & cookie_mask``;
+every flow the task installs carries exactly ``cookie``.  Groups carry no cookie in OpenFlow, so
+a task owns the groups it lists and, for ``replaced``/``absent``, the ids in ``group_id_range``.
+Flows of other cookies are never deleted, modified or overwritten: an add whose table, priority
+and match equal another owner's flow, a group deletion that another owner's flow references,
+and a cookie mask that covers flows of other cookies are refused before anything is sent.
+
+Private module_utils: no Ansible imports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import (
+    DEFAULT_PRIORITY,
+    OPENFLOW_VERSIONS,
+    FlowEntry,
+    OfctlError,
+    parse_flow_mod_text,
+)
+
+COOKIE_BITS = 64
+FULL_MASK = (1 << COOKIE_BITS) - 1
+STATES = ("present", "replaced", "absent")
+# Flags a flow keeps (the switch reports them back).  check_overlap and reset_counts are
+# properties of one flow_mod, not of the flow, so a desired state cannot contain them.
+KEPT_FLAGS = ("no_byte_counts", "no_packet_counts", "send_flow_rem")
+RESERVED_PORTS = frozenset(("IN_PORT", "TABLE", "NORMAL", "FLOOD", "ALL", "CONTROLLER", "LOCAL", "ANY",
+                            "NONE", "UNSET"))
+# Bare action words that OVS reads as actions before it tries a port name.
+_ACTION_WORDS = frozenset((
+    "drop", "normal", "flood", "all", "local", "in_port", "controller", "table", "none", "any",
+    "strip_vlan", "pop_vlan", "dec_ttl", "dec_mpls_ttl", "dec_nsh_ttl", "pop_queue", "clear_actions",
+    "ct_clear", "exit", "ct", "nat", "commit", "force", "decap", "encap", "resubmit", "output",
+))
+_FLOW_DICT_KEYS = ("table", "priority", "match", "actions", "idle_timeout", "hard_timeout", "importance", "flags")
+_GROUP_DICT_KEYS = ("group_id", "type", "selection_method", "selection_method_param", "fields", "buckets")
+_BUCKET_DICT_KEYS = ("actions", "weight", "watch_port", "watch_group", "bucket_id")
+GROUP_TYPES = ("all", "select", "indirect", "fast_failover", "ff")
+
+_Q = r'"(?:[^"\\]|\\.)*"'
+# Positions where ovs-ofctl accepts a port name: in_port=, output:, output(port=, enqueue:,
+# enqueue(, resubmit:, resubmit(, watch_port:.
+_PORT_CTX_RE = re.compile(
+    r'(?P<pre>(?:(?<=^)|(?<=[,\s(]))(?:in_port|in_port_oxm)=|(?<![\w])(?:output|resubmit|watch_port|enqueue):'
+    r'|(?<![\w])output\(port=|(?<![\w])(?:resubmit|enqueue)\()'
+    r'(?P<val>' + _Q + r'|[^,\s():\[\]"=]+)(?P<post>\[?)')
+_MEMBERS_RE = re.compile(r"(?<![\w])members:(?P<list>[^)]*)")
+_BARE_RE = re.compile(r'(?:(?<=actions=)|(?<=bucket=)|(?<=[,(]))(?P<val>' + _Q + r'|[A-Za-z_][^,\s():=\[\]"]*)(?=[,)]|$)')
+_GROUP_REF_RE = re.compile(r"(?:^|[,(])group:(\d+)")
+_COOKIE_IN_HEAD_RE = re.compile(r"(?:^|[,\s])cookie\s*=")
+_NUMBER_RE = re.compile(r"^(?:\d+|0x[0-9a-fA-F]+)$")
+
+
+class OpenFlowError(Exception):
+    """A request that cannot be applied; the message names the flow/group or field and the fix."""
+
+    def __init__(self, msg, **details):
+        super(OpenFlowError, self).__init__(msg)
+        self.msg = msg
+        self.details = details
+
+    def __str__(self):
+        return self.msg
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalars
+# ---------------------------------------------------------------------------------------------
+
+def to_int(value, name, bits=64, minimum=0):
+    """An int from an int or a decimal/0x-hex string, checked against the field's width."""
+    if isinstance(value, bool):
+        raise OpenFlowError("%s must be an integer, not %r" % (name, value))
+    if isinstance(value, int):
+        n = value
+    else:
+        s = str(value).strip()
+        try:
+            n = int(s, 16) if s.lower().startswith("0x") else int(s, 10)
+        except ValueError:
+            raise OpenFlowError("%s: %r is not an integer (decimal or 0x-hex)" % (name, value))
+    if n < minimum or n >= (1 << bits):
+        raise OpenFlowError("%s: %s is out of range (%d..%d)" % (name, value, minimum, (1 << bits) - 1))
+    return n
+
+
+def check_ownership(cookie, cookie_mask):
+    """Validate the cookie/mask a task claims; returns (cookie, mask) as ints."""
+    cookie = to_int(cookie, "cookie")
+    mask = FULL_MASK if cookie_mask is None else to_int(cookie_mask, "cookie_mask")
+    if cookie == 0:
+        raise OpenFlowError(
+            "cookie 0 is the cookie of every flow that nobody marked; claiming it would claim all of them. "
+            "Use a cookie of your own (convention: top 16 bits name the owner's namespace, e.g. 0xf5000000000000a1)")
+    if mask == 0:
+        raise OpenFlowError("cookie_mask 0 would claim every flow on the switch; use the default full mask")
+    if cookie & ~mask & FULL_MASK:
+        raise OpenFlowError("cookie 0x%x has bits outside cookie_mask 0x%x (0x%x); a task installs flows with "
+                            "exactly its cookie, so the cookie must lie inside its own mask"
+                            % (cookie, mask, cookie & ~mask & FULL_MASK))
+    if cookie & mask == 0:
+        raise OpenFlowError("cookie 0x%x under cookie_mask 0x%x selects cookie 0, i.e. every unmarked flow; "
+                            "widen the mask to cover set bits of the cookie" % (cookie, mask))
+    return cookie, mask
+
+
+def owns(cookie, mask, flow_cookie):
+    return (flow_cookie & mask) == (cookie & mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# Want: items -> ovs-ofctl text
+# ---------------------------------------------------------------------------------------------
+
+def _short(text, limit=160):
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _check_line(text, where):
+    if not text:
+        raise OpenFlowError("%s is empty" % where)
+    for ch, name in (("\n", "a newline"), ("\r", "a carriage return"), ("#", "'#' (ovs-ofctl reads it as a comment)")):
+        if ch in text:
+            raise OpenFlowError("%s contains %s: give one flow or group per list item" % (where, name))
+
+
+def _scalar_text(value, where):
+    if isinstance(value, bool):
+        raise OpenFlowError("%s: %r is not a valid value" % (where, value))
+    return str(value)
+
+
+def flow_item_text(item, index, need_actions=True):
+    """One ``flows`` item (ovs-ofctl string or dict) -> ovs-ofctl text without cookie."""
+    where = "flows[%d]" % index
+    if isinstance(item, str):
+        text = item.strip()
+    elif isinstance(item, dict):
+        unknown = sorted(set(item) - set(_FLOW_DICT_KEYS))
+        if unknown:
+            raise OpenFlowError("%s has unknown key(s) %s (known: %s)" % (where, ", ".join(unknown), ", ".join(_FLOW_DICT_KEYS)))
+        parts = []
+        for key in ("table", "priority", "idle_timeout", "hard_timeout", "importance"):
+            if item.get(key) is not None:
+                parts.append("%s=%d" % (key, to_int(item[key], "%s.%s" % (where, key), bits=16 if key != "table" else 8)))
+        match = item.get("match")
+        if isinstance(match, dict):
+            for k, v in match.items():
+                parts.append(str(k) if v is None or v is True else "%s=%s" % (k, _scalar_text(v, "%s.match.%s" % (where, k))))
+        elif isinstance(match, str):
+            if match.strip():
+                parts.append(match.strip())
+        elif match is not None:
+            raise OpenFlowError("%s.match must be a string or a dict, not %s" % (where, type(match).__name__))
+        flags = item.get("flags") or []
+        if isinstance(flags, str):
+            flags = [flags]
+        for flag in flags:
+            parts.append(str(flag))
+        actions = item.get("actions")
+        if isinstance(actions, (list, tuple)):
+            actions = ",".join(str(a) for a in actions) if actions else "drop"
+        if actions is not None:
+            parts.append("actions=%s" % actions)
+        text = ",".join(parts)
+    else:
+        raise OpenFlowError("%s must be a string in ovs-ofctl syntax or a dict, not %s" % (where, type(item).__name__))
+    _check_line(text, where)
+    head, sep, _ = text.partition("actions=")
+    if _COOKIE_IN_HEAD_RE.search(head):
+        raise OpenFlowError("%s (%r) sets a cookie; the task's cookie option marks every flow it installs, "
+                            "remove cookie= from the flow" % (where, _short(text)))
+    if not sep:
+        if need_actions:
+            raise OpenFlowError("%s (%r) has no actions=; write actions=drop for a flow that drops" % (where, _short(text)))
+        text = text.rstrip(",") + ",actions=drop" if text.rstrip(",") else "actions=drop"
+    return text
+
+
+def group_item_text(item, index):
+    """One ``groups`` item (ovs-ofctl string or dict) -> ovs-ofctl group text."""
+    where = "groups[%d]" % index
+    if isinstance(item, str):
+        text = item.strip()
+    elif isinstance(item, int) and not isinstance(item, bool):
+        text = "group_id=%d" % item
+    elif isinstance(item, dict):
+        unknown = sorted(set(item) - set(_GROUP_DICT_KEYS))
+        if unknown:
+            raise OpenFlowError("%s has unknown key(s) %s (known: %s)" % (where, ", ".join(unknown), ", ".join(_GROUP_DICT_KEYS)))
+        if item.get("group_id") is None:
+            raise OpenFlowError("%s has no group_id" % where)
+        parts = ["group_id=%d" % to_int(item["group_id"], where + ".group_id", bits=32)]
+        gtype = item.get("type")
+        if gtype is not None:
+            if gtype not in GROUP_TYPES:
+                raise OpenFlowError("%s.type %r is not one of %s" % (where, gtype, ", ".join(GROUP_TYPES[:4])))
+            parts.append("type=%s" % gtype)
+        if item.get("selection_method") is not None:
+            parts.append("selection_method=%s" % item["selection_method"])
+        if item.get("selection_method_param") is not None:
+            parts.append("selection_method_param=%d" % to_int(item["selection_method_param"], where + ".selection_method_param"))
+        if item.get("fields"):
+            fields = item["fields"]
+            if isinstance(fields, str):
+                fields = [f.strip() for f in fields.split(",")]
+            parts.append("fields(%s)" % ",".join(str(f) for f in fields))
+        for b_index, bucket in enumerate(item.get("buckets") or []):
+            bwhere = "%s.buckets[%d]" % (where, b_index)
+            if isinstance(bucket, str):
+                parts.append("bucket=%s" % bucket)
+                continue
+            if not isinstance(bucket, dict):
+                raise OpenFlowError("%s must be a string or a dict" % bwhere)
+            unknown = sorted(set(bucket) - set(_BUCKET_DICT_KEYS))
+            if unknown:
+                raise OpenFlowError("%s has unknown key(s) %s (known: %s)" % (bwhere, ", ".join(unknown), ", ".join(_BUCKET_DICT_KEYS)))
+            bparts = []
+            for key in ("bucket_id", "weight", "watch_port", "watch_group"):
+                if bucket.get(key) is not None:
+                    bparts.append("%s:%s" % (key, _scalar_text(bucket[key], "%s.%s" % (bwhere, key))))
+            actions = bucket.get("actions")
+            if isinstance(actions, (list, tuple)):
+                actions = ",".join(str(a) for a in actions)
+            bparts.append("actions=%s" % (actions if actions else "drop"))
+            parts.append("bucket=%s" % ",".join(bparts))
+        text = ",".join(parts)
+    else:
+        raise OpenFlowError("%s must be a string in ovs-ofctl group syntax, a dict or a group id, not %s"
+                            % (where, type(item).__name__))
+    _check_line(text, where)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Port names -> numbers (the canonical form uses numbers; the switch knows the names)
+# ---------------------------------------------------------------------------------------------
+
+class PortNames:
+    """Resolve port names in flow/group text to the numbers the switch reports."""
+
+    def __init__(self, ports):
+        self.by_name = dict((p.name, p.number) for p in ports)
+        names = sorted(self.by_name, key=len, reverse=True)
+        self._any = re.compile("|".join(re.escape(n) for n in names)) if names else None
+
+    def _lookup(self, raw, where, strict):
+        name = json.loads(raw) if raw.startswith('"') else raw
+        if _NUMBER_RE.match(name) or name.upper() in RESERVED_PORTS:
+            return None
+        number = self.by_name.get(name)
+        if number is None and strict:
+            known = ", ".join("%s=%s" % (n, self.by_name[n]) for n in sorted(self.by_name)) or "none"
+            raise OpenFlowError("%s names port %r, which the switch does not have (ports: %s)" % (where, name, known))
+        return number
+
+    def resolve(self, text, where):
+        """Return text with every port name replaced by its number; unknown names fail."""
+        # Quick exit for the common case: numbers only, no name of this switch anywhere.
+        quoted = '"' in text
+        if not quoted and (self._any is None or not self._any.search(text)):
+            self._check_unknown(text, where)
+            return text
+
+        def ctx(m):
+            if m.group("post"):  # output:NXM_NX_REG0[0..15] is a field, not a port
+                return m.group(0)
+            number = self._lookup(m.group("val"), where, strict=True)
+            return m.group(0) if number is None else m.group("pre") + number + m.group("post")
+
+        text = _PORT_CTX_RE.sub(ctx, text)
+
+        def members(m):
+            out = []
+            for member in m.group("list").split(","):
+                number = self._lookup(member.strip(), where, strict=True) if member.strip() else None
+                out.append(member if number is None else number)
+            return "members:" + ",".join(out)
+
+        text = _MEMBERS_RE.sub(members, text)
+
+        def bare(m):
+            val = m.group("val")
+            if val.lower() in _ACTION_WORDS:
+                return val
+            number = self._lookup(val, where, strict=False)
+            return val if number is None else number
+
+        head, sep, tail = text.partition("actions=")
+        if sep:
+            text = head + sep + _BARE_RE.sub(bare, tail)
+        if text.startswith("group_id=") or ",bucket=" in text:
+            text = _BARE_RE.sub(bare, text)
+        return text
+
+    def _check_unknown(self, text, where):
+        for m in _PORT_CTX_RE.finditer(text):
+            if not m.group("post"):
+                self._lookup(m.group("val"), where, strict=True)
+        for m in _MEMBERS_RE.finditer(text):
+            for member in m.group("list").split(","):
+                if member.strip():
+                    self._lookup(member.strip(), where, strict=True)
+
+
+def needs_port_names(texts):
+    """True when some text may name a port (then the switch's port map is fetched)."""
+    for text in texts:
+        for m in _PORT_CTX_RE.finditer(text):
+            if not m.group("post"):
+                val = m.group("val")
+                if not _NUMBER_RE.match(val) and val.strip('"').upper() not in RESERVED_PORTS:
+                    return True
+        if _MEMBERS_RE.search(text) or '"' in text:
+            return True
+        head, sep, tail = text.partition("actions=")
+        for m in _BARE_RE.finditer(tail if sep else ""):
+            if m.group("val").lower() not in _ACTION_WORDS and m.group("val").upper() not in RESERVED_PORTS:
+                return True
+    return False
+
+
+def group_refs(actions):
+    return set(int(g) for g in _GROUP_REF_RE.findall(actions))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconcile
+# ---------------------------------------------------------------------------------------------
+
+class Want:
+    """Wanted flows/groups with their source positions (for messages)."""
+
+    def __init__(self):
+        self.flow_texts = []      # ovs-ofctl text per flows[i] (names resolved), no cookie
+        self.flows = []           # canonical FlowEntry per flows[i]
+        self.group_texts = []
+        self.groups = []          # canonical GroupEntry per groups[i]
+
+
+def _sort_key(flow):
+    return (flow.table, -flow.priority, flow.match, flow.cookie or 0)
+
+
+def _parallel(*calls):
+    """Run independent read-only ovs-ofctl calls at once (2 cores: dump and parse overlap)."""
+    if len(calls) == 1:
+        return [calls[0]()]
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(c) for c in calls]
+        return [f.result() for f in futures]
+
+
+def _limit(items, limit):
+    if limit is None or limit < 0:
+        return list(items), False
+    items = list(items)
+    return items[:limit], len(items) > limit
+
+
+class Reconciler:
+    """Compute and (unless check mode) apply the difference for one openflow_flows task."""
+
+    def __init__(self, ofctl, cookie, cookie_mask=None, state="present", flows=None, groups=None,
+                 group_id_range=None, report_limit=1000, diff=False, check_mode=False):
+        if state not in STATES:
+            raise OpenFlowError("state must be one of %s, not %r" % (", ".join(STATES), state))
+        if OPENFLOW_VERSIONS[ofctl.version] < OPENFLOW_VERSIONS["OpenFlow14"]:
+            raise OpenFlowError("openflow_version %s has no bundles; use OpenFlow14 or OpenFlow15" % ofctl.version)
+        self.ofctl = ofctl
+        self.cookie, self.mask = check_ownership(cookie, cookie_mask)
+        self.state = state
+        self.flow_items = flows
+        self.group_items = groups
+        self.report_limit = report_limit
+        self.want_diff = diff
+        self.check_mode = check_mode
+        self.range = None
+        if group_id_range is not None:
+            if len(group_id_range) != 2:
+                raise OpenFlowError("group_id_range must be [first, last], not %r" % (group_id_range,))
+            first = to_int(group_id_range[0], "group_id_range[0]", bits=32)
+            last = to_int(group_id_range[1], "group_id_range[1]", bits=32)
+            if first > last or last > 0xffffff00:
+                raise OpenFlowError("group_id_range [%d, %d] is empty or reaches the reserved ids (> 0xffffff00)" % (first, last))
+            self.range = (first, last)
+        if state == "replaced" and groups is not None and self.range is None:
+            raise OpenFlowError("state=replaced with groups needs group_id_range: groups carry no cookie, so the "
+                                "range says which group ids this task owns and may delete")
+        self.timings = {}
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _tick(self, name, t0):
+        now = time.monotonic()
+        self.timings[name] = round(self.timings.get(name, 0.0) + (now - t0), 4)
+        return now
+
+    def _in_range(self, gid):
+        return self.range is not None and self.range[0] <= gid <= self.range[1]
+
+    def _flow_where(self, i):
+        return "flows[%d] (%r)" % (i, _short(self.flow_texts_raw[i]))
+
+    def _group_where(self, i):
+        return "groups[%d] (%r)" % (i, _short(self.group_texts_raw[i]))
+
+    # -- main -----------------------------------------------------------------------------------
+    def run(self):
+        t_start = t = time.monotonic()
+        ofctl = self.ofctl
+        need_actions = self.state != "absent"
+        flow_items = self.flow_items or []
+        group_items = self.group_items or []
+        self.flow_texts_raw = [flow_item_text(item, i, need_actions) for i, item in enumerate(flow_items)]
+        self.group_texts_raw = [group_item_text(item, i) for i, item in enumerate(group_items)]
+        if OPENFLOW_VERSIONS[ofctl.version] < OPENFLOW_VERSIONS["OpenFlow15"]:
+            for i, text in enumerate(self.group_texts_raw):
+                if "selection_method" in text or "fields(" in text:
+                    raise OpenFlowError(
+                        "%s uses selection_method/fields, which OpenFlow 1.4 cannot carry (Open vSwitch would "
+                        "silently install a group without them); set openflow_version: OpenFlow15" % self._group_where(i))
+        t = self._tick("validate", t)
+
+        # Port names -> numbers (one dump-ports-desc, only when some text may name a port).
+        texts = self.flow_texts_raw + self.group_texts_raw
+        if needs_port_names(texts):
+            names = PortNames(ofctl.dump_ports())
+            flow_texts = [names.resolve(x, "flows[%d]" % i) for i, x in enumerate(self.flow_texts_raw)]
+            group_texts = [names.resolve(x, "groups[%d]" % i) for i, x in enumerate(self.group_texts_raw)]
+            t = self._tick("read", t)
+        else:
+            flow_texts, group_texts = self.flow_texts_raw, self.group_texts_raw
+        self.flow_texts = flow_texts
+
+        manage_groups = bool(group_items) or self.range is not None
+        # have (flows of our cookie region, all groups) and canonical want, concurrently.
+        calls = [lambda: ofctl.dump_flows(self.cookie, self.mask)]
+        if flow_texts:
+            calls.append(lambda: self._parse_flows(flow_texts))
+        results = _parallel(*calls)
+        have_flows = results[0]
+        want_flows = results[1] if flow_texts else []
+        t = self._tick("read", t)
+
+        # Groups: needed when the task manages groups or its flows reference groups.
+        want_refs = set()
+        for f in want_flows:
+            if "group:" in f.actions:
+                want_refs |= group_refs(f.actions)
+        self.want_groups = []
+        have_refs = set()
+        for f in have_flows:
+            if "group:" in f.actions:
+                have_refs |= group_refs(f.actions)
+        have_groups = {}
+        if manage_groups or want_refs or have_refs:
+            have_groups = dict((g.group_id, g) for g in ofctl.dump_groups())
+            t = self._tick("read", t)
+        want_groups = self._canonical_groups(group_texts, have_groups)
+        self.want_groups = want_groups
+        t = self._tick("canonicalise", t)
+
+        plan = self._plan(want_flows, have_flows, want_groups, have_groups)
+        t = self._tick("plan", t)
+
+        # Checks that need the whole table (other owners' flows): only when something is added
+        # or a group is deleted.
+        if plan["flow_add"] or plan["group_del"]:
+            everything = ofctl.dump_flows()
+            t = self._tick("read", t)
+            self._check_foreign(plan, everything)
+            t = self._tick("plan", t)
+        self._check_group_refs(plan, have_groups)
+
+        lines = self._render(plan)
+        changed = bool(lines)
+        if changed and not self.check_mode:
+            self._apply(lines, plan)
+            t = self._tick("apply", t)
+        self.timings["total"] = round(time.monotonic() - t_start, 4)
+        return self._result(plan, changed, have_flows, have_groups)
+
+    # -- canonicalisation ---------------------------------------------------------------------
+    def _parse_flows(self, texts):
+        try:
+            flows = self.ofctl.parse_flows(texts)
+        except OfctlError as exc:
+            if exc.kind == "parse" and exc.line and 1 <= exc.line <= len(texts):
+                i = exc.line - 1
+                raise OpenFlowError("%s: %s (ovs-ofctl)" % (self._flow_where(i), exc.msg), index=i, ovs=exc.msg)
+            raise
+        for i, f in enumerate(flows):
+            bad = [x for x in f.flags if x not in KEPT_FLAGS]
+            if bad:
+                raise OpenFlowError("%s: flag(s) %s apply to one flow_mod, not to a flow's desired state; remove them "
+                                    "(kept flags: %s)" % (self._flow_where(i), ", ".join(bad), ", ".join(KEPT_FLAGS)))
+        return flows
+
+    def _canonical_groups(self, texts, have_groups):
+        canon = []
+        have_texts = dict((g.text, g) for g in have_groups.values())
+        todo = []
+        for i, text in enumerate(texts):
+            if text in have_texts:          # already in canonical form: no process needed
+                canon.append(have_texts[text])
+            else:
+                canon.append(None)
+                todo.append(i)
+
+        def parse(i):
+            try:
+                return self.ofctl.parse_group(texts[i])
+            except OfctlError as exc:
+                if exc.kind == "parse":
+                    raise OpenFlowError("%s: %s (ovs-ofctl)" % (self._group_where(i), exc.msg), index=i, ovs=exc.msg)
+                raise
+
+        if todo:
+            with ThreadPoolExecutor(max_workers=min(4, len(todo))) as pool:
+                for i, g in zip(todo, pool.map(parse, todo)):
+                    canon[i] = g
+        self.group_texts = texts
+        return canon
+
+    # -- planning -------------------------------------------------------------------------------
+    def _plan(self, want_flows, have_flows, want_groups, have_groups):
+        state = self.state
+        full_mask = self.mask == FULL_MASK
+        have = {}
+        foreign_in_region = {}
+        for f in have_flows:
+            have[f.key] = f
+            if not full_mask and f.cookie != self.cookie:
+                foreign_in_region.setdefault(f.cookie, f)
+        if foreign_in_region and state != "absent":
+            cookies = ", ".join("0x%x" % c for c in sorted(foreign_in_region)[:8])
+            raise OpenFlowError(
+                "cookie 0x%x/0x%x overlaps flows of other cookie(s) %s (e.g. %r): another task's flows fall under "
+                "this mask. A task installs flows with exactly its cookie; use a mask that covers only your own "
+                "cookie (the default full mask), or remove those flows with state=absent"
+                % (self.cookie, self.mask, cookies, _short(next(iter(foreign_in_region.values())).text())))
+
+        want = {}
+        want_index = {}
+        for i, f in enumerate(want_flows):
+            prev = want.get(f.key)
+            if prev is not None:
+                j = want_index[f.key]
+                if state != "absent" and prev.value != f.value:
+                    raise OpenFlowError(
+                        "%s and %s are the same flow (table %d, priority %d, match %r) with different actions or "
+                        "timeouts; OpenFlow keeps one flow per table, priority and match"
+                        % (self._flow_where(j), self._flow_where(i), f.table, f.priority, f.match or "any"))
+                continue
+            want[f.key] = f
+            want_index[f.key] = i
+
+        plan = {"flow_add": [], "flow_modify": [], "flow_readd": [], "flow_del": [], "flow_unchanged": 0,
+                "group_add": [], "group_modify": [], "group_del": [], "group_unchanged": 0,
+                "want_index": want_index}
+        if state in ("present", "replaced"):
+            for key, w in want.items():
+                h = have.get(key)
+                if h is None:
+                    plan["flow_add"].append(w)
+                elif h.value == w.value:
+                    plan["flow_unchanged"] += 1
+                elif (h.idle_timeout, h.hard_timeout, h.importance, h.flags) == \
+                        (w.idle_timeout, w.hard_timeout, w.importance, w.flags):
+                    plan["flow_modify"].append((h, w))     # actions only: counters survive
+                else:
+                    plan["flow_readd"].append((h, w))      # timeouts/flags/importance: re-add
+            if state == "replaced":
+                plan["flow_del"] = [h for key, h in have.items() if key not in want]
+        else:
+            if self.flow_items is not None:
+                plan["flow_del"] = [have[k] for k in want if k in have]
+                plan["flow_unchanged"] = len(have) - len(plan["flow_del"])
+            elif self.group_items is None:
+                plan["flow_del"] = list(have.values())
+
+        # Groups.
+        wanted_groups = {}
+        for i, g in enumerate(want_groups):
+            if self.range is not None and not self._in_range(g.group_id):
+                raise OpenFlowError("%s: group_id %d is outside group_id_range [%d, %d]"
+                                    % (self._group_where(i), g.group_id, self.range[0], self.range[1]))
+            if g.group_id in wanted_groups and wanted_groups[g.group_id][1].text != g.text and state != "absent":
+                raise OpenFlowError("%s and %s define group %d twice, differently"
+                                    % (self._group_where(wanted_groups[g.group_id][0]), self._group_where(i), g.group_id))
+            wanted_groups.setdefault(g.group_id, (i, g))
+        if state in ("present", "replaced"):
+            for gid, (i, g) in sorted(wanted_groups.items()):
+                h = have_groups.get(gid)
+                if h is None:
+                    plan["group_add"].append((i, g))
+                elif h.text != g.text:
+                    plan["group_modify"].append((i, g, h))
+                else:
+                    plan["group_unchanged"] += 1
+            if state == "replaced" and self.range is not None:
+                plan["group_del"] = [h for gid, h in sorted(have_groups.items())
+                                     if self._in_range(gid) and gid not in wanted_groups]
+        else:
+            if self.group_items is not None:
+                plan["group_del"] = [have_groups[gid] for gid in sorted(wanted_groups) if gid in have_groups]
+            elif self.flow_items is None and self.range is not None:
+                plan["group_del"] = [h for gid, h in sorted(have_groups.items()) if self._in_range(gid)]
+        plan["have"] = have
+        plan["want"] = want
+        return plan
+
+    def _check_foreign(self, plan, everything):
+        """Refuse to overwrite another owner's flow or delete a group another owner's flow uses."""
+        foreign = {}
+        foreign_refs = {}
+        for f in everything:
+            if owns(self.cookie, self.mask, f.cookie):
+                continue
+            foreign[f.key] = f
+            if "group:" in f.actions:
+                for gid in group_refs(f.actions):
+                    foreign_refs.setdefault(gid, f)
+        for w in plan["flow_add"]:
+            other = foreign.get(w.key)
+            if other is not None:
+                i = plan["want_index"][w.key]
+                raise OpenFlowError(
+                    "%s has the same table, priority and match as a flow of cookie 0x%x (%r); adding it would "
+                    "overwrite that flow, which this task does not own. Change the priority or match, or remove "
+                    "the other flow first" % (self._flow_where(i), other.cookie, _short(other.text())))
+        for g in plan["group_del"]:
+            other = foreign_refs.get(g.group_id)
+            if other is not None:
+                raise OpenFlowError(
+                    "group %d cannot be deleted: a flow of cookie 0x%x (%r) uses it, and OpenFlow deletes the flows "
+                    "of a deleted group" % (g.group_id, other.cookie, _short(other.text())))
+
+    def _check_group_refs(self, plan, have_groups):
+        """Every group a flow (or group) will use exists after the change; none in use is deleted."""
+        deleted = set(g.group_id for g in plan["group_del"])
+        after = (set(have_groups) - deleted) | set(g.group_id for _, g in plan["group_add"])
+        deleted_keys = set(f.key for f in plan["flow_del"])
+        written = {}
+        for w in plan["flow_add"]:
+            written[w.key] = (plan["want_index"][w.key], w)
+        for _, w in plan["flow_modify"] + plan["flow_readd"]:
+            written[w.key] = (plan["want_index"][w.key], w)
+        flows_after = list(written.values())
+        flows_after += [(None, f) for key, f in plan["have"].items() if key not in deleted_keys and key not in written]
+        for idx, f in flows_after:
+            if "group:" not in f.actions:
+                continue
+            for gid in group_refs(f.actions):
+                if gid in after:
+                    continue
+                where = self._flow_where(idx) if idx is not None else "flow %r of this cookie" % _short(f.text())
+                if gid in deleted:
+                    raise OpenFlowError("%s uses group %d, which this task would delete; keep the group or "
+                                        "change the flow in the same task" % (where, gid))
+                raise OpenFlowError("%s names group %d, which neither this task nor the switch defines; add it to "
+                                    "groups (the group and the flow then go in the same bundle)" % (where, gid))
+        for i, g, _ in plan["group_modify"]:
+            for gid in g.references():
+                if gid not in after:
+                    raise OpenFlowError("%s chains to group %d, which will not exist" % (self._group_where(i), gid))
+        for i, g in plan["group_add"]:
+            for gid in g.references():
+                if gid not in after:
+                    raise OpenFlowError("%s chains to group %d, which will not exist" % (self._group_where(i), gid))
+
+    # -- rendering -------------------------------------------------------------------------------
+    def _render(self, plan):
+        cookie = self.cookie
+        lines = []
+        # 1. groups that flows will use: chained groups after the groups they chain to.
+        adds = dict((g.group_id, (i, g)) for i, g in plan["group_add"])
+        done = set()
+
+        def emit(gid, stack=()):
+            if gid in done or gid not in adds:
+                return
+            if gid in stack:
+                raise OpenFlowError("groups chain to each other in a loop: %s" % " -> ".join(str(x) for x in stack + (gid,)))
+            for ref in sorted(adds[gid][1].references()):
+                emit(ref, stack + (gid,))
+            done.add(gid)
+            lines.append("group add %s" % self.group_texts[adds[gid][0]])
+
+        for gid in sorted(adds):
+            emit(gid)
+        for i, g, _ in plan["group_modify"]:
+            lines.append("group modify %s" % self.group_texts[i])
+        # 2. flows
+        for h in sorted(plan["flow_del"], key=_sort_key):
+            lines.append("flow delete_strict cookie=0x%x/-1,%s" % (h.cookie, h.match_spec()))
+        for h, w in plan["flow_modify"]:
+            lines.append("flow modify_strict cookie=0x%x/-1,%s,actions=%s" % (h.cookie, w.match_spec(), w.actions))
+        for h, w in plan["flow_readd"]:
+            lines.append("flow add cookie=0x%x,%s" % (cookie, self.flow_texts[plan["want_index"][w.key]]))
+        for w in plan["flow_add"]:
+            lines.append("flow add cookie=0x%x,%s" % (cookie, self.flow_texts[plan["want_index"][w.key]]))
+        # 3. groups nobody uses any more: chaining groups before the groups they chain to.
+        dels = dict((g.group_id, g) for g in plan["group_del"])
+        order = []
+        seen = set()
+
+        def visit(gid):
+            if gid in seen or gid not in dels:
+                return
+            seen.add(gid)
+            for ref in sorted(dels[gid].references()):
+                visit(ref)
+            order.append(gid)
+
+        for gid in sorted(dels):
+            visit(gid)
+        for gid in reversed(order):
+            lines.append("group delete group_id=%d" % gid)
+        return lines
+
+    def _apply(self, lines, plan):
+        has_groups = any(line.startswith("group ") for line in lines)
+        try:
+            if has_groups:
+                self.ofctl.bundle(lines)
+            else:
+                self.ofctl.bundle_flows([line[5:] for line in lines])
+        except OfctlError as exc:
+            raise self._explain_apply_error(exc, plan)
+
+    def _explain_apply_error(self, exc, plan):
+        if exc.kind != "rejected" or not exc.failed:
+            return exc
+        failed = exc.failed
+        body = failed.split(" ", 1)[1] if failed.split(" ", 1)[0].isupper() and " " in failed else failed
+        where = None
+        if body.startswith("group_id="):
+            m = re.match(r"group_id=(\d+)", body)
+            gid = int(m.group(1))
+            for i, g in enumerate(self.want_groups):
+                if g.group_id == gid:
+                    where = self._group_where(i)
+                    break
+            where = where or "group %d" % gid
+        else:
+            f = parse_flow_mod_text(failed)
+            i = plan["want_index"].get(f.key)
+            where = self._flow_where(i) if i is not None else "the flow %r" % _short(f.text())
+        msg = "the switch rejected %s: %s (Open vSwitch printed the message as: %s). Nothing was changed: the " \
+              "bundle is all or nothing." % (where, exc.code, failed)
+        return OpenFlowError(msg, code=exc.code, ovs=failed)
+
+    # -- result ----------------------------------------------------------------------------------
+    def _flow_line(self, f):
+        if self.mask != FULL_MASK and f.cookie is not None:
+            return "cookie=0x%x,%s" % (f.cookie, f.text())
+        return f.text()
+
+    def _result(self, plan, changed, have_flows, have_groups):
+        limit = self.report_limit
+        added, t1 = _limit((self._flow_line(w) for w in sorted(plan["flow_add"], key=_sort_key)), limit)
+        removed, t2 = _limit((self._flow_line(h) for h in sorted(plan["flow_del"], key=_sort_key)), limit)
+        modified, t3 = _limit(({"before": self._flow_line(h), "after": self._flow_line(w)}
+                               for h, w in sorted(plan["flow_modify"] + plan["flow_readd"], key=lambda p: _sort_key(p[0]))),
+                              limit)
+        g_added = [g.text for _, g in plan["group_add"]]
+        g_removed = [g.text for g in plan["group_del"]]
+        g_modified = [{"before": h.text, "after": g.text} for _, g, h in plan["group_modify"]]
+        n_mod = len(plan["flow_modify"]) + len(plan["flow_readd"])
+        counts = {
+            "flows_added": len(plan["flow_add"]),
+            "flows_removed": len(plan["flow_del"]),
+            "flows_modified": n_mod,
+            "flows_unchanged": plan["flow_unchanged"],
+            "flows_before": len(have_flows),
+            "flows_after": len(have_flows) + len(plan["flow_add"]) - len(plan["flow_del"]),
+            "groups_added": len(g_added),
+            "groups_removed": len(g_removed),
+            "groups_modified": len(g_modified),
+            "groups_unchanged": plan["group_unchanged"],
+        }
+        result = {
+            "changed": changed,
+            "cookie": "0x%016x" % self.cookie,
+            "cookie_mask": "0x%016x" % self.mask,
+            "counts": counts,
+            "added": added,
+            "removed": removed,
+            "modified": modified,
+            "groups_added": g_added,
+            "groups_removed": g_removed,
+            "groups_modified": g_modified,
+            "truncated": t1 or t2 or t3,
+            "timings": self.timings,
+        }
+        if self.want_diff:
+            result["diff"] = self._diff(plan, have_flows, have_groups)
+        return result
+
+    def _diff(self, plan, have_flows, have_groups):
+        deleted = set(f.key for f in plan["flow_del"])
+        new = dict((w.key, w) for w in plan["flow_add"])
+        for h, w in plan["flow_modify"] + plan["flow_readd"]:
+            new[w.key] = w
+        after_flows = [f for f in have_flows if f.key not in deleted and f.key not in new]
+        for w in new.values():
+            w.cookie = self.cookie
+            after_flows.append(w)
+        shown = set()
+        for _, g in plan["group_add"]:
+            shown.add(g.group_id)
+        for _, g, _h in plan["group_modify"]:
+            shown.add(g.group_id)
+        # Groups shown: the ones this task touches or owns, before and after.
+        owned = set(gid for gid in have_groups if self._in_range(gid))
+        owned |= shown | set(g.group_id for g in plan["group_del"])
+        owned |= set(g.group_id for g in self.want_groups)
+        before_groups = [have_groups[gid].text for gid in sorted(owned) if gid in have_groups]
+        after_map = dict((gid, have_groups[gid].text) for gid in owned if gid in have_groups)
+        for g in plan["group_del"]:
+            after_map.pop(g.group_id, None)
+        for _, g in plan["group_add"]:
+            after_map[g.group_id] = g.text
+        for _, g, _h in plan["group_modify"]:
+            after_map[g.group_id] = g.text
+        after_groups = [after_map[gid] for gid in sorted(after_map)]
+
+        def text(groups, flows):
+            lines = ["group %s" % g for g in groups] + [self._flow_line(f) for f in sorted(flows, key=_sort_key)]
+            return "".join(line + "\n" for line in lines)
+
+        target = "%s cookie=0x%x/0x%x" % (self.ofctl.target, self.cookie, self.mask)
+        return {
+            "before_header": "%s (before)" % target,
+            "after_header": "%s (after)" % target,
+            "before": text(before_groups, have_flows),
+            "after": text(after_groups, after_flows),
+        }
+
+
+def reconcile(ofctl, **kwargs):
+    """Convenience wrapper: Reconciler(ofctl, **kwargs).run()."""
+    return Reconciler(ofctl, **kwargs).run()
+
+
+# ---------------------------------------------------------------------------------------------
+# Read-only view (openflow_info)
+# ---------------------------------------------------------------------------------------------
+
+def gather(ofctl, cookie=None, cookie_mask=None, flows=True, groups=True, ports=True, table=None):
+    """Flows (with counters), groups (with stats) and ports of one switch."""
+    result = {}
+    t0 = time.monotonic()
+    c = m = None
+    if cookie is not None:
+        c = to_int(cookie, "cookie")
+        m = FULL_MASK if cookie_mask is None else to_int(cookie_mask, "cookie_mask")
+    calls = []
+    if flows:
+        calls.append(("flows", lambda: ofctl.dump_flows(c, m, table)))
+    if groups:
+        calls.append(("groups", ofctl.dump_groups))
+        calls.append(("group_stats", ofctl.dump_group_stats))
+    if ports:
+        calls.append(("ports", ofctl.dump_ports))
+    values = dict(zip([n for n, _ in calls], _parallel(*[f for _, f in calls]))) if calls else {}
+    if flows:
+        result["flows"] = [f.as_dict(stats=True) for f in sorted(values["flows"], key=_sort_key)]
+    if groups:
+        stats = values["group_stats"]
+        out = []
+        for g in sorted(values["groups"], key=lambda x: x.group_id):
+            g.stats = stats.get(g.group_id)
+            out.append(g.as_dict())
+        result["groups"] = out
+    if ports:
+        plist = values["ports"]
+        result["ports"] = [p.as_dict() for p in plist]
+        result["port_numbers"] = dict((p.name, p.number) for p in plist)
+        result["port_names"] = dict((p.number, p.name) for p in plist)
+    result["timings"] = {"total": round(time.monotonic() - t0, 4)}
+    return result
+
+
+__all__ = ["OpenFlowError", "Reconciler", "reconcile", "gather", "check_ownership", "flow_item_text",
+           "group_item_text", "PortNames", "needs_port_names", "FULL_MASK", "DEFAULT_PRIORITY", "FlowEntry"]

@@ -1,0 +1,337 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: openflow_flows
+short_description: Manage an OpenFlow switch's flows and groups under one cookie, atomically
+version_added: 0.1.0
+description:
+  - Treats the flows of one B(cookie) on one OpenFlow switch as a resource (want/have
+    difference, as ansible.netcommon's resource modules do). The task lists the flows (and
+    optionally groups) it wants; the module reads what the switch holds under the cookie,
+    computes the difference and applies it as B(one OpenFlow 1.4 bundle) - all of it or none of it.
+  - Flows are compared in the canonical form Open vSwitch itself prints, so a flow written two
+    ways (C(dl_type=0x0800,nw_proto=6,ip_src=10.0.0.1,tcp_dst=0x50) and C(tcp,nw_src=10.0.0.1,tp_dst=80),
+    port names or numbers) is the same flow and causes no change.
+  - B(Ownership.) Every flow the task installs carries exactly O(cookie). The task owns the flows
+    whose cookie matches O(cookie) under O(cookie_mask). Flows of other cookies are never
+    deleted, modified or overwritten; requests that would do so fail before anything is sent.
+    Groups carry no cookie in OpenFlow, so a task owns the groups it lists and, for
+    V(replaced)/V(absent), the group ids inside O(group_id_range).
+  - B(Drift report.) Run with C(--check --diff) to list flows that were added, removed or
+    altered by hand under the cookie; a normal run with O(state=replaced) repairs exactly those.
+  - See C(docs/openflow.md) in the collection for the cookie convention, a symmetric
+    flow-affine load-balancing recipe and the benchmark.
+author:
+  - flowstream.platform maintainers
+extends_documentation_fragment:
+  - flowstream.platform.attributes
+  - flowstream.platform.openflow
+attributes:
+  check_mode:
+    support: full
+    details: Reads the switch and computes the difference; sends nothing.
+  diff_mode:
+    support: full
+    details: C(before)/C(after) are the groups and flows of the cookie, one per line, sorted.
+  idempotent:
+    support: full
+options:
+  cookie:
+    description:
+      - The 64-bit cookie that marks the flows this task owns, as an integer or a string in decimal
+        or C(0x) hex. Every flow the task installs carries it.
+      - V(0) is refused (it is the cookie of every unmarked flow).
+      - 'Convention in flowstream.platform: the top 16 bits name the owner namespace (C(0xf5xx) for
+        the platform itself), the low 48 bits the owner, for example one service chain.'
+    type: raw
+    required: true
+  cookie_mask:
+    description:
+      - Which bits of O(cookie) define ownership. The default (all 64 bits) owns exactly O(cookie).
+      - A narrower mask claims a whole cookie range, for example C(0xffff000000000000) for every
+        flow of a namespace. With O(state=absent) and no O(flows), that removes the whole range.
+        With V(present) or V(replaced) the module fails if the range holds flows of another cookie
+        (another task's flows overlap the mask).
+      - The mask must cover at least one set bit of O(cookie), and O(cookie) must have no bits
+        outside it.
+    type: raw
+  state:
+    description:
+      - V(present) adds the listed flows/groups that are missing and corrects listed ones that differ.
+        Other flows of the cookie stay.
+      - V(replaced) makes the cookie hold exactly the listed flows; flows of the cookie that are not
+        listed are deleted. Groups in O(group_id_range) that are not listed are deleted too
+        (O(group_id_range) is required when O(groups) is given).
+      - V(absent) deletes the listed flows (matched by table, priority and match; actions may be
+        left out) and the listed groups. With neither O(flows) nor O(groups) given, it deletes every
+        flow of the cookie and every group in O(group_id_range).
+    type: str
+    choices: [present, replaced, absent]
+    default: present
+  flows:
+    description:
+      - The flows. Each item is either a string in C(ovs-ofctl) flow syntax (see C(man ovs-ofctl),
+        "Flow Syntax"), for example C(table=0,priority=100,tcp,nw_dst=198.18.0.10,tp_dst=80,actions=output:2),
+        or a dict with the keys below.
+      - Do not set C(cookie) in a flow; O(cookie) marks every flow.
+      - C(table) defaults to 0 and C(priority) to 32768, as in C(ovs-ofctl).
+      - Ports may be given by name (C(in_port=web-left), C(output:web-right)); the module resolves
+        names through the switch's port list. Tables must be given by number.
+      - 'A dict item: C(table) (int), C(priority) (int), C(match) (string in ovs-ofctl syntax, or a
+        dict of field: value, where a null value writes the bare keyword such as C(ip)), C(actions)
+        (string or list of actions), C(idle_timeout), C(hard_timeout), C(importance) (ints), C(flags)
+        (list of C(send_flow_rem), C(no_packet_counts), C(no_byte_counts)).'
+      - Two items with the same table, priority and match but different actions are an error
+        (OpenFlow keeps one flow per table, priority and match).
+    type: list
+    elements: raw
+  groups:
+    description:
+      - Groups, added before the flows that use them and deleted after the flows that used them,
+        in the same bundle, so no flow ever points at a missing group.
+      - Each item is a string in C(ovs-ofctl) group syntax, for example
+        C(group_id=10,type=fast_failover,bucket=watch_port:2,actions=output:2,bucket=watch_port:3,actions=output:3),
+        or a dict with C(group_id), C(type) (V(all), V(select), V(indirect), V(fast_failover)),
+        C(selection_method) (for example V(hash); needs O(openflow_version=OpenFlow15)),
+        C(selection_method_param), C(fields) (list, for C(selection_method=hash)) and C(buckets), a
+        list of strings or dicts with C(actions), C(weight), C(watch_port), C(watch_group), C(bucket_id).
+      - With O(state=absent) an item may be just the group id.
+      - A flow that names a group neither listed here nor present on the switch is an error.
+    type: list
+    elements: raw
+  group_id_range:
+    description:
+      - The group ids this task owns, as C([first, last]). Listed groups must lie inside it.
+      - With O(state=replaced), groups inside the range that are not listed are deleted; with
+        O(state=absent) and nothing listed, every group inside the range is deleted.
+      - Groups another owner's flow uses are never deleted (OpenFlow would delete that flow too).
+    type: list
+    elements: int
+  report_limit:
+    description:
+      - At most this many flows are listed in each of RV(added), RV(removed) and RV(modified)
+        (RV(counts) are always complete; RV(truncated) says whether a list was cut). A negative
+        number lists every flow. Large tables (tens of thousands of flows) return faster with a
+        small limit.
+    type: int
+    default: 1000
+notes:
+  - 'All-or-nothing: the difference is sent as one C(ovs-ofctl bundle) (OpenFlow 1.4 bundle,
+    atomic and ordered). If the switch rejects any flow or group (an unknown action, a missing
+    group, a table miss), nothing changes and the task fails with the switch''s own error name
+    and the flow it rejected.'
+  - 'Changed flows: when only the actions differ the flow is modified in place (C(modify_strict),
+    counters kept); when timeouts, importance or flags differ it is re-added.'
+  - The module reads the whole flow table (not only the cookie's flows) when it adds flows or
+    deletes groups, to prove that no other owner's flow is overwritten or loses its group.
+  - Between that read and the bundle another controller could still add a conflicting flow;
+    OpenFlow has no conditional add on an exact match. Give each owner its own cookie and its own
+    priorities or matches.
+seealso:
+  - module: flowstream.platform.openflow_info
+  - name: ovs-ofctl(8), Flow Syntax and Group Syntax
+    description: The syntax of flows and groups.
+    link: https://www.openvswitch.org/support/dist-docs/ovs-ofctl.8.txt
+"""
+
+EXAMPLES = r"""
+- name: Steer web traffic through a firewall instance (flows of cookie 0xf500000000000001)
+  flowstream.platform.openflow_flows:
+    switch: br0
+    cookie: "0xf500000000000001"
+    state: replaced
+    flows:
+      - table=0,priority=200,in_port=uplink,tcp,tp_dst=80,actions=output:fw1-left
+      - table=0,priority=200,in_port=fw1-right,actions=output:web
+      - table: 0
+        priority: 100
+        match: {ip: null, nw_dst: 198.18.0.10}
+        actions: [output:web]
+
+- name: Drift report - what changed by hand under the cookie? (run with --check --diff)
+  flowstream.platform.openflow_flows:
+    switch: br0
+    cookie: "0xf500000000000001"
+    state: replaced
+    flows: "{{ chain_web_flows }}"
+  check_mode: true
+  diff: true
+  register: drift
+
+- name: Fast failover to a spare, group and flow in one bundle (over TCP to a remote switch)
+  flowstream.platform.openflow_flows:
+    switch: tcp:192.0.2.10:6653
+    openflow_version: OpenFlow15
+    cookie: "0xf500000000000002"
+    state: replaced
+    group_id_range: [200, 299]
+    groups:
+      - group_id=200,type=fast_failover,bucket=watch_port:3,actions=output:3,bucket=watch_port:4,actions=output:4
+    flows:
+      - priority=100,ip,nw_dst=198.18.1.0/24,actions=group:200
+  delegate_to: localhost
+
+- name: Select group hashing on the 5-tuple (needs OpenFlow 1.5 for selection_method/fields)
+  flowstream.platform.openflow_flows:
+    switch: ssl:127.0.0.1:6654
+    private_key: /etc/flowstream/pki/ctl-privkey.pem
+    certificate: /etc/flowstream/pki/ctl-cert.pem
+    ca_cert: /etc/flowstream/pki/switchca/cacert.pem
+    openflow_version: OpenFlow15
+    cookie: "0xf500000000000003"
+    group_id_range: [300, 399]
+    groups:
+      - group_id: 300
+        type: select
+        selection_method: hash
+        fields: [ip_src, ip_dst, tcp_src, tcp_dst]
+        buckets:
+          - {actions: "output:5"}
+          - {actions: "output:6"}
+    flows:
+      - priority=100,tcp,actions=group:300
+
+- name: Remove everything chain 1 installed (all flows of the cookie, its groups)
+  flowstream.platform.openflow_flows:
+    switch: br0
+    cookie: "0xf500000000000001"
+    group_id_range: [100, 199]
+    state: absent
+
+- name: Remove every flow of the whole 0xf5 namespace (a cookie range)
+  flowstream.platform.openflow_flows:
+    switch: br0
+    cookie: "0xf500000000000000"
+    cookie_mask: "0xff00000000000000"
+    state: absent
+"""
+
+RETURN = r"""
+cookie:
+  description: The cookie of the task, 16 hex digits.
+  returned: success
+  type: str
+  sample: "0xf500000000000001"
+cookie_mask:
+  description: The ownership mask of the task.
+  returned: success
+  type: str
+  sample: "0xffffffffffffffff"
+counts:
+  description: How many flows and groups were (or, in check mode, would be) added, removed, modified or left alone.
+  returned: success
+  type: dict
+  contains:
+    flows_added: {description: Flows added., type: int, returned: success}
+    flows_removed: {description: Flows deleted., type: int, returned: success}
+    flows_modified: {description: Flows whose actions, timeouts or flags changed., type: int, returned: success}
+    flows_unchanged: {description: Listed flows already as wanted., type: int, returned: success}
+    flows_before: {description: Flows of the cookie before the run., type: int, returned: success}
+    flows_after: {description: Flows of the cookie after the run., type: int, returned: success}
+    groups_added: {description: Groups added., type: int, returned: success}
+    groups_removed: {description: Groups deleted., type: int, returned: success}
+    groups_modified: {description: Groups changed., type: int, returned: success}
+    groups_unchanged: {description: Listed groups already as wanted., type: int, returned: success}
+  sample: {flows_added: 2, flows_removed: 1, flows_modified: 0, flows_unchanged: 40, flows_before: 41,
+           flows_after: 42, groups_added: 0, groups_removed: 0, groups_modified: 0, groups_unchanged: 1}
+added:
+  description: Flows added, canonical C(ovs-ofctl) text, sorted (at most O(report_limit)).
+  returned: success
+  type: list
+  elements: str
+  sample: ["table=0,priority=200,tcp,in_port=1,tp_dst=80,actions=output:2"]
+removed:
+  description: Flows deleted, canonical text, sorted (at most O(report_limit)).
+  returned: success
+  type: list
+  elements: str
+modified:
+  description: Flows changed in place, as C(before)/C(after) canonical text (at most O(report_limit)).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{before: "table=0,priority=200,in_port=3,actions=output:2", after: "table=0,priority=200,in_port=3,actions=output:4"}]
+groups_added:
+  description: Groups added, canonical text.
+  returned: success
+  type: list
+  elements: str
+groups_removed:
+  description: Groups deleted, canonical text.
+  returned: success
+  type: list
+  elements: str
+groups_modified:
+  description: Groups changed, as C(before)/C(after) canonical text.
+  returned: success
+  type: list
+  elements: dict
+truncated:
+  description: Whether RV(added), RV(removed) or RV(modified) were cut to O(report_limit) entries.
+  returned: success
+  type: bool
+timings:
+  description:
+    - Seconds spent per phase. C(validate) (checking the arguments), C(read) (C(ovs-ofctl) reads of
+      the switch, overlapping with canonicalisation), C(canonicalise) (groups), C(plan) (the
+      difference and the ownership checks), C(apply) (the bundle; absent in check mode or when
+      nothing changed) and C(total).
+  returned: success
+  type: dict
+  sample: {validate: 0.02, read: 0.31, canonicalise: 0.0, plan: 0.05, apply: 0.48, total: 0.86}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import (
+    OfctlError,
+    connection_argument_spec,
+    ofctl_from_params,
+)
+from ansible_collections.flowstream.platform.plugins.module_utils._openflow import (
+    OpenFlowError,
+    Reconciler,
+)
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        cookie=dict(type="raw", required=True),
+        cookie_mask=dict(type="raw"),
+        state=dict(type="str", default="present", choices=["present", "replaced", "absent"]),
+        flows=dict(type="list", elements="raw"),
+        groups=dict(type="list", elements="raw"),
+        group_id_range=dict(type="list", elements="int"),
+        report_limit=dict(type="int", default=1000),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    try:
+        ofctl = ofctl_from_params(p, lambda name: module.get_bin_path(name, opt_dirs=["/usr/bin", "/usr/local/bin", "/usr/sbin"]))
+        result = Reconciler(
+            ofctl,
+            cookie=p["cookie"],
+            cookie_mask=p["cookie_mask"],
+            state=p["state"],
+            flows=p["flows"],
+            groups=p["groups"],
+            group_id_range=p["group_id_range"],
+            report_limit=p["report_limit"],
+            diff=module._diff,
+            check_mode=module.check_mode,
+        ).run()
+    except (ValueError, OpenFlowError) as exc:
+        module.fail_json(msg=str(exc))
+    except OfctlError as exc:
+        module.fail_json(msg=exc.msg, rc=exc.rc, stderr=exc.stderr, cmd=" ".join(exc.argv), error_kind=exc.kind)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
