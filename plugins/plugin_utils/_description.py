@@ -418,7 +418,7 @@ class _Entity:
             elif explain and key in explain:
                 self.error(field, explain[key])
             else:
-                self.error(field, f"unknown key '{field}'{_suggest_key(key, allowed, prefix)}")
+                self.error(field, f"unknown key {_show(field)}{_suggest_key(key, allowed, prefix)}")
 
     def mapping(self, field: str, value: t.Any, allow_none: bool = True) -> Mapping | None:
         """``value`` as a mapping; ``None`` (an empty YAML key) counts as empty when allowed."""
@@ -445,7 +445,7 @@ def _secret_message(field: str, entity: _Entity) -> str:
 def _label(kind: str, index: int, item: t.Any) -> str:
     name = item.get('name') if isinstance(item, Mapping) else None
     if isinstance(name, str) and name:
-        return f"{kind}[{index}] '{name}'"
+        return f"{kind}[{index}] {_show(name)}"
     return f'{kind}[{index}]'
 
 
@@ -508,7 +508,12 @@ def _check_number(entity: _Entity, field: str, value: t.Any, unit: str) -> int |
         entity.error(field, f'{field} must be a number of {unit} greater than 0, '
                             f'got {_show(value)}')
         return INVALID
-    return value
+    return _plain_number(value)
+
+
+def _plain_number(value: int | float) -> int | float:
+    """A plain int or float (loaders may hand over subclasses that carry tags)."""
+    return int(value) if isinstance(value, int) else float(value)
 
 
 def _check_hostname(value: str) -> bool:
@@ -539,11 +544,11 @@ def _check_ip(entity: _Entity, field: str, value: t.Any) -> t.Any:
         return INVALID
     if '/' in value:
         entity.error(field, f"{field} must be a plain IP address without a prefix length, "
-                            f"got '{value}'")
+                            f"got {_show(value)}")
         return INVALID
     address = _parse_ip(value)
     if address is None:
-        entity.error(field, f"{field} must be an IP address, got '{value}'")
+        entity.error(field, f"{field} must be an IP address, got {_show(value)}")
         return INVALID
     return address
 
@@ -580,6 +585,10 @@ def _check_bridge(entity: _Entity, field: str, value: t.Any, ifname: bool) -> st
     return str(value)
 
 
+class _PartialNames(list):
+    """The names of the valid switches when some switch failed validation."""
+
+
 def _check_switch_ref(entity: _Entity, field: str, value: t.Any,
                       switch_names: t.Sequence[str]) -> str:
     """The switch an entity is plugged into; may be omitted when there is only one."""
@@ -595,8 +604,10 @@ def _check_switch_ref(entity: _Entity, field: str, value: t.Any,
         entity.error(field, f'{field} must be the name of a switch, got {_show(value)}')
         return INVALID
     if value not in switch_names:
+        if isinstance(switch_names, _PartialNames):
+            return INVALID  # a switch is itself invalid: its errors say what to fix first
         hint = _suggest(value, switch_names)
-        entity.error(field, f"{field} '{value}' is not a switch of this platform"
+        entity.error(field, f"{field} {_show(value)} is not a switch of this platform"
                             f"{hint or ''} (known: {_known(switch_names) or 'none'})")
         return INVALID
     return str(value)
@@ -630,7 +641,7 @@ def _check_platform(report: _Report, value: t.Any) -> tuple[str, t.Any]:
             candidate = netaddr.IPNetwork(raw)
         except (netaddr.AddrFormatError, ValueError, TypeError):
             entity.error('management_network', f'management_network must be a network in CIDR '
-                                               f"notation such as 10.20.0.0/24, got '{raw}'")
+                                               f"notation such as 10.20.0.0/24, got {_show(raw)}")
         else:
             if candidate.ip != candidate.network:
                 entity.error('management_network',
@@ -654,12 +665,12 @@ def _check_openflow_target(entity: _Entity, value: t.Any) -> tuple[str, str]:
     scheme, rest = value.split(':', 1)
     if scheme == 'unix':
         if not rest.startswith('/'):
-            entity.error(field, f"{field} '{value}' must name an absolute socket path "
+            entity.error(field, f"{field} {_show(value)} must name an absolute socket path "
                                 f'(unix:/var/run/openvswitch/BRIDGE.mgmt)')
             return INVALID, INVALID
         return str(value), scheme
     if scheme not in ('tcp', 'ssl'):
-        entity.error(field, f"{field} '{value}' must be {forms} (the controller connects to the "
+        entity.error(field, f"{field} {_show(value)} must be {forms} (the controller connects to the "
                             f"switch; passive ptcp:/pssl: targets are not supported)")
         return INVALID, INVALID
     match = re.match(r'^\[([^\]]+)\]:([^:]*)$', rest)
@@ -670,19 +681,19 @@ def _check_openflow_target(entity: _Entity, value: t.Any) -> tuple[str, str]:
         host, port = rest.split(':')
         host_ok = bool(host) and _check_hostname(host)
     elif rest.count(':') > 1:
-        entity.error(field, f"{field} '{value}': write an IPv6 address in brackets, e.g. "
+        entity.error(field, f"{field} {_show(value)}: write an IPv6 address in brackets, e.g. "
                             f'{scheme}:[2001:db8::1]:6653')
         return INVALID, INVALID
     else:
-        entity.error(field, f"{field} '{value}' must be {scheme}:HOST:PORT, with the port "
+        entity.error(field, f"{field} {_show(value)} must be {scheme}:HOST:PORT, with the port "
                             f'(OpenFlow uses 6653)')
         return INVALID, INVALID
     if not host_ok:
-        entity.error(field, f"{field} '{value}': '{host}' is not an IP address or a DNS name")
+        entity.error(field, f"{field} {_show(value)}: {_show(host)} is not an IP address or a DNS name")
         return INVALID, INVALID
     if not (port.isdigit() and port.isascii() and 1 <= int(port) <= 65535):
-        entity.error(field, f"{field} '{value}': the port must be a number from 1 to 65535, "
-                            f"got '{port}'")
+        entity.error(field, f"{field} {_show(value)}: the port must be a number from 1 to 65535, "
+                            f"got {_show(port)}")
         return INVALID, INVALID
     return str(value), scheme
 
@@ -876,7 +887,7 @@ def _check_power(entity: _Entity, value: t.Any) -> dict[str, t.Any]:
         # Still refuse secrets and judge the keys every driver shares.
         entity.check_keys(mapping, _SUBKEYS['power'], prefix='power.')
         return INVALID
-    if driver not in POWER_DRIVERS:
+    if not isinstance(driver, str) or driver not in POWER_DRIVERS:
         hint = _suggest(str(driver), POWER_DRIVERS) if isinstance(driver, str) else ''
         entity.error('power.driver', f'power.driver must be one of {_known(POWER_DRIVERS)}, '
                                      f'got {_show(driver)}{hint}')
@@ -911,7 +922,7 @@ def _check_power(entity: _Entity, value: t.Any) -> dict[str, t.Any]:
             checked = _check_str(entity, field, raw)
         elif key == 'port':
             if _is_number(raw) and isinstance(raw, int) and 1 <= raw <= 65535:
-                checked = raw
+                checked = int(raw)
             else:
                 entity.error(field, f'{field} must be a UDP port number from 1 to 65535, '
                                     f'got {_show(raw)}')
@@ -925,7 +936,7 @@ def _check_power(entity: _Entity, value: t.Any) -> dict[str, t.Any]:
                 checked = INVALID
         elif key == 'validate_certs':
             if isinstance(raw, bool):
-                checked = raw
+                checked = bool(raw)
             else:
                 entity.error(field, f'{field} must be true or false, got {_show(raw)}')
                 checked = INVALID
@@ -986,7 +997,8 @@ def _check_module_host(report: _Report, kind: str, index: int, item: t.Any, defa
         return None
     _Entity(report, label).check_keys(item, MODULE_HOST_KEYS)
     merged, inherited = _merge_defaults(defaults, item)
-    name = item.get('name') if isinstance(item.get('name'), str) else None
+    name = item.get('name')
+    name = name if isinstance(name, str) and _NAME_RE.match(name) else None
     entity = _Entity(report, label, 'module_host_defaults', inherited, name=name)
 
     result: dict[str, t.Any] = {'name': _check_name(entity, 'name', merged.get('name'))}
@@ -1149,6 +1161,8 @@ def parse_description(data: t.Any, *, source: str | None = None, plugin: str | N
     switches = [s for s in (_check_switch(report, i, item) for i, item in enumerate(raw_switches))
                 if s is not None]
     switch_names = [s['name'] for s in switches if s['name'] is not INVALID]
+    if not raw_switches or len(switch_names) != len(raw_switches):
+        switch_names = _PartialNames(switch_names)
 
     defaults = _check_defaults(report, data.get('module_host_defaults'))
     hosts = []
