@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import adhoc, playbook  # noqa: E402
+from ansible_runner import TOP, adhoc, playbook  # noqa: E402
 
 PREFIX = "fsl-"
 STATE_DIR = "/var/lib/flowstream-lab"
@@ -67,6 +68,28 @@ def lab():
     assert lab_objects() == []
     yield
     playbook("playbooks/lab-down.yml")
+
+
+@pytest.mark.parametrize("old, new, words", [
+    ("trunk: fsl-mh2-tr}", "trunc: fsl-mh2-tr}", ["module_hosts[1]", "mh2", "trunc"]),
+    ("management_address: 198.18.0.13,", "management_address: 198.18.9.13,", ["mh3", "management_address"]),
+    ("capacity: {cpu: 1, memory: 1024}", "capacity: {cpu: 1, memory: 1G}", ["capacity.memory"]),
+])
+def test_bad_description_builds_nothing(lab, tmp_path, old, new, words):
+    """A bad platform description stops lab-up before any object exists."""
+    inv = tmp_path / "lab"
+    shutil.copytree(os.path.join(TOP, "inventory", "lab"), inv)
+    desc = inv / "platform.flowstream.yml"
+    text = desc.read_text()
+    assert old in text
+    desc.write_text(text.replace(old, new))
+    run = playbook("playbooks/lab-up.yml", inventory=str(inv))
+    assert run.rc != 0
+    message = run.stderr + run.raw
+    assert "platform.flowstream.yml" in message, run.explain()
+    for word in words:
+        assert word in message, run.explain()
+    assert lab_objects() == []
 
 
 def test_lab_lifecycle(lab):
