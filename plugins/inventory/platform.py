@@ -10,7 +10,7 @@ name: platform
 short_description: One Flowstream platform (switches, module hosts, spares, black boxes) as inventory
 version_added: 0.1.0
 author:
-  - flowstream.platform maintainers
+  - Flowstream Platform Maintainers (@flowstream)
 description:
   - Reads a Flowstream platform description, a YAML file whose name ends in C(.flowstream.yml)
     or C(.flowstream.yaml), and turns it into inventory.

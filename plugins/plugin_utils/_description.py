@@ -1142,8 +1142,8 @@ def parse_description(data: t.Any, *, source: str | None = None, plugin: str | N
         raise DescriptionError([f'a platform description must be a mapping, got {_show(data)}'],
                                source)
 
-    allowed = ('plugin',) + DESCRIPTION_KEYS + tuple(k for k in option_keys
-                                                      if k not in DESCRIPTION_KEYS)
+    extra_keys = tuple(k for k in option_keys if k not in DESCRIPTION_KEYS and k != 'plugin')
+    allowed = ('plugin',) + DESCRIPTION_KEYS + extra_keys
     _Entity(report, None).check_keys(data, allowed)
     if plugin is not None and data.get('plugin') != plugin:
         if data.get('plugin') is None:

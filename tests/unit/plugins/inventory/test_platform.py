@@ -815,6 +815,8 @@ def test_description_error_lists_every_line():
 
 
 def _assert_plain(value, where='description'):
+    # Exact types on purpose: a tagged str/int subclass from the loader must not pass.
+    # pylint: disable=unidiomatic-typecheck
     if isinstance(value, dict):
         assert type(value) is dict, where
         for key, item in value.items():
