@@ -294,7 +294,7 @@ keyed_groups:
   - key: flowstream_switch
     prefix: flowstream_switch
 compose:
-  # black boxes have no cpu: with strict=false (the default) they simply do not get the var
+  # switches and black boxes have no cpu: with strict=false (the default) they are skipped
   flowstream_cores: flowstream_capacity.cpu
 groups:
   flowstream_vm_hosts: "'vm' in (flowstream_kinds | default([]))"
@@ -309,7 +309,8 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 try:
-    # ansible-core <= 2.22. From 2.19 on, wrap_var removes template trust instead of wrapping.
+    # ansible-core provides no make_unsafe; wrap_var is the same thing (deprecated from 2.23).
+    # Before 2.19 it wraps strings as AnsibleUnsafe; from 2.19 on it removes template trust.
     from ansible.utils.unsafe_proxy import wrap_var as make_unsafe
 except ImportError:  # pragma: no cover - later ansible-core
     def make_unsafe(value):

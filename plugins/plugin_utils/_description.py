@@ -153,11 +153,6 @@ class Switch:
     ssl: SslFiles | None = None
     management_address: str | None = None
 
-    @property
-    def ports(self) -> dict[Port, str]:
-        """The switch's uplink ports, port -> uplink name."""
-        return {port: name for name, port in self.uplinks.items()}
-
     def as_dict(self) -> dict[str, t.Any]:
         result: dict[str, t.Any] = {
             'name': self.name,
