@@ -62,7 +62,7 @@ _PORT_CTX_RE = re.compile(
     r'|(?<![\w])output\(port=|(?<![\w])(?:resubmit|enqueue)\()'
     r'(?P<val>' + _Q + r'|[^,\s():\[\]"=]+)(?P<post>\[?)')
 _MEMBERS_RE = re.compile(r"(?<![\w])members:(?P<list>[^)]*)")
-_BARE_RE = re.compile(r'(?:(?<=actions=)|(?<=bucket=)|(?<=[,(]))(?P<val>' + _Q + r'|[A-Za-z_][^,\s():=\[\]"]*)(?=[,)]|$)')
+_BARE_RE = re.compile(r'(?:^|(?<=actions=)|(?<=bucket=)|(?<=[,(]))(?P<val>' + _Q + r'|[A-Za-z_][^,\s():=\[\]"]*)(?=[,)]|$)')
 _GROUP_REF_RE = re.compile(r"(?:^|[,(])group:(\d+)")
 _COOKIE_IN_HEAD_RE = re.compile(r"(?:^|[,\s])cookie\s*=")
 _NUMBER_RE = re.compile(r"^(?:\d+|0x[0-9a-fA-F]+)$")
