@@ -11,7 +11,7 @@ PYTEST := $(BIN)/pytest -p no:cacheprovider
 
 help:
 	@echo "make demo   - set up, bring up the one-machine lab and show the platform"
-	@echo "make test   - set up, then unit tests, changelog lint, ansible-test sanity, integration tests"
+	@echo "make test   - set up, then unit tests, changelog lint, ansible-lint, ansible-test sanity, integration tests"
 	@echo "make lab-up / make lab-down / make bench / make setup"
 
 setup:
@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/ansible-playbook playbooks/lab-up.yml
 
 test: setup
-	$(MAKE) --no-print-directory unit changelog-lint sanity integration
+	$(MAKE) --no-print-directory unit changelog-lint lint sanity integration
 
 unit:
 	$(PYTEST) -q tests/unit
@@ -37,7 +37,7 @@ integration:
 	$(PYTEST) -v -s tests/integration
 
 lint:
-	$(BIN)/ansible-lint roles playbooks
+	$(BIN)/ansible-lint --offline roles playbooks
 
 lab-up: setup
 	$(BIN)/ansible-playbook playbooks/lab-up.yml
