@@ -505,6 +505,16 @@ class Reconciler:
             if exc.kind == "parse" and exc.line and 1 <= exc.line <= len(texts):
                 i = exc.line - 1
                 raise OpenFlowError("%s: %s (ovs-ofctl)" % (self._flow_where(i), exc.msg), index=i, ovs=exc.msg)
+            if exc.kind in ("parse", "other") and exc.line is None:
+                # Some errors ("no usable protocol": a flow OpenFlow 1.4 cannot express) come
+                # without a line number; find the first offending flow by bisection.
+                i = self._first_bad_flow(texts)
+                if i is not None:
+                    hint = ""
+                    if "no usable protocol" in exc.msg:
+                        hint = (" - %s cannot express this flow; an action may lack its prerequisite in the match "
+                                "(dec_ttl and mod_nw_* need ip, mod_tp_* needs tcp/udp)" % self.ofctl.version)
+                    raise OpenFlowError("%s: %s (ovs-ofctl)%s" % (self._flow_where(i), exc.msg, hint), index=i, ovs=exc.msg)
             raise
         for i, f in enumerate(flows):
             bad = [x for x in f.flags if x not in KEPT_FLAGS]
@@ -512,6 +522,22 @@ class Reconciler:
                 raise OpenFlowError("%s: flag(s) %s apply to one flow_mod, not to a flow's desired state; remove them "
                                     "(kept flags: %s)" % (self._flow_where(i), ", ".join(bad), ", ".join(KEPT_FLAGS)))
         return flows
+
+    def _first_bad_flow(self, texts):
+        lo, hi = 0, len(texts)          # invariant: texts[lo:hi] fails to parse
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            try:
+                self.ofctl.parse_flows(texts[lo:mid])
+            except OfctlError:
+                hi = mid
+            else:
+                lo = mid
+        try:
+            self.ofctl.parse_flows(texts[lo:hi])
+        except OfctlError:
+            return lo
+        return None
 
     def _canonical_groups(self, texts, have_groups):
         canon = []

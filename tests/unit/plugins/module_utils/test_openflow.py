@@ -549,3 +549,18 @@ def test_replaced_converges_and_spares_other_cookies(before, others, want):
     assert sw.texts(COOKIE) == sorted(fake_parse(t).text() for t in want)
     assert sw.texts(OTHER) == other_before
     assert run(sw, state="replaced", flows=want)["changed"] is False
+
+
+def test_parse_error_without_line_number_is_bisected_to_the_flow():
+    sw = FakeSwitch()
+
+    def parse(lines):
+        if any("dec_ttl" in line for line in lines):
+            raise OfctlError("no usable protocol", kind="parse")
+        return [fake_parse(line) for line in lines]
+
+    sw.parse_flows = parse
+    flows = ["priority=%d,ip,actions=drop" % p for p in range(1, 40)]
+    flows[23] = "priority=99,actions=dec_ttl"
+    with pytest.raises(of.OpenFlowError, match=r"^flows\[23\] \('priority=99,actions=dec_ttl'\): no usable protocol"):
+        run(sw, flows=flows)
