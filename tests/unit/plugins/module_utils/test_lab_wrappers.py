@@ -81,7 +81,7 @@ def test_stable_mac_is_stable_local_unicast_and_distinct():
     mac = stable_mac("fsl-mh1-m")
     assert mac == stable_mac("fsl-mh1-m")
     assert mac != stable_mac("fsl-mh2-m")
-    first = int(mac.split(":")[0], 16)
+    first = int(mac.split(":", maxsplit=1)[0], 16)
     assert first & 0x02 and not first & 0x01  # locally administered, unicast
 
 
