@@ -86,6 +86,26 @@ def mountpoints():
     return points
 
 
+def mounted_anywhere():
+    """Mount points of every mount namespace on the machine (read via each process)."""
+    points = set()
+    seen = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        ino = ns_inode("/proc/%s/ns/mnt" % entry)
+        if ino is None or ino in seen:
+            continue
+        seen.add(ino)
+        try:
+            with open("/proc/%s/mountinfo" % entry, encoding="utf-8") as handle:
+                for line in handle:
+                    points.add(line.split()[4].encode().decode("unicode_escape"))
+        except OSError:
+            continue
+    return points
+
+
 def read_pid(path):
     try:
         with open(path, encoding="utf-8") as handle:
@@ -907,8 +927,12 @@ class LabNetwork:
         created = os.path.join(self.state_dir, CREATED_PATHS_FILE)
         if os.path.exists(created):
             with open(created, encoding="utf-8") as handle:
+                in_use = mounted_anywhere()
                 for path in reversed(handle.read().split()):
-                    if os.path.isdir(path) and not os.listdir(path):
+                    if path in in_use:
+                        # rmdir would detach it from another mount namespace (another lab)
+                        self.actions.append("kept mount point %s: still mounted elsewhere" % path)
+                    elif os.path.isdir(path) and not os.listdir(path):
                         self.act("removed mount point %s" % path, os.rmdir, path)
         if os.path.isdir(self.state_dir):
             self.act("removed state directory %s" % self.state_dir, shutil.rmtree, self.state_dir)
