@@ -30,6 +30,7 @@ import signal
 import time
 import uuid
 
+from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import (
     CommandError, run as _run, run_daemon as _run_daemon)
 from ansible_collections.flowstream.platform.plugins.module_utils._iproute import (
@@ -213,12 +214,12 @@ def ensure_private_mount(path):
 # ------------------------------------------------------------------------------------------
 # the host
 # ------------------------------------------------------------------------------------------
-class LabHost:
+class LabHost(ActionLog):
     """One lab host (a module host, a spare, or a traffic endpoint) in the lab."""
 
     def __init__(self, params, check_mode=False, run=_run, run_daemon=_run_daemon):
+        super().__init__(check_mode)
         self.p = params
-        self.check_mode = check_mode
         self._run = run
         self._run_daemon = run_daemon
         self.name = params["name"]
@@ -236,7 +237,6 @@ class LabHost:
         self.ns_ip = IPRoute(netns=self.netns, run=run)
         self.switch_db = OVSDB(run=run)
         self.host_db = OVSDB(wrap=self.enter_argv(), run=run)
-        self.actions = []
 
     # -- plumbing -----------------------------------------------------------------------
     def enter_argv(self):
@@ -246,13 +246,6 @@ class LabHost:
             argv = ["nsenter", "--mount=%s" % self.mnt_file, "--uts=%s" % self.uts_file,
                     "--net=%s" % netns_path(self.netns)]
         return argv
-
-    def act(self, what, func=None, *args, **kwargs):
-        """Record an action; perform it unless in check mode."""
-        self.actions.append(what)
-        if func is not None and not self.check_mode:
-            return func(*args, **kwargs)
-        return None
 
     def path(self, *parts):
         return os.path.join(self.hdir, *parts)
@@ -758,13 +751,13 @@ class LabHost:
 # ------------------------------------------------------------------------------------------
 # the lab network (root-namespace side) and the sweep
 # ------------------------------------------------------------------------------------------
-class LabNetwork:
+class LabNetwork(ActionLog):
     """The management bridge, the state directory, the controller's SSH key; on absent, a
     sweep of every object carrying the lab prefix."""
 
     def __init__(self, params, check_mode=False, run=_run):
+        super().__init__(check_mode)
         self.p = params
-        self.check_mode = check_mode
         self._run = run
         self.prefix = params["prefix"]
         self.state_dir = params["state_dir"]
@@ -773,13 +766,6 @@ class LabNetwork:
         self.mgmt = params.get("management") or None
         self.ip = IPRoute(run=run)
         self.ovs = OVSDB(run=run)
-        self.actions = []
-
-    def act(self, what, func=None, *args, **kwargs):
-        self.actions.append(what)
-        if func is not None and not self.check_mode:
-            return func(*args, **kwargs)
-        return None
 
     def observe(self):
         """What of the lab exists now (root-namespace view), for diffs."""

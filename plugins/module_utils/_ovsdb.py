@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
 
 
@@ -73,9 +75,39 @@ class OVSDB:
         res = self.vsctl("--if-exists", "get", table, record, col, check=False)
         return res.stdout.strip() if res.rc == 0 else None
 
+    def list_table(self, table, columns, records=()):
+        """Rows of ``table`` as dicts of Python values (OVSDB maps -> dict, sets -> list,
+        uuids -> str); ``records`` limits the listing to those names."""
+        args = ["--format=json", "--data=json", "--columns=%s" % ",".join(columns), "list", table]
+        res = self.vsctl(*(args + list(records)), check=not records)
+        if res.rc != 0:
+            return []
+        data = json.loads(res.stdout or '{"headings": [], "data": []}')
+        return [dict(zip(data["headings"], (decode_datum(v) for v in row))) for row in data["data"]]
+
+    def set_external_ids(self, table, record, ids):
+        if ids:
+            self.vsctl("set", table, record,
+                       *["external_ids:%s=%s" % (k, quote_value(v)) for k, v in sorted(ids.items())])
+
     def interface_error(self, iface):
         value = self.get("Interface", iface, "error")
         return None if value in (None, "[]", "") else value.strip('"')
+
+
+def decode_datum(value):
+    """Decode OVSDB JSON: ["map", [[k, v], ...]] -> dict, ["set", [...]] -> list,
+    ["uuid", u] -> u; an empty set (OVSDB's "unset") -> None for scalar columns."""
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+        kind, inner = value
+        if kind == "map":
+            return {decode_datum(k): decode_datum(v) for k, v in inner}
+        if kind == "set":
+            items = [decode_datum(v) for v in inner]
+            return items if items else None
+        if kind in ("uuid", "named-uuid"):
+            return inner
+    return value
 
 
 def quote_value(value):

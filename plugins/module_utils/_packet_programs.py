@@ -1,0 +1,203 @@
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Packet programs of the built-in process types, run inside an instance namespace.
+
+This file is a standalone program: the process kind installs its source on the module host as
+``/var/lib/flowstream/bin/fs-packet.py`` and runs, under the supervisor,
+
+    fs-packet.py wire    LEFT RIGHT [--stats FILE]
+    fs-packet.py monitor LEFT RIGHT --stats FILE
+    fs-packet.py inspect LEFT RIGHT --stats FILE --pattern RE [--pattern RE ...]
+                 [--action drop|mark|count] [--dscp N]
+
+Frames are read from each leg with an AF_PACKET socket and written to the other leg, so the
+program is a bump in the wire. ``monitor`` keeps per-flow (5-tuple) packet and byte counters for
+both directions; ``inspect`` matches regular expressions over each packet's payload and drops
+matching packets, or marks them (sets the IPv4 DSCP, fixing the header checksum) so the switch
+can divert the flow, or only counts them. Counters are written atomically to the stats file
+once a second and at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+ETH_P_IP = 0x0800
+ETH_P_8021Q = 0x8100
+
+
+def open_leg(name):
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sock.bind((name, 0))
+    sock.setblocking(False)
+    return sock
+
+
+def parse_flow(frame):
+    """(src, dst, proto, sport, dport, ip header offset) of an IPv4 frame, else None."""
+    if len(frame) < 34:
+        return None
+    ethertype = struct.unpack_from("!H", frame, 12)[0]
+    offset = 14
+    if ethertype == ETH_P_8021Q and len(frame) >= 38:
+        ethertype = struct.unpack_from("!H", frame, 16)[0]
+        offset = 18
+    if ethertype != ETH_P_IP:
+        return None
+    ihl = (frame[offset] & 0x0F) * 4
+    proto = frame[offset + 9]
+    src = socket.inet_ntoa(frame[offset + 12:offset + 16])
+    dst = socket.inet_ntoa(frame[offset + 16:offset + 20])
+    sport = dport = 0
+    if proto in (6, 17) and len(frame) >= offset + ihl + 4:
+        sport, dport = struct.unpack_from("!HH", frame, offset + ihl)
+    return src, dst, proto, sport, dport, offset
+
+
+def payload_of(frame, flow):
+    offset = flow[5]
+    ihl = (frame[offset] & 0x0F) * 4
+    start = offset + ihl
+    if flow[2] == 6 and len(frame) >= start + 13:
+        start += (frame[start + 12] >> 4) * 4
+    elif flow[2] == 17:
+        start += 8
+    return frame[start:]
+
+
+def set_dscp(frame, offset, dscp):
+    """Return ``frame`` with the IPv4 DSCP set to ``dscp`` and the header checksum fixed."""
+    data = bytearray(frame)
+    data[offset + 1] = (dscp << 2) | (data[offset + 1] & 0x03)
+    ihl = (data[offset] & 0x0F) * 4
+    data[offset + 10:offset + 12] = b"\0\0"
+    total = 0
+    for i in range(offset, offset + ihl, 2):
+        total += (data[i] << 8) + data[i + 1]
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    struct.pack_into("!H", data, offset + 10, ~total & 0xFFFF)
+    return bytes(data)
+
+
+class Program:
+    def __init__(self, args):
+        self.args = args
+        self.flows = {}
+        self.totals = {"left_to_right": [0, 0], "right_to_left": [0, 0], "dropped": 0, "marked": 0, "matched": 0}
+        self.patterns = [re.compile(p.encode()) for p in (args.pattern or [])]
+        self.running = True
+        self.last_dump = 0.0
+
+    def stop(self, *_args):
+        self.running = False
+
+    def handle(self, frame, direction):
+        """The frame to forward (possibly rewritten), or None to drop it."""
+        mode = self.args.mode
+        flow = parse_flow(frame) if mode in ("monitor", "inspect") else None
+        if mode == "inspect" and flow and self.patterns:
+            payload = payload_of(frame, flow)
+            if any(p.search(payload) for p in self.patterns):
+                self.totals["matched"] += 1
+                self.count(flow, frame, direction, matched=True)
+                if self.args.action == "drop":
+                    self.totals["dropped"] += 1
+                    return None
+                if self.args.action == "mark":
+                    self.totals["marked"] += 1
+                    return set_dscp(frame, flow[5], self.args.dscp)
+                return frame
+        if flow and mode == "monitor":
+            self.count(flow, frame, direction)
+        return frame
+
+    def count(self, flow, frame, direction, matched=False):
+        key = "%s %s %d %d %d" % flow[:5]
+        entry = self.flows.setdefault(key, {"src": flow[0], "dst": flow[1], "proto": flow[2], "sport": flow[3],
+                                            "dport": flow[4], "packets": 0, "bytes": 0, "matched": 0,
+                                            "direction": direction})
+        entry["packets"] += 1
+        entry["bytes"] += len(frame)
+        if matched:
+            entry["matched"] += 1
+
+    def dump(self, force=False):
+        now = time.monotonic()
+        if not self.args.stats or (not force and now - self.last_dump < 1.0):
+            return
+        self.last_dump = now
+        data = {"mode": self.args.mode, "time": time.time(), "totals": {
+            "left_to_right_packets": self.totals["left_to_right"][0], "left_to_right_bytes": self.totals["left_to_right"][1],
+            "right_to_left_packets": self.totals["right_to_left"][0], "right_to_left_bytes": self.totals["right_to_left"][1],
+            "matched": self.totals["matched"], "dropped": self.totals["dropped"], "marked": self.totals["marked"]},
+            "flows": sorted(self.flows.values(), key=lambda f: (f["src"], f["dst"], f["proto"], f["sport"], f["dport"]))}
+        tmp = self.args.stats + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, self.args.stats)
+
+    def run(self):
+        left, right = open_leg(self.args.left), open_leg(self.args.right)
+        peer = {left.fileno(): (right, "left_to_right"), right.fileno(): (left, "right_to_left")}
+        socks = {left.fileno(): left, right.fileno(): right}
+        poller = select.poll()
+        for fd in socks:
+            poller.register(fd, select.POLLIN)
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        while self.running:
+            for fd, _event in poller.poll(200):
+                src = socks[fd]
+                out, direction = peer[fd]
+                for _ in range(64):
+                    try:
+                        frame, addr = src.recvfrom(65535)
+                    except BlockingIOError:
+                        break
+                    except InterruptedError:
+                        continue
+                    if addr[2] == PACKET_OUTGOING:
+                        continue  # our own transmission on this leg
+                    self.totals[direction][0] += 1
+                    self.totals[direction][1] += len(frame)
+                    frame = self.handle(frame, direction)
+                    if frame is not None:
+                        try:
+                            out.send(frame)
+                        except OSError:
+                            pass  # the other leg is down: the packet is lost, as on a wire
+            self.dump()
+        self.dump(force=True)
+        return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="fs-packet", description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["wire", "monitor", "inspect"])
+    parser.add_argument("left")
+    parser.add_argument("right")
+    parser.add_argument("--stats")
+    parser.add_argument("--pattern", action="append")
+    parser.add_argument("--action", choices=["drop", "mark", "count"], default="drop")
+    parser.add_argument("--dscp", type=int, default=8)
+    args = parser.parse_args(argv)
+    if args.mode == "inspect" and not args.pattern:
+        parser.error("inspect needs at least one --pattern")
+    return Program(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: processing_module
+short_description: A processing-module instance (firewall, monitor, shaper, inspection...) on a module host
+version_added: 0.1.0
+description:
+  - Installs, starts, stops or removes one instance of a Flowstream I(processing module) on the
+    module host it runs on (over SSH, like any module).
+  - "An instance is a bump in the wire with a C(left) leg (towards the traffic's source) and a
+    C(right) leg (towards its destination). Each leg is an access port of the host bridge with
+    its own VLAN tag, so the host's trunk to the switch carries (instance, leg) as a VLAN tag.
+    The leg ports carry OVSDB C(external_ids) (C(flowstream-instance), C(-kind), C(-type),
+    C(-chain), C(-step), C(-leg)): the host itself knows what runs on it."
+  - "Kinds: V(kernel) - a network namespace C(fs-<id>) with a Linux bridge joining the legs,
+    an nftables ruleset (bridge family; checked with C(nft -c), applied in one C(nft -f)
+    transaction) and tc token buckets; V(process) - a program in the instance namespace moving
+    packets between the legs, supervised (restarted when it dies) without needing systemd;
+    V(click) - a Click configuration run by the userlevel C(click) binary; V(vm) - a libvirt
+    domain (QEMU) with two virtio NICs on the host bridge."
+  - The type comes from the catalogue (built-in types V(wire), V(firewall), V(shaper),
+    V(monitor), V(inspect), plus the operator's own in O(catalogue)); each type states which
+    kinds can run it.
+  - The whole request is validated first (type, kind, the host's kinds, parameters, VLAN tags
+    against the tags already used on the host bridge, nftables rules, images, memory); a bad
+    request fails naming the instance and the field, and changes nothing.
+author:
+  - Flowstream Platform Maintainers (@flowstream)
+extends_documentation_fragment:
+  - flowstream.platform.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+options:
+  instance:
+    description:
+      - The instance id, unique on the host. 1 to 10 characters, V(a-z), V(0-9) and V(-),
+        starting with a letter (it names the leg ports C(fs-<id>-l) and C(fs-<id>-r)).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) or V(started) - installed and forwarding; V(stopped) - installed, not
+        forwarding (legs down, program or VM stopped); V(absent) - removed with everything it
+        created on the host.
+    type: str
+    choices: [present, started, stopped, absent]
+    default: present
+  kind:
+    description: How the instance runs. Not needed for O(state=absent).
+    type: str
+    choices: [kernel, process, click, vm]
+  type:
+    description: The catalogue type. Required unless O(state=absent).
+    type: str
+  params:
+    description:
+      - The type's parameters, for example O(params) C({rules, policy}) for V(firewall),
+        C({rate, burst, latency}) for V(shaper), C({patterns, action, dscp}) for V(inspect).
+    type: dict
+    default: {}
+  vlans:
+    description:
+      - The VLAN tag of each leg on the host bridge (2 to 4094), unique on the host. Required
+        unless O(state=absent).
+    type: dict
+    suboptions:
+      left:
+        description: Tag of the left leg.
+        type: int
+        required: true
+      right:
+        description: Tag of the right leg.
+        type: int
+        required: true
+  chain:
+    description: The service chain the instance serves (recorded in external_ids).
+    type: str
+  step:
+    description: The chain step the instance serves (recorded in external_ids).
+    type: str
+  host_bridge:
+    description: The host bridge (Open vSwitch) on the module host.
+    type: str
+    default: fs-host
+  host_kinds:
+    description:
+      - The kinds this host can run (the inventory's C(flowstream_kinds)); a request for
+        another kind fails. Not checked when omitted.
+    type: list
+    elements: str
+  catalogue:
+    description:
+      - The operator's own types, added to the built-in ones (the inventory's
+        C(flowstream_catalogue)). See the collection's docs/processing-modules.md.
+    type: dict
+    default: {}
+  vm:
+    description:
+      - For O(kind=vm) - the guest, overriding the type's C(vm) section.
+    type: dict
+    suboptions:
+      image:
+        description: C({kernel, initrd, cmdline}) paths on the host, or C({disk}).
+        type: dict
+      memory:
+        description: Guest memory in MiB.
+        type: int
+      vcpus:
+        description: Virtual CPUs.
+        type: int
+  click_binary:
+    description: Path of the userlevel Click binary, when it is not C(click) on the PATH.
+    type: path
+notes:
+  - Click is not packaged for Debian 12 or PyPI. Without a C(click) binary on the host, a
+    V(click) instance fails saying so and how to build it; nothing is started.
+"""
+
+EXAMPLES = r"""
+- name: A firewall on mh1, kernel elements
+  flowstream.platform.processing_module:
+    instance: fw1
+    kind: kernel
+    type: firewall
+    params:
+      rules:
+        - ip saddr 198.18.1.0/28 udp dport 53 drop
+        - tcp dport 23 drop
+      policy: accept
+    vlans: {left: 101, right: 102}
+    chain: web
+    step: "0"
+
+- name: A per-flow monitor as a supervised process
+  flowstream.platform.processing_module:
+    instance: mon1
+    kind: process
+    type: monitor
+    vlans: {left: 103, right: 104}
+
+- name: Stop it (installed, not forwarding)
+  flowstream.platform.processing_module:
+    instance: mon1
+    kind: process
+    type: monitor
+    vlans: {left: 103, right: 104}
+    state: stopped
+
+- name: Remove it
+  flowstream.platform.processing_module:
+    instance: mon1
+    state: absent
+"""
+
+RETURN = r"""
+instance:
+  description: The instance as the host reports it after the change (null when absent).
+  returned: always
+  type: dict
+  sample:
+    kind: kernel
+    type: firewall
+    chain: web
+    step: "0"
+    legs:
+      left: {port: fs-fw1-l, vlan: 101, rx_packets: 0, tx_packets: 0, rx_bytes: 0, tx_bytes: 0}
+      right: {port: fs-fw1-r, vlan: 102, rx_packets: 0, tx_packets: 0, rx_bytes: 0, tx_bytes: 0}
+actions:
+  description: What was done (or, in check mode, would be done), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["created instance namespace fs-fw1", "applied the nftables ruleset of fw1 (firewall, sha256:614ef2217361778d)"]
+field:
+  description: On failure, the field of the request at fault.
+  returned: failed
+  type: str
+  sample: vlans.left
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
+from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
+from ansible_collections.flowstream.platform.plugins.module_utils._processing import ProcessingModules
+
+
+def configuration(instance):
+    """The instance without its live counters: what a diff compares."""
+    if not instance:
+        return {}
+    out = {k: v for k, v in instance.items() if k != "legs"}
+    out["legs"] = {leg: {k: v for k, v in info.items() if k in ("port", "vlan")}
+                   for leg, info in (instance.get("legs") or {}).items()}
+    return out
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            instance=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "started", "stopped", "absent"], default="present"),
+            kind=dict(type="str", choices=["kernel", "process", "click", "vm"]),
+            type=dict(type="str"),
+            params=dict(type="dict", default={}),
+            vlans=dict(type="dict", options=dict(left=dict(type="int", required=True),
+                                                 right=dict(type="int", required=True))),
+            chain=dict(type="str"),
+            step=dict(type="str"),
+            host_bridge=dict(type="str", default="fs-host"),
+            host_kinds=dict(type="list", elements="str"),
+            catalogue=dict(type="dict", default={}),
+            vm=dict(type="dict", options=dict(image=dict(type="dict"), memory=dict(type="int"),
+                                              vcpus=dict(type="int"))),
+            click_binary=dict(type="path"),
+        ),
+        required_if=[("state", "present", ("kind", "type", "vlans")),
+                     ("state", "started", ("kind", "type", "vlans")),
+                     ("state", "stopped", ("kind", "type", "vlans"))],
+        supports_check_mode=True,
+    )
+    p = module.params
+    engine = None
+    try:
+        engine = ProcessingModules(p["host_bridge"], check_mode=module.check_mode, click_binary=p["click_binary"],
+                                   with_vms=p["kind"] == "vm" or p["state"] == "absent")
+        before, after = engine.apply(p)
+    except InstanceError as exc:
+        module.fail_json(msg=str(exc), field=exc.field, actions=engine.log.actions if engine else [])
+    except CommandError as exc:
+        module.fail_json(msg="instance %s: %s" % (p["instance"], exc), actions=engine.log.actions if engine else [])
+    result = {"changed": engine.log.changed, "actions": engine.log.actions, "instance": after}
+    if module._diff:
+        result["diff"] = {"before": configuration(before), "after": (dict(configuration(before), pending_actions=engine.log.actions)
+                                                                     if module.check_mode else configuration(after))}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
