@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 OPENFLOW_VERSIONS = {
     "OpenFlow13": 0x04,
@@ -257,13 +258,33 @@ def _split_priority(match):
     return DEFAULT_PRIORITY, match
 
 
+# The common shapes, parsed in one regex match (the general tokenizer handles everything else:
+# timeouts, flags, importance).  50k flows: 0.08 s instead of 0.18 s.
+_DUMP_FAST_RE = re.compile(r"^ cookie=0x([0-9a-f]+), duration=([0-9.]+)s, table=(\d+), n_packets=(\d+), "
+                           r"n_bytes=(\d+), (?:(\S+) )?actions=(.*)$")
+_PARSE_FAST_RE = re.compile(r"^OFPT_FLOW_MOD \(OF1\.\d\) \(xid=0x[0-9a-f]+\): ADD (?:table:(\d+) )?(?:(\S+) )?actions=(.*)$")
+
+
+def _plain_match(tok):
+    """True when the one token before 'actions=' can only be a match (not a stat, flag or option)."""
+    return tok is None or not (tok[-1] == "," or tok in _FLOW_FLAG_SET or ":" in tok.partition("=")[0])
+
+
 def parse_dump_flows(text):
     """Parse ``ovs-ofctl --no-names dump-flows`` output (OpenFlow 1.1+ replies) into FlowEntry."""
     flows = []
     append = flows.append
+    fast = _DUMP_FAST_RE.match
     for line in text.splitlines():
         if not line.startswith(" "):
             # 'OFPST_FLOW reply (OF1.4) (xid=0x2): flags=[more]' headers, one per multipart part.
+            continue
+        m = fast(line)
+        if m is not None and _plain_match(m.group(6)):
+            cookie, duration, table, n_packets, n_bytes, match, actions = m.groups()
+            priority, match = _split_priority(match or "")
+            append(FlowEntry(int(table), priority, match, actions, int(cookie, 16), 0, 0, 0, (),
+                             int(n_packets), int(n_bytes), float(duration)))
             continue
         head, sep, actions = line.partition(" actions=")
         if not sep:
@@ -340,7 +361,14 @@ def parse_flow_mod_text(body):
 def parse_parse_flows(text):
     """Parse ``ovs-ofctl parse-flows`` output: one FlowEntry per input flow, in input order."""
     flows = []
+    fast = _PARSE_FAST_RE.match
     for line in text.splitlines():
+        m = fast(line)
+        if m is not None and _plain_match(m.group(2)):
+            table, match, actions = m.groups()
+            priority, match = _split_priority(match or "")
+            flows.append(FlowEntry(int(table) if table else 0, priority, match, actions))
+            continue
         if line.startswith("OFPT_FLOW_MOD") or line.startswith("NXT_FLOW_MOD"):
             body = _XID_HEAD_RE.sub("", line, count=1)
             flows.append(parse_flow_mod_text(body))
@@ -579,15 +607,29 @@ class Ofctl:
         return parse_ports_desc(out)
 
     # -- offline canonicalisation -----------------------------------------------------------
-    def parse_flows(self, lines):
+    def parse_flows(self, lines, chunk=25000):
         """Canonicalise flows (ovs-ofctl syntax, one per item) with Open vSwitch's own parser.
 
         Returns one FlowEntry per input line, in order.  A syntax error raises OfctlError with
-        kind 'parse' and ``line`` set to the 1-based index of the offending item.
+        kind 'parse' and ``line`` set to the 1-based index of the offending item.  Long lists
+        are split into chunks parsed by concurrent ovs-ofctl processes.
         """
         if not lines:
             return []
-        out, _ = self.run(self.offline_argv("parse-flows", "-"), data="\n".join(lines) + "\n")
+        if len(lines) <= chunk or (os.cpu_count() or 1) < 2:
+            return self._parse_flows(lines, 0)
+        starts = list(range(0, len(lines), chunk))
+        with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 2)) as pool:
+            parts = list(pool.map(lambda s: self._parse_flows(lines[s:s + chunk], s), starts))
+        return [f for part in parts for f in part]
+
+    def _parse_flows(self, lines, offset):
+        try:
+            out, _ = self.run(self.offline_argv("parse-flows", "-"), data="\n".join(lines) + "\n")
+        except OfctlError as exc:
+            if exc.line is not None:
+                exc.line += offset
+            raise
         flows = parse_parse_flows(out)
         if len(flows) != len(lines):
             raise OfctlError("ovs-ofctl parse-flows printed %d flows for %d input lines" % (len(flows), len(lines)),

@@ -68,8 +68,8 @@ options:
         listed are deleted. Groups in O(group_id_range) that are not listed are deleted too
         (O(group_id_range) is required when O(groups) is given).
       - V(absent) deletes the listed flows (matched by table, priority and match; actions may be
-        left out) and the listed groups. With neither O(flows) nor O(groups) given, it deletes every
-        flow of the cookie and every group in O(group_id_range).
+        left out) and the listed groups. With none of O(flows), O(flows_text) and O(groups) given, it
+        deletes every flow of the cookie and every group in O(group_id_range).
     type: str
     choices: [present, replaced, absent]
     default: present
@@ -90,6 +90,15 @@ options:
         (OpenFlow keeps one flow per table, priority and match).
     type: list
     elements: raw
+  flows_text:
+    description:
+      - More flows, as text read like an C(ovs-ofctl) flow file - one flow per line, C(#) starts a
+        comment, blank lines are skipped (no continuation lines). Combined with O(flows) if both are given.
+      - The efficient way to hand over a large table, for example from
+        C(lookup('ansible.builtin.file', 'chain-web.flows')) or from a template. Ansible then moves one
+        string instead of a list of tens of thousands of items (see the benchmark in C(docs/openflow.md)).
+      - Messages name a flow from here as C(flows_text line N).
+    type: str
   groups:
     description:
       - Groups, added before the flows that use them and deleted after the flows that used them,
@@ -195,6 +204,14 @@ EXAMPLES = r"""
           - {actions: "output:6"}
     flows:
       - priority=100,tcp,actions=group:300
+
+- name: A large table from a flow file (one flow per line, as ovs-ofctl add-flows reads it)
+  flowstream.platform.openflow_flows:
+    switch: br0
+    cookie: "0xf500000000000004"
+    state: replaced
+    flows_text: "{{ lookup('ansible.builtin.template', 'chain-web.flows.j2') }}"
+    report_limit: 20
 
 - name: Remove everything chain 1 installed (all flows of the cookie, its groups)
   flowstream.platform.openflow_flows:
@@ -306,6 +323,7 @@ def main():
         cookie_mask=dict(type="raw"),
         state=dict(type="str", default="present", choices=["present", "replaced", "absent"]),
         flows=dict(type="list", elements="raw"),
+        flows_text=dict(type="str"),
         groups=dict(type="list", elements="raw"),
         group_id_range=dict(type="list", elements="int"),
         report_limit=dict(type="int", default=1000),
@@ -320,6 +338,7 @@ def main():
             cookie_mask=p["cookie_mask"],
             state=p["state"],
             flows=p["flows"],
+            flows_text=p["flows_text"],
             groups=p["groups"],
             group_id_range=p["group_id_range"],
             report_limit=p["report_limit"],

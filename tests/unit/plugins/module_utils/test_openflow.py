@@ -123,21 +123,26 @@ class FakeSwitch:
 
     def _flow_line(self, rest, flows, groups):
         cmd, text = rest.split(" ", 1)
-        cookie_tok, text = text.split(",", 1)
-        cookie = int(cookie_tok.split("=")[1].split("/")[0], 16)
-        if cmd == "delete_strict":
-            f = fake_parse(text + ",actions=drop")
-            if f.key in flows and flows[f.key].cookie == cookie:
-                del flows[f.key]
+        if cmd == "delete":  # non-strict, only "cookie=C/M" (every table)
+            cookie, mask = [int(x, 16) for x in text.split("=")[1].split("/")]
+            for k in [k for k, f in flows.items() if f.cookie & mask == cookie & mask]:
+                del flows[k]
             return
+        if cmd == "delete_strict":
+            flows.pop(fake_parse(text + ",actions=drop").key, None)
+            return
+        cookie = None
+        if text.startswith("cookie="):
+            cookie_tok, text = text.split(",", 1)
+            cookie = int(cookie_tok.split("=")[1], 16)
         f = fake_parse(text)
         for ref in of.group_refs(f.actions):
             if ref not in groups:
                 raise OfctlError("rejected", kind="rejected", code="OFPBAC_BAD_OUT_GROUP",
                                  failed="ADD priority=%d%s cookie:0x%x actions=%s"
-                                 % (f.priority, "," + f.match if f.match else "", cookie, f.actions))
+                                 % (f.priority, "," + f.match if f.match else "", cookie or 0, f.actions))
         if cmd == "modify_strict":
-            if f.key in flows and flows[f.key].cookie == cookie:
+            if f.key in flows:
                 flows[f.key].actions = f.actions
             return
         f.cookie = cookie
@@ -304,7 +309,7 @@ def test_replaced_exactly_these_flows_never_other_cookies():
     assert r["removed"] == ["table=0,priority=6,arp,actions=NORMAL"]
     assert sw.texts(COOKIE) == ["table=0,priority=5,ip,actions=output:1", "table=0,priority=9,tcp,actions=output:2"]
     assert sw.texts(OTHER) == ["table=0,priority=7,arp,actions=drop", "table=0,priority=8,ip,actions=drop"]
-    assert all("/-1" in line for line in sw.bundles[0] if "delete_strict" in line)
+    assert "flow delete_strict table=0,priority=6,arp" in sw.bundles[0]
     again = run(sw, state="replaced", flows=want)
     assert again["changed"] is False and len(sw.bundles) == 1
 
@@ -329,6 +334,8 @@ def test_absent_everything_of_the_cookie():
                            (OTHER, "priority=8,ip,actions=drop")])
     r = run(sw, state="absent")
     assert r["counts"]["flows_removed"] == 2 and sw.texts(COOKIE) == [] and len(sw.texts(OTHER)) == 1
+    # one non-strict delete of the cookie, not one strict delete per flow
+    assert sw.bundles == [["flow delete cookie=0x%x/0x%x" % (COOKIE, FULL)]]
 
 
 def test_absent_with_mask_removes_a_cookie_range():
@@ -352,7 +359,7 @@ def test_actions_change_is_modify_strict_timeouts_change_is_readd():
     r = run(sw, flows=["priority=5,ip,actions=output:2", "priority=6,arp,idle_timeout=30,actions=NORMAL"])
     assert r["counts"]["flows_modified"] == 2
     assert sw.bundles[0] == [
-        "flow modify_strict cookie=0x%x/-1,table=0,priority=5,ip,actions=output:2" % COOKIE,
+        "flow modify_strict table=0,priority=5,ip,actions=output:2",
         "flow add cookie=0x%x,priority=6,arp,idle_timeout=30,actions=NORMAL" % COOKIE]
     assert r["modified"] == [  # sorted like a dump: table, then descending priority
         {"before": "table=0,priority=6,arp,actions=NORMAL", "after": "table=0,priority=6,arp,idle_timeout=30,actions=NORMAL"},
@@ -442,8 +449,7 @@ def test_replaced_removes_flow_before_its_group():
     sw = FakeSwitch(flows=[(COOKIE, "priority=1,ip,actions=group:10")],
                     groups=[GroupEntry(10, "group_id=10,type=all,bucket=output:1")])
     run(sw, state="replaced", flows=[], groups=[], group_id_range=[10, 19])
-    assert sw.bundles == [["flow delete_strict cookie=0x%x/-1,table=0,priority=1,ip" % COOKIE,
-                           "group delete group_id=10"]]
+    assert sw.bundles == [["flow delete_strict table=0,priority=1,ip", "group delete group_id=10"]]
     assert sw.groups == {} and sw.flows == {}
 
 
@@ -564,3 +570,39 @@ def test_parse_error_without_line_number_is_bisected_to_the_flow():
     flows[23] = "priority=99,actions=dec_ttl"
     with pytest.raises(of.OpenFlowError, match=r"^flows\[23\] \('priority=99,actions=dec_ttl'\): no usable protocol"):
         run(sw, flows=flows)
+
+
+@pytest.mark.parametrize("text,suspect", [
+    ("in_port=1,actions=output:2", False), ("actions=resubmit(,2),resubmit(3,4)", False),
+    ("in_port=LOCAL,actions=output:local,IN_PORT", False), ("actions=output:NXM_NX_REG0[0..15]", False),
+    ("actions=output:reg1[0..3]", False), ("actions=enqueue:1:2", False),
+    ("in_port=web,actions=drop", True), ('actions=output:"web-left"', True), ("actions=enqueue(web,2)", True),
+    ("actions=bundle(eth_src,0,hrw,ofport,members:a,b)", True), ("bucket=watch_port:ids,actions=output:1", True),
+    ("actions=output:localhost", True),
+])
+def test_suspect_port_positions(text, suspect):
+    assert of._suspect(text) is suspect
+
+
+def test_flows_text_like_a_flow_file():
+    sw = FakeSwitch()
+    text = "# chain web\n\npriority=5,ip,actions=output:1   # to the firewall\n  priority=6,arp,actions=NORMAL\n"
+    r = run(sw, flows=["priority=7,tcp,actions=drop"], flows_text=text, state="replaced")
+    assert r["counts"]["flows_added"] == 3
+    assert sw.texts(COOKIE) == ["table=0,priority=5,ip,actions=output:1", "table=0,priority=6,arp,actions=NORMAL",
+                                "table=0,priority=7,tcp,actions=drop"]
+
+
+def test_flows_text_errors_name_the_line():
+    with pytest.raises(of.OpenFlowError, match=r"^flows_text line 4 \('priority=5,BAD,actions=drop'\): unknown keyword BAD"):
+        run(FakeSwitch(), flows_text="priority=1,ip,actions=drop\n# x\n\npriority=5,BAD,actions=drop\n")
+    with pytest.raises(of.OpenFlowError, match=r"flows_text line 2 .*sets a cookie"):
+        run(FakeSwitch(), flows_text="priority=1,ip,actions=drop\ncookie=0x1,priority=2,actions=drop\n")
+    with pytest.raises(of.OpenFlowError, match="flows_text line 1 ends in a backslash"):
+        run(FakeSwitch(), flows_text="priority=1,ip,\\\n actions=drop\n")
+
+
+def test_absent_with_flows_text_removes_only_those():
+    sw = FakeSwitch(flows=[(COOKIE, "priority=5,ip,actions=output:1"), (COOKIE, "priority=6,arp,actions=NORMAL")])
+    r = run(sw, state="absent", flows_text="priority=5,ip\n")
+    assert r["counts"]["flows_removed"] == 1 and sw.texts(COOKIE) == ["table=0,priority=6,arp,actions=NORMAL"]
