@@ -496,6 +496,9 @@ class Reconciler:
             if first > last or last > 0xffffff00:
                 raise OpenFlowError("group_id_range [%d, %d] is empty or reaches the reserved ids (> 0xffffff00)" % (first, last))
             self.range = (first, last)
+        if state == "replaced" and not self.flows_given:
+            raise OpenFlowError("state=replaced needs flows or flows_text: the flows the cookie should hold "
+                                "(an empty list removes every flow of the cookie)")
         if state == "replaced" and groups is not None and self.range is None:
             raise OpenFlowError("state=replaced with groups needs group_id_range: groups carry no cookie, so the "
                                 "range says which group ids this task owns and may delete")
@@ -749,7 +752,7 @@ class Reconciler:
                     plan["group_modify"].append((i, g, h))
                 else:
                     plan["group_unchanged"] += 1
-            if state == "replaced" and self.range is not None:
+            if state == "replaced" and self.range is not None and self.group_items is not None:
                 plan["group_del"] = [h for gid, h in sorted(have_groups.items())
                                      if self._in_range(gid) and gid not in wanted_groups]
         else:

@@ -65,8 +65,9 @@ options:
       - V(present) adds the listed flows/groups that are missing and corrects listed ones that differ.
         Other flows of the cookie stay.
       - V(replaced) makes the cookie hold exactly the listed flows; flows of the cookie that are not
-        listed are deleted. Groups in O(group_id_range) that are not listed are deleted too
-        (O(group_id_range) is required when O(groups) is given).
+        listed are deleted. O(flows) or O(flows_text) must be given (an empty list empties the
+        cookie). When O(groups) is given, groups in O(group_id_range) that are not listed are
+        deleted too (O(group_id_range) is then required); without O(groups), groups are left alone.
       - V(absent) deletes the listed flows (matched by table, priority and match; actions may be
         left out) and the listed groups. With none of O(flows), O(flows_text) and O(groups) given, it
         deletes every flow of the cookie and every group in O(group_id_range).

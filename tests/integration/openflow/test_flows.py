@@ -368,3 +368,15 @@ def test_info_counters_groups_ports(bridge):
     everything = ok(module("openflow_info", {"switch": bridge.name, "groups": False, "ports": False}))
     assert any(f["actions"] == "NORMAL" and f["cookie"] == "0x0" for f in everything["flows"])
     assert "groups" not in everything and "ports" not in everything
+
+
+def test_flows_text_is_the_same_table_as_the_list(bridge, tmp_path):
+    flows = ["priority=%d,ip,nw_dst=198.18.%d.0/24,actions=output:2" % (100 + i, i) for i in range(50)]
+    ok(module("openflow_flows", flows_args(bridge, flows, state="replaced")))
+    text = "# the same 50 flows, written as a flow file\n" + "\n".join(
+        "dl_type=0x0800,nw_dst=198.18.%d.0/255.255.255.0,priority=%d,actions=output:2   # line %d" % (i, 100 + i, i)
+        for i in range(50)) + "\n"
+    r = ok(module("openflow_flows", {"switch": bridge.name, "cookie": COOKIE, "state": "replaced", "flows_text": text}))
+    assert r["changed"] is False and r["counts"]["flows_unchanged"] == 50
+    r = failed(module("openflow_flows", {"switch": bridge.name, "cookie": COOKIE, "flows_text": text + "priority=1,ipx,actions=drop\n"}),
+               "flows_text line 52 ('priority=1,ipx,actions=drop')", "field ipx missing value")

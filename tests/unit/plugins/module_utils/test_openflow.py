@@ -455,7 +455,7 @@ def test_replaced_removes_flow_before_its_group():
 
 def test_replaced_groups_need_a_range():
     with pytest.raises(of.OpenFlowError, match="state=replaced with groups needs group_id_range"):
-        of.Reconciler(FakeSwitch(), cookie=COOKIE, state="replaced", groups=[])
+        of.Reconciler(FakeSwitch(), cookie=COOKIE, state="replaced", flows=[], groups=[])
 
 
 def test_group_outside_range():
@@ -606,3 +606,11 @@ def test_absent_with_flows_text_removes_only_those():
     sw = FakeSwitch(flows=[(COOKIE, "priority=5,ip,actions=output:1"), (COOKIE, "priority=6,arp,actions=NORMAL")])
     r = run(sw, state="absent", flows_text="priority=5,ip\n")
     assert r["counts"]["flows_removed"] == 1 and sw.texts(COOKIE) == ["table=0,priority=6,arp,actions=NORMAL"]
+
+
+def test_replaced_needs_flows_and_leaves_groups_alone_when_none_listed():
+    with pytest.raises(of.OpenFlowError, match="state=replaced needs flows or flows_text"):
+        of.Reconciler(FakeSwitch(), cookie=COOKIE, state="replaced")
+    sw = FakeSwitch(groups=[GroupEntry(10, "group_id=10,type=all,bucket=output:1")])
+    r = run(sw, state="replaced", flows=[], group_id_range=[10, 19])
+    assert r["changed"] is False and 10 in sw.groups
