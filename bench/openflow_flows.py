@@ -8,7 +8,7 @@
     .venv/bin/python bench/openflow_flows.py [--sizes 1000,10000,50000] [--loop-sample 40]
 
 Run as root from the checkout, with Open vSwitch running (scripts/setup.sh).  One run of each
-scenario for N distinct flows on a bridge of its own (``fst-ofbench``, netdev datapath, deleted
+scenario for N distinct flows on a bridge of its own (``fst-bench``, netdev datapath, deleted
 at the end):
 
 - ``empty task``: one ``ansible.builtin.ping`` task on localhost - Ansible's fixed cost.
@@ -39,7 +39,7 @@ from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-BRIDGE = "fst-ofbench"
+BRIDGE = "fst-bench"  # not "fst-of...": the integration tests sweep that prefix
 COOKIE = "0xf5000000000000be"
 
 NOOP_MODULE = '''#!/usr/bin/python
