@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: flowstream.platform contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -148,8 +147,8 @@ def run(sizes, loop_sample):
     with tempfile.TemporaryDirectory(prefix="fst-bench-") as tmp:
         work = Path(tmp)
         ans = Ansible(work)
-        t, _ = ans.playbook([{"ansible.builtin.ping": {}}])
-        t2, _ = ans.playbook([{"ansible.builtin.ping": {}}])
+        t = ans.playbook([{"ansible.builtin.ping": {}}])[0]
+        t2 = ans.playbook([{"ansible.builtin.ping": {}}])[0]
         empty = min(t, t2)
         for n in sizes:
             put("empty task (Ansible fixed cost)", n, empty)
@@ -161,12 +160,12 @@ def run(sizes, loop_sample):
             raw_file = work / ("raw-%d.txt" % n)
             raw_file.write_text("".join("cookie=%s,%s\n" % (COOKIE, f) for f in flows))
 
-            t, _ = ans.playbook([{"fst_bench_noop": {
-                "flows": "{{ lookup('ansible.builtin.file', '%s').splitlines() }}" % f_file}}])
+            t = ans.playbook([{"fst_bench_noop": {
+                "flows": "{{ lookup('ansible.builtin.file', '%s').splitlines() }}" % f_file}}])[0]
             put("ansible moves N flows as a list (no-op module)", n, t)
 
             clear()
-            t, _ = timed(lambda: sh("ovs-ofctl", "-O", "OpenFlow14", "--bundle", "add-flows", BRIDGE, str(raw_file)))
+            t = timed(lambda: sh("ovs-ofctl", "-O", "OpenFlow14", "--bundle", "add-flows", BRIDGE, str(raw_file)))[0]
             assert count() == n
             put("raw ovs-ofctl --bundle add-flows", n, t)
             clear()
@@ -195,16 +194,16 @@ def run(sizes, loop_sample):
                 def loop():
                     for f in flows:
                         sh("ovs-ofctl", "-O", "OpenFlow14", "add-flow", BRIDGE, "cookie=%s,%s" % (COOKIE, f))
-                t, _ = timed(loop)
+                t = timed(loop)[0]
                 assert count() == n
                 put("per-flow ovs-ofctl add-flow loop", n, t)
                 clear()
                 if loop_sample:
                     sample = flows[:loop_sample]
-                    t, _ = ans.playbook([{
+                    t = ans.playbook([{
                         "ansible.builtin.command": {"argv": ["ovs-ofctl", "-O", "OpenFlow14", "add-flow", BRIDGE,
                                                              "cookie=%s,{{ item }}" % COOKIE]},
-                        "loop": sample}])
+                        "loop": sample}])[0]
                     put("ansible loop: add-flow (extrapolated)", n, (t - empty) * n / loop_sample + empty)
                     clear()
     return res
@@ -223,7 +222,10 @@ def report(res):
     for row, vals in rows.items():
         lines.append("%-*s" % (width, row) + "".join("%10s" % fmt(vals.get(n)) for n in sizes))
     lines.append("")
-    get = lambda row, n: rows.get(row, {}).get(n)  # noqa: E731
+
+    def get(row, n):
+        return rows.get(row, {}).get(n)
+
     for n in sizes:
         raw = get("raw ovs-ofctl --bundle add-flows", n)
         fixed = get("empty task (Ansible fixed cost)", n)
@@ -256,7 +258,7 @@ def report(res):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--sizes", default="1000,10000,50000")
     ap.add_argument("--loop-sample", type=int, default=40,
                     help="flows for the Ansible loop: row (extrapolated to 1k); 0 skips it")

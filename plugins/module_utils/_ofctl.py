@@ -297,7 +297,7 @@ def parse_dump_flows(text):
         match = ""
         for tok in head.split():
             if tok[-1] == ",":
-                name, _, val = tok[:-1].partition("=")
+                name, eq, val = tok[:-1].partition("=")
                 if name == "cookie":
                     cookie = int(val, 16)
                 elif name == "table":
@@ -580,7 +580,7 @@ class Ofctl:
             rc, out, err = run_subprocess(argv, data, timeout=(self.timeout + 10) if self.timeout else None)
         if rc != 0:
             raise map_error(argv, rc, err, self.target if command_talks_to_switch(argv) else "ovs-ofctl")
-        return out, err
+        return out
 
     # -- reads ------------------------------------------------------------------------------
     def dump_flows(self, cookie=None, cookie_mask=None, table=None):
@@ -591,19 +591,19 @@ class Ofctl:
             args.append("table=%d" % table)
         if args:
             args = [",".join(args)]
-        out, _ = self.run(self.argv("dump-flows", *args))
+        out = self.run(self.argv("dump-flows", *args))
         return parse_dump_flows(out)
 
     def dump_groups(self):
-        out, _ = self.run(self.argv("dump-groups"))
+        out = self.run(self.argv("dump-groups"))
         return parse_dump_groups(out)
 
     def dump_group_stats(self):
-        out, _ = self.run(self.argv("dump-group-stats"))
+        out = self.run(self.argv("dump-group-stats"))
         return parse_group_stats(out)
 
     def dump_ports(self):
-        out, _ = self.run(self.argv("dump-ports-desc"))
+        out = self.run(self.argv("dump-ports-desc"))
         return parse_ports_desc(out)
 
     # -- offline canonicalisation -----------------------------------------------------------
@@ -625,7 +625,7 @@ class Ofctl:
 
     def _parse_flows(self, lines, offset):
         try:
-            out, _ = self.run(self.offline_argv("parse-flows", "-"), data="\n".join(lines) + "\n")
+            out = self.run(self.offline_argv("parse-flows", "-"), data="\n".join(lines) + "\n")
         except OfctlError as exc:
             if exc.line is not None:
                 exc.line += offset
@@ -637,7 +637,7 @@ class Ofctl:
         return flows
 
     def parse_group(self, text):
-        out, _ = self.run(self.offline_argv("parse-group", text))
+        out = self.run(self.offline_argv("parse-group", text))
         g = parse_parse_group(out)
         if g is None:
             raise OfctlError("ovs-ofctl parse-group printed no group for %r" % text, kind="other")

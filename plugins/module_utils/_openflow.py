@@ -206,7 +206,7 @@ def flow_item_text(item, index, need_actions=True, label=None):
         text = item.strip()
         if not text or "\n" in text or "\r" in text or "#" in text:
             _check_line(text, label(index) if label else "flows[%d]" % index)
-        head, sep, _ = text.partition("actions=")
+        head, sep, tail = text.partition("actions=")
         if sep and "cookie" not in head:
             return text
     where = label(index) if label else "flows[%d]" % index
@@ -243,7 +243,7 @@ def flow_item_text(item, index, need_actions=True, label=None):
     else:
         raise OpenFlowError("%s must be a string in ovs-ofctl syntax or a dict, not %s" % (where, type(item).__name__))
     _check_line(text, where)
-    head, sep, _ = text.partition("actions=")
+    head, sep, tail = text.partition("actions=")
     if _COOKIE_IN_HEAD_RE.search(head):
         raise OpenFlowError("%s (%r) sets a cookie; the task's cookie option marks every flow it installs, "
                             "remove cookie= from the flow" % (where, _short(text)))
@@ -535,11 +535,16 @@ class Reconciler:
         self.flow_texts_raw = [flow_item_text(item, i, need_actions) for i, item in enumerate(flow_items)]
         if self.flows_text:
             lines = flows_text_lines(self.flows_text)
-            self.text_line_numbers = [n for n, _ in lines]
+            self.text_line_numbers = [number for number, text in lines]
             offset = len(flow_items)
             label = self._flow_label
             self.flow_texts_raw += [flow_item_text(text, offset + i, need_actions, label)
-                                    for i, (_, text) in enumerate(lines)]
+                                    for i, (number, text) in enumerate(lines)]
+        if self.state != "absent":
+            for i, item in enumerate(group_items):
+                if isinstance(item, int) and not isinstance(item, bool):
+                    raise OpenFlowError("groups[%d] is only a group id (%d); state=%s needs the whole group "
+                                        "(type and buckets)" % (i, item, self.state))
         self.group_texts_raw = [group_item_text(item, i) for i, item in enumerate(group_items)]
         if OPENFLOW_VERSIONS[ofctl.version] < OPENFLOW_VERSIONS["OpenFlow15"]:
             for i, text in enumerate(self.group_texts_raw):
@@ -793,12 +798,12 @@ class Reconciler:
     def _check_group_refs(self, plan, have_groups):
         """Every group a flow (or group) will use exists after the change; none in use is deleted."""
         deleted = set(g.group_id for g in plan["group_del"])
-        after = (set(have_groups) - deleted) | set(g.group_id for _, g in plan["group_add"])
+        after = (set(have_groups) - deleted) | set(g.group_id for i, g in plan["group_add"])
         deleted_keys = set(f.key for f in plan["flow_del"])
         written = {}
         for w in plan["flow_add"]:
             written[w.key] = (plan["want_index"][w.key], w)
-        for _, w in plan["flow_modify"] + plan["flow_readd"]:
+        for h, w in plan["flow_modify"] + plan["flow_readd"]:
             written[w.key] = (plan["want_index"][w.key], w)
         flows_after = list(written.values())
         flows_after += [(None, f) for key, f in plan["have"].items() if key not in deleted_keys and key not in written]
@@ -814,7 +819,7 @@ class Reconciler:
                                         "change the flow in the same task" % (where, gid))
                 raise OpenFlowError("%s names group %d, which neither this task nor the switch defines; add it to "
                                     "groups (the group and the flow then go in the same bundle)" % (where, gid))
-        for i, g, _ in plan["group_modify"]:
+        for i, g, h in plan["group_modify"]:
             for gid in g.references():
                 if gid not in after:
                     raise OpenFlowError("%s chains to group %d, which will not exist" % (self._group_where(i), gid))
@@ -843,7 +848,7 @@ class Reconciler:
 
         for gid in sorted(adds):
             emit(gid)
-        for i, g, _ in plan["group_modify"]:
+        for i, g, h in plan["group_modify"]:
             lines.append("group modify %s" % self.group_texts[i])
         # 2. flows.  Strict deletes and modifies name table, priority and match only: with a
         # cookie mask Open vSwitch walks every flow of the cookie for each of them (measured:
@@ -925,9 +930,9 @@ class Reconciler:
         modified, t3 = _limit(({"before": self._flow_line(h), "after": self._flow_line(w)}
                                for h, w in sorted(plan["flow_modify"] + plan["flow_readd"], key=lambda p: _sort_key(p[0]))),
                               limit)
-        g_added = [g.text for _, g in plan["group_add"]]
+        g_added = [g.text for i, g in plan["group_add"]]
         g_removed = [g.text for g in plan["group_del"]]
-        g_modified = [{"before": h.text, "after": g.text} for _, g, h in plan["group_modify"]]
+        g_modified = [{"before": h.text, "after": g.text} for i, g, h in plan["group_modify"]]
         n_mod = len(plan["flow_modify"]) + len(plan["flow_readd"])
         counts = {
             "flows_added": len(plan["flow_add"]),
@@ -969,9 +974,9 @@ class Reconciler:
             w.cookie = self.cookie
             after_flows.append(w)
         shown = set()
-        for _, g in plan["group_add"]:
+        for i, g in plan["group_add"]:
             shown.add(g.group_id)
-        for _, g, _h in plan["group_modify"]:
+        for i, g, h in plan["group_modify"]:
             shown.add(g.group_id)
         # Groups shown: the ones this task touches or owns, before and after.
         owned = set(gid for gid in have_groups if self._in_range(gid))
@@ -981,9 +986,9 @@ class Reconciler:
         after_map = dict((gid, have_groups[gid].text) for gid in owned if gid in have_groups)
         for g in plan["group_del"]:
             after_map.pop(g.group_id, None)
-        for _, g in plan["group_add"]:
+        for i, g in plan["group_add"]:
             after_map[g.group_id] = g.text
-        for _, g, _h in plan["group_modify"]:
+        for i, g, h in plan["group_modify"]:
             after_map[g.group_id] = g.text
         after_groups = [after_map[gid] for gid in sorted(after_map)]
 
@@ -1025,7 +1030,7 @@ def gather(ofctl, cookie=None, cookie_mask=None, flows=True, groups=True, ports=
         calls.append(("group_stats", ofctl.dump_group_stats))
     if ports:
         calls.append(("ports", ofctl.dump_ports))
-    values = dict(zip([n for n, _ in calls], _parallel(*[f for _, f in calls]))) if calls else {}
+    values = dict(zip([name for name, call in calls], _parallel(*[call for name, call in calls]))) if calls else {}
     if flows:
         result["flows"] = [f.as_dict(stats=True) for f in sorted(values["flows"], key=_sort_key)]
     if groups:

@@ -17,8 +17,10 @@ Everything is found again on the host itself:
 * the leg *Port* records carry ``external_ids`` ``flowstream-instance/kind/type/chain/step/leg``
   like every other kind's legs (set after the domain starts; libvirt re-creates the ports
   when the domain restarts, so :meth:`VmKind.ensure` puts them back when they are missing);
-* the serial console is logged to ``/var/log/flowstream/vm/fs-<id>.console.log`` (removed with
-  the instance, together with libvirt's own QEMU log of the domain).
+* the serial console is logged next to libvirt's own QEMU log of the domain, in
+  ``/var/log/libvirt/qemu/fs-<id>.console.log``: a directory every libvirt host has, so a start
+  by libvirt itself or an incoming live migration never fails on a missing directory. Both
+  logs go with the instance when it is removed.
 
 Requests are validated completely (instance id, VLANs free on the host bridge and not claimed
 by another VM instance, image files present, memory available) before anything changes; a
@@ -35,6 +37,8 @@ import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
 
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
+from ansible_collections.flowstream.platform.plugins.module_utils._instance import (
+    EXT, LEGS, check_id, check_vlans, port_name)
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
 from ansible_collections.flowstream.platform.plugins.module_utils._iproute import stable_mac
 from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import OVSDB
@@ -52,13 +56,10 @@ else:
 METADATA_NS = "https://flowstream.dev/xmlns/instance/1"
 METADATA_PREFIX = "fs"
 DEFAULT_URI = "qemu:///system"
-CONSOLE_DIR = "/var/log/flowstream/vm"
 QEMU_LOG_DIR = "/var/log/libvirt/qemu"
+CONSOLE_DIR = QEMU_LOG_DIR
 SYSTEM_SOCKET = "/run/libvirt/libvirt-sock"
-ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,9}$")
-LEGS = ("left", "right")
 PCI_SLOT = {"left": 3, "right": 4}
-EXT = "flowstream-"
 DEFAULT_CMDLINE = "console=ttyS0"
 # What a guest costs its host beyond its RAM: QEMU itself and TCG's translation cache. Measured
 # here: a 96 MiB guest of the wire image has 190-200 MiB RSS, i.e. ~100 MiB on top of its RAM.
@@ -66,18 +67,17 @@ QEMU_OVERHEAD_MIB = 128
 # What the host keeps for itself (Open vSwitch, libvirtd, sshd, page cache) after the guest.
 HOST_RESERVE_MIB = 256
 MEMORY_MARGIN_MIB = QEMU_OVERHEAD_MIB + HOST_RESERVE_MIB
-# A Debian kernel panics (out of memory) or never leaves the firmware below about 96 MiB.
+# A floor for obvious mistakes only: the wire image's Debian kernel needs 96 MiB (measured: at
+# 80 MiB it panics out of memory, at 64 MiB it never leaves the firmware); other images differ.
 MIN_MEMORY_MIB = 32
 
 # libvirt's stable ABI values (libvirt-domain.h), so that parsing and planning need no libvirt
 XML_INACTIVE = 2
 METADATA_ELEMENT = 2
 AFFECT_LIVE = 1
-AFFECT_CONFIG = 2
 STATE_NAMES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown", 5: "shutoff",
                6: "crashed", 7: "pmsuspended"}
 RUNNING_STATES = (1, 2)
-PAUSED = 3
 UNDEFINE_FLAGS = 1 | 2 | 4 | 16  # managed save, snapshot metadata, nvram, checkpoint metadata
 
 # fields of an instance's definition: those applied to a running domain without a restart
@@ -98,10 +98,6 @@ LibvirtError = libvirt.libvirtError if HAS_LIBVIRT else _NoLibvirtError
 # names
 def domain_name(instance):
     return "fs-%s" % instance
-
-
-def port_name(instance, leg):
-    return "fs-%s-%s" % (instance, leg[0])
 
 
 def leg_mac(instance, leg):
@@ -127,10 +123,8 @@ def normalize_spec(spec):
     """The spec with defaults filled in (``image.cmdline``, ``image.format``), as compared."""
     spec = dict(spec)
     image = dict(spec.get("image") or {})
-    if image.get("kernel"):
-        image.setdefault("cmdline", DEFAULT_CMDLINE)
-        if image.get("cmdline") is None:
-            image["cmdline"] = DEFAULT_CMDLINE
+    if image.get("kernel") and image.get("cmdline") is None:
+        image["cmdline"] = DEFAULT_CMDLINE
     if image.get("disk"):
         image["format"] = image.get("format") or "raw"
     spec["image"] = image
@@ -213,8 +207,8 @@ def wanted_shape(spec):
     spec = normalize_spec(spec)
     inst = spec["id"]
     image = spec["image"]
-    shape = {"type": _text(spec.get("type")) or None, "chain": _text(spec.get("chain")) or None,
-             "step": _text(spec.get("step")) or None,
+    shape = {"type": _text(spec.get("type")).strip() or None, "chain": _text(spec.get("chain")).strip() or None,
+             "step": _text(spec.get("step")).strip() or None,
              "memory_mib": int(spec["memory_mib"]), "vcpus": int(spec["vcpus"]),
              "host_bridge": spec["host_bridge"],
              "image.kernel": image.get("kernel"), "image.initrd": image.get("initrd"),
@@ -420,18 +414,8 @@ class VmKind:
     # -- validation ------------------------------------------------------------------------------
     def _check_spec(self, spec):
         inst = spec.get("id")
-        if not isinstance(inst, str) or not ID_RE.match(inst):
-            raise InstanceError(inst, "id", "an instance id is 1-10 characters of a-z, 0-9 and '-', starting with "
-                                "a letter (it names the domain fs-<id> and the leg ports fs-<id>-l/-r)")
-        vlans = spec.get("vlans")
-        if not isinstance(vlans, dict) or set(vlans) != set(LEGS):
-            raise InstanceError(inst, "vlans", "needs exactly 'left' and 'right' VLAN tags")
-        for leg in LEGS:
-            tag = vlans[leg]
-            if isinstance(tag, bool) or not isinstance(tag, int) or not 1 <= tag <= 4094:
-                raise InstanceError(inst, "vlans.%s" % leg, "must be a VLAN id from 1 to 4094, got %r" % (tag,))
-        if vlans["left"] == vlans["right"]:
-            raise InstanceError(inst, "vlans", "left and right need different VLAN tags (both %d)" % vlans["left"])
+        check_id(inst)
+        check_vlans(inst, spec.get("vlans"))
         for key, low in (("memory_mib", MIN_MEMORY_MIB), ("vcpus", 1)):
             value = spec.get(key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -483,7 +467,7 @@ class VmKind:
         for name in sorted(own):
             ext = (ports.get(name) or {}).get("external_ids") or {}
             if name in ports and ext.get(EXT + "kind") not in (None, "vm"):
-                raise InstanceError(inst, "id", "port %s on %s belongs to a %s instance; remove that first or choose "
+                raise InstanceError(inst, "instance", "port %s on %s belongs to a %s instance; remove that first or choose "
                                     "another id" % (name, spec["host_bridge"], ext.get(EXT + "kind")))
         for leg in LEGS:
             tag = spec["vlans"][leg]
@@ -522,7 +506,7 @@ class VmKind:
         ports = self._host_ports(spec)
         dom = self._find_domain(name)
         if dom is not None and inst not in domains:
-            raise InstanceError(inst, "id", "a libvirt domain %s exists that flowstream did not define (it has no "
+            raise InstanceError(inst, "instance", "a libvirt domain %s exists that flowstream did not define (it has no "
                                 "<fs:instance> metadata); remove or rename it, or choose another id" % name)
         self._check_host(spec, ports, domains)
         plan, actions = self._plan(spec, dom, domains.get(inst))
@@ -599,7 +583,6 @@ class VmKind:
         old_xml = dom.XMLDesc(XML_INACTIVE) if dom is not None else None
         try:
             if plan["define"]:
-                os.makedirs(self.console_dir, exist_ok=True)
                 dom = self.conn.defineXML(desired_xml(spec, domain_uuid=dom.UUIDString() if dom is not None else None))
             if plan["live_meta"]:
                 dom.setMetadata(METADATA_ELEMENT, _metadata_element(spec), METADATA_PREFIX, METADATA_NS, AFFECT_LIVE)
@@ -608,6 +591,10 @@ class VmKind:
             if plan["stop"] or plan["restart"]:
                 dom.destroy()
             if plan["start"] or plan["restart"]:
+                # Debian's libvirt-daemon-system ships this directory; a host (or lab host) whose
+                # /var/log/libvirt is fresh lacks it until the first domain, and QEMU cannot open
+                # the console log without it
+                os.makedirs(self.console_dir, exist_ok=True)
                 dom.create()
                 self._wait_for_ports(spec)
             if plan["resume"]:
@@ -690,15 +677,14 @@ class VmKind:
     def remove(self, instance_id, check_mode=False):
         """Destroy and undefine the instance's domain; no leg port, console log or QEMU log
         of it stays behind. Returns the actions (none when nothing was there)."""
-        if not isinstance(instance_id, str) or not ID_RE.match(instance_id):
-            raise InstanceError(instance_id, "id", "is not an instance id (1-10 characters of a-z, 0-9, '-')")
+        check_id(instance_id)
         name = domain_name(instance_id)
         actions = []
         dom = None
         if not self._libvirt_absent():
             dom = self._find_domain(name)
             if dom is not None and parse_domain_xml(dom.XMLDesc(XML_INACTIVE)) is None:
-                raise InstanceError(instance_id, "id", "the libvirt domain %s was not defined by flowstream (no "
+                raise InstanceError(instance_id, "instance", "the libvirt domain %s was not defined by flowstream (no "
                                     "<fs:instance> metadata); leaving it alone" % name)
         libvirt_unplugs = False
         if dom is not None:
@@ -758,8 +744,9 @@ class VmKind:
             except OSError:
                 continue
             for entry in entries:
-                if entry == stem or re.match(r"^%s\.[0-9]+(\.gz)?$" % re.escape(stem), entry):
-                    found.append(os.path.join(directory, entry))
+                path = os.path.join(directory, entry)
+                if (entry == stem or re.match(r"^%s\.[0-9]+(\.gz)?$" % re.escape(stem), entry)) and path not in found:
+                    found.append(path)
         return found
 
 

@@ -27,7 +27,7 @@ description:
   - See C(docs/openflow.md) in the collection for the cookie convention, a symmetric
     flow-affine load-balancing recipe and the benchmark.
 author:
-  - flowstream.platform maintainers
+  - Flowstream Platform Maintainers (@flowstream)
 extends_documentation_fragment:
   - flowstream.platform.attributes
   - flowstream.platform.openflow
@@ -247,7 +247,7 @@ counts:
   contains:
     flows_added: {description: Flows added., type: int, returned: success}
     flows_removed: {description: Flows deleted., type: int, returned: success}
-    flows_modified: {description: Flows whose actions, timeouts or flags changed., type: int, returned: success}
+    flows_modified: {description: "Flows whose actions, timeouts or flags changed.", type: int, returned: success}
     flows_unchanged: {description: Listed flows already as wanted., type: int, returned: success}
     flows_before: {description: Flows of the cookie before the run., type: int, returned: success}
     flows_after: {description: Flows of the cookie after the run., type: int, returned: success}

@@ -18,7 +18,7 @@ description:
   - For a B(drift report) (flows added, removed or altered by hand under a cookie), run
     M(flowstream.platform.openflow_flows) with C(--check --diff) instead; this module only reads.
 author:
-  - flowstream.platform maintainers
+  - Flowstream Platform Maintainers (@flowstream)
 extends_documentation_fragment:
   - flowstream.platform.attributes
   - flowstream.platform.attributes.info_module
@@ -95,7 +95,7 @@ flows:
     idle_timeout: {description: Idle timeout in seconds (0 = none)., type: int, returned: always}
     hard_timeout: {description: Hard timeout in seconds (0 = none)., type: int, returned: always}
     importance: {description: Eviction importance., type: int, returned: always}
-    flags: {description: Flow flags (send_flow_rem, no_packet_counts, no_byte_counts)., type: list, elements: str, returned: always}
+    flags: {description: "Flow flags (send_flow_rem, no_packet_counts, no_byte_counts).", type: list, elements: str, returned: always}
     n_packets: {description: Packets that matched the flow., type: int, returned: always}
     n_bytes: {description: Bytes that matched the flow., type: int, returned: always}
     duration: {description: Seconds since the flow was installed., type: float, returned: always}
@@ -127,7 +127,7 @@ ports:
     name: {description: Port name., type: str, returned: always}
     mac: {description: Port MAC address., type: str, returned: always}
     config: {description: Port config flags (for example PORT_DOWN)., type: list, elements: str, returned: always}
-    state: {description: Port state flags (for example LINK_DOWN, LIVE)., type: list, elements: str, returned: always}
+    state: {description: "Port state flags (for example LINK_DOWN, LIVE).", type: list, elements: str, returned: always}
 port_numbers:
   description: Port name to OpenFlow port number.
   returned: when O(ports=true)

@@ -45,8 +45,8 @@ def canonical(ofctl, texts):
 
 def test_written_two_ways_compare_equal():
     ofctl = Ofctl("br-unused")
-    a = canonical(ofctl, [x for x, _ in SYNONYMS])
-    b = canonical(ofctl, [y for _, y in SYNONYMS])
+    a = canonical(ofctl, [one for one, other in SYNONYMS])
+    b = canonical(ofctl, [other for one, other in SYNONYMS])
     assert a == b
 
 

@@ -356,8 +356,8 @@ def test_info_counters_groups_ports(bridge):
                                  "groups": ["group_id=9,type=all,bucket=actions=drop"],
                                  "flows": ["priority=10,udp,actions=group:9", "priority=9,tcp,actions=drop"]}))
     # Three packets into our own bridge's table (nothing leaves the bridge's own ports).
-    pkt = ("ffffffffffff0200000000010800" "4500001c000000004011ee8ec612000ac6120014" "04d2003500080000")  # UDP 198.18.0.10 -> .20
-    for _ in range(3):
+    pkt = "ffffffffffff0200000000010800" + "4500001c000000004011ee8ec612000ac6120014" + "04d2003500080000"
+    for dummy in range(3):  # UDP 198.18.0.10 -> .20
         bridge.ofctl("packet-out", bridge.name, "in_port=1 packet=%s actions=table" % pkt)
     r = ok(module("openflow_info", {"switch": bridge.name, "cookie": COOKIE, "openflow_version": "OpenFlow15"}))
     udp = [f for f in r["flows"] if f["match"] == "udp"][0]

@@ -33,7 +33,7 @@ _SLOT_RE = re.compile(r"^Final flow: .*?\breg0=0x([0-9a-f]+)", re.M)
 def tuples(n, seed=7):
     rnd = random.Random(seed)
     out = []
-    for _ in range(n):
+    for dummy in range(n):
         proto = rnd.choice(["tcp", "udp"])
         out.append((proto, "198.18.%d.%d" % (rnd.randrange(256), rnd.randrange(1, 255)),
                     "198.19.%d.%d" % (rnd.randrange(256), rnd.randrange(1, 255)),
@@ -82,7 +82,7 @@ def test_symmetric_and_stable(make_bridge):
         assert fwd_port == rev_port, t                      # so is the member
         assert fwd_port == PORT_OF[owners[fwd_slot]], t     # and it is the slot's owner
         before[t] = (fwd_port, fwd_slot)
-    used = set(p for p, _ in before.values())
+    used = set(port for port, slot in before.values())
     assert used == set(PORT_OF.values()), "120 connections should reach all 4 members: %s" % used
 
     # ids3 goes away: only its connections move, and only its slots' dispatch flows change.
@@ -93,7 +93,7 @@ def test_symmetric_and_stable(make_bridge):
     assert r["counts"]["flows_added"] == r["counts"]["flows_removed"] == 0
     moved = 0
     for t in sample:
-        (fwd_port, fwd_slot), (rev_port, _) = both_directions(br, t)
+        (fwd_port, fwd_slot), (rev_port, rev_slot) = both_directions(br, t)
         assert fwd_port == rev_port, t
         assert fwd_slot == before[t][1], t                  # flow-affine: same slot for ever
         if before[t][0] == PORT_OF["ids3"]:
@@ -101,7 +101,7 @@ def test_symmetric_and_stable(make_bridge):
             moved += 1
         else:
             assert fwd_port == before[t][0], t              # everybody else stays put
-    assert moved == sum(1 for p, _ in before.values() if p == PORT_OF["ids3"]) > 0
+    assert moved == sum(1 for port, slot in before.values() if port == PORT_OF["ids3"]) > 0
 
     # ids3 comes back: exactly its old connections return to it.
     install(br, MEMBERS)
@@ -121,7 +121,7 @@ def test_select_group_hash_is_not_symmetric(make_bridge):
     same = 0
     sample = [t for t in tuples(60, seed=11) if t[0] == "tcp"]
     for proto, src, dst, sport, dport in sample:
-        fwd, _ = trace(br, proto, src, dst, sport, dport, CLIENT_PORT, "02:00:00:00:00:01", "02:00:00:00:00:02")
-        rev, _ = trace(br, proto, dst, src, dport, sport, SERVER_PORT, "02:00:00:00:00:02", "02:00:00:00:00:01")
+        fwd = trace(br, proto, src, dst, sport, dport, CLIENT_PORT, "02:00:00:00:00:01", "02:00:00:00:00:02")[0]
+        rev = trace(br, proto, dst, src, dport, sport, SERVER_PORT, "02:00:00:00:00:02", "02:00:00:00:00:01")[0]
         same += fwd == rev
     assert same < len(sample), "a select group was symmetric for all %d connections" % len(sample)

@@ -169,7 +169,7 @@ def host_state():
     domains = sh(*in_host("virsh", "-c", "qemu:///system", "list", "--all", "--name")).stdout.split()
     ports = sh(*in_host("ovs-vsctl", "--format=json", "--data=json", "--columns=name,tag,external_ids",
                         "list", "Port")).stdout
-    files = sh(*in_host("sh", "-c", "ls -A /var/log/flowstream/vm /var/log/libvirt/qemu /etc/libvirt/qemu 2>/dev/null || true")).stdout
+    files = sh(*in_host("sh", "-c", "ls -A /var/log/libvirt/qemu /etc/libvirt/qemu /etc/libvirt/qemu/autostart /run/libvirt/qemu 2>/dev/null || true")).stdout
     return {"domains": sorted(domains), "ports": sorted(json.loads(ports)["data"]), "files": files}
 
 
@@ -293,7 +293,7 @@ def test_vm_instance_forwards_both_ways(lab):  # pylint: disable=too-many-locals
     while ping(SOURCE_NS, SINK_IP, wait=1).returncode != 0:
         assert time.monotonic() - t0 < 90, "the guest did not forward within 90 s"
     forwarding_s = time.monotonic() - t0
-    console = sh(*in_host("cat", "/var/log/flowstream/vm/fs-w1.console.log")).stdout
+    console = sh(*in_host("cat", "/var/log/libvirt/qemu/fs-w1.console.log")).stdout
     ready = re.search(r"flowstream-wire: ready: bridging left (\S+) and right (\S+) \(t=([0-9.]+)s\)", console)
     assert ready, console
     print("ensure: %.2f s; boot to forwarding (first ping through the guest): %.1f s; guest's own clock at ready: %s s"
@@ -352,7 +352,7 @@ def test_vm_instance_forwards_both_ways(lab):  # pylint: disable=too-many-locals
     # --- absent: nothing of the instance stays, and traffic no longer crosses -----------------
     gone = vm("remove", INSTANCE)
     assert gone["ok"] and gone["result"][:2] == ["destroyed domain fs-w1", "undefined domain fs-w1"], gone
-    assert "removed /var/log/flowstream/vm/fs-w1.console.log" in gone["result"]
+    assert "removed /var/log/libvirt/qemu/fs-w1.console.log" in gone["result"]
     final = host_state()
     assert final["domains"] == []
     assert not [p for p in final["ports"] if p[0].startswith("fs-w1")]

@@ -14,18 +14,23 @@ import pytest
 from ansible_collections.flowstream.platform.plugins.module_utils import _ofctl as m
 
 
-DUMP_FLOWS = """\
-OFPST_FLOW reply (OF1.4) (xid=0x2): flags=[more]
- cookie=0x42, duration=0.004s, table=0, n_packets=0, n_bytes=0, priority=100,tcp,nw_src=10.0.0.1,tp_dst=80 actions=output:7
- cookie=0xf5, duration=0.004s, table=0, n_packets=17, n_bytes=1666, idle_timeout=30, hard_timeout=60, send_flow_rem importance=4, priority=9,in_port=2 actions=output:2,group:8
- cookie=0x43, duration=1.962s, table=3, n_packets=0, n_bytes=0, actions=output:1
- cookie=0x0, duration=2.516s, table=0, n_packets=0, n_bytes=0, priority=0 actions=NORMAL
-OFPST_FLOW reply (OF1.4) (xid=0x2):
- cookie=0x42, duration=0.005s, table=0, n_packets=0, n_bytes=0, priority=18,ct_state=+new+trk,tcp actions=ct(commit,zone=5,exec(set_field:0x1->ct_mark)),output:7
- cookie=0x43, duration=0.005s, table=0, n_packets=0, n_bytes=0, idle_timeout=5, send_flow_rem no_packet_counts importance=3, priority=7,ip actions=output:1
- cookie=0x43, duration=1.962s, table=0, n_packets=0, n_bytes=0, ip,nw_src=10.0.0.1 actions=drop
- cookie=0x42, duration=0.005s, table=1, n_packets=0, n_bytes=0, priority=5,tcp,nw_src=10.0.0.1,tp_dst=81 actions=set_field:1.2.3.4->ip_src,output:7
-"""
+DUMP_FLOWS = (
+    "OFPST_FLOW reply (OF1.4) (xid=0x2): flags=[more]\n"
+    " cookie=0x42, duration=0.004s, table=0, n_packets=0, n_bytes=0,"
+    " priority=100,tcp,nw_src=10.0.0.1,tp_dst=80 actions=output:7\n"
+    " cookie=0xf5, duration=0.004s, table=0, n_packets=17, n_bytes=1666, idle_timeout=30, hard_timeout=60, send_flow_rem importance=4,"
+    " priority=9,in_port=2 actions=output:2,group:8\n"
+    " cookie=0x43, duration=1.962s, table=3, n_packets=0, n_bytes=0, actions=output:1\n"
+    " cookie=0x0, duration=2.516s, table=0, n_packets=0, n_bytes=0, priority=0 actions=NORMAL\n"
+    "OFPST_FLOW reply (OF1.4) (xid=0x2):\n"
+    " cookie=0x42, duration=0.005s, table=0, n_packets=0, n_bytes=0,"
+    " priority=18,ct_state=+new+trk,tcp actions=ct(commit,zone=5,exec(set_field:0x1->ct_mark)),output:7\n"
+    " cookie=0x43, duration=0.005s, table=0, n_packets=0, n_bytes=0, idle_timeout=5, send_flow_rem no_packet_counts importance=3,"
+    " priority=7,ip actions=output:1\n"
+    " cookie=0x43, duration=1.962s, table=0, n_packets=0, n_bytes=0, ip,nw_src=10.0.0.1 actions=drop\n"
+    " cookie=0x42, duration=0.005s, table=1, n_packets=0, n_bytes=0,"
+    " priority=5,tcp,nw_src=10.0.0.1,tp_dst=81 actions=set_field:1.2.3.4->ip_src,output:7\n"
+)
 
 PARSE_FLOWS = """\
 usable protocols: OXM-OpenFlow13,OXM-OpenFlow14,OXM-OpenFlow15

@@ -33,7 +33,7 @@ FULL = (1 << 64) - 1
 
 def fake_parse(text):
     """A deliberately dumb canonicaliser: table/priority/timeouts/flags pulled out, rest kept."""
-    head, _, actions = text.partition("actions=")
+    head, sep, actions = text.partition("actions=")
     f = FlowEntry(actions=actions or "drop")
     match = []
     flags = []
@@ -421,7 +421,7 @@ def test_report_limit_truncates_lists_not_counts():
 def test_flows_only_use_the_flow_bundle():
     sw = FakeSwitch()
     calls = []
-    sw.bundle_flows = lambda lines: calls.append(lines)
+    sw.bundle_flows = calls.append
     run(sw, flows=["priority=1,actions=drop"])
     assert calls == [["add cookie=0x%x,priority=1,actions=drop" % COOKIE]]
 
@@ -614,3 +614,11 @@ def test_replaced_needs_flows_and_leaves_groups_alone_when_none_listed():
     sw = FakeSwitch(groups=[GroupEntry(10, "group_id=10,type=all,bucket=output:1")])
     r = run(sw, state="replaced", flows=[], group_id_range=[10, 19])
     assert r["changed"] is False and 10 in sw.groups
+
+
+def test_group_id_alone_only_for_absent():
+    with pytest.raises(of.OpenFlowError, match=r"groups\[0\] is only a group id \(9\); state=present needs the whole group"):
+        run(FakeSwitch(), groups=[9])
+    sw = FakeSwitch(groups=[GroupEntry(9, "group_id=9,type=all,bucket=output:1")])
+    r = run(sw, state="absent", groups=[9])
+    assert r["counts"]["groups_removed"] == 1 and sw.groups == {}

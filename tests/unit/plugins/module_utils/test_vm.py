@@ -290,7 +290,7 @@ def test_desired_xml_domain_legs_and_metadata(image):
     assert {child.tag.split("}")[1]: child.text for child in meta} == {
         "id": "fw1", "kind": "vm", "type": "wire", "chain": "web", "step": "2", "vlan_left": "101", "vlan_right": "102"}
     assert 'xmlns:fs="https://flowstream.dev/xmlns/instance/1"' in text  # declared on the element itself
-    assert root.find("devices/serial/log").get("file") == "/var/log/flowstream/vm/fs-fw1.console.log"
+    assert root.find("devices/serial/log").get("file") == "/var/log/libvirt/qemu/fs-fw1.console.log"
     assert root.find("devices/disk") is None
 
 
@@ -463,7 +463,8 @@ def test_missing_disk_image(host):
 
 
 @pytest.mark.parametrize("over, field", [
-    ({"id": "Fw1"}, "id"), ({"id": "a-very-long-id"}, "id"), ({"id": "1fw"}, "id"),
+    ({"id": "Fw1"}, "instance"), ({"id": "a-very-long-id"}, "instance"), ({"id": "1fw"}, "instance"),
+    ({"vlans": {"left": 1, "right": 102}}, "vlans.left"),
     ({"vlans": {"left": 101}}, "vlans"), ({"vlans": {"left": 101, "right": 101}}, "vlans"),
     ({"vlans": {"left": 0, "right": 102}}, "vlans.left"), ({"vlans": {"left": 101, "right": 4095}}, "vlans.right"),
     ({"vlans": {"left": True, "right": 102}}, "vlans.left"),
@@ -519,7 +520,7 @@ def test_a_domain_flowstream_did_not_define_is_left_alone(host, image):
     conn.calls.clear()
     with pytest.raises(InstanceError) as err:
         kind.ensure(make_spec(image))
-    assert err.value.field == "id" and "did not define" in str(err.value)
+    assert err.value.field == "instance" and "did not define" in str(err.value)
     with pytest.raises(InstanceError):
         kind.remove("fw1")
     assert unchanged(conn, ovs)
@@ -531,7 +532,7 @@ def test_leg_port_of_another_kind_is_refused(host, image):
     ovs.ports["fs-fw1-l"]["external_ids"] = {"flowstream-instance": "fw1", "flowstream-kind": "kernel"}
     with pytest.raises(InstanceError) as err:
         kind.ensure(make_spec(image))
-    assert err.value.field == "id" and "belongs to a kernel instance" in str(err.value)
+    assert err.value.field == "instance" and "belongs to a kernel instance" in str(err.value)
     assert unchanged(conn, ovs)
     assert kind.remove("fw1") == []  # not a VM leg: remove leaves it to its own kind
     assert "fs-fw1-l" in ovs.ports
@@ -578,7 +579,8 @@ def test_check_mode_reports_and_changes_nothing(host, image):
     assert kind.ensure(spec, check_mode=True) == ["redefined domain fs-fw1: memory_mib 96 -> 128",
                                                   "restarted domain fs-fw1 to apply memory_mib",
                                                   LABELS_LEFT, LABELS_LEFT.replace("fs-fw1-l", "fs-fw1-r").replace("=left", "=right")]
-    assert conn.domains[0].live == conn.domains[0].xml and "98304" not in conn.domains[0].xml
+    assert ET.fromstring(conn.domains[0].xml).findtext("memory") == "96"  # nothing redefined
+    assert conn.domains[0].live == conn.domains[0].xml
 
 
 def test_hardware_change_redefines_and_restarts(host, image):

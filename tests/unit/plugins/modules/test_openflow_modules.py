@@ -75,7 +75,7 @@ class Script:
 
     def subcommands(self):
         return [next(a for a in argv if not a.startswith("-") and a not in ("/usr/bin/ovs-ofctl",)
-                     and not a.startswith("OpenFlow")) for argv, _ in self.calls]
+                     and not a.startswith("OpenFlow")) for argv, data in self.calls]
 
 
 def run_module(mod, args, script, monkeypatch):
@@ -113,7 +113,7 @@ def test_present_adds_with_one_bundle(ansible_exit, monkeypatch):
     r = out.result
     assert r["changed"] is True and r["added"] == ["table=0,priority=6,tcp,actions=drop"]
     assert r["counts"]["flows_unchanged"] == 1 and r["counts"]["flows_before"] == 1
-    argvs = [argv for argv, _ in script.calls]
+    argvs = [argv for argv, data in script.calls]
     assert ["/usr/bin/ovs-ofctl", "-O", "OpenFlow14", "--no-names", "--timeout=60", "dump-flows", "br0",
             "cookie=0xf5000000000000a1/0xffffffffffffffff"] in argvs
     assert ["/usr/bin/ovs-ofctl", "-O", "OpenFlow14", "--no-names", "parse-flows", "-"] in argvs
