@@ -65,7 +65,8 @@ if [ -n "$pkg" ]; then
   deb="$cache/${pkg}_${version}_amd64.deb"
 else
   # no package lists at all: fall back to the newest package already in the cache
-  deb=$(ls -1t "$cache"/linux-image-[0-9]*_amd64.deb 2>/dev/null | head -1 || true)
+  deb=$(find "$cache" -maxdepth 1 -name 'linux-image-[0-9]*_amd64.deb' -printf '%T@ %p\n' 2>/dev/null |
+        sort -rn | head -1 | cut -d' ' -f2- || true)
   [ -n "$deb" ] || die "apt offers no linux-image-amd64 and the cache $cache holds no kernel package"
   pkg=$(basename "$deb" | cut -d_ -f1)
   version=$(basename "$deb" | cut -d_ -f2)
@@ -174,6 +175,7 @@ say "$(uname -r) up; $(cat /etc/flowstream/build | tr '\n' ' ')"
 # a wire stays silent: no IPv6 link-local addresses, router solicitations or MLD reports
 echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6
 echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6
+# shellcheck disable=SC2013 # one module name per word
 for m in $(cat /etc/flowstream/modules); do
   insmod "/lib/modules/$m.ko" || say "insmod $m failed"
 done
@@ -185,6 +187,7 @@ nics() {
 }
 i=0
 while [ "$(nics | wc -l)" -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+# shellcheck disable=SC2046 # one NIC name per word
 set -- $(nics)
 if [ $# -lt 2 ]; then
   say "FAILED: found $# NIC(s) ($*), need two"
