@@ -13,12 +13,18 @@ switch's own words and leaves the table exactly as it was, and the module works 
 
 from __future__ import annotations
 
+# The fixtures come from ofhelpers; test arguments of the same name are how pytest passes them.
+# pylint: disable=redefined-outer-name
+
 import os
 import subprocess
+import sys
 
 import pytest
 
-from conftest import failed, free_port, module, ok, sh, wait_for_target
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ofhelpers import (  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+    bridge, make_bridge, ovs_session, failed, free_port, module, ok, sh, wait_for_target)
 
 COOKIE = "0xf5000000000000a1"
 OTHER = 0xF5000000000000B2

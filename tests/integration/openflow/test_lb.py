@@ -15,12 +15,19 @@ hashing the same fields is shown not to be symmetric (LAB.md measured 15/50).
 
 from __future__ import annotations
 
+# The fixtures come from ofhelpers; test arguments of the same name are how pytest passes them.
+# pylint: disable=redefined-outer-name
+
+import os
 import random
 import re
+import sys
 
-from conftest import module, ok, sh
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ofhelpers import (  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+    bridge, make_bridge, ovs_session, module, ok, sh)
 
-from ansible_collections.flowstream.platform.plugins.module_utils import _flow_hash as fh
+from ansible_collections.flowstream.platform.plugins.module_utils import _flow_hash as fh  # noqa: E402
 
 COOKIE = "0xf5000000000000c1"
 MEMBERS = {"ids1": "output:2", "ids2": "output:3", "ids3": "output:4", "ids4": "output:5"}
