@@ -386,3 +386,13 @@ def test_flows_text_is_the_same_table_as_the_list(bridge, tmp_path):
     assert r["changed"] is False and r["counts"]["flows_unchanged"] == 50
     r = failed(module("openflow_flows", {"switch": bridge.name, "cookie": COOKIE, "flows_text": text + "priority=1,ipx,actions=drop\n"}),
                "flows_text line 52 ('priority=1,ipx,actions=drop')", "field ipx missing value")
+
+
+def test_over_an_explicit_unix_target(bridge):
+    target = "unix:/var/run/openvswitch/%s.mgmt" % bridge.name
+    args = {"switch": target, "cookie": COOKIE, "state": "replaced", "flows": ["priority=10,arp,actions=NORMAL"]}
+    r = ok(module("openflow_flows", args))
+    assert r["added"] == ["table=0,priority=10,arp,actions=NORMAL"]
+    assert ok(module("openflow_flows", args))["changed"] is False
+    # the bridge name and the unix: target are the same switch
+    assert ok(module("openflow_flows", dict(args, switch=bridge.name)))["changed"] is False
