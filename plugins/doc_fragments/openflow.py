@@ -60,7 +60,7 @@ options:
     type: str
     default: ovs-ofctl
 requirements:
-  - C(ovs-ofctl) (Open vSwitch 2.17 or later; tested with 3.1) on the managed node.
+  - C(ovs-ofctl) on the managed node (tested with Open vSwitch 3.1; needs 2.8 or later for C(--no-names)).
 notes:
   - The module runs C(ovs-ofctl) on the managed node. For a remote switch reached over C(tcp:) or
     C(ssl:), that node can be the controller itself (delegate the task to C(localhost)).
