@@ -117,8 +117,8 @@ options:
   group_id_range:
     description:
       - The group ids this task owns, as C([first, last]). Listed groups must lie inside it.
-      - With O(state=replaced), groups inside the range that are not listed are deleted; with
-        O(state=absent) and nothing listed, every group inside the range is deleted.
+      - With O(state=replaced) and O(groups) given, groups inside the range that are not listed are
+        deleted; with O(state=absent) and nothing listed, every group inside the range is deleted.
       - Groups another owner's flow uses are never deleted (OpenFlow would delete that flow too).
     type: list
     elements: int
