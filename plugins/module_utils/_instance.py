@@ -22,6 +22,7 @@ from ansible_collections.flowstream.platform.plugins.module_utils._actions impor
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
 from ansible_collections.flowstream.platform.plugins.module_utils._iproute import IPRoute, link_is_up, stable_mac
+from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import Ofctl, OfctlError
 from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import OVSDB
 
 ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,9}$")
@@ -116,16 +117,29 @@ class HostView:
                 if names else {}
             ifaces = {row["name"]: row for row in self.ovs.list_table(
                 "Interface", ["name", "statistics", "ofport", "external_ids", "error"], names)} if names else {}
+            live = self.live_port_stats() if names else {}
             self._ports = {}
             for name in names:
                 port = ports.get(name, {})
                 iface = ifaces.get(name, {})
                 ext = dict(iface.get("external_ids") or {})
                 ext.update(port.get("external_ids") or {})
-                self._ports[name] = {"tag": port.get("tag"), "external_ids": ext,
-                                     "statistics": iface.get("statistics") or {},
+                stats = live.get(str(iface.get("ofport")), iface.get("statistics") or {})
+                self._ports[name] = {"tag": port.get("tag"), "external_ids": ext, "statistics": stats,
                                      "ofport": iface.get("ofport"), "error": iface.get("error")}
         return self._ports
+
+    def live_port_stats(self):
+        """{OpenFlow port number: counters} of the host bridge, read now from ovs-vswitchd."""
+        runner = None
+        if self._run is not _run:
+            def runner(argv, data=None):
+                res = self._run(argv, check=False, data=data)
+                return res.rc, res.stdout, res.stderr
+        try:
+            return Ofctl(self.host_bridge, runner=runner).dump_port_stats()
+        except OfctlError:
+            return {}
 
     def vlans_in_use(self):
         return {p["tag"]: name for name, p in self.ports().items() if isinstance(p["tag"], int)}
@@ -163,6 +177,8 @@ class HostView:
                 for key, value in info.items():
                     if key != "legs" or not entry.get("legs"):
                         entry[key] = value
+                # a guest reserves its vCPUs and memory (its legs' labels carry no resources)
+                entry["resources"] = {"cpu": info.get("vcpus", 0), "memory": info.get("memory_mib", 0)}
         return found
 
 

@@ -356,7 +356,9 @@ class LabHost(ActionLog):
         if self.private:
             for sub, _target in PRIVATE_DIRS:
                 os.makedirs(self.path(sub), exist_ok=True)
-            for sub in ("pids", "ssh", "etc"):
+            # log/libvirt/qemu: Debian's package ships it; QEMU cannot start (nor a migration
+            # arrive) without it
+            for sub in ("pids", "ssh", "etc", "log/libvirt/qemu"):
                 os.makedirs(self.path(sub), exist_ok=True)
             if ensure_private_mount(self.ns_dir):
                 self.actions.append("made %s a private mount" % self.ns_dir)

@@ -449,6 +449,32 @@ def parse_ports_desc(text):
     return ports
 
 
+_PORT_STATS_RX = re.compile(r"^\s*port\s+(?P<number>\S+?):?\s+rx pkts=(?P<pkts>\d+|\?), bytes=(?P<bytes>\d+|\?), "
+                            r"drop=(?P<drop>\d+|\?)")
+_PORT_STATS_TX = re.compile(r"^\s*tx pkts=(?P<pkts>\d+|\?), bytes=(?P<bytes>\d+|\?), drop=(?P<drop>\d+|\?)")
+
+
+def _stat(text):
+    return None if text == "?" else int(text)
+
+
+def parse_port_stats(text):
+    """Parse ``dump-ports`` into {port number (decimal string or 'LOCAL'): counters}; a counter
+    the switch does not keep ('?') is None."""
+    stats = {}
+    cur = None
+    for line in text.splitlines():
+        m = _PORT_STATS_RX.match(line)
+        if m:
+            cur = stats[m.group("number")] = {"rx_packets": _stat(m.group("pkts")), "rx_bytes": _stat(m.group("bytes")),
+                                              "rx_dropped": _stat(m.group("drop"))}
+            continue
+        m = _PORT_STATS_TX.match(line)
+        if m and cur is not None:
+            cur.update(tx_packets=_stat(m.group("pkts")), tx_bytes=_stat(m.group("bytes")), tx_dropped=_stat(m.group("drop")))
+    return stats
+
+
 # ---------------------------------------------------------------------------------------------
 # Error mapping
 # ---------------------------------------------------------------------------------------------
@@ -605,6 +631,10 @@ class Ofctl:
     def dump_ports(self):
         out = self.run(self.argv("dump-ports-desc"))
         return parse_ports_desc(out)
+
+    def dump_port_stats(self):
+        """Live port counters (OpenFlow port statistics; OVSDB's copy lags by up to 5 s)."""
+        return parse_port_stats(self.run(self.argv("dump-ports")))
 
     # -- offline canonicalisation -----------------------------------------------------------
     def parse_flows(self, lines, chunk=25000):

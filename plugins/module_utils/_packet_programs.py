@@ -13,7 +13,7 @@ This file is a standalone program: the process kind installs its source on the m
 
 Frames are read from each leg with an AF_PACKET socket and written to the other leg, so the
 program is a bump in the wire. ``monitor`` keeps per-flow (5-tuple) packet and byte counters for
-both directions; ``inspect`` matches regular expressions over each packet's payload and drops
+both directions (bytes of the IP datagrams, as the kernel kind's monitor counts them); ``inspect`` matches regular expressions over each packet's payload and drops
 matching packets, or marks them (sets the IPv4 DSCP, fixing the header checksum) so the switch
 can divert the flow, or only counts them. Counters are written atomically to the stats file
 once a second and at exit.
@@ -130,7 +130,7 @@ class Program:
                                             "dport": flow[4], "packets": 0, "bytes": 0, "matched": 0,
                                             "direction": direction})
         entry["packets"] += 1
-        entry["bytes"] += len(frame)
+        entry["bytes"] += len(frame) - flow[5]  # IP bytes, as the kernel monitor counts them
         if matched:
             entry["matched"] += 1
 

@@ -10,7 +10,7 @@ or the image and memory of a VM) before changing anything, then lets the kind co
 
 from __future__ import annotations
 
-from ansible_collections.flowstream.platform.plugins.module_utils import _catalogue
+from ansible_collections.flowstream.platform.plugins.module_utils import _catalogue, _vm
 from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import (
@@ -25,13 +25,12 @@ HOST_KINDS = ("kernel", "process", "click", "vm")
 
 def vm_kind(run=_run, required=False):
     """The VM kind, when libvirt-python is importable on this host."""
-    try:
-        from ansible_collections.flowstream.platform.plugins.module_utils._vm import VmKind  # pylint: disable=import-outside-toplevel
-    except ImportError as exc:
+    if not _vm.HAS_LIBVIRT:
         if required:
-            raise InstanceError(None, "kind", "kind vm needs libvirt-python on the module host: %s" % exc) from exc
+            raise InstanceError(None, "kind", "kind vm needs libvirt-python on the module host (pip install "
+                                "libvirt-python, or Debian's python3-libvirt)")
         return None
-    return VmKind(run=run)
+    return _vm.VmKind(run=run)
 
 
 class ProcessingModules:

@@ -75,3 +75,10 @@ def adhoc(pattern, module, module_args="", inventory="inventory/lab", env=None, 
         argv += ["-a", module_args]
     proc = subprocess.run(argv, cwd=TOP, env=_env(env), capture_output=True, text=True, timeout=timeout, check=False)
     return AnsibleRun(argv, proc)
+
+
+def module(host, name, **args):
+    """Run a flowstream.platform module on ``host`` over SSH; return (rc, result)."""
+    run = adhoc(host, "flowstream.platform." + name, json.dumps(args) if args else "")
+    hosts = run.data["plays"][0]["tasks"][0]["hosts"] if run.data.get("plays") else {}
+    return run.rc, hosts.get(host, {"msg": run.explain()})

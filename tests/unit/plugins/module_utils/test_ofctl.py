@@ -367,3 +367,16 @@ def test_connection_argument_spec_and_builder():
     o = m.ofctl_from_params({"switch": "br0", "openflow_version": "OpenFlow15", "timeout": 7,
                              "executable": "ovs-ofctl"}, lambda name: "/opt/bin/" + name)
     assert o.argv("dump-groups")[:5] == ["/opt/bin/ovs-ofctl", "-O", "OpenFlow15", "--no-names", "--timeout=7"]
+
+
+def test_parse_port_stats_live_counters_and_unknown_values():
+    from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import parse_port_stats
+    text = ("OFPST_PORT reply (OF1.4) (xid=0x2): 2 ports\n"
+            "  port LOCAL: rx pkts=0, bytes=0, drop=0, errs=0, frame=0, over=0, crc=0\n"
+            "           tx pkts=3, bytes=?, drop=0, errs=0, coll=0\n"
+            "           duration=0.018s\n"
+            "  port  1: rx pkts=10, bytes=980, drop=1, errs=0, frame=0, over=0, crc=0\n"
+            "           tx pkts=7, bytes=686, drop=0, errs=0, coll=0\n")
+    assert parse_port_stats(text) == {
+        "LOCAL": {"rx_packets": 0, "rx_bytes": 0, "rx_dropped": 0, "tx_packets": 3, "tx_bytes": None, "tx_dropped": 0},
+        "1": {"rx_packets": 10, "rx_bytes": 980, "rx_dropped": 1, "tx_packets": 7, "tx_bytes": 686, "tx_dropped": 0}}

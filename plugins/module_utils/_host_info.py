@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The module host's report: load, memory, instances with live counters, VLANs, capacity left.
+
+Everything is read from the host itself (/proc, OVSDB, namespaces, supervisor status, nftables
+sets, libvirt); this is what placement reads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
+from ansible_collections.flowstream.platform.plugins.module_utils._instance import LEGS, HostView
+from ansible_collections.flowstream.platform.plugins.module_utils._iproute import IPRoute, link_is_up
+from ansible_collections.flowstream.platform.plugins.module_utils._kind_kernel import KernelKind
+from ansible_collections.flowstream.platform.plugins.module_utils._kind_process import ProcessKind
+from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
+
+VLAN_MIN, VLAN_MAX = 2, 4094
+
+
+def cpu_times():
+    with open("/proc/stat", encoding="utf-8") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields), idle
+
+
+def cpu_report(interval):
+    total0, idle0 = cpu_times()
+    time.sleep(interval)
+    total1, idle1 = cpu_times()
+    busy = 1.0 - (idle1 - idle0) / float(max(total1 - total0, 1))
+    load = os.getloadavg()
+    return {"count": os.cpu_count(), "utilization": round(max(busy, 0.0), 3),
+            "load_1": load[0], "load_5": load[1], "load_15": load[2], "sample_seconds": interval}
+
+
+def memory_report():
+    info = {}
+    with open("/proc/meminfo", encoding="utf-8") as handle:
+        for line in handle:
+            key, value = line.split(":", 1)
+            info[key] = int(value.split()[0]) // 1024
+    return {"total_mib": info["MemTotal"], "available_mib": info.get("MemAvailable", info["MemFree"]),
+            "used_mib": info["MemTotal"] - info.get("MemAvailable", info["MemFree"])}
+
+
+def ranges(numbers):
+    """[2, 3, 4, 7] -> ['2-4', '7']"""
+    out = []
+    start = prev = None
+    for n in sorted(numbers):
+        if start is None:
+            start = prev = n
+        elif n == prev + 1:
+            prev = n
+        else:
+            out.append(str(start) if start == prev else "%d-%d" % (start, prev))
+            start = prev = n
+    if start is not None:
+        out.append(str(start) if start == prev else "%d-%d" % (start, prev))
+    return out
+
+
+def instance_state(instance, info, run=_run):
+    kind = info.get("kind")
+    if kind == "vm":
+        return info.get("state", "unknown")
+    if kind == "process" or kind == "click":
+        status = ProcessKind(ActionLog(), run=run).status(instance)
+        info["process"] = {k: status.get(k) for k in ("supervisor_pid", "child_pid", "restarts")}
+        return "running" if status["running"] else "stopped"
+    if kind == "kernel":
+        inner = IPRoute(netns=info.get("namespace") or "fs-" + instance, run=run)
+        return "running" if all(link_is_up(inner.link(leg)) for leg in LEGS) else "stopped"
+    return "incomplete"  # a namespace or port without the rest: left by a failure
+
+
+def report(host_bridge, capacity=None, interval=0.5, flows=False, run=_run, vm_kind=None):
+    view = HostView(host_bridge, run=run, vm_kind=vm_kind)
+    instances = view.instances()
+    used = {"cpu": 0.0, "memory": 0.0}
+    for name, info in instances.items():
+        info["state"] = instance_state(name, info, run)
+        for res in used:
+            used[res] += float((info.get("resources") or {}).get(res) or 0)
+        if flows and info.get("type") == "monitor":
+            if info.get("kind") == "kernel":
+                info["flows"] = KernelKind(ActionLog(), run=run).flows(name)
+            elif info.get("kind") == "process":
+                stats = ProcessKind(ActionLog(), run=run).flows(name) or {}
+                info["flows"] = stats.get("flows", [])
+        if info.get("kind") in ("process",) and info.get("type") == "inspect":
+            stats = ProcessKind(ActionLog(), run=run).flows(name) or {}
+            info["inspection"] = stats.get("totals", {})
+    in_use = view.vlans_in_use()
+    free = [v for v in range(VLAN_MIN, VLAN_MAX + 1) if v not in in_use]
+    out = {
+        "cpu": cpu_report(interval),
+        "memory": memory_report(),
+        "instances": instances,
+        "vlans": {"in_use": {str(k): v for k, v in sorted(in_use.items())}, "free": ranges(free), "free_count": len(free)},
+        "host_bridge": host_bridge,
+    }
+    if capacity:
+        cap = {k: float(v) for k, v in capacity.items() if k in ("cpu", "memory", "pps")}
+        left = {k: round(cap[k] - used.get(k, 0.0), 3) for k in ("cpu", "memory") if k in cap}
+        if "memory" in left:
+            left["memory"] = min(left["memory"], float(out["memory"]["available_mib"]))
+        out["capacity"] = {"total": cap, "reserved": {k: round(v, 3) for k, v in used.items()}, "left": left}
+    return out

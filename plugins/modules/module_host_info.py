@@ -1,0 +1,126 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: module_host_info
+short_description: The module host's report - load, memory, processing-module instances, VLANs, capacity left
+version_added: 0.1.0
+description:
+  - The control module's report of a Flowstream module host, read from the host itself - CPU
+    load and utilisation, memory, every processing-module instance (kind, type, chain, step,
+    state, legs with live packet and byte counters, per-flow counters of monitors), the VLAN
+    tags in use and free on the host bridge, and the capacity left.
+  - This is what placement reads.
+author:
+  - Flowstream Platform Maintainers (@flowstream)
+extends_documentation_fragment:
+  - flowstream.platform.attributes.info_module
+options:
+  host_bridge:
+    description: The host bridge (Open vSwitch) on the module host.
+    type: str
+    default: fs-host
+  capacity:
+    description:
+      - The host's capacity from the platform description (C(flowstream_capacity)), C(cpu) in
+        cores and C(memory) in MiB; with it the report says what is left after the instances'
+        reservations (memory also bounded by what the host has available now).
+    type: dict
+  sample_seconds:
+    description: How long to sample CPU utilisation.
+    type: float
+    default: 0.5
+  flows:
+    description: Include per-flow counters of monitor instances.
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Load and instances of every module host
+  flowstream.platform.module_host_info:
+    host_bridge: "{{ flowstream_host_bridge }}"
+    capacity: "{{ flowstream_capacity }}"
+  register: host_info
+
+- name: Per-flow counters of the monitors on mh1
+  flowstream.platform.module_host_info:
+    flows: true
+  delegate_to: mh1
+"""
+
+RETURN = r"""
+cpu:
+  description: CPU count, utilisation (0 to 1) over O(sample_seconds), load averages.
+  returned: always
+  type: dict
+  sample: {count: 2, utilization: 0.12, load_1: 0.4, load_5: 0.3, load_15: 0.2, sample_seconds: 0.5}
+memory:
+  description: Memory in MiB.
+  returned: always
+  type: dict
+  sample: {total_mib: 24000, available_mib: 21000, used_mib: 3000}
+instances:
+  description: Every instance on the host, by id.
+  returned: always
+  type: dict
+  sample:
+    fw1:
+      kind: kernel
+      type: firewall
+      chain: web
+      step: "0"
+      state: running
+      resources: {cpu: 0.1, memory: 16}
+      legs:
+        left: {port: fs-fw1-l, vlan: 101, rx_packets: 10, tx_packets: 10, rx_bytes: 980, tx_bytes: 980}
+        right: {port: fs-fw1-r, vlan: 102, rx_packets: 10, tx_packets: 10, rx_bytes: 980, tx_bytes: 980}
+vlans:
+  description: VLAN tags of the host bridge in use (tag to port) and free (as ranges).
+  returned: always
+  type: dict
+  sample: {in_use: {"101": fs-fw1-l, "102": fs-fw1-r}, free: ["2-100", "103-4094"], free_count: 4091}
+capacity:
+  description: Total, reserved by instances, and left (when O(capacity) is given).
+  returned: when capacity is given
+  type: dict
+  sample: {total: {cpu: 4, memory: 8192}, reserved: {cpu: 0.2, memory: 32}, left: {cpu: 3.8, memory: 8160}}
+host_bridge:
+  description: The host bridge reported on.
+  returned: always
+  type: str
+  sample: fs-host
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
+from ansible_collections.flowstream.platform.plugins.module_utils._host_info import report
+from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
+from ansible_collections.flowstream.platform.plugins.module_utils._processing import vm_kind
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            host_bridge=dict(type="str", default="fs-host"),
+            capacity=dict(type="dict"),
+            sample_seconds=dict(type="float", default=0.5),
+            flows=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        result = report(p["host_bridge"], p["capacity"], p["sample_seconds"], p["flows"], vm_kind=vm_kind())
+    except (InstanceError, CommandError) as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

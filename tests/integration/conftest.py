@@ -1,0 +1,23 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared fixtures of the integration tests: the running lab."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ansible_runner import playbook  # noqa: E402  pylint: disable=wrong-import-position
+
+
+@pytest.fixture(scope="session")
+def running_lab():
+    """The lab, up (repairing whatever an earlier run left); down again at the end."""
+    up = playbook("playbooks/lab-up.yml")
+    assert up.rc == 0 and not up.failures(), up.explain()
+    yield
+    down = playbook("playbooks/lab-down.yml")
+    assert down.rc == 0, down.explain()

@@ -1,0 +1,210 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""processing_module and module_host_info on the lab's module hosts, over real SSH, with real
+traffic from the source namespace to the sink steered through each instance's legs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ansible_runner import module  # noqa: E402  pylint: disable=wrong-import-position
+from traffic import exchange, ping, steer, unsteer  # noqa: E402  pylint: disable=wrong-import-position
+
+STATE = "/var/lib/flowstream-lab/hosts"
+
+
+def host_objects(host):
+    """What of processing modules exists on a lab host: instance namespaces, host-bridge
+    ports other than the trunk, and instance files (seen from the root namespace)."""
+    enter = ["nsenter", "--mount=/var/lib/flowstream-lab/ns/%s.mnt" % host, "--net=/run/netns/fsl-%s" % host]
+    ns = subprocess.run(enter + ["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
+    ports = subprocess.run(enter + ["ovs-vsctl", "list-ports", "fs-host"], capture_output=True, text=True, check=True).stdout.split()
+    files = []
+    for sub in ("run/flowstream", "lib/flowstream/instances", "log/flowstream"):
+        path = os.path.join(STATE, host, sub)
+        if os.path.isdir(path):
+            files += ["%s/%s" % (sub, f) for f in os.listdir(path)]
+    return {"namespaces": sorted(n for n in ns if n.startswith("fs-")), "ports": sorted(p for p in ports if p != "trunk0"),
+            "files": sorted(files)}
+
+
+def pm(host, **args):
+    return module(host, "processing_module", **args)
+
+
+def ok(result):
+    rc, res = result
+    assert rc == 0 and not res.get("failed"), json.dumps(res, indent=1)[:4000]
+    return res
+
+
+def failed(result):
+    rc, res = result
+    assert rc != 0 and res.get("failed"), json.dumps(res, indent=1)[:4000]
+    return res
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _clean_hosts(running_lab):
+    """Start from hosts without instances, whatever an earlier run left."""
+    for host in ("mh1", "mh2", "mh3", "spare1"):
+        rc, info = module(host, "module_host_info")
+        assert rc == 0, json.dumps(info)[:3000]
+        for inst in info["instances"]:
+            ok(pm(host, instance=inst, state="absent"))
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _unsteer():
+    yield
+    unsteer()
+
+
+def test_kernel_wire_forwards_both_ways_and_is_idempotent():
+    args = dict(instance="kw1", kind="kernel", type="wire", vlans={"left": 101, "right": 102}, chain="t", step="0")
+    first = ok(pm("mh1", **args))
+    assert first["changed"]
+    steer("fsl-mh1-tr", 101, 102)
+    assert ping(5) == 5
+    got = exchange([(40001, 5001), (40002, 5002)], 200)
+    assert got == {5001: 200, 5002: 200}
+    again = ok(pm("mh1", **args))
+    assert again["changed"] is False and again["actions"] == []
+    legs = again["instance"]["legs"]
+    assert legs["left"]["tx_packets"] >= 400 and legs["right"]["rx_packets"] >= 400   # left->right
+    assert legs["right"]["tx_packets"] >= 5 and legs["left"]["rx_packets"] >= 5       # echo replies back
+    # check mode predicts a change and changes nothing
+    before = host_objects("mh1")
+    check_rc = module("mh1", "processing_module", **dict(args, vlans={"left": 111, "right": 112}))
+    ok(check_rc)  # a real change of tags (applied), then back
+    ok(pm("mh1", **args))
+    assert host_objects("mh1") == before
+
+
+def test_kernel_firewall_drops_exactly_what_its_rules_say():
+    base = dict(instance="kfw", kind="kernel", type="firewall", vlans={"left": 121, "right": 122})
+    ok(pm("mh1", params={"rules": ["udp dport 5009 drop"]}, **base))
+    steer("fsl-mh1-tr", 121, 122)
+    got = exchange([(40011, 5009), (40012, 5010)], 150)
+    assert got == {5009: 0, 5010: 150}
+    changed = ok(pm("mh1", params={"rules": ["udp dport 5010 drop"]}, **base))
+    assert any("applied the nftables ruleset" in a for a in changed["actions"])
+    got = exchange([(40011, 5009), (40012, 5010)], 150)
+    assert got == {5009: 150, 5010: 0}
+    # a rule changed by hand is drift: the next run puts the declared ruleset back
+    subprocess.run(["nsenter", "--mount=/var/lib/flowstream-lab/ns/mh1.mnt", "--net=/run/netns/fsl-mh1",
+                    "ip", "netns", "exec", "fs-kfw", "nft", "flush", "chain", "bridge", "flowstream", "forward"], check=True)
+    assert exchange([(40012, 5010)], 50) == {5010: 50}
+    repaired = ok(pm("mh1", params={"rules": ["udp dport 5010 drop"]}, **base))
+    assert repaired["changed"]
+    assert exchange([(40012, 5010)], 50) == {5010: 0}
+    assert ok(pm("mh1", params={"rules": ["udp dport 5010 drop"]}, **base))["changed"] is False
+
+
+def test_kernel_monitor_counts_what_was_sent():
+    ok(pm("mh2", instance="kmon", kind="kernel", type="monitor", vlans={"left": 131, "right": 132}))
+    steer("fsl-mh2-tr", 131, 132)
+    flows = [(40021, 6001), (40022, 6002), (40023, 6003)]
+    assert exchange(flows, 80, size=100) == {6001: 80, 6002: 80, 6003: 80}
+    rc, info = module("mh2", "module_host_info", flows=True)
+    assert rc == 0
+    counted = {(f["sport"], f["dport"]): (f["packets"], f["bytes"]) for f in info["instances"]["kmon"]["flows"]
+               if f["src"] == "198.18.1.1"}
+    for sport, dport in flows:
+        # monitors count IP bytes: 100 bytes of payload + 8 UDP + 20 IP = 128 per packet
+        assert counted[(sport, dport)] == (80, 80 * 128), counted
+
+
+def test_kernel_shaper_limits_the_rate():
+    ok(pm("mh2", instance="kshp", kind="kernel", type="shaper", params={"rate": "1mbit", "burst": "16kb"},
+          vlans={"left": 141, "right": 142}))
+    steer("fsl-mh2-tr", 141, 142)
+    got = exchange([(40031, 6011)], 1000, size=1000, rate=2000)  # 16 Mbit/s offered for 0.5 s
+    assert 10 < got[6011] < 250, got  # ~1 Mbit/s for 0.5 s plus the bucket: tens of packets, not 1000
+
+
+def test_process_monitor_supervised_counts_and_restarts():
+    args = dict(instance="pmon", kind="process", type="monitor", vlans={"left": 151, "right": 152})
+    ok(pm("mh3", **args))
+    steer("fsl-mh3-tr", 151, 152)
+    assert exchange([(40041, 7001), (40042, 7002)], 120) == {7001: 120, 7002: 120}
+    time.sleep(1.2)  # the program writes its counters once a second
+    rc, info = module("mh3", "module_host_info", flows=True)
+    assert rc == 0
+    inst = info["instances"]["pmon"]
+    assert inst["state"] == "running"
+    counted = {f["dport"]: (f["packets"], f["bytes"]) for f in inst["flows"] if f["src"] == "198.18.1.1" and f["proto"] == 17}
+    assert counted == {7001: (120, 120 * 92), 7002: (120, 120 * 92)}  # 64 bytes of payload + 8 + 20
+    # the program dies: the supervisor restarts it and traffic flows again
+    os.kill(inst["process"]["child_pid"], signal.SIGKILL)
+    time.sleep(1.0)
+    rc, info = module("mh3", "module_host_info")
+    assert info["instances"]["pmon"]["process"]["restarts"] == 1
+    assert info["instances"]["pmon"]["process"]["child_pid"] not in (None, inst["process"]["child_pid"])
+    assert exchange([(40041, 7001)], 50) == {7001: 50}
+    assert ok(pm("mh3", **args))["changed"] is False
+
+
+def test_process_inspect_drops_matching_payloads_only():
+    ok(pm("mh3", instance="pinsp", kind="process", type="inspect", params={"patterns": ["EVIL[0-9]"], "action": "drop"},
+          vlans={"left": 161, "right": 162}))
+    steer("fsl-mh3-tr", 161, 162)
+    assert exchange([(40051, 7011)], 60, payload=b"xxEVIL7xx") == {7011: 0}
+    assert exchange([(40052, 7012)], 60, payload=b"harmless") == {7012: 60}
+    time.sleep(1.2)
+    rc, info = module("mh3", "module_host_info")
+    assert info["instances"]["pinsp"]["inspection"]["dropped"] == 60
+
+
+def test_stopped_instance_does_not_forward_and_starts_again():
+    args = dict(instance="kst", kind="kernel", type="wire", vlans={"left": 171, "right": 172})
+    ok(pm("mh1", **args))
+    steer("fsl-mh1-tr", 171, 172)
+    assert ping(3) == 3
+    assert ok(pm("mh1", state="stopped", **args))["changed"]
+    assert ping(3) == 0
+    assert ok(pm("mh1", state="stopped", **args))["changed"] is False
+    rc, info = module("mh1", "module_host_info")
+    assert info["instances"]["kst"]["state"] == "stopped"
+    ok(pm("mh1", state="started", **args))
+    assert ping(3) == 3
+
+
+@pytest.mark.parametrize("args, field, words", [
+    (dict(kind="kernel", type="antivirus"), "type", "unknown type 'antivirus'"),
+    (dict(kind="kernel", type="inspect", params={"patterns": ["x"]}), "kind", "cannot run as kind 'kernel'"),
+    (dict(kind="kernel", type="wire", host_kinds=["process", "vm"]), "kind", "does not run kind 'kernel'"),
+    (dict(kind="kernel", type="firewall", params={"rules": ["udp dport 53 drop", "ip frobnicate 7"]}),
+     "params.rules[1]", "nft rejects 'ip frobnicate 7'"),
+    (dict(kind="kernel", type="shaper", params={"rate": "fast"}), "params.rate", "a tc rate"),
+    (dict(kind="kernel", type="wire", vlans={"left": 101, "right": 199}), "vlans.left", "VLAN 101 is already the tag of port fs-kw1-l"),
+    (dict(kind="kernel", type="wire", instance="Bad_Name"), "instance", "1-10 characters"),
+    (dict(kind="click", type="wire"), "kind", "click binary"),
+])
+def test_bad_requests_fail_naming_instance_and_field_and_change_nothing(args, field, words):
+    ok(pm("mh1", instance="kw1", kind="kernel", type="wire", vlans={"left": 101, "right": 102}))
+    before = host_objects("mh1")
+    request = dict(instance="bad1", vlans={"left": 191, "right": 192})
+    request.update(args)
+    res = failed(pm("mh1", **request))
+    assert res["field"] == field, res
+    assert words in res["msg"] and request["instance"] in res["msg"], res["msg"]
+    assert host_objects("mh1") == before
+
+
+def test_absent_leaves_nothing_behind():
+    for host, instances in (("mh1", ["kw1", "kfw", "kst"]), ("mh2", ["kmon", "kshp"]), ("mh3", ["pmon", "pinsp"])):
+        for inst in instances:
+            res = ok(pm(host, instance=inst, state="absent"))
+            assert res["instance"] is None
+            assert ok(pm(host, instance=inst, state="absent"))["changed"] is False
+        assert host_objects(host) == {"namespaces": [], "ports": [], "files": []}, host

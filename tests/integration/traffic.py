@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Real UDP traffic between the lab's source and sink namespaces, counted per flow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+STEER_COOKIE = "0x5e57000000000bb1"
+
+RECEIVER = r"""
+import json, selectors, socket, sys, time
+ports = [int(p) for p in sys.argv[1].split(",")]
+idle = float(sys.argv[2])
+sel = selectors.DefaultSelector()
+counts = {p: 0 for p in ports}
+payload = {p: 0 for p in ports}
+for p in ports:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind(("0.0.0.0", p))
+    sel.register(s, selectors.EVENT_READ, p)
+print("ready", flush=True)
+last = time.monotonic()
+while time.monotonic() - last < idle:
+    for key, _ in sel.select(0.05):
+        data = key.fileobj.recv(65535)
+        counts[key.data] += 1
+        payload[key.data] += len(data)
+        last = time.monotonic()
+print(json.dumps({"counts": counts, "bytes": payload}), flush=True)
+"""
+
+SENDER = r"""
+import socket, sys, time
+dst = sys.argv[1]
+flows = [tuple(int(x) for x in f.split(":")) for f in sys.argv[2].split(",")]
+count, size, rate = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+fill = bytes.fromhex(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[6] else b"f"
+socks = []
+for sport, dport in flows:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", sport))
+    socks.append((s, dport))
+gap = 1.0 / rate if rate else 0
+data = (fill * (size // len(fill) + 1))[:size]
+t = time.monotonic()
+for i in range(count):
+    for s, dport in socks:
+        s.sendto(data, (dst, dport))
+    if gap:
+        t += gap * len(socks)
+        delay = t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+"""
+
+
+def exchange(flows, count, dst="198.18.1.2", sender_ns="fsl-source", receiver_ns="fsl-sink",
+             size=64, rate=2000.0, idle=1.0, payload=b"f"):
+    """Send ``count`` datagrams of ``size`` bytes on each (sport, dport) flow; return
+    {dport: datagrams received} as counted by a receiver in ``receiver_ns``."""
+    ports = sorted({d for _s, d in flows})
+    recv = subprocess.Popen(["ip", "netns", "exec", receiver_ns, "python3", "-c", RECEIVER,
+                             ",".join(map(str, ports)), str(idle)], stdout=subprocess.PIPE, text=True)
+    assert recv.stdout.readline().strip() == "ready"
+    subprocess.run(["ip", "netns", "exec", sender_ns, "python3", "-c", SENDER, dst,
+                    ",".join("%d:%d" % f for f in flows), str(count), str(size), str(rate), payload.hex()],
+                   check=True, timeout=120)
+    out, _ = recv.communicate(timeout=120)
+    return {int(k): v for k, v in json.loads(out)["counts"].items()}
+
+
+def ping(count=5, dst="198.18.1.2", ns="fsl-source"):
+    """Received echo replies (busybox ping: iputils is not installed)."""
+    out = subprocess.run(["ip", "netns", "exec", ns, "busybox", "ping", "-c", str(count), "-i", "0.2", "-W", "1", dst],
+                         capture_output=True, text=True, check=False).stdout
+    for line in out.splitlines():
+        if "packets received" in line:
+            return int(line.split(",")[1].split()[0])
+    return 0
+
+
+def settle(seconds=0.3):
+    time.sleep(seconds)
+
+
+def steer(trunk, left, right, switch="fsl-sw", src="fsl-up-src", sink="fsl-up-sink"):
+    """Source -> VLAN(left) on the host's trunk; VLAN(right) back -> sink; and the reverse."""
+    flows = "\n".join([
+        "cookie=%s,priority=100,in_port=%s,actions=push_vlan:0x8100,set_field:%d->vlan_vid,output:%s" % (STEER_COOKIE, src, 4096 + left, trunk),
+        "cookie=%s,priority=100,in_port=%s,dl_vlan=%d,actions=pop_vlan,output:%s" % (STEER_COOKIE, trunk, right, sink),
+        "cookie=%s,priority=100,in_port=%s,actions=push_vlan:0x8100,set_field:%d->vlan_vid,output:%s" % (STEER_COOKIE, sink, 4096 + right, trunk),
+        "cookie=%s,priority=100,in_port=%s,dl_vlan=%d,actions=pop_vlan,output:%s" % (STEER_COOKIE, trunk, left, src),
+    ]) + "\n"
+    unsteer(switch)
+    subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", "add-flows", switch, "-"], input=flows, text=True, check=True)
+
+
+def unsteer(switch="fsl-sw"):
+    subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "del-flows", switch, "cookie=%s/-1" % STEER_COOKIE], check=True)
