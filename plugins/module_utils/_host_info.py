@@ -51,19 +51,13 @@ def memory_report():
 
 def ranges(numbers):
     """[2, 3, 4, 7] -> ['2-4', '7']"""
-    out = []
-    start = prev = None
+    spans = []
     for n in sorted(numbers):
-        if start is None:
-            start = prev = n
-        elif n == prev + 1:
-            prev = n
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
         else:
-            out.append(str(start) if start == prev else "%d-%d" % (start, prev))
-            start = prev = n
-    if start is not None:
-        out.append(str(start) if start == prev else "%d-%d" % (start, prev))
-    return out
+            spans.append([n, n])
+    return [str(a) if a == b else "%d-%d" % (a, b) for a, b in spans]
 
 
 def instance_state(instance, info, run=_run):

@@ -239,7 +239,7 @@ class NamespaceLegs:
             if up and not link_is_up(inner):
                 self.log.act("set leg %s up in %s" % (leg, self.netns), self.inner.set_up, leg)
             elif not up and link_is_up(inner):
-                self.log.act("set leg %s down in %s (stopped)" % (leg, self.netns), self.inner.ip, "link", "set", leg, "down")
+                self.log.act("set leg %s down in %s (stopped)" % (leg, self.netns), self.inner.set_down, leg)
         lo = None if fresh else self.inner.link("lo")
         if not link_is_up(lo):
             self.log.act("set lo up in %s" % self.netns, self.inner.set_up, "lo")

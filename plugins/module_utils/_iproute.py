@@ -62,14 +62,18 @@ class IPRoute:
     def add_bridge(self, name):
         self.ip("link", "add", name, "type", "bridge")
 
+    # "dev NAME" always: a bare name can read as a keyword ("a" is short for "address")
     def delete_link(self, name):
-        self.ip("link", "del", name)
+        self.ip("link", "del", "dev", name)
 
     def set_up(self, name):
-        self.ip("link", "set", name, "up")
+        self.ip("link", "set", "dev", name, "up")
+
+    def set_down(self, name):
+        self.ip("link", "set", "dev", name, "down")
 
     def set_master(self, name, master):
-        self.ip("link", "set", name, "master", master)
+        self.ip("link", "set", "dev", name, "master", master)
 
     # addresses ----------------------------------------------------------------------
     def addresses(self, name, family="inet"):

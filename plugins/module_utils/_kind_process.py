@@ -140,8 +140,8 @@ class ProcessKind:
             self.log.act("stopped the supervised program of %s (%s)" % (spec.id, why), self.stop, spec.id)
             state = {"running": False}
         if spec.running and not state["running"]:
-            self.log.act("started %s under fs-supervise in %s" % (" ".join(argv[1:3] if argv[0] == self.python else argv[:2]),
-                                                                   netns_name(spec.id)), self.start, spec.id, argv)
+            shown = " ".join(argv[1:3] if argv[0] == self.python else argv[:2])
+            self.log.act("started %s under fs-supervise in %s" % (shown, netns_name(spec.id)), self.start, spec.id, argv)
 
     def start(self, instance, argv):
         os.makedirs(run_dir(instance), exist_ok=True)

@@ -13,10 +13,11 @@ This file is a standalone program: the process kind installs its source on the m
 
 Frames are read from each leg with an AF_PACKET socket and written to the other leg, so the
 program is a bump in the wire. ``monitor`` keeps per-flow (5-tuple) packet and byte counters for
-both directions (bytes of the IP datagrams, as the kernel kind's monitor counts them); ``inspect`` matches regular expressions over each packet's payload and drops
-matching packets, or marks them (sets the IPv4 DSCP, fixing the header checksum) so the switch
-can divert the flow, or only counts them. Counters are written atomically to the stats file
-once a second and at exit.
+both directions (bytes of the IP datagrams, as the kernel kind's monitor counts them);
+``inspect`` matches regular expressions over each packet's payload and drops matching packets,
+or marks them (sets the IPv4 DSCP, fixing the header checksum) so the switch can divert the
+flow, or only counts them. Counters are written atomically to the stats file once a second and
+at exit.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import select
 import signal
 import socket
 import struct
-import sys
 import time
 
 ETH_P_ALL = 0x0003
@@ -162,7 +162,7 @@ class Program:
             for fd, _event in poller.poll(200):
                 src = socks[fd]
                 out, direction = peer[fd]
-                for _ in range(64):
+                for _burst in range(64):
                     try:
                         frame, addr = src.recvfrom(65535)
                     except BlockingIOError:
@@ -185,7 +185,7 @@ class Program:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="fs-packet", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="fs-packet", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("mode", choices=["wire", "monitor", "inspect"])
     parser.add_argument("left")
     parser.add_argument("right")
@@ -200,4 +200,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

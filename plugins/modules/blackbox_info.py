@@ -22,6 +22,7 @@ description:
 author:
   - Flowstream Platform Maintainers (@flowstream)
 extends_documentation_fragment:
+  - flowstream.platform.attributes
   - flowstream.platform.attributes.info_module
   - flowstream.platform.openflow
 options:
@@ -63,6 +64,20 @@ blackbox:
   description: The box's health and its ports.
   returned: always
   type: dict
+  contains:
+    name:
+      description: The box's name.
+      type: str
+    healthy:
+      description: Both ports exist, are administratively up and have link.
+      type: bool
+    problems:
+      description: Why the box is not healthy (empty when it is).
+      type: list
+      elements: str
+    ports:
+      description: C(left) and C(right) - the switch port (number, name, config, state, link_up) and its live counters.
+      type: dict
   sample:
     name: ids1
     healthy: true

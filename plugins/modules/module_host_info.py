@@ -18,6 +18,7 @@ description:
 author:
   - Flowstream Platform Maintainers (@flowstream)
 extends_documentation_fragment:
+  - flowstream.platform.attributes
   - flowstream.platform.attributes.info_module
 options:
   host_bridge:

@@ -69,16 +69,18 @@ def playbook(path, *args, inventory="inventory/lab", env=None, timeout=900):
     return AnsibleRun(argv, proc)
 
 
-def adhoc(pattern, module, module_args="", inventory="inventory/lab", env=None, timeout=300):
-    argv = [str(BIN / "ansible"), "-i", str(TOP / inventory), pattern, "-m", module]
+def adhoc(pattern, module, module_args="", inventory="inventory/lab", env=None, timeout=300, extra=()):
+    argv = [str(BIN / "ansible"), "-i", str(TOP / inventory), pattern, "-m", module] + list(extra)
     if module_args:
         argv += ["-a", module_args]
     proc = subprocess.run(argv, cwd=TOP, env=_env(env), capture_output=True, text=True, timeout=timeout, check=False)
     return AnsibleRun(argv, proc)
 
 
-def module(host, name, **args):
-    """Run a flowstream.platform module on ``host`` over SSH; return (rc, result)."""
-    run = adhoc(host, "flowstream.platform." + name, json.dumps(args) if args else "")
+def module(target_host, plugin, check=False, **args):
+    """Run the flowstream.platform module ``plugin`` with ``args`` on ``target_host`` over SSH
+    (in check mode if ``check``); return (rc, result)."""
+    run = adhoc(target_host, "flowstream.platform." + plugin, json.dumps(args) if args else "",
+                extra=["--check"] if check else [])
     hosts = run.data["plays"][0]["tasks"][0]["hosts"] if run.data.get("plays") else {}
-    return run.rc, hosts.get(host, {"msg": run.explain()})
+    return run.rc, hosts.get(target_host, {"msg": run.explain()})

@@ -69,7 +69,7 @@ def exchange(flows, count, dst="198.18.1.2", sender_ns="fsl-source", receiver_ns
     subprocess.run(["ip", "netns", "exec", sender_ns, "python3", "-c", SENDER, dst,
                     ",".join("%d:%d" % f for f in flows), str(count), str(size), str(rate), payload.hex()],
                    check=True, timeout=120)
-    out, _ = recv.communicate(timeout=120)
+    out = recv.communicate(timeout=120)[0]
     return {int(k): v for k, v in json.loads(out)["counts"].items()}
 
 
@@ -101,3 +101,31 @@ def steer(trunk, left, right, switch="fsl-sw", src="fsl-up-src", sink="fsl-up-si
 
 def unsteer(switch="fsl-sw"):
     subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "del-flows", switch, "cookie=%s/-1" % STEER_COOKIE], check=True)
+
+
+def _out(port, in_port):
+    # OpenFlow drops output to the port a packet came in on: hairpins use the in_port action
+    return "in_port" if port == in_port else "output:%s" % port
+
+
+def steer_chain(hops, switch="fsl-sw", src="fsl-up-src", sink="fsl-up-sink"):
+    """Source -> every hop (trunk, left VLAN, right VLAN) in order -> sink; and back in reverse."""
+    flows = []
+    add = flows.append
+    first, last = hops[0], hops[-1]
+    add("in_port=%s,actions=push_vlan:0x8100,set_field:%d->vlan_vid,output:%s" % (src, 4096 + first[1], first[0]))
+    add("in_port=%s,actions=push_vlan:0x8100,set_field:%d->vlan_vid,output:%s" % (sink, 4096 + last[2], last[0]))
+    for i, (trunk, left, right) in enumerate(hops):
+        if i + 1 < len(hops):
+            nxt = hops[i + 1]
+            add("in_port=%s,dl_vlan=%d,actions=set_field:%d->vlan_vid,%s" % (trunk, right, 4096 + nxt[1], _out(nxt[0], trunk)))
+        else:
+            add("in_port=%s,dl_vlan=%d,actions=pop_vlan,output:%s" % (trunk, right, sink))
+        if i > 0:
+            prev = hops[i - 1]
+            add("in_port=%s,dl_vlan=%d,actions=set_field:%d->vlan_vid,%s" % (trunk, left, 4096 + prev[2], _out(prev[0], trunk)))
+        else:
+            add("in_port=%s,dl_vlan=%d,actions=pop_vlan,output:%s" % (trunk, left, src))
+    text = "".join("cookie=%s,priority=100,%s\n" % (STEER_COOKIE, f) for f in flows)
+    unsteer(switch)
+    subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", "add-flows", switch, "-"], input=text, text=True, check=True)

@@ -82,12 +82,14 @@ def test_kernel_wire_forwards_both_ways_and_is_idempotent():
     legs = again["instance"]["legs"]
     assert legs["left"]["tx_packets"] >= 400 and legs["right"]["rx_packets"] >= 400   # left->right
     assert legs["right"]["tx_packets"] >= 5 and legs["left"]["rx_packets"] >= 5       # echo replies back
-    # check mode predicts a change and changes nothing
+    # check mode predicts a change of tags and changes nothing
     before = host_objects("mh1")
-    check_rc = module("mh1", "processing_module", **dict(args, vlans={"left": 111, "right": 112}))
-    ok(check_rc)  # a real change of tags (applied), then back
-    ok(pm("mh1", **args))
+    moved = dict(args)
+    moved["vlans"] = {"left": 111, "right": 112}
+    predicted = ok(module("mh1", "processing_module", check=True, **moved))
+    assert predicted["changed"] and any("VLAN 111" in a for a in predicted["actions"]), predicted["actions"]
     assert host_objects("mh1") == before
+    assert ping(3) == 3  # still forwarding on the old tags
 
 
 def test_kernel_firewall_drops_exactly_what_its_rules_say():

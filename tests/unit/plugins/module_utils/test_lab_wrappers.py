@@ -57,7 +57,9 @@ def test_iproute_argv_root_and_netns():
     link = IPRoute(run=fake).link("fsl-mh1-m")
     assert link["master"] == "fsl-mgmt" and link_is_up(link)
     IPRoute(netns="fsl-mh1", run=fake).set_up("mgmt0")
-    assert fake.calls[-1] == ["ip", "-n", "fsl-mh1", "link", "set", "mgmt0", "up"]
+    assert fake.calls[-1] == ["ip", "-n", "fsl-mh1", "link", "set", "dev", "mgmt0", "up"]
+    IPRoute(netns="fsl-mh1", run=fake).set_master("a", "br0")  # "a" alone would read as "address"
+    assert fake.calls[-1] == ["ip", "-n", "fsl-mh1", "link", "set", "dev", "a", "master", "br0"]
 
 
 def test_iproute_missing_link_is_none():
