@@ -92,7 +92,16 @@ def test_bad_description_builds_nothing(lab, tmp_path, old, new, words):
     assert lab_objects() == []
 
 
+MOUNT_POINTS = ("/etc/flowstream", "/var/lib/flowstream", "/run/flowstream", "/var/log/flowstream",
+                "/etc/libvirt", "/var/cache/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/log/libvirt")
+
+
+def existing_mount_points():
+    return sorted(p for p in MOUNT_POINTS if os.path.exists(p))
+
+
 def test_lab_lifecycle(lab):
+    points_before = existing_mount_points()
     # --- lab-up from nothing -----------------------------------------------------------
     t0 = time.monotonic()
     up = playbook("playbooks/lab-up.yml")
@@ -169,6 +178,8 @@ def test_lab_lifecycle(lab):
     assert_ok(down)
     print("lab-down: %.1f s" % down_seconds)
     assert lab_objects() == []
+    # the directories lab-up had to create as mount points are gone again, the others stay
+    assert existing_mount_points() == points_before
 
     # --- and succeeds when nothing is there --------------------------------------------------
     empty = playbook("playbooks/lab-down.yml")
