@@ -181,6 +181,25 @@ def test_stopped_instance_does_not_forward_and_starts_again():
     assert ping(3) == 3
 
 
+def test_operator_type_from_the_inventory_catalogue_runs():
+    """A type the operator adds (flowstream_catalogue): a process whose command uses placeholders."""
+    catalogue = {"relay": {"description": "the operator's pass-through", "kinds": ["process"],
+                           "resources": {"cpu": 0.2, "memory": 24},
+                           "process": {"command": ["{python}", "{bin}/fs-packet.py", "{mode}", "{left}", "{right}"]},
+                           "params": {"mode": {"type": "str", "choices": ["wire", "monitor"], "default": "wire"}}}}
+    args = dict(instance="urel", kind="process", type="relay", catalogue=catalogue, vlans={"left": 181, "right": 182})
+    res = ok(pm("mh2", **args))
+    assert res["instance"]["type"] == "relay" and res["instance"]["resources"] == {"cpu": 0.2, "memory": 24}
+    steer("fsl-mh2-tr", 181, 182)
+    assert exchange([(40061, 7021)], 100) == {7021: 100}
+    assert ok(pm("mh2", **args))["changed"] is False
+    clash = dict(args)
+    clash.update(instance="urel2", vlans={"left": 183, "right": 184}, catalogue={"wire": catalogue["relay"]})
+    bad = failed(pm("mh2", **clash))
+    assert bad["field"] == "catalogue.wire" and "redefines the built-in type" in bad["msg"]
+    ok(pm("mh2", instance="urel", state="absent"))
+
+
 @pytest.mark.parametrize("args, field, words", [
     (dict(kind="kernel", type="antivirus"), "type", "unknown type 'antivirus'"),
     (dict(kind="kernel", type="inspect", params={"patterns": ["x"]}), "kind", "cannot run as kind 'kernel'"),
