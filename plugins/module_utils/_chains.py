@@ -1,0 +1,280 @@
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Service chains: the description operators write, validated as a whole, and the names
+(instance ids, cookies) that the planner and the compiler derive from it.
+
+A chain takes the traffic that matches ``match`` entering the switch at the uplink ``from``,
+passes it through its ``steps`` in order, and lets it leave at the uplink ``to``; the reverse
+direction of the same connections takes the steps in reverse order. Schema:
+docs/service-chains.md. Pure Python: no I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+
+from ansible_collections.flowstream.platform.plugins.module_utils import _catalogue
+
+
+class ChainError(Exception):
+    """A chain description is wrong: names the chain, the step and the field."""
+
+    def __init__(self, chain, step, field, message):
+        self.chain = chain
+        self.step = step
+        self.field = field
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self):
+        where = "chain '%s'" % self.chain if self.chain else "chains"
+        if self.step is not None:
+            where += ": step '%s'" % self.step
+        if self.field:
+            where += ": %s" % self.field
+        return "%s: %s" % (where, self.message)
+
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+CHAIN_KEYS = {"name", "state", "switch", "match", "from", "to", "steps", "cookie", "priority", "description"}
+STEP_KEYS = {"name", "type", "kind", "params", "instances", "blackbox", "split", "only_split", "vm"}
+SPLIT_KEYS = {"to", "match"}
+# OpenFlow match fields a chain may use (ovs-ofctl names); the reverse direction swaps the
+# source/destination pairs.
+MATCH_FIELDS = {
+    "ip": None, "tcp": None, "udp": None, "icmp": None, "sctp": None,
+    "nw_src": "nw_dst", "nw_dst": "nw_src", "ip_src": "ip_dst", "ip_dst": "ip_src",
+    "tp_src": "tp_dst", "tp_dst": "tp_src", "tcp_src": "tcp_dst", "tcp_dst": "tcp_src",
+    "udp_src": "udp_dst", "udp_dst": "udp_src", "nw_proto": None, "ip_proto": None,
+    "nw_tos": None, "ip_dscp": None, "nw_ecn": None, "ip_ecn": None, "dl_src": "dl_dst", "dl_dst": "dl_src",
+}
+PROTO_WORDS = ("ip", "tcp", "udp", "icmp", "sctp")
+COOKIE_OWNER = 0xF5C0  # top 16 bits of every chain cookie: "flowstream chain"
+
+
+def suggest(word, known):
+    close = difflib.get_close_matches(str(word), sorted(known), n=1)
+    return " (did you mean '%s'?)" % close[0] if close else ""
+
+
+def chain_cookie(name):
+    """The chain's 64-bit cookie: 0xF5C0 in the top 16 bits, a hash of the name below."""
+    low = int.from_bytes(hashlib.sha256(("chain:" + name).encode()).digest()[:6], "big")
+    return (COOKIE_OWNER << 48) | low
+
+
+def chain_short(name):
+    """A short, stable tag of the chain for instance ids: up to 4 letters + 2 hex digits."""
+    letters = re.sub(r"[^a-z0-9]", "", name)[:4] or "c"
+    if not letters[0].isalpha():
+        letters = "c" + letters[:3]
+    return letters + hashlib.sha256(name.encode()).hexdigest()[:2]
+
+
+def _b36(n):
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
+
+
+MAX_STEPS = 36
+MAX_INSTANCES = 1000
+
+
+def instance_id(chain, step_index, n):
+    """The id of instance ``n`` of step ``step_index`` of ``chain``: at most 10 characters, a
+    valid processing-module instance id, the same on every run (e.g. 'web3f0a'): the chain's
+    short tag, the step as one base-36 digit, the instance as a letter (a-z for the first 26)
+    or 'z' and base-36 digits after that."""
+    if not 0 <= step_index < MAX_STEPS or not 0 <= n < MAX_INSTANCES:
+        raise ValueError("step %d / instance %d out of range" % (step_index, n))
+    return "%s%s%s" % (chain_short(chain), _b36(step_index), chr(97 + n) if n < 26 else "z" + _b36(n - 26))
+
+
+def reverse_match(match):
+    """The match of the reverse direction: source and destination fields swapped."""
+    out = {}
+    for key, value in match.items():
+        other = MATCH_FIELDS.get(key)
+        out[other or key] = value
+    return out
+
+
+def match_text(match):
+    """ovs-ofctl text of a match mapping, deterministic ({'tcp': True, 'tp_dst': 80} -> 'tcp,tp_dst=80')."""
+    words = [k for k in PROTO_WORDS if match.get(k) is True]
+    fields = ["%s=%s" % (k, match[k]) for k in sorted(match) if k not in PROTO_WORDS]
+    return ",".join(words + fields)
+
+
+def _check_match(chain, step, field, match):
+    if not isinstance(match, dict) or not match:
+        raise ChainError(chain, step, field, "must be a mapping of OpenFlow match fields, e.g. {ip: true, nw_dst: 198.18.1.2}")
+    for key, value in match.items():
+        if key not in MATCH_FIELDS:
+            raise ChainError(chain, step, "%s.%s" % (field, key), "is not an OpenFlow match field this platform steers on%s "
+                             "(known: %s)" % (suggest(key, MATCH_FIELDS), ", ".join(sorted(MATCH_FIELDS))))
+        if key in PROTO_WORDS and value is not True:
+            raise ChainError(chain, step, "%s.%s" % (field, key), "is a protocol word: write %s: true" % key)
+        if key not in PROTO_WORDS and (isinstance(value, (bool, dict, list)) or value is None or str(value) == ""):
+            raise ChainError(chain, step, "%s.%s" % (field, key), "needs a value, got %r" % (value,))
+    if not any(match.get(p) is True for p in PROTO_WORDS):
+        raise ChainError(chain, step, field, "must name the protocol (ip, tcp, udp, icmp or sctp: true): a chain "
+                         "steers IP connections, and parallel steps hash their 5-tuple")
+
+
+def validate(chains, catalogue=None, switches=None, blackboxes=None):
+    """Validate every chain description; return them normalised (defaults filled in).
+
+    ``switches``: {switch: {"uplinks": {name: port}}}; ``blackboxes``: {name: {"switch": s, "ports": {...}}};
+    ``catalogue``: the operator's types. Every error names the chain, the step and the field.
+    Raises ChainError for the first problem found.
+    """
+    if not isinstance(chains, list):
+        raise ChainError(None, None, "flowstream_chains", "must be a list of chains")
+    types = _catalogue.merged(catalogue or {})
+    switches = switches or {}
+    blackboxes = blackboxes or {}
+    seen = {}
+    out = []
+    for index, chain in enumerate(chains):
+        if not isinstance(chain, dict):
+            raise ChainError(None, None, "flowstream_chains[%d]" % index, "must be a mapping")
+        name = chain.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ChainError(name, None, "name", "a chain name is 1-32 characters, a-z, 0-9 and '-', starting with a letter")
+        if name in seen:
+            raise ChainError(name, None, "name", "is used by chains %d and %d" % (seen[name], index))
+        seen[name] = index
+        unknown = sorted(set(chain) - CHAIN_KEYS)
+        if unknown:
+            raise ChainError(name, None, unknown[0], "unknown key%s (known: %s)" % (suggest(unknown[0], CHAIN_KEYS), ", ".join(sorted(CHAIN_KEYS))))
+        state = chain.get("state", "present")
+        if state not in ("present", "absent"):
+            raise ChainError(name, None, "state", "must be present or absent, got %r" % (state,))
+        norm = {"name": name, "state": state, "cookie": chain_cookie(name), "description": chain.get("description", "")}
+        if "cookie" in chain:
+            cookie = chain["cookie"]
+            if isinstance(cookie, str):
+                cookie = int(cookie, 0)
+            if not isinstance(cookie, int) or cookie >> 48 != COOKIE_OWNER:
+                raise ChainError(name, None, "cookie", "must be a 64-bit cookie with 0x%X in its top 16 bits (the chains' "
+                                 "cookie space), got %r" % (COOKIE_OWNER, chain["cookie"]))
+            norm["cookie"] = cookie
+        if state == "absent":
+            out.append(norm)
+            continue
+        switch = chain.get("switch") or (sorted(switches)[0] if len(switches) == 1 else None)
+        if switch not in switches:
+            raise ChainError(name, None, "switch", "names switch %r, which the platform does not have (known: %s)"
+                             % (switch, ", ".join(sorted(switches)) or "none"))
+        norm["switch"] = switch
+        uplinks = switches[switch].get("uplinks") or {}
+        for end in ("from", "to"):
+            if chain.get(end) not in uplinks:
+                raise ChainError(name, None, end, "must name an uplink of switch %s%s (known: %s)"
+                                 % (switch, suggest(chain.get(end), uplinks), ", ".join(sorted(uplinks)) or "none"))
+            norm[end] = chain[end]
+        if chain["from"] == chain["to"]:
+            raise ChainError(name, None, "to", "traffic enters and leaves at the same uplink %s" % chain["to"])
+        _check_match(name, None, "match", chain.get("match"))
+        norm["match"] = dict(chain["match"])
+        priority = chain.get("priority", 100)
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 60000:
+            raise ChainError(name, None, "priority", "must be 1..60000 (more specific chains want higher), got %r" % (priority,))
+        norm["priority"] = priority
+        norm["steps"] = _validate_steps(name, chain.get("steps"), types, blackboxes, switch)
+        out.append(norm)
+    return out
+
+
+def _validate_steps(chain, steps, types, blackboxes, switch):
+    if not isinstance(steps, list) or not steps:
+        raise ChainError(chain, None, "steps", "needs at least one step")
+    if len(steps) > MAX_STEPS:
+        raise ChainError(chain, None, "steps", "has %d steps; a chain has at most %d" % (len(steps), MAX_STEPS))
+    names = {}
+    out = []
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict):
+            raise ChainError(chain, index, "steps[%d]" % index, "must be a mapping")
+        sname = step.get("name")
+        if not isinstance(sname, str) or not NAME_RE.match(sname):
+            raise ChainError(chain, sname if isinstance(sname, str) else index, "name",
+                             "a step name is 1-32 characters, a-z, 0-9 and '-', starting with a letter")
+        if sname in names:
+            raise ChainError(chain, sname, "name", "is used by steps %d and %d" % (names[sname], index))
+        names[sname] = index
+        unknown = sorted(set(step) - STEP_KEYS)
+        if unknown:
+            raise ChainError(chain, sname, unknown[0], "unknown key%s (known: %s)" % (suggest(unknown[0], STEP_KEYS), ", ".join(sorted(STEP_KEYS))))
+        norm = {"name": sname, "index": index, "only_split": bool(step.get("only_split", False)), "split": None}
+        if step.get("blackbox"):
+            box = step["blackbox"]
+            if box not in blackboxes:
+                raise ChainError(chain, sname, "blackbox", "names black box %r, which the platform does not have%s (known: %s)"
+                                 % (box, suggest(box, blackboxes), ", ".join(sorted(blackboxes)) or "none"))
+            if blackboxes[box].get("switch") not in (None, switch):
+                raise ChainError(chain, sname, "blackbox", "black box %s hangs off switch %s, not the chain's switch %s"
+                                 % (box, blackboxes[box].get("switch"), switch))
+            for key in ("type", "kind", "instances", "params"):
+                if key in step:
+                    raise ChainError(chain, sname, key, "a black-box step has no %s: the box is what it is" % key)
+            norm.update(kind="blackbox", type=None, instances=1, blackbox=box, params={}, resources={})
+        else:
+            kind = step.get("kind")
+            type_name = step.get("type")
+            if type_name is None:
+                raise ChainError(chain, sname, "type", "is required (a catalogue type) unless the step is a blackbox")
+            if kind is None:
+                raise ChainError(chain, sname, "kind", "is required (kernel, process, click or vm)")
+            try:
+                params = _catalogue.resolve(types, sname, type_name, kind, step.get("params"))
+            except Exception as exc:  # InstanceError from the catalogue, re-said for the chain
+                field = getattr(exc, "field", None) or "type"
+                raise ChainError(chain, sname, field, getattr(exc, "message", str(exc))) from exc
+            if kind == "blackbox":
+                raise ChainError(chain, sname, "kind", "write blackbox: <name> for a black-box step")
+            count = step.get("instances", 1)
+            if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INSTANCES:
+                raise ChainError(chain, sname, "instances", "must be a whole number from 1 to %d, got %r" % (MAX_INSTANCES, count))
+            resources = dict(types[type_name].get("resources") or {})
+            if kind == "vm":
+                vm = dict(types[type_name].get("vm") or {}, **(step.get("vm") or {}))
+                resources = {"cpu": float(vm.get("vcpus", 1)), "memory": float(vm.get("memory", 96))}
+                norm["vm"] = vm
+            norm.update(kind=kind, type=type_name, instances=count, blackbox=None, params=params, resources=resources)
+        if step.get("split") is not None:
+            split = step["split"]
+            if not isinstance(split, dict) or set(split) - SPLIT_KEYS or "to" not in split or "match" not in split:
+                raise ChainError(chain, sname, "split", "must be {to: <a later step>, match: <OpenFlow match of the "
+                                 "traffic to divert, e.g. {ip: true, ip_dscp: 8}>}")
+            _check_match(chain, sname, "split.match", split["match"])
+            norm["split"] = {"to": split["to"], "match": dict(split["match"])}
+        out.append(norm)
+    by_name = {s["name"]: s for s in out}
+    for step in out:
+        if step["split"]:
+            target = step["split"]["to"]
+            if target not in by_name:
+                raise ChainError(chain, step["name"], "split.to", "names step %r, which chain %s does not have%s (steps: %s)"
+                                 % (target, chain, suggest(target, by_name), ", ".join(by_name)))
+            if by_name[target]["index"] <= step["index"]:
+                raise ChainError(chain, step["name"], "split.to", "step %s comes before %s: a split only goes forward "
+                                 "(a chain has no loops)" % (target, step["name"]))
+            if not by_name[target]["only_split"]:
+                raise ChainError(chain, step["name"], "split.to", "step %s must say only_split: true (traffic that is "
+                                 "not split passes it by)" % target)
+    for step in out:
+        if step["only_split"] and not any(s["split"] and s["split"]["to"] == step["name"] for s in out):
+            raise ChainError(chain, step["name"], "only_split", "no step splits traffic to it")
+    if out[0]["only_split"]:
+        raise ChainError(chain, out[0]["name"], "only_split", "the first step cannot be reached by a split")
+    return out
