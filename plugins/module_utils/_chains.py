@@ -259,6 +259,14 @@ def _validate_steps(chain, steps, types, blackboxes, switch):
             _check_match(chain, sname, "split.match", split["match"])
             norm["split"] = {"to": split["to"], "match": dict(split["match"])}
         out.append(norm)
+    boxes = {}
+    for step in out:
+        if step["blackbox"]:
+            if step["blackbox"] in boxes:
+                raise ChainError(chain, step["name"], "blackbox", "black box %s is already step %s: its ports can be one "
+                                 "step of a chain (packets coming back from it must say where they are)"
+                                 % (step["blackbox"], boxes[step["blackbox"]]))
+            boxes[step["blackbox"]] = step["name"]
     by_name = {s["name"]: s for s in out}
     for step in out:
         if step["split"]:
@@ -269,6 +277,12 @@ def _validate_steps(chain, steps, types, blackboxes, switch):
             if by_name[target]["index"] <= step["index"]:
                 raise ChainError(chain, step["name"], "split.to", "step %s comes before %s: a split only goes forward "
                                  "(a chain has no loops)" % (target, step["name"]))
+            if by_name[target]["index"] != step["index"] + 1:
+                raise ChainError(chain, step["name"], "split.to", "step %s must come right after %s: split traffic "
+                                 "visits it and then goes on with the steps after it, so no step may sit between"
+                                 % (target, step["name"]))
+            if step["only_split"]:
+                raise ChainError(chain, step["name"], "split", "a step that only split traffic visits cannot split again")
             if not by_name[target]["only_split"]:
                 raise ChainError(chain, step["name"], "split.to", "step %s must say only_split: true (traffic that is "
                                  "not split passes it by)" % target)

@@ -1,0 +1,291 @@
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The chain compiler: a chain and its placement -> the exact switch flows, under the chain's cookie.
+
+Wiring (DESIGN.md section 3): an instance of a step is reached by pushing the VLAN tag of its
+``left`` leg and sending the packet out of its host's trunk; it comes back on that trunk with the
+tag of its ``right`` leg. The reverse direction enters through ``right`` and comes back with
+``left``. A black box is reached on its ``left`` switch port and comes back on its ``right``
+port (the reverse the other way round).
+
+Every place where a chain's packet reaches the switch is an *arrival*:
+
+* forward: the ``from`` uplink (with the chain's match), and each instance's trunk with the
+  tag of its right leg (or a black box's right port);
+* reverse: the ``to`` uplink (with the reverse match), and each instance's trunk with the tag
+  of its left leg (or a black box's left port).
+
+(trunk, tag) pairs are unique on a platform (tags are unique per host, trunks per host), so an
+arrival says which chain, step, instance and direction a packet is in. At each arrival one flow
+(table 0) sends the packet on to its *next target*: the next step, or, where the step splits, the
+split target for packets matching the split match, or the exit uplink. A target with one
+instance is reached directly; a target with several (a parallel step) through the symmetric,
+stable load-balancing recipe (``_flow_hash``: multipath over fixed slots in table 0, per-slot
+dispatch in table 1), so both directions of a connection meet the same instance, and removing
+an instance moves only its connections.
+
+Splits (the paper's figure 4): ``split: {to: deep, match: {...}}`` on a step diverts the packets
+that leave it matching ``match`` to the ``only_split`` step ``deep``; the rest passes ``deep``
+by. In the reverse direction the reversed match (sources and destinations swapped) decides,
+before the packets reach ``deep``. A match on what a filter instance writes (e.g. the DSCP it
+sets when it flags a flow) therefore diverts the direction the filter flags; a match on header
+fields diverts both directions.
+
+Pure and deterministic: same input, same bytes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ansible_collections.flowstream.platform.plugins.module_utils._chains import (
+    PROTO_WORDS, ChainError, match_text, reverse_match)
+from ansible_collections.flowstream.platform.plugins.module_utils._flow_hash import symmetric_lb_flows
+
+CLASSIFY_TABLE = 0
+DISPATCH_TABLE = 1
+SLOTS = 64
+VLAN_PRESENT = 0x1000
+
+
+class Target:
+    """Where a packet goes next: an exit uplink port, or a step's instances / black box."""
+
+    def __init__(self, kind, port=None, step=None, members=None):
+        self.kind = kind          # "exit", "step", "blackbox"
+        self.port = port          # exit port or black box port to enter
+        self.step = step          # the step's name
+        self.members = members or []   # [(instance id, trunk, vlan to push)]
+
+
+def _tag_actions(arriving_tagged, vlan):
+    if arriving_tagged:
+        return "set_field:%d->vlan_vid" % (VLAN_PRESENT | vlan)
+    return "push_vlan:0x8100,set_field:%d->vlan_vid" % (VLAN_PRESENT | vlan)
+
+
+def _out(port, in_port):
+    # OpenFlow drops output to the port a packet came in on: a hairpin uses in_port
+    return "in_port" if str(port) == str(in_port) else "output:%s" % port
+
+
+def _deliver(target, in_port, tagged, match, priority, chain):
+    """Flows (table 0, and table 1 for parallel steps) taking packets arriving at ``in_port``
+    matching ``match`` to ``target``."""
+    if target.kind == "exit" or target.kind == "blackbox":
+        actions = ("pop_vlan," if tagged else "") + _out(target.port, in_port)
+        return [{"table": CLASSIFY_TABLE, "priority": priority, "match": match, "actions": actions}]
+    if len(target.members) == 1:
+        inst, trunk, vlan = target.members[0]
+        actions = "%s,%s" % (_tag_actions(tagged, vlan), _out(trunk, in_port))
+        return [{"table": CLASSIFY_TABLE, "priority": priority, "match": match, "actions": actions}]
+    members = {inst: "%s,%s" % (_tag_actions(tagged, vlan), _out(trunk, in_port)) for inst, trunk, vlan in target.members}
+    # one slot -> instance assignment per step (the seed names the step, never the arrival), so
+    # every arrival, in both directions, sends a connection's slot to the same instance
+    return symmetric_lb_flows(members, match, CLASSIFY_TABLE, DISPATCH_TABLE, priority=priority, slots=SLOTS,
+                              seed="%s/%s" % (chain, target.step))
+
+
+def compile_chain(chain, placement, uplinks, blackboxes=None):
+    """The flows of one chain.
+
+    ``chain``: a chain as _chains.validate returns it (state present).
+    ``placement``: {instance id: {"step": name, "n": int, "trunk": switch port, "vlans": {"left", "right"}}}
+    for this chain's instances (the planner's result).
+    ``uplinks``: {uplink name: switch port} of the chain's switch.
+    ``blackboxes``: {name: {"ports": {"left", "right"}}}.
+    Returns {"cookie", "flows": [flow dicts, sorted], "path": [...]}.
+    """
+    name = chain["name"]
+    blackboxes = blackboxes or {}
+    steps = chain["steps"]
+    members = {}
+    for inst, where in sorted(placement.items()):
+        members.setdefault(where["step"], []).append((where["n"], inst, where["trunk"], where["vlans"]))
+    for step in steps:
+        if step["kind"] == "blackbox":
+            continue
+        have = sorted(members.get(step["name"], []))
+        if len(have) != step["instances"]:
+            raise ChainError(name, step["name"], "instances", "the placement has %d instances, the step wants %d"
+                             % (len(have), step["instances"]))
+    in_port, out_port = uplinks[chain["from"]], uplinks[chain["to"]]
+    fwd_match = match_text(chain["match"])
+    rev_match = match_text(reverse_match(chain["match"]))
+    priority = chain["priority"]
+    flows = []
+
+    def target(step, direction):
+        if step is None:
+            return Target("exit", port=out_port if direction == "fwd" else in_port)
+        if step["kind"] == "blackbox":
+            ports = blackboxes[step["blackbox"]]["ports"]
+            return Target("blackbox", port=ports["left"] if direction == "fwd" else ports["right"], step=step["name"])
+        leg = "left" if direction == "fwd" else "right"
+        return Target("step", step=step["name"],
+                      members=[(inst, trunk, vlans[leg]) for _n, inst, trunk, vlans in sorted(members[step["name"]])])
+
+    def main_next(index, direction):
+        """The next step a packet visits after step ``index`` (None: the exit), not counting splits."""
+        order = range(index + 1, len(steps)) if direction == "fwd" else range(index - 1, -1, -1)
+        for j in order:
+            if not steps[j]["only_split"]:
+                return steps[j]
+        return None
+
+    def arrivals(step, direction):
+        """(in_port, extra match, tagged) of packets leaving ``step`` in ``direction``."""
+        if step["kind"] == "blackbox":
+            ports = blackboxes[step["blackbox"]]["ports"]
+            return [(ports["right"] if direction == "fwd" else ports["left"], "", False)]
+        leg = "right" if direction == "fwd" else "left"
+        return [(trunk, "dl_vlan=%d" % vlans[leg], True) for _n, _inst, trunk, vlans in sorted(members[step["name"]])]
+
+    def splits_into(index, direction):
+        """Split rules that apply to packets leaving step ``index``: [(split match text, target step)]."""
+        out = []
+        if direction == "fwd":
+            split = steps[index]["split"]
+            if split:
+                out.append((match_text(split["match"]), next(s for s in steps if s["name"] == split["to"])))
+        else:
+            # reverse: a split target sitting right before this step (in forward order) is
+            # entered when the reversed split match holds
+            for source in steps:
+                split = source["split"]
+                if split:
+                    deep = next(s for s in steps if s["name"] == split["to"])
+                    after = main_next(deep["index"], "fwd")
+                    if after is not None and after["index"] == index:
+                        out.append((match_text(reverse_match(split["match"])), deep))
+        return out
+
+    def emit(arrival_port, extra, tagged, base_match, nxt, split_rules, direction, label):
+        match = ",".join(x for x in ("in_port=%s" % arrival_port, extra, base_match) if x)
+        for split_match, deep in split_rules:
+            both = _merge(match, split_match)
+            flows.extend(_deliver(target(deep, direction), arrival_port, tagged, both, priority + 1, name))
+        flows.extend(_deliver(target(nxt, direction), arrival_port, tagged, match, priority, name))
+
+    # forward: from the uplink, then from each step
+    first = next(s for s in steps if not s["only_split"])
+    emit(in_port, "", False, fwd_match, first, [], "fwd", "fwd:entry")
+    for step in steps:
+        nxt = main_next(step["index"], "fwd")
+        rules = splits_into(step["index"], "fwd")
+        for port, extra, tagged in arrivals(step, "fwd"):
+            emit(port, extra, tagged, fwd_match, nxt, rules, "fwd", "fwd:%s:%s:%s" % (step["name"], port, extra))
+    # reverse: from the exit uplink, then from each step back towards the source
+    last = next(s for s in reversed(steps) if not s["only_split"])
+    emit(out_port, "", False, rev_match, last, _reverse_entry_splits(steps, main_next), "rev", "rev:entry")
+    for step in steps:
+        nxt = main_next(step["index"], "rev")
+        rules = splits_into(step["index"], "rev")
+        for port, extra, tagged in arrivals(step, "rev"):
+            emit(port, extra, tagged, rev_match, nxt, rules, "rev", "rev:%s:%s:%s" % (step["name"], port, extra))
+    for flow in flows:
+        flow["cookie"] = chain["cookie"]
+    flows.sort(key=lambda f: (f["table"], -f["priority"], f["match"], f["actions"]))
+    return {"cookie": chain["cookie"], "flows": flows, "path": path(chain, members)}
+
+
+def _reverse_entry_splits(steps, main_next):
+    """Reverse traffic entering from the exit uplink: a split target that is the last step the
+    forward direction visits before leaving is entered first when the reversed match holds."""
+    out = []
+    for source in steps:
+        split = source["split"]
+        if split:
+            deep = next(s for s in steps if s["name"] == split["to"])
+            if main_next(deep["index"], "fwd") is None:
+                out.append((match_text(reverse_match(split["match"])), deep))
+    return out
+
+
+def _merge(match, extra):
+    """A match with ``extra`` fields added (protocol words are kept once)."""
+    parts = [p for p in match.split(",") if p]
+    for part in extra.split(","):
+        if part and part not in parts:
+            parts.append(part)
+    return ",".join(parts)
+
+
+def path(chain, members):
+    """A readable description of the chain: step -> instances (for reports and pictures)."""
+    out = []
+    for step in chain["steps"]:
+        if step["kind"] == "blackbox":
+            out.append({"step": step["name"], "blackbox": step["blackbox"], "only_split": step["only_split"]})
+        else:
+            out.append({"step": step["name"], "kind": step["kind"], "type": step["type"], "only_split": step["only_split"],
+                        "split": step["split"], "instances": [inst for _n, inst, _t, _v in sorted(members[step["name"]])]})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Overlaps between chains
+# ---------------------------------------------------------------------------------------------
+def _ports_of(value):
+    text = str(value)
+    if "/" in text:  # value/mask
+        base, mask = text.split("/", 1)
+        return int(base, 0), int(mask, 0)
+    return int(text, 0), 0xFFFF
+
+
+def _field_disjoint(key, a, b):
+    if key in ("nw_src", "nw_dst", "ip_src", "ip_dst"):
+        return not ipaddress.ip_network(str(a), strict=False).overlaps(ipaddress.ip_network(str(b), strict=False))
+    if key in ("tp_src", "tp_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst"):
+        (va, ma), (vb, mb) = _ports_of(a), _ports_of(b)
+        common = ma & mb
+        return (va & common) != (vb & common)
+    return str(a).lower() != str(b).lower()
+
+
+_ALIASES = {"ip_src": "nw_src", "ip_dst": "nw_dst", "tcp_src": "tp_src", "tcp_dst": "tp_dst", "udp_src": "tp_src",
+            "udp_dst": "tp_dst", "ip_proto": "nw_proto", "ip_dscp": "ip_dscp", "nw_tos": "nw_tos"}
+_PROTO_NUMBER = {"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132}
+
+
+def matches_overlap(a, b):
+    """Whether some packet could match both chain matches (False only when provably disjoint)."""
+    pa = {p for p in PROTO_WORDS if a.get(p) is True and p != "ip"}
+    pb = {p for p in PROTO_WORDS if b.get(p) is True and p != "ip"}
+    if pa and pb and pa != pb:
+        return False
+    na = {_ALIASES.get(k, k): v for k, v in a.items() if k not in PROTO_WORDS}
+    nb = {_ALIASES.get(k, k): v for k, v in b.items() if k not in PROTO_WORDS}
+    for proto_set, other in ((pa, nb), (pb, na)):
+        if proto_set and "nw_proto" in other and int(other["nw_proto"]) != _PROTO_NUMBER[next(iter(proto_set))]:
+            return False
+    for key in set(na) & set(nb):
+        if _field_disjoint(key, na[key], nb[key]):
+            return False
+    return True
+
+
+def check_overlaps(chains):
+    """Chains entering at the same uplink of the same switch must not both match a packet, in
+    either direction. Raises ChainError naming both chains."""
+    present = [c for c in chains if c["state"] == "present"]
+    for i, a in enumerate(present):
+        for b in present[i + 1:]:
+            if a["switch"] != b["switch"]:
+                continue
+            pairs = []
+            if a["from"] == b["from"]:
+                pairs.append((a["match"], b["match"], a["from"]))
+            if a["to"] == b["to"]:
+                pairs.append((reverse_match(a["match"]), reverse_match(b["match"]), a["to"]))
+            if a["from"] == b["to"]:
+                pairs.append((a["match"], reverse_match(b["match"]), a["from"]))
+            if a["to"] == b["from"]:
+                pairs.append((reverse_match(a["match"]), b["match"], a["to"]))
+            for ma, mb, uplink in pairs:
+                if matches_overlap(ma, mb):
+                    raise ChainError(b["name"], None, "match", "overlaps chain '%s' at uplink %s: a packet could match "
+                                     "both (%s / %s); make the matches disjoint (e.g. different tp_dst or nw_dst)"
+                                     % (a["name"], uplink, match_text(ma), match_text(mb)))
