@@ -1,0 +1,586 @@
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The planner: which module host runs each instance of each chain step, on which VLAN tags.
+
+``plan(chains, hosts)`` reads the validated chains (``_chains.validate``) and, per module host,
+its declared capacity and kinds and its live report (``module_host_info``), and returns where
+every instance goes, what is removed, and why. Rules (docs/planner.md):
+
+1. An instance that already runs stays where it is, with its VLAN tags, while its host is in
+   service, runs its kind and hangs off the chain's switch: a re-run moves nothing.
+2. Instances of absent chains, of steps that are gone, and beyond a step's count (the highest
+   numbers first: a step of 2 keeps instances 0 and 1) are removed.
+3. Every other instance is placed on a host that is in service, not a spare, runs its kind, is on
+   the chain's switch and has room (declared CPU and memory left, and live memory available);
+   among those: fewest instances of the same step (spreads a parallel step), then the lowest
+   load (``load`` below), then the host name.
+4. The whole plan is made before anything is returned: when an instance fits nowhere,
+   ``PlanError`` names the chain, the step and the shortfall, and no plan is returned.
+
+Pure Python, no I/O: the same input gives the same plan.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ansible_collections.flowstream.platform.plugins.module_utils._chains import chain_short, instance_id
+
+DEFAULT_VLAN_RANGE = (100, 4094)
+MILLI = 1000  # CPU and memory are counted in thousandths internally: exact sums, exact fits
+
+
+class PlanError(Exception):
+    """No plan: names the chain and the step (when there is one) and says what is short.
+
+    ``details`` holds the figures of a capacity shortfall (needed, placed, short, kind, cpu,
+    memory, and per host why it does not fit) for callers that want them as data.
+    """
+
+    def __init__(self, chain, step, message, details=None):
+        self.chain = chain
+        self.step = step
+        self.message = message
+        self.details = details or {}
+        super().__init__(str(self))
+
+    def __str__(self):
+        where = []
+        if self.chain:
+            where.append("chain '%s'" % self.chain)
+        if self.step is not None:
+            where.append("step '%s'" % self.step)
+        return ": ".join(where + [self.message])
+
+
+def _milli(value):
+    return int(round(float(value or 0) * MILLI))
+
+
+def _fmt_cpu(milli):
+    return "%.2f CPU" % (milli / float(MILLI))
+
+
+def _fmt_mem(milli):
+    mib = milli / float(MILLI)
+    return "%s MiB" % (("%d" % mib) if mib == int(mib) else ("%.1f" % mib))
+
+
+def _number(value):
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+class _Need(object):
+    """One instance to place: its slot (chain, step, n) and what it reserves."""
+
+    __slots__ = ("iid", "chain", "switch", "step", "n", "cpu", "mem", "previous", "why_previous", "move")
+
+    def __init__(self, iid, chain, step, n):
+        self.iid = iid
+        self.chain = chain["name"]
+        self.switch = chain.get("switch")
+        self.step = step
+        self.n = n
+        self.cpu = _milli(step["resources"].get("cpu"))
+        self.mem = _milli(step["resources"].get("memory"))
+        self.previous = None  # the host of the copy this instance replaces, if any
+        self.why_previous = None
+        self.move = False  # True: same instance, its host can no longer hold it
+
+    @property
+    def kind(self):
+        return self.step["kind"]
+
+    @property
+    def label(self):
+        return "%s/%s" % (self.chain, self.step["name"])
+
+    def order(self):
+        """Placement order: instances that must leave a host first, then largest first (so that
+        small instances fill the gaps), then chain, step and instance number."""
+        return (0 if self.move else 1, -self.cpu, -self.mem, self.chain, self.step["index"], self.n)
+
+
+class _HostState(object):
+    """What the plan knows about one module host, and what it has given out there so far."""
+
+    def __init__(self, name, spec, vlan_range):
+        self.name = name
+        where = "host '%s'" % name
+        if not isinstance(spec, dict):
+            raise PlanError(None, None, "%s: must be a mapping (capacity, kinds, spare, in_service, trunk, switch, report)" % where)
+        capacity = spec.get("capacity")
+        if not isinstance(capacity, dict):
+            raise PlanError(None, None, "%s: capacity must be a mapping with cpu (cores) and memory (MiB)" % where)
+        for key, unit in (("cpu", "cores"), ("memory", "MiB")):
+            if not _number(capacity.get(key)) or capacity[key] < 0:
+                raise PlanError(None, None, "%s: capacity.%s must be a number of %s >= 0, got %r" % (where, key, unit, capacity.get(key)))
+        kinds = spec.get("kinds") or []
+        if not isinstance(kinds, (list, tuple, set, frozenset)) or not all(isinstance(k, str) for k in kinds):
+            raise PlanError(None, None, "%s: kinds must be a list of kinds (kernel, process, click, vm), got %r" % (where, kinds))
+        for key, default in (("spare", False), ("in_service", True)):
+            if not isinstance(spec.get(key, default), bool):
+                raise PlanError(None, None, "%s: %s must be true or false, got %r" % (where, key, spec.get(key)))
+        self.cap_cpu = _milli(capacity["cpu"])
+        self.cap_mem = _milli(capacity["memory"])
+        self.kinds = frozenset(kinds)
+        self.spare = spec.get("spare", False)
+        self.in_service = spec.get("in_service", True)
+        self.trunk = spec.get("trunk")
+        self.switch = spec.get("switch")
+        report = spec.get("report")
+        if report is not None and not isinstance(report, dict):
+            raise PlanError(None, None, "%s: report must be module_host_info's result or null, got %r" % (where, type(report).__name__))
+        self.known = report is not None
+        report = report or {}
+        self.utilization = self._report_number(report, "cpu", "utilization", 0.0)
+        self.utilization = min(max(self.utilization, 0.0), 1.0)
+        available = self._report_number(report, "memory", "available_mib", None)
+        self.available = None if available is None else _milli(available)
+        self.instances = report.get("instances") or {}
+        if not isinstance(self.instances, dict) or not all(isinstance(i, dict) for i in self.instances.values()):
+            raise PlanError(None, None, "%s: report.instances must map instance ids to their descriptions" % where)
+        self.vlan_lo, self.vlan_hi = vlan_range
+        self.vlans = set()
+        for tag in ((report.get("vlans") or {}).get("in_use") or {}):
+            try:
+                self.vlans.add(int(tag))
+            except (TypeError, ValueError):
+                raise PlanError(None, None, "%s: report.vlans.in_use has %r, which is not a VLAN tag" % (where, tag)) from None
+        self.claimed = set()  # tags of the instances kept or left alone here
+        self.next_vlan = self.vlan_lo
+        self.reserved_cpu = 0
+        self.reserved_mem = 0
+        self.planned_mem = 0  # memory of instances this plan creates here (not yet in the live report)
+        self.per_step = {}
+        self.ours = []
+        self.others = []
+
+    def _report_number(self, report, section, key, default):
+        value = (report.get(section) or {}).get(key)
+        if value is None:
+            return default
+        if not _number(value):
+            raise PlanError(None, None, "host '%s': report.%s.%s must be a number, got %r" % (self.name, section, key, value))
+        return float(value)
+
+    # -- what is left ---------------------------------------------------------------------------
+    def cpu_left(self):
+        return self.cap_cpu - self.reserved_cpu
+
+    def mem_left(self):
+        """Declared memory left, bounded by the live available memory minus what this plan
+        has already put here."""
+        left = self.cap_mem - self.reserved_mem
+        if self.available is not None:
+            left = min(left, self.available - self.planned_mem)
+        return left
+
+    def load(self):
+        """The load score: the larger of the reserved CPU and memory fractions (what has been
+        promised away, by every instance kept, placed or left alone here) plus the live CPU
+        utilization of the host (0..1: what it is doing now, including work we did not place).
+        0 is an idle, empty host; 2 a host fully reserved and fully busy."""
+        fractions = [self.reserved_cpu / float(self.cap_cpu) if self.cap_cpu else 1.0,
+                     self.reserved_mem / float(self.cap_mem) if self.cap_mem else 1.0]
+        return max(fractions) + self.utilization
+
+    def usable_for(self, need):
+        """Why this host cannot take ``need`` on grounds that no placement changes (None: it can)."""
+        if not self.in_service:
+            return "is out of service"
+        if not self.known:
+            return "has no report (its instances and VLAN tags are unknown)"
+        if need.kind not in self.kinds:
+            return "does not run %s" % need.kind
+        if self.switch and need.switch and self.switch != need.switch:
+            return "is on switch %s, not %s" % (self.switch, need.switch)
+        return None
+
+    def why_not(self, need, allow_spare=False):
+        """None when ``need`` fits here now, else what stops it (for reasons and errors)."""
+        if self.spare and not allow_spare:
+            return "is a spare"
+        fixed = self.usable_for(need)
+        if fixed:
+            return fixed
+        if self.cpu_left() < need.cpu:
+            return "%s left" % _fmt_cpu(max(self.cpu_left(), 0))
+        if self.cap_mem - self.reserved_mem < need.mem:
+            return "%s left" % _fmt_mem(max(self.cap_mem - self.reserved_mem, 0))
+        if self.mem_left() < need.mem:
+            return "%s available now" % _fmt_mem(max(self.mem_left(), 0))
+        if self._free_pair() is None:
+            return "has no two free VLAN tags in %d-%d" % (self.vlan_lo, self.vlan_hi)
+        return None
+
+    # -- VLAN tags ------------------------------------------------------------------------------
+    def _free_pair(self):
+        while self.next_vlan in self.vlans:
+            self.next_vlan += 1
+        right = self.next_vlan + 1
+        while right in self.vlans:
+            right += 1
+        if right > self.vlan_hi:
+            return None
+        return self.next_vlan, right
+
+    def claim_vlans(self, legs):
+        """Keep the tags of an instance that stays here: {"left", "right"}, or None when it has
+        no valid pair or another instance that stays here holds one of them."""
+        tags = (legs.get("left"), legs.get("right"))
+        if not all(isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= 4094 for t in tags) \
+                or tags[0] == tags[1] or self.claimed.intersection(tags):
+            return None
+        self.claimed.update(tags)
+        self.vlans.update(tags)
+        return {"left": tags[0], "right": tags[1]}
+
+    def new_vlans(self):
+        pair = self._free_pair()
+        self.vlans.update(pair)
+        return {"left": pair[0], "right": pair[1]}
+
+    # -- reservations ---------------------------------------------------------------------------
+    def reserve(self, iid, cpu, mem, label=None, new=False, ours=True):
+        self.reserved_cpu += cpu
+        self.reserved_mem += mem
+        if new:
+            self.planned_mem += mem
+        if label:
+            self.per_step[label] = self.per_step.get(label, 0) + 1
+        (self.ours if ours else self.others).append(iid)
+
+    def summary(self):
+        if not self.in_service:
+            status = "out of service"
+        elif not self.known:
+            status = "unknown (no report)"
+        elif self.spare:
+            status = "spare"
+        else:
+            status = "in service"
+        return {
+            "status": status,
+            "reserved": {"cpu": self.reserved_cpu / float(MILLI), "memory": self.reserved_mem / float(MILLI)},
+            "left": {"cpu": self.cpu_left() / float(MILLI), "memory": self.mem_left() / float(MILLI)},
+            "instances": sorted(self.ours),
+            "others": sorted(self.others),
+        }
+
+
+def host_states(hosts, vlan_range=DEFAULT_VLAN_RANGE):
+    """{host: _HostState} from the ``hosts`` argument of ``plan`` (validated)."""
+    if not isinstance(hosts, dict):
+        raise PlanError(None, None, "hosts must be a mapping of module host names to their capacity, kinds and report")
+    if (not isinstance(vlan_range, (list, tuple)) or len(vlan_range) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in vlan_range)
+            or not 1 <= vlan_range[0] < vlan_range[1] <= 4094):
+        raise PlanError(None, None, "vlan_range must be two VLAN tags (low, high) with 1 <= low < high <= 4094, got %r" % (vlan_range,))
+    states = {}
+    for name in sorted(hosts):
+        states[name] = _HostState(name, hosts[name], tuple(vlan_range))
+    return states
+
+
+def choose(states, need, allow_spares=False):
+    """The host for ``need`` and the reason, or (None, {host: why not}).
+
+    Candidates are the hosts where ``need`` fits now; the best has the fewest instances of the
+    same chain step, then the lowest ``load()``, then the first name. ``allow_spares`` is for a
+    failover plan; normal placement never uses spares.
+    """
+    fits = []
+    refused = {}
+    for state in states:
+        why = state.why_not(need, allow_spares)
+        if why:
+            refused[state.name] = why
+        else:
+            fits.append((state.per_step.get(need.label, 0), state.load(), state.name, state))
+    if not fits:
+        return None, refused
+    fits.sort(key=_first_three)
+    return fits[0][3], _reason(need, fits)
+
+
+def _first_three(candidate):
+    return candidate[:3]
+
+
+def _reason(need, fits):
+    """Why the first of ``fits`` (sorted candidates) won: the criterion that beat the runner-up."""
+    same, load, name, state = fits[0]
+    if len(fits) == 1:
+        return "%s: the only host where it fits (%s)" % (name, _load_text(state))
+    r_same, r_load, r_name = fits[1][:3]
+    parts = []
+    if same < r_same:
+        if same == 0:
+            parts.append("no other instance of %s there (%s has %d)" % (need.label, r_name, r_same))
+        else:
+            parts.append("fewest instances of %s (%d; %s has %d)" % (need.label, same, r_name, r_same))
+        parts.append(_load_text(state))
+    else:
+        if need.step["instances"] > 1:
+            parts.append("no other instance of %s there" % need.label if same == 0 else
+                         "%d other instance(s) of %s there, and no host where it fits has fewer" % (same, need.label))
+        tied = sum(1 for f in fits if f[0] == same)
+        if load < r_load:
+            parts.append("least loaded of %d hosts (%s; next %s at %.2f)" % (tied, _load_text(state), r_name, r_load))
+        else:
+            parts.append("as loaded as %s (%s), first by name" % (r_name, _load_text(state)))
+    return "%s: %s" % (name, "; ".join(parts))
+
+
+def _load_text(state):
+    reserved = state.load() - state.utilization
+    return "load %.2f = %.2f reserved + %.2f CPU busy" % (state.load(), reserved, state.utilization)
+
+
+def _left_text(state):
+    return "left after: %s, %s" % (_fmt_cpu(state.cpu_left()), _fmt_mem(state.mem_left()))
+
+
+# -- the request: which instances should exist -----------------------------------------------------
+def _wanted(chains):
+    """{instance id: (chain, step, n)} in chain, step, instance order; {chain name: chain}."""
+    if not isinstance(chains, list):
+        raise PlanError(None, None, "chains must be the list that _chains.validate returns")
+    wanted = {}
+    by_name = {}
+    for chain in chains:
+        by_name[chain["name"]] = chain
+        if chain.get("state", "present") != "present":
+            continue
+        for step in chain["steps"]:
+            if step["kind"] == "blackbox":
+                continue
+            for n in range(step["instances"]):
+                iid = instance_id(chain["name"], step["index"], n)
+                if iid in wanted:
+                    other = wanted[iid]
+                    raise PlanError(chain["name"], step["name"], "instance %d has the id %s, the same as instance %d of step '%s' of chain '%s': "
+                                    "rename one of the chains (ids come from the chain's name)"
+                                    % (n, iid, other[2], other[1]["name"], other[0]["name"]))
+                wanted[iid] = (chain, step, n)
+    return wanted, by_name
+
+
+def _decode(chain, iid):
+    """(step index, n) of an instance id of ``chain``, or None when it is not one."""
+    short = chain_short(chain)
+    if not iid.startswith(short) or len(iid) < len(short) + 2:
+        return None
+    try:
+        step_index = int(iid[len(short)], 36)
+    except ValueError:
+        return None
+    rest = iid[len(short) + 1:]
+    if len(rest) == 1 and "a" <= rest <= "z":
+        n = ord(rest) - 97
+    elif rest.startswith("z"):
+        try:
+            n = 26 + int(rest[1:], 36)
+        except ValueError:
+            return None
+    else:
+        return None
+    try:
+        return (step_index, n) if instance_id(chain, step_index, n) == iid else None
+    except ValueError:
+        return None
+
+
+def _why_unwanted(chain, iid):
+    """Why an instance of a chain that the request names is removed."""
+    if chain.get("state", "present") != "present":
+        return "chain %s is absent" % chain["name"]
+    slot = _decode(chain["name"], iid)
+    if slot is None:
+        return "not an instance id of chain %s as described now" % chain["name"]
+    step_index, n = slot
+    steps = chain["steps"]
+    if step_index >= len(steps):
+        return "chain %s has %d step(s) now; this was an instance of step %d" % (chain["name"], len(steps), step_index)
+    step = steps[step_index]
+    if step["kind"] == "blackbox":
+        return "step %s/%s is a black box now (no instances)" % (chain["name"], step["name"])
+    return "scale down: step %s/%s has %d instance(s) now; this is instance %d" % (chain["name"], step["name"], step["instances"], n)
+
+
+def _matches(info, chain, step):
+    """Is the instance a host reports this step's instance (so it can stay)? None = yes, else why not."""
+    if info.get("step") not in (None, step["name"], str(step["index"])):
+        return "it served step %s, this id is now step %s/%s" % (info.get("step"), chain["name"], step["name"])
+    if info.get("kind") not in (None, step["kind"]):
+        return "kind changes %s -> %s" % (info.get("kind"), step["kind"])
+    return None
+
+
+def _legs(info):
+    legs = info.get("legs") or {}
+    return {leg: (legs.get(leg) or {}).get("vlan") for leg in ("left", "right")}
+
+
+# -- the plan ------------------------------------------------------------------------------------------
+def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE):
+    """Place every instance of ``chains`` on ``hosts``; see the module docstring and docs/planner.md.
+
+    Returns {"instances", "remove", "hosts", "moves", "warnings"}; raises PlanError.
+    """
+    states = host_states(hosts, vlan_range)
+    wanted, by_name = _wanted(chains)
+
+    copies = {}  # instance id -> [(host state, description)], hosts by name
+    for state in states.values():
+        for iid in sorted(state.instances):
+            copies.setdefault(iid, []).append((state, state.instances[iid]))
+
+    kept = {}  # iid -> (state, info, reason)
+    needs = {}  # iid -> _Need
+    remove = {}  # iid -> {"hosts": [...], "reasons": [...]}
+    moves = []
+
+    def drop(iid, state, why):
+        entry = remove.setdefault(iid, {"hosts": [], "reasons": []})
+        entry["hosts"].append(state.name)
+        entry["reasons"].append(why if len(copies[iid]) == 1 else "%s: %s" % (state.name, why))
+
+    for iid in sorted(copies):
+        found = copies[iid]
+        if iid in wanted:
+            chain, step, n = wanted[iid]
+            for state, info in found:
+                if info.get("chain") not in (None, chain["name"]):
+                    raise PlanError(chain["name"], step["name"], "instance %d would be %s, but %s already runs an instance %s of chain '%s': "
+                                    "rename one of the chains (ids come from the chain's name)"
+                                    % (n, iid, state.name, iid, info.get("chain")))
+            need = _Need(iid, chain, step, n)
+            stay = [(s, i) for s, i in found if _matches(i, chain, step) is None and s.usable_for(need) is None]
+            if stay:
+                state, info = stay[0]
+                kept[iid] = (state, info)
+                for other, other_info in found:
+                    if other is not state:
+                        drop(iid, other, "a second copy: the one on %s is kept" % state.name)
+                continue
+            for state, info in found:
+                mismatch = _matches(info, chain, step)
+                if mismatch:
+                    drop(iid, state, "replaced (%s)" % mismatch)
+                    if need.previous is None:
+                        need.previous, need.why_previous = state.name, mismatch
+                else:
+                    why = state.usable_for(need)
+                    drop(iid, state, "moves off %s: %s %s" % (state.name, state.name, why))
+                    if not need.move:
+                        need.previous, need.why_previous, need.move = state.name, "%s %s" % (state.name, why), True
+            needs[iid] = need
+        else:
+            for state, info in found:
+                if info.get("chain") in by_name:
+                    drop(iid, state, _why_unwanted(by_name[info["chain"]], iid))
+                else:  # not an instance of these chains: it stays and keeps its share and its tags
+                    res = info.get("resources") or {}
+                    state.reserve(iid, _milli(res.get("cpu")), _milli(res.get("memory")), ours=False)
+                    state.claim_vlans(_legs(info))
+
+    for iid, (chain, step, n) in wanted.items():
+        if iid not in kept and iid not in needs:
+            needs[iid] = _Need(iid, chain, step, n)
+
+    # kept instances first: their reservations and tags are settled before anything new is placed
+    out = {}
+    missing_vlans = []
+    for iid in sorted(kept):
+        state, info = kept[iid]
+        chain, step, n = wanted[iid]
+        need = _Need(iid, chain, step, n)
+        state.reserve(iid, need.cpu, need.mem, need.label)
+        vlans = state.claim_vlans(_legs(info))
+        reason = "kept on %s (already there)" % state.name
+        if info.get("type") not in (None, step["type"]):
+            reason += "; type changes %s -> %s in place" % (info.get("type"), step["type"])
+        if vlans is None:
+            missing_vlans.append(iid)
+        out[iid] = _entry(need, state, vlans, False, reason)
+    for iid in missing_vlans:
+        state = states[out[iid]["host"]]
+        if state._free_pair() is None:
+            chain, step, n = wanted[iid]
+            raise PlanError(chain["name"], step["name"], "instance %s on %s has no VLAN tags and %s has no two free tags in %d-%d"
+                            % (iid, state.name, state.name, state.vlan_lo, state.vlan_hi))
+        out[iid]["vlans"] = state.new_vlans()
+        out[iid]["reason"] += "; its legs had no VLAN tags: new ones"
+
+    # then every instance that has no host, in a fixed order
+    candidates = [s for s in states.values() if not s.spare]
+    for need in sorted(needs.values(), key=_Need.order):
+        state, why = choose(candidates, need)
+        if state is None:
+            raise _short(need, why, out, states)
+        vlans = state.new_vlans()
+        state.reserve(need.iid, need.cpu, need.mem, need.label, new=True)
+        reason = "%s; %s" % (why, _left_text(state))
+        if need.move:
+            reason = "moved from %s (%s): %s" % (need.previous, need.why_previous, reason)
+            moves.append(need.iid)
+        elif need.previous:
+            reason = "replaces the copy on %s (%s): %s" % (need.previous, need.why_previous, reason)
+        out[need.iid] = _entry(need, state, vlans, True, reason)
+        out[need.iid]["moved_from"] = need.previous if need.move else None
+
+    warnings = []
+    for state in states.values():
+        if state.cpu_left() < 0 or state.cap_mem - state.reserved_mem < 0:
+            warnings.append("%s: the instances kept there reserve more than its capacity (%s, %s left); they are not moved "
+                            "for that (drain it, or raise its capacity)" % (state.name, _fmt_cpu(state.cpu_left()),
+                                                                           _fmt_mem(state.cap_mem - state.reserved_mem)))
+
+    return {
+        "instances": {iid: out[iid] for iid in sorted(out)},
+        "remove": {iid: {"host": remove[iid]["hosts"][0], "hosts": remove[iid]["hosts"], "reason": "; ".join(remove[iid]["reasons"])}
+                   for iid in sorted(remove)},
+        "hosts": {name: state.summary() for name, state in states.items()},
+        "moves": sorted(moves),
+        "warnings": warnings,
+    }
+
+
+def _entry(need, state, vlans, new, reason):
+    return {
+        "chain": need.chain, "step": need.step["name"], "step_index": need.step["index"], "n": need.n,
+        "host": state.name, "trunk": state.trunk, "kind": need.kind, "type": need.step["type"],
+        "vlans": vlans, "resources": dict(need.step["resources"]), "new": new, "reason": reason,
+        "moved_from": None,
+    }
+
+
+def _short(need, refused, out, states):
+    """The capacity-short error for ``need``: what the step needs, what it got, why every
+    other host refuses."""
+    step = need.step
+    placed = sorted(e["host"] for e in out.values() if e["chain"] == need.chain and e["step_index"] == step["index"])
+    short = step["instances"] - len(placed)
+    text = "capacity short: needs %d instance%s of %s and %s (kind %s)" % (
+        step["instances"], "s" if step["instances"] > 1 else "", _fmt_cpu(need.cpu), _fmt_mem(need.mem), need.kind)
+    if need.move:
+        text += "; %s must leave %s" % (need.iid, need.why_previous)
+    if placed:
+        where = sorted(set(placed))
+        text += "; %d placed (on %s); no host fits the other %d" % (len(placed), ", ".join(where), short)
+    else:
+        text += "; none placed; no host fits %s" % ("any" if short > 1 else "it")
+    if refused:
+        text += ": " + ", ".join("%s %s" % (name, why) for name, why in sorted(refused.items()))
+    else:
+        text += ": there are no module hosts"
+    spares = sorted(s.name for s in states.values() if s.spare)
+    if spares:
+        text += " (spares %s are kept free)" % ", ".join(spares)
+    details = {"needed": step["instances"], "placed": len(placed), "short": short, "kind": need.kind,
+               "cpu": need.cpu / float(MILLI), "memory": need.mem / float(MILLI), "hosts": dict(sorted(refused.items())),
+               "spares": spares}
+    return PlanError(need.chain, step["name"], text, details)
