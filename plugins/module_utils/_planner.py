@@ -199,10 +199,8 @@ class _HostState(object):
             return "is on switch %s, not %s" % (self.switch, need.switch)
         return None
 
-    def why_not(self, need, allow_spare=False):
+    def why_not(self, need):
         """None when ``need`` fits here now, else what stops it (for reasons and errors)."""
-        if self.spare and not allow_spare:
-            return "is a spare"
         fixed = self.usable_for(need)
         if fixed:
             return fixed
@@ -285,7 +283,7 @@ def host_states(hosts, vlan_range=DEFAULT_VLAN_RANGE):
 
 
 def choose(states, need, allow_spares=False):
-    """The host for ``need`` and the reason, or (None, {host: why not}).
+    """The host for ``need`` and the reason, or (None, {host: why it does not fit}).
 
     Candidates are the hosts where ``need`` fits now; the best has the fewest instances of the
     same chain step, then the lowest ``load()``, then the first name. ``allow_spares`` is for a
@@ -294,7 +292,9 @@ def choose(states, need, allow_spares=False):
     fits = []
     refused = {}
     for state in states:
-        why = state.why_not(need, allow_spares)
+        if state.spare and not allow_spares:
+            continue
+        why = state.why_not(need)
         if why:
             refused[state.name] = why
         else:
@@ -516,9 +516,8 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE):
         out[iid]["reason"] += "; its legs had no VLAN tags: new ones"
 
     # then every instance that has no host, in a fixed order
-    candidates = [s for s in states.values() if not s.spare]
     for need in sorted(needs.values(), key=_Need.order):
-        state, why = choose(candidates, need)
+        state, why = choose(states.values(), need)
         if state is None:
             raise _short(need, why, out, states)
         vlans = state.new_vlans()
