@@ -39,7 +39,7 @@ class ChainError(Exception):
 
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-CHAIN_KEYS = {"name", "state", "switch", "match", "from", "to", "steps", "cookie", "priority", "description"}
+CHAIN_KEYS = {"name", "state", "switch", "match", "from", "to", "steps", "cookie", "priority", "description", "verify"}
 STEP_KEYS = {"name", "type", "kind", "params", "instances", "blackbox", "split", "only_split", "vm"}
 SPLIT_KEYS = {"to", "match"}
 # OpenFlow match fields a chain may use (ovs-ofctl names); the reverse direction swaps the
@@ -159,7 +159,8 @@ def validate(chains, catalogue=None, switches=None, blackboxes=None):
         state = chain.get("state", "present")
         if state not in ("present", "absent"):
             raise ChainError(name, None, "state", "must be present or absent, got %r" % (state,))
-        norm = {"name": name, "state": state, "cookie": chain_cookie(name), "description": chain.get("description", "")}
+        norm = {"name": name, "state": state, "cookie": chain_cookie(name), "description": chain.get("description", ""),
+                "verify": dict(chain.get("verify") or {})}
         if "cookie" in chain:
             cookie = chain["cookie"]
             if isinstance(cookie, str):

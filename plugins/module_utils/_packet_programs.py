@@ -15,8 +15,9 @@ Frames are read from each leg with an AF_PACKET socket and written to the other 
 program is a bump in the wire. ``monitor`` keeps per-flow (5-tuple) packet and byte counters for
 both directions (bytes of the IP datagrams, as the kernel kind's monitor counts them);
 ``inspect`` matches regular expressions over each packet's payload and drops matching packets,
-or marks them (sets the IPv4 DSCP, fixing the header checksum) so the switch can divert the
-flow, or only counts them. Counters are written atomically to the stats file once a second and
+or flags the flow and marks it (sets the IPv4 DSCP of that packet and of every later packet of
+the connection, both directions, fixing the header checksum) so the switch can divert the flow,
+or only counts them. Counters are written atomically to the stats file once a second and
 at exit.
 """
 
@@ -66,6 +67,12 @@ def parse_flow(frame):
     return src, dst, proto, sport, dport, offset
 
 
+def connection(flow):
+    """The connection of a flow, the same for both directions."""
+    ends = sorted([(flow[0], flow[3]), (flow[1], flow[4])])
+    return (flow[2],) + tuple(ends)
+
+
 def payload_of(frame, flow):
     offset = flow[5]
     ihl = (frame[offset] & 0x0F) * 4
@@ -98,6 +105,7 @@ class Program:
         self.flows = {}
         self.totals = {"left_to_right": [0, 0], "right_to_left": [0, 0], "dropped": 0, "marked": 0, "matched": 0}
         self.patterns = [re.compile(p.encode()) for p in (args.pattern or [])]
+        self.flagged = set()  # flows (both directions) a pattern was seen in: marked from then on
         self.running = True
         self.last_dump = 0.0
 
@@ -110,16 +118,19 @@ class Program:
         flow = parse_flow(frame) if mode in ("monitor", "inspect") else None
         if mode == "inspect" and flow and self.patterns:
             payload = payload_of(frame, flow)
+            key = connection(flow)
             if any(p.search(payload) for p in self.patterns):
                 self.totals["matched"] += 1
                 self.count(flow, frame, direction, matched=True)
                 if self.args.action == "drop":
                     self.totals["dropped"] += 1
                     return None
-                if self.args.action == "mark":
-                    self.totals["marked"] += 1
-                    return set_dscp(frame, flow[5], self.args.dscp)
-                return frame
+                self.flagged.add(key)
+            if self.args.action == "mark" and key in self.flagged:
+                # the quick filter flags a flow: every later packet of it, both directions, is marked
+                self.totals["marked"] += 1
+                return set_dscp(frame, flow[5], self.args.dscp)
+            return frame
         if flow and mode == "monitor":
             self.count(flow, frame, direction)
         return frame
