@@ -249,16 +249,20 @@ def test_vlan_range_is_honoured_and_can_run_out():
 
 
 def test_a_kept_instance_without_tags_gets_new_ones_and_clashing_tags_are_not_kept_twice():
-    request = chains(chain("web", step("mon", "monitor", "process", 2)))
+    request = chains(chain("web", step("mon", "monitor", "process", 3)))
     first = plan(request, {"mh1": host()})
     hosts = feed_back(first, {"mh1": host()})
-    a, b = ids("web", 0, 2)
-    hosts["mh1"]["report"]["instances"][a]["legs"] = {}
-    hosts["mh1"]["report"]["instances"][b]["legs"]["left"]["vlan"] = 100  # a's old tag
+    a, b, c = ids("web", 0, 3)
+    assert [first["instances"][i]["vlans"] for i in (a, b, c)] == [
+        {"left": 100, "right": 101}, {"left": 102, "right": 103}, {"left": 104, "right": 105}]
+    hosts["mh1"]["report"]["instances"][b]["legs"]["left"]["vlan"] = 100  # a's tag: only one of them keeps it
+    hosts["mh1"]["report"]["instances"][c]["legs"] = {}
     result = plan(request, hosts)
-    assert result["instances"][b]["vlans"] == {"left": 100, "right": 103}
-    assert result["instances"][a]["vlans"] == {"left": 104, "right": 105}
-    assert result["instances"][a]["reason"] == "kept on mh1 (already there); its legs had no VLAN tags: new ones"
+    assert result["instances"][a]["vlans"] == {"left": 100, "right": 101}
+    assert result["instances"][b]["vlans"] == {"left": 106, "right": 107}
+    assert result["instances"][c]["vlans"] == {"left": 108, "right": 109}
+    assert result["instances"][c]["reason"] == "kept on mh1 (already there); its legs had no VLAN tags: new ones"
+    assert not any(e["new"] for e in result["instances"].values())
 
 
 # -- removing ---------------------------------------------------------------------------------------------
@@ -365,6 +369,33 @@ def test_a_kind_change_replaces_the_instance_and_a_type_change_keeps_it_in_place
     result = plan(chains(chain("web", step("mon", "wire", "process"))), hosts)
     assert result["instances"][iid]["host"] == old and not result["instances"][iid]["new"] and result["remove"] == {}
     assert result["instances"][iid]["reason"] == "kept on %s (already there); type changes monitor -> wire in place" % old
+
+
+def test_a_step_inserted_before_others_replaces_the_instances_whose_ids_now_name_another_step():
+    first = plan(chains(chain("web", step("a"), step("b"))), THREE)
+    hosts = feed_back(first, THREE)
+    result = plan(chains(chain("web", step("new"), step("a"), step("b"))), hosts)
+    (i0,), (i1,), (i2,) = ids("web", 0, 1), ids("web", 1, 1), ids("web", 2, 1)
+    assert result["remove"][i0]["reason"] == "replaced (it served step a, this id is now step web/new)"
+    assert result["remove"][i1]["reason"] == "replaced (it served step b, this id is now step web/a)"
+    assert all(result["instances"][i]["new"] for i in (i0, i1, i2)) and i2 not in result["remove"]
+    # the step as an index (what processing_module examples write) is recognised as well
+    for spec in hosts.values():
+        for info in spec["report"]["instances"].values():
+            info["step"] = {"a": "0", "b": "1"}[info["step"]]
+    again = plan(chains(chain("web", step("a"), step("b"))), hosts)
+    assert again["remove"] == {} and not any(e["new"] for e in again["instances"].values())
+
+
+def test_instances_that_must_move_are_placed_before_new_ones():
+    hosts = {"mh1": host(trunk="t1"), "mh2": host(cpu=0.1, trunk="t2")}
+    first = plan(chains(chain("web", step("mon", "monitor"))), hosts)
+    hosts = feed_back(first, hosts)
+    hosts["mh1"]["in_service"] = False
+    # chain 'aaa' sorts first and is as large, but web/mon's instance is moving: it gets mh2's room
+    with pytest.raises(PlanError) as err:
+        plan(chains(chain("aaa", step("mon", "monitor")), chain("web", step("mon", "monitor"))), hosts)
+    assert (err.value.chain, err.value.step) == ("aaa", "mon")
 
 
 def test_a_second_copy_of_an_instance_is_removed():
