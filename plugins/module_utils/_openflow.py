@@ -114,7 +114,9 @@ _BARE_CAND_RE = re.compile(r'(?:actions=|bucket=|,)(?!(?i:drop|normal|flood|all|
                            r'exit|table|none|any)(?:[,)]|$))[A-Za-z_][^,\s():=\[\]"]*(?=[,)]|$)')
 _BARE_RE = re.compile(r'(?:^|(?<=actions=)|(?<=bucket=)|(?<=[,(]))(?P<val>' + _Q + r'|[A-Za-z_][^,\s():=\[\]"]*)(?=[,)]|$)')
 _GROUP_REF_RE = re.compile(r"(?:^|[,(])group:(\d+)")
-_COOKIE_IN_HEAD_RE = re.compile(r"(?:^|[,\s])cookie\s*=")
+# ovs-ofctl reads a field as name=value, name:value or name(value); cookie in any of them.
+_COOKIE_IN_HEAD_RE = re.compile(r"(?:^|[,\s])cookie\s*[=:(]")
+_COOKIE_FIELD_RE = re.compile(r"(?:^|[,\s])\s*cookie\s*(?:[=:]\s*(?P<v>[^,\s]*)|\((?P<p>[^)]*)\))")
 _NUMBER_RE = re.compile(r"^(?:\d+|0x[0-9a-fA-F]+)$")
 
 
@@ -151,7 +153,7 @@ def to_int(value, name, bits=64, minimum=0):
     return n
 
 
-def check_ownership(cookie, cookie_mask):
+def check_ownership(cookie, cookie_mask, flow_cookies=False):
     """Validate the cookie/mask a task claims; returns (cookie, mask) as ints."""
     cookie = to_int(cookie, "cookie")
     mask = FULL_MASK if cookie_mask is None else to_int(cookie_mask, "cookie_mask")
@@ -162,6 +164,10 @@ def check_ownership(cookie, cookie_mask):
     if mask == 0:
         raise OpenFlowError("cookie_mask 0 would claim every flow on the switch; use the default full mask")
     if cookie & ~mask & FULL_MASK:
+        if flow_cookies:
+            raise OpenFlowError("cookie 0x%x has bits outside cookie_mask 0x%x (0x%x); with flow_cookies the cookie is "
+                                "the base of the range (0x%x) and each flow sets its own cookie inside it"
+                                % (cookie, mask, cookie & ~mask & FULL_MASK, cookie & mask))
         raise OpenFlowError("cookie 0x%x has bits outside cookie_mask 0x%x (0x%x); a task installs flows with "
                             "exactly its cookie, so the cookie must lie inside its own mask"
                             % (cookie, mask, cookie & ~mask & FULL_MASK))
@@ -213,6 +219,8 @@ def flow_item_text(item, index, need_actions=True, label=None):
     if isinstance(item, str):
         pass
     elif isinstance(item, dict):
+        if "cookie" in item:
+            raise OpenFlowError("%s sets a cookie (cookie: %s); %s" % (where, item["cookie"], _COOKIE_HINT))
         unknown = sorted(set(item) - set(_FLOW_DICT_KEYS))
         if unknown:
             raise OpenFlowError("%s has unknown key(s) %s (known: %s)" % (where, ", ".join(unknown), ", ".join(_FLOW_DICT_KEYS)))
@@ -245,13 +253,62 @@ def flow_item_text(item, index, need_actions=True, label=None):
     _check_line(text, where)
     head, sep, tail = text.partition("actions=")
     if _COOKIE_IN_HEAD_RE.search(head):
-        raise OpenFlowError("%s (%r) sets a cookie; the task's cookie option marks every flow it installs, "
-                            "remove cookie= from the flow" % (where, _short(text)))
+        raise OpenFlowError("%s (%r) sets a cookie; %s" % (where, _short(text), _COOKIE_HINT))
     if not sep:
         if need_actions:
             raise OpenFlowError("%s (%r) has no actions=; write actions=drop for a flow that drops" % (where, _short(text)))
         text = text.rstrip(",") + ",actions=drop" if text.rstrip(",") else "actions=drop"
     return text
+
+
+_COOKIE_HINT = ("the task's cookie option marks every flow it installs: remove the cookie from the flow, or, for "
+                "flows that carry cookies of their own, claim a cookie range (cookie_mask) and set flow_cookies: true")
+
+
+def flow_item_cookie(item, index, need_actions=True, label=None):
+    """One ``flows`` item that may carry its own cookie -> (ovs-ofctl text without cookie, cookie or None).
+
+    A string may set ``cookie=0x..`` (also ``cookie:`` or ``cookie(..)``, as ovs-ofctl reads it)
+    anywhere before ``actions=``, conventionally first; a dict may have a ``cookie`` key (int or
+    decimal/0x-hex string).  A cookie with a mask is refused: a flow has one cookie.
+    """
+    if isinstance(item, str):
+        text = item.strip()
+        if text.startswith("cookie=0x"):       # the common shape, cheap: cookie first, in hex
+            comma = text.find(",")
+            if comma > 0:
+                rest = text[comma + 1:]
+                head, sep, tail = rest.partition("actions=")
+                if "cookie" not in head:
+                    try:
+                        cookie = int(text[9:comma], 16)
+                    except ValueError:
+                        cookie = None
+                    if cookie is not None and cookie >> 64 == 0:
+                        return flow_item_text(rest, index, need_actions, label), cookie
+        head, sep, tail = text.partition("actions=")
+        if "cookie" not in head:
+            return flow_item_text(text, index, need_actions, label), None
+        where = label(index) if label else "flows[%d]" % index
+        found = list(_COOKIE_FIELD_RE.finditer(head))
+        if not found:
+            return flow_item_text(text, index, need_actions, label), None
+        if len(found) > 1:
+            raise OpenFlowError("%s (%r) sets cookie %d times; a flow has one cookie" % (where, _short(text), len(found)))
+        m = found[0]
+        value = m.group("v") if m.group("v") is not None else m.group("p").strip()
+        if "/" in value:
+            raise OpenFlowError("%s (%r) gives its cookie a mask (%s); a flow has one cookie, the task's cookie_mask "
+                                "says which cookies it owns" % (where, _short(text), value))
+        cookie = to_int(value, "%s (%r) cookie" % (where, _short(text)))
+        rest = (head[:m.start()] + head[m.end():]).lstrip(", \t") + sep + tail
+        return flow_item_text(rest, index, need_actions, label), cookie
+    if isinstance(item, dict) and "cookie" in item:
+        where = label(index) if label else "flows[%d]" % index
+        cookie = to_int(item["cookie"], "%s.cookie" % where)
+        rest = dict((k, v) for k, v in item.items() if k != "cookie")
+        return flow_item_text(rest, index, need_actions, label), cookie
+    return flow_item_text(item, index, need_actions, label), None
 
 
 def flows_text_lines(text):
@@ -471,13 +528,21 @@ class Reconciler:
     """Compute and (unless check mode) apply the difference for one openflow_flows task."""
 
     def __init__(self, ofctl, cookie, cookie_mask=None, state="present", flows=None, groups=None,
-                 group_id_range=None, report_limit=1000, diff=False, check_mode=False, flows_text=None):
+                 group_id_range=None, report_limit=1000, diff=False, check_mode=False, flows_text=None,
+                 flow_cookies=False):
         if state not in STATES:
             raise OpenFlowError("state must be one of %s, not %r" % (", ".join(STATES), state))
         if OPENFLOW_VERSIONS[ofctl.version] < OPENFLOW_VERSIONS["OpenFlow14"]:
             raise OpenFlowError("openflow_version %s has no bundles; use OpenFlow14 or OpenFlow15" % ofctl.version)
         self.ofctl = ofctl
-        self.cookie, self.mask = check_ownership(cookie, cookie_mask)
+        self.cookie, self.mask = check_ownership(cookie, cookie_mask, flow_cookies)
+        if flow_cookies and self.mask == FULL_MASK:
+            raise OpenFlowError(
+                "flow_cookies needs a cookie range: under the full cookie_mask every flow's cookie would have to be "
+                "0x%x itself. Claim a range with cookie_mask (for example cookie 0xf5c0000000000000, cookie_mask "
+                "0xffff000000000000: every service chain) and give each flow its own cookie inside it" % self.cookie)
+        self.flow_cookies = bool(flow_cookies)
+        self.own_cookies = []       # per flow: the cookie the item set itself, or None (flow_cookies only)
         self.state = state
         self.flow_items = flows
         self.flows_text = flows_text
@@ -520,7 +585,30 @@ class Reconciler:
         return "flows_text line %d" % self.text_line_numbers[i - n]
 
     def _flow_where(self, i):
+        own = self.own_cookies[i] if self.own_cookies else None
+        if own is not None:
+            return "%s (%r)" % (self._flow_label(i), _short("cookie=0x%x,%s" % (own, self.flow_texts_raw[i])))
         return "%s (%r)" % (self._flow_label(i), _short(self.flow_texts_raw[i]))
+
+    def _flow_items_with_cookies(self, flow_items, need_actions):
+        """flow_cookies: split each item into (text, own cookie); every own cookie inside the range."""
+        pairs = [flow_item_cookie(item, i, need_actions) for i, item in enumerate(flow_items)]
+        if self.flows_text:
+            lines = flows_text_lines(self.flows_text)
+            self.text_line_numbers = [number for number, text in lines]
+            offset = len(flow_items)
+            label = self._flow_label
+            pairs += [flow_item_cookie(text, offset + i, need_actions, label) for i, (number, text) in enumerate(lines)]
+        self.flow_texts_raw = [text for text, own in pairs]
+        self.own_cookies = [own for text, own in pairs]
+        mask, mine = self.mask, self.cookie & self.mask
+        for i, own in enumerate(self.own_cookies):
+            if own is not None and own & mask != mine:
+                field = "cookie: " if i < len(flow_items) and isinstance(flow_items[i], dict) else "cookie="
+                raise OpenFlowError(
+                    "%s: %s0x%x lies outside the task's cookie range 0x%x/0x%x (it differs in bits 0x%x of "
+                    "cookie_mask); give the flow a cookie inside the range, or leave the cookie out to use 0x%x"
+                    % (self._flow_where(i), field, own, self.cookie, mask, (own ^ self.cookie) & mask, self.cookie))
 
     def _group_where(self, i):
         return "groups[%d] (%r)" % (i, _short(self.group_texts_raw[i]))
@@ -532,14 +620,17 @@ class Reconciler:
         need_actions = self.state != "absent"
         flow_items = self.flow_items or []
         group_items = self.group_items or []
-        self.flow_texts_raw = [flow_item_text(item, i, need_actions) for i, item in enumerate(flow_items)]
-        if self.flows_text:
-            lines = flows_text_lines(self.flows_text)
-            self.text_line_numbers = [number for number, text in lines]
-            offset = len(flow_items)
-            label = self._flow_label
-            self.flow_texts_raw += [flow_item_text(text, offset + i, need_actions, label)
-                                    for i, (number, text) in enumerate(lines)]
+        if self.flow_cookies:
+            self._flow_items_with_cookies(flow_items, need_actions)
+        else:
+            self.flow_texts_raw = [flow_item_text(item, i, need_actions) for i, item in enumerate(flow_items)]
+            if self.flows_text:
+                lines = flows_text_lines(self.flows_text)
+                self.text_line_numbers = [number for number, text in lines]
+                offset = len(flow_items)
+                label = self._flow_label
+                self.flow_texts_raw += [flow_item_text(text, offset + i, need_actions, label)
+                                        for i, (number, text) in enumerate(lines)]
         if self.state != "absent":
             for i, item in enumerate(group_items):
                 if isinstance(item, int) and not isinstance(item, bool):
@@ -573,6 +664,14 @@ class Reconciler:
         results = _parallel(*calls)
         have_flows = results[0]
         want_flows = results[1] if flow_texts else []
+        # The cookie each wanted flow carries: its own (flow_cookies) or the task's.
+        default = self.cookie
+        if self.own_cookies:
+            for f, own in zip(want_flows, self.own_cookies):
+                f.cookie = default if own is None else own
+        else:
+            for f in want_flows:
+                f.cookie = default
         t = self._tick("read", t)
 
         # Groups: needed when the task manages groups or its flows reference groups.
@@ -633,6 +732,10 @@ class Reconciler:
                     raise OpenFlowError("%s: %s (ovs-ofctl)%s" % (self._flow_where(i), exc.msg, hint), index=i, ovs=exc.msg)
             raise
         for i, f in enumerate(flows):
+            if f.cookie is not None:
+                # ovs-ofctl read a cookie the module did not (e.g. in a spelling it does not know).
+                raise OpenFlowError("%s sets a cookie (Open vSwitch reads cookie 0x%x from it); %s"
+                                    % (self._flow_where(i), f.cookie, _COOKIE_HINT))
             bad = [x for x in f.flags if x not in KEPT_FLAGS]
             if bad:
                 raise OpenFlowError("%s: flag(s) %s apply to one flow_mod, not to a flow's desired state; remove them "
@@ -684,12 +787,14 @@ class Reconciler:
     # -- planning -------------------------------------------------------------------------------
     def _plan(self, want_flows, have_flows, want_groups, have_groups):
         state = self.state
-        full_mask = self.mask == FULL_MASK
+        # Without flow_cookies the task's flows carry exactly its cookie, so other cookies under a
+        # wider mask are another task's flows; with flow_cookies the task owns the whole range.
+        check_region = self.mask != FULL_MASK and not self.flow_cookies
         have = {}
         foreign_in_region = {}
         for f in have_flows:
             have[f.key] = f
-            if not full_mask and f.cookie != self.cookie:
+            if check_region and f.cookie != self.cookie:
                 foreign_in_region.setdefault(f.cookie, f)
         if foreign_in_region and state != "absent":
             cookies = ", ".join("0x%x" % c for c in sorted(foreign_in_region)[:8])
@@ -701,20 +806,33 @@ class Reconciler:
 
         want = {}
         want_index = {}
+        # absent with flow_cookies: a flow listed with its own cookie is deleted only if it has that
+        # cookie; one listed without is deleted whatever cookie of the range it has.
+        by_cookie = self.flow_cookies and state == "absent"
+        any_cookie = set()
+        del_cookies = {}
         for i, f in enumerate(want_flows):
+            if by_cookie:
+                if self.own_cookies[i] is None:
+                    any_cookie.add(f.key)
+                else:
+                    del_cookies.setdefault(f.key, set()).add(f.cookie)
             prev = want.get(f.key)
             if prev is not None:
                 j = want_index[f.key]
-                if state != "absent" and prev.value != f.value:
+                if state != "absent" and (prev.value != f.value or prev.cookie != f.cookie):
+                    what = "cookies (0x%x, 0x%x)" % (prev.cookie, f.cookie) if prev.cookie != f.cookie \
+                        else "actions or timeouts"
                     raise OpenFlowError(
-                        "%s and %s are the same flow (table %d, priority %d, match %r) with different actions or "
-                        "timeouts; OpenFlow keeps one flow per table, priority and match"
-                        % (self._flow_where(j), self._flow_where(i), f.table, f.priority, f.match or "any"))
+                        "%s and %s are the same flow (table %d, priority %d, match %r) with different %s; "
+                        "OpenFlow keeps one flow per table, priority and match"
+                        % (self._flow_where(j), self._flow_where(i), f.table, f.priority, f.match or "any", what))
                 continue
             want[f.key] = f
             want_index[f.key] = i
 
-        plan = {"flow_add": [], "flow_modify": [], "flow_readd": [], "flow_del": [], "flow_unchanged": 0,
+        plan = {"flow_add": [], "flow_modify": [], "flow_readd": [], "flow_recookie": [], "flow_del": [],
+                "flow_unchanged": 0,
                 "group_add": [], "group_modify": [], "group_del": [], "group_unchanged": 0,
                 "want_index": want_index}
         if state in ("present", "replaced"):
@@ -722,6 +840,8 @@ class Reconciler:
                 h = have.get(key)
                 if h is None:
                     plan["flow_add"].append(w)
+                elif h.cookie != w.cookie:
+                    plan["flow_recookie"].append((h, w))   # modify keeps the cookie: delete + add
                 elif h.value == w.value:
                     plan["flow_unchanged"] += 1
                 elif (h.idle_timeout, h.hard_timeout, h.importance, h.flags) == \
@@ -733,7 +853,11 @@ class Reconciler:
                 plan["flow_del"] = [h for key, h in have.items() if key not in want]
         else:
             if self.flows_given:
-                plan["flow_del"] = [have[k] for k in want if k in have]
+                if by_cookie:
+                    plan["flow_del"] = [have[k] for k in want if k in have and
+                                        (k in any_cookie or have[k].cookie in del_cookies[k])]
+                else:
+                    plan["flow_del"] = [have[k] for k in want if k in have]
                 plan["flow_unchanged"] = len(have) - len(plan["flow_del"])
             elif self.group_items is None:
                 plan["flow_del"] = list(have.values())
@@ -803,7 +927,7 @@ class Reconciler:
         written = {}
         for w in plan["flow_add"]:
             written[w.key] = (plan["want_index"][w.key], w)
-        for h, w in plan["flow_modify"] + plan["flow_readd"]:
+        for h, w in plan["flow_modify"] + plan["flow_readd"] + plan["flow_recookie"]:
             written[w.key] = (plan["want_index"][w.key], w)
         flows_after = list(written.values())
         flows_after += [(None, f) for key, f in plan["have"].items() if key not in deleted_keys and key not in written]
@@ -830,7 +954,6 @@ class Reconciler:
 
     # -- rendering -------------------------------------------------------------------------------
     def _render(self, plan):
-        cookie = self.cookie
         lines = []
         # 1. groups that flows will use: chained groups after the groups they chain to.
         adds = dict((g.group_id, (i, g)) for i, g in plan["group_add"])
@@ -860,12 +983,17 @@ class Reconciler:
         else:
             for h in sorted(plan["flow_del"], key=_sort_key):
                 lines.append("flow delete_strict %s" % h.match_spec())
+        # A flow whose cookie changes is deleted and added again (OpenFlow 1.1+ modify keeps the
+        # cookie, and an add over it would keep the old owner's counters); ordered, in this bundle.
+        for h, w in plan["flow_recookie"]:
+            lines.append("flow delete_strict %s" % h.match_spec())
         for h, w in plan["flow_modify"]:
             lines.append("flow modify_strict %s,actions=%s" % (w.match_spec(), w.actions))
-        for h, w in plan["flow_readd"]:
-            lines.append("flow add cookie=0x%x,%s" % (cookie, self.flow_texts[plan["want_index"][w.key]]))
+        texts, index = self.flow_texts, plan["want_index"]
+        for h, w in plan["flow_readd"] + plan["flow_recookie"]:
+            lines.append("flow add cookie=0x%x,%s" % (w.cookie, texts[index[w.key]]))
         for w in plan["flow_add"]:
-            lines.append("flow add cookie=0x%x,%s" % (cookie, self.flow_texts[plan["want_index"][w.key]]))
+            lines.append("flow add cookie=0x%x,%s" % (w.cookie, texts[index[w.key]]))
         # 3. groups nobody uses any more: chaining groups before the groups they chain to.
         dels = dict((g.group_id, g) for g in plan["group_del"])
         order = []
@@ -927,13 +1055,14 @@ class Reconciler:
         limit = self.report_limit
         added, t1 = _limit((self._flow_line(w) for w in sorted(plan["flow_add"], key=_sort_key)), limit)
         removed, t2 = _limit((self._flow_line(h) for h in sorted(plan["flow_del"], key=_sort_key)), limit)
+        changes = plan["flow_modify"] + plan["flow_readd"] + plan["flow_recookie"]
         modified, t3 = _limit(({"before": self._flow_line(h), "after": self._flow_line(w)}
-                               for h, w in sorted(plan["flow_modify"] + plan["flow_readd"], key=lambda p: _sort_key(p[0]))),
+                               for h, w in sorted(changes, key=lambda p: _sort_key(p[0]))),
                               limit)
         g_added = [g.text for i, g in plan["group_add"]]
         g_removed = [g.text for g in plan["group_del"]]
         g_modified = [{"before": h.text, "after": g.text} for i, g, h in plan["group_modify"]]
-        n_mod = len(plan["flow_modify"]) + len(plan["flow_readd"])
+        n_mod = len(changes)
         counts = {
             "flows_added": len(plan["flow_add"]),
             "flows_removed": len(plan["flow_del"]),
@@ -967,12 +1096,10 @@ class Reconciler:
     def _diff(self, plan, have_flows, have_groups):
         deleted = set(f.key for f in plan["flow_del"])
         new = dict((w.key, w) for w in plan["flow_add"])
-        for h, w in plan["flow_modify"] + plan["flow_readd"]:
+        for h, w in plan["flow_modify"] + plan["flow_readd"] + plan["flow_recookie"]:
             new[w.key] = w
         after_flows = [f for f in have_flows if f.key not in deleted and f.key not in new]
-        for w in new.values():
-            w.cookie = self.cookie
-            after_flows.append(w)
+        after_flows.extend(new.values())
         shown = set()
         for i, g in plan["group_add"]:
             shown.add(g.group_id)

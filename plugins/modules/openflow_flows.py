@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: openflow_flows
-short_description: Manage an OpenFlow switch's flows and groups under one cookie, atomically
+short_description: Manage an OpenFlow switch's flows and groups under one cookie or cookie range, atomically
 version_added: 0.1.0
 description:
   - Treats the flows of one B(cookie) on one OpenFlow switch as a resource (want/have
@@ -17,11 +17,14 @@ description:
   - Flows are compared in the canonical form Open vSwitch itself prints, so a flow written two
     ways (C(dl_type=0x0800,nw_proto=6,ip_src=10.0.0.1,tcp_dst=0x50) and C(tcp,nw_src=10.0.0.1,tp_dst=80),
     port names or numbers) is the same flow and causes no change.
-  - B(Ownership.) Every flow the task installs carries exactly O(cookie). The task owns the flows
-    whose cookie matches O(cookie) under O(cookie_mask). Flows of other cookies are never
+  - B(Ownership.) Every flow the task installs carries exactly O(cookie) (unless O(flow_cookies=true)).
+    The task owns the flows whose cookie matches O(cookie) under O(cookie_mask). Flows of other cookies are never
     deleted, modified or overwritten; requests that would do so fail before anything is sent.
     Groups carry no cookie in OpenFlow, so a task owns the groups it lists and, for
     V(replaced)/V(absent), the group ids inside O(group_id_range).
+  - B(Many owners in one bundle.) With O(flow_cookies=true) the task claims the whole cookie range
+    O(cookie)/O(cookie_mask) and each flow may carry its own cookie inside it, for example every
+    service chain of a switch, each chain under its own cookie, changed together in one bundle.
   - B(Drift report.) Run with C(--check --diff) to list flows that were added, removed or
     altered by hand under the cookie; a normal run with O(state=replaced) repairs exactly those.
   - See C(docs/openflow.md) in the collection for the cookie convention, a symmetric
@@ -44,7 +47,8 @@ options:
   cookie:
     description:
       - The 64-bit cookie that marks the flows this task owns, as an integer or a string in decimal
-        or C(0x) hex. Every flow the task installs carries it.
+        or C(0x) hex. Every flow the task installs carries it, except, with O(flow_cookies=true), a flow
+        that sets a cookie of its own.
       - V(0) is refused (it is the cookie of every unmarked flow).
       - 'Convention in flowstream.platform: the top 16 bits name the owner namespace (C(0xf5xx) for
         the platform itself), the low 48 bits the owner, for example one service chain.'
@@ -55,8 +59,9 @@ options:
       - Which bits of O(cookie) define ownership. The default (all 64 bits) owns exactly O(cookie).
       - A narrower mask claims a whole cookie range, for example C(0xffff000000000000) for every
         flow of a namespace. With O(state=absent) and no O(flows), that removes the whole range.
-        With V(present) or V(replaced) the module fails if the range holds flows of another cookie
-        (another task's flows overlap the mask).
+        With V(present) or V(replaced) and O(flow_cookies=false) the module fails if the range holds
+        flows of another cookie (another task's flows overlap the mask); with O(flow_cookies=true)
+        the range is the task's, whatever cookies its flows carry.
       - The mask must cover at least one set bit of O(cookie), and O(cookie) must have no bits
         outside it.
     type: raw
@@ -74,19 +79,38 @@ options:
     type: str
     choices: [present, replaced, absent]
     default: present
+  flow_cookies:
+    description:
+      - Let each flow carry its own cookie inside the range O(cookie)/O(cookie_mask), and own that whole
+        range. Needs a O(cookie_mask) narrower than the full mask.
+      - A dict flow sets C(cookie) (an integer or a decimal or C(0x) hex string); a string flow (or a line of
+        O(flows_text)) sets C(cookie=0x...), conventionally first. A flow without a cookie of its own
+        carries O(cookie). Every flow's cookie must agree with O(cookie) on every bit of O(cookie_mask);
+        a flow outside the range fails the task before anything is sent.
+      - The task then owns every flow of the range, whatever its cookie. V(replaced) makes the range hold
+        exactly the listed flows, each with its cookie; V(present) adds and corrects listed flows; V(absent)
+        deletes listed flows (a flow listed with a cookie only when the switch's flow has that cookie) or,
+        with nothing listed, every flow of the range.
+      - A flow keeps its identity (table, priority, match). When only its cookie (or its cookie and more)
+        changes, it is deleted and added again in the same bundle (OpenFlow's modify keeps a flow's cookie;
+        the flow's counters restart under its new owner) and reported in RV(modified).
+      - With V(false) (the default) a flow may not set a cookie; every flow carries exactly O(cookie).
+    type: bool
+    default: false
   flows:
     description:
       - The flows. Each item is either a string in C(ovs-ofctl) flow syntax (see C(man ovs-ofctl),
         "Flow Syntax"), for example C(table=0,priority=100,tcp,nw_dst=198.18.0.10,tp_dst=80,actions=output:2),
         or a dict with the keys below.
-      - Do not set C(cookie) in a flow; O(cookie) marks every flow.
+      - Do not set C(cookie) in a flow (O(cookie) marks every flow), unless O(flow_cookies=true).
       - C(table) defaults to 0 and C(priority) to 32768, as in C(ovs-ofctl).
       - Ports may be given by name (C(in_port=web-left), C(output:web-right)); the module resolves
         names through the switch's port list. Tables must be given by number.
       - 'A dict item: C(table) (int), C(priority) (int), C(match) (string in ovs-ofctl syntax, or a
         dict of field: value, where a null value writes the bare keyword such as C(ip)), C(actions)
         (string or list of actions), C(idle_timeout), C(hard_timeout), C(importance) (ints), C(flags)
-        (list of C(send_flow_rem), C(no_packet_counts), C(no_byte_counts)).'
+        (list of C(send_flow_rem), C(no_packet_counts), C(no_byte_counts)), and with O(flow_cookies=true)
+        C(cookie) (int or hex string).'
       - Two items with the same table, priority and match but different actions are an error
         (OpenFlow keeps one flow per table, priority and match).
     type: list
@@ -221,6 +245,22 @@ EXAMPLES = r"""
     group_id_range: [100, 199]
     state: absent
 
+- name: Every service chain of the switch in ONE bundle, each flow under its chain's cookie
+  flowstream.platform.openflow_flows:
+    switch: br0
+    cookie: "0xf5c0000000000000"        # the range of every chain: 0xf5c0 in the top 16 bits
+    cookie_mask: "0xffff000000000000"
+    flow_cookies: true
+    state: replaced                     # the range holds exactly these flows, chain by chain
+    flows:
+      - cookie=0xf5c000000000a001,table=0,priority=200,in_port=uplink,tcp,tp_dst=80,actions=output:fw1-left
+      - cookie=0xf5c000000000a001,table=0,priority=200,in_port=fw1-right,actions=output:web
+      - cookie: "0xf5c000000000b002"
+        table: 0
+        priority: 200
+        match: {in_port: uplink, udp: null, tp_dst: 53}
+        actions: [output:dns1-left]
+
 - name: Remove every flow of the whole 0xf5 namespace (a cookie range)
   flowstream.platform.openflow_flows:
     switch: br0
@@ -247,7 +287,7 @@ counts:
   contains:
     flows_added: {description: Flows added., type: int, returned: success}
     flows_removed: {description: Flows deleted., type: int, returned: success}
-    flows_modified: {description: "Flows whose actions, timeouts or flags changed.", type: int, returned: success}
+    flows_modified: {description: "Flows whose actions, timeouts, flags or cookie changed.", type: int, returned: success}
     flows_unchanged: {description: Listed flows already as wanted., type: int, returned: success}
     flows_before: {description: Flows of the cookie before the run., type: int, returned: success}
     flows_after: {description: Flows of the cookie after the run., type: int, returned: success}
@@ -258,7 +298,10 @@ counts:
   sample: {flows_added: 2, flows_removed: 1, flows_modified: 0, flows_unchanged: 40, flows_before: 41,
            flows_after: 42, groups_added: 0, groups_removed: 0, groups_modified: 0, groups_unchanged: 1}
 added:
-  description: Flows added, canonical C(ovs-ofctl) text, sorted (at most O(report_limit)).
+  description:
+    - Flows added, canonical C(ovs-ofctl) text, sorted (at most O(report_limit)).
+    - With a O(cookie_mask) narrower than the full mask (a cookie range, for example with O(flow_cookies=true))
+      each line starts with the flow's C(cookie=0x...).
   returned: success
   type: list
   elements: str
@@ -269,7 +312,10 @@ removed:
   type: list
   elements: str
 modified:
-  description: Flows changed in place, as C(before)/C(after) canonical text (at most O(report_limit)).
+  description:
+    - Flows changed, as C(before)/C(after) canonical text (at most O(report_limit)).
+    - With a O(cookie_mask) narrower than the full mask every line starts with the flow's C(cookie=0x...), so
+      a flow that moved from one cookie to another shows both.
   returned: success
   type: list
   elements: dict
@@ -325,6 +371,7 @@ def main():
         state=dict(type="str", default="present", choices=["present", "replaced", "absent"]),
         flows=dict(type="list", elements="raw"),
         flows_text=dict(type="str"),
+        flow_cookies=dict(type="bool", default=False),
         groups=dict(type="list", elements="raw"),
         group_id_range=dict(type="list", elements="int"),
         report_limit=dict(type="int", default=1000),
@@ -340,6 +387,7 @@ def main():
             state=p["state"],
             flows=p["flows"],
             flows_text=p["flows_text"],
+            flow_cookies=p["flow_cookies"],
             groups=p["groups"],
             group_id_range=p["group_id_range"],
             report_limit=p["report_limit"],

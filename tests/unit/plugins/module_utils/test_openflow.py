@@ -622,3 +622,303 @@ def test_group_id_alone_only_for_absent():
     sw = FakeSwitch(groups=[GroupEntry(9, "group_id=9,type=all,bucket=output:1")])
     r = run(sw, state="absent", groups=[9])
     assert r["counts"]["groups_removed"] == 1 and sw.groups == {}
+
+
+# -- many owners in one bundle: flow_cookies ----------------------------------------------------------
+
+RANGE = 0xF5C0000000000000
+RANGE_MASK = 0xFFFF000000000000
+CHAIN_A = 0xF5C000000000A001
+CHAIN_B = 0xF5C000000000B002
+
+
+def chains(sw, **kw):
+    kw.setdefault("cookie", RANGE)
+    kw.setdefault("cookie_mask", RANGE_MASK)
+    kw.setdefault("flow_cookies", True)
+    return of.Reconciler(sw, **kw).run()
+
+
+@pytest.mark.parametrize("item,expected", [
+    ("cookie=0xf5c000000000a001,priority=1,ip,actions=drop", ("priority=1,ip,actions=drop", CHAIN_A)),
+    ("  cookie=0xF5C000000000A001,actions=drop", ("actions=drop", CHAIN_A)),
+    ("priority=1,cookie=0x5,ip,actions=drop", ("priority=1,ip,actions=drop", 5)),
+    ("priority=1 cookie:0x5 ip actions=drop", ("priority=1 ip actions=drop", 5)),
+    ("cookie(0x5),priority=1,actions=drop", ("priority=1,actions=drop", 5)),
+    ("cookie=17,priority=1,actions=drop", ("priority=1,actions=drop", 17)),
+    ("priority=1,ip,cookie=0x5,actions=drop", ("priority=1,ip,actions=drop", 5)),
+    ("priority=1,ip,actions=drop", ("priority=1,ip,actions=drop", None)),
+    ("priority=1,ip,actions=learn(table=2,cookie=0x5,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])",
+     ("priority=1,ip,actions=learn(table=2,cookie=0x5,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])", None)),
+    ({"cookie": CHAIN_B, "priority": 5, "match": "ip", "actions": "drop"}, ("priority=5,ip,actions=drop", CHAIN_B)),
+    ({"cookie": "0xf5c000000000b002", "priority": 5, "actions": ["drop"]}, ("priority=5,actions=drop", CHAIN_B)),
+    ({"priority": 5, "actions": "drop"}, ("priority=5,actions=drop", None)),
+])
+def test_flow_item_cookie(item, expected):
+    assert of.flow_item_cookie(item, 0) == expected
+
+
+def test_flow_item_cookie_absent_without_actions():
+    assert of.flow_item_cookie("cookie=0x5,priority=1,ip", 2, need_actions=False) == ("priority=1,ip,actions=drop", 5)
+
+
+@pytest.mark.parametrize("item,msg", [
+    ("cookie=0x5/0xff,priority=1,actions=drop", r"flows\[0\] \('cookie=0x5/0xff,priority=1,actions=drop'\) gives its "
+                                                r"cookie a mask \(0x5/0xff\); a flow has one cookie"),
+    ("cookie=0x5,priority=1,cookie=0x6,actions=drop", r"flows\[0\] .* sets cookie 2 times"),
+    ("cookie=0xzz,priority=1,actions=drop", r"flows\[0\] .* cookie: '0xzz' is not an integer"),
+    ("cookie=0x10000000000000000,priority=1,actions=drop", r"flows\[0\] .* cookie: 0x10000000000000000 is out of range"),
+    ({"cookie": "banana", "actions": "drop"}, r"flows\[0\]\.cookie: 'banana' is not an integer"),
+    ({"cookie": True, "actions": "drop"}, r"flows\[0\]\.cookie must be an integer"),
+    ({"cookie": 5, "match": "cookie=0x6,ip", "actions": "drop"}, r"flows\[0\] .* sets a cookie"),
+])
+def test_flow_item_cookie_rejections(item, msg):
+    with pytest.raises(of.OpenFlowError, match=msg):
+        of.flow_item_cookie(item, 0)
+
+
+@pytest.mark.parametrize("item", [
+    "cookie=0x5,priority=1,actions=drop", "cookie:0x5,priority=1,actions=drop", "cookie(0x5),priority=1,actions=drop",
+    "priority=1 cookie=0x5 actions=drop", {"cookie": 5, "actions": "drop"},
+])
+def test_without_flow_cookies_a_flow_cookie_is_refused_with_the_way_out(item):
+    with pytest.raises(of.OpenFlowError, match=r"^flows\[0\] .*sets a cookie.*set flow_cookies: true"):
+        of.flow_item_text(item, 0)
+
+
+def test_flow_cookies_need_a_range():
+    with pytest.raises(of.OpenFlowError, match=r"flow_cookies needs a cookie range: under the full cookie_mask"):
+        of.Reconciler(FakeSwitch(), cookie=CHAIN_A, flow_cookies=True)
+
+
+def test_flow_cookie_outside_the_range_fails_before_anything_is_read_or_sent():
+    sw = FakeSwitch(flows=[(CHAIN_A, "priority=5,ip,actions=output:1")])
+    with pytest.raises(of.OpenFlowError, match=r"^flows\[1\] \('cookie=0xf5000000000000b2,priority=6,ip,actions=drop'\): "
+                                               r"cookie=0xf5000000000000b2 lies outside the task's cookie range "
+                                               r"0xf5c0000000000000/0xffff000000000000 \(it differs in bits "
+                                               r"0xc0000000000000 of cookie_mask\)"):
+        chains(sw, state="replaced", flows=["cookie=0x%x,priority=5,ip,actions=output:1" % CHAIN_A,
+                                            "cookie=0x%x,priority=6,ip,actions=drop" % OTHER])
+    with pytest.raises(of.OpenFlowError, match=r"^flows\[0\] \('cookie=0x77,priority=6,actions=drop'\): cookie: 0x77 "
+                                               r"lies outside"):
+        chains(sw, flows=[{"cookie": 0x77, "priority": 6, "actions": "drop"}])
+    with pytest.raises(of.OpenFlowError, match=r"^flows_text line 3 \(.*\): cookie=0x77 lies outside"):
+        chains(sw, flows_text="cookie=0x%x,priority=5,ip,actions=output:1\n\ncookie=0x77,priority=6,actions=drop\n" % CHAIN_A)
+    assert sw.dumps == [] and sw.bundles == []
+
+
+def test_flow_cookies_without_the_option_are_refused():
+    sw = FakeSwitch()
+    with pytest.raises(of.OpenFlowError, match=r"flows_text line 1 .*sets a cookie"):
+        run(sw, cookie=RANGE, cookie_mask=RANGE_MASK, flows_text="cookie=0x%x,priority=5,actions=drop\n" % CHAIN_A)
+    with pytest.raises(of.OpenFlowError, match=r"flows\[0\] sets a cookie \(cookie: 12\)"):
+        run(sw, flows=[{"cookie": 12, "actions": "drop"}])
+    assert sw.dumps == [] and sw.bundles == []
+
+
+def two_chains(a_port=1, b_port=2):
+    return ["cookie=0x%x,priority=10,in_port=1,tcp,actions=output:%d" % (CHAIN_A, a_port),
+            "cookie=0x%x,table=1,priority=10,in_port=2,tcp,actions=output:1" % CHAIN_A,
+            {"cookie": CHAIN_B, "priority": 10, "match": "in_port=1,udp", "actions": "output:%d" % b_port},
+            {"cookie": "0x%x" % CHAIN_B, "table": 1, "priority": 10, "match": {"in_port": 2, "udp": None},
+             "actions": ["output:1"]}]
+
+
+OUTSIDE = [(OTHER, "priority=10,in_port=1,icmp,actions=drop"), (0x77, "priority=1,actions=NORMAL")]
+
+
+def test_two_chains_in_one_bundle_each_flow_under_its_cookie():
+    sw = FakeSwitch(flows=OUTSIDE)
+    outside = sw.texts(OTHER) + sw.texts(0x77)
+    r = chains(sw, state="replaced", flows=two_chains())
+    assert r["changed"] and r["counts"]["flows_added"] == 4 and r["cookie"] == "0xf5c0000000000000"
+    assert sw.bundles == [[
+        "flow add cookie=0x%x,priority=10,in_port=1,tcp,actions=output:1" % CHAIN_A,
+        "flow add cookie=0x%x,table=1,priority=10,in_port=2,tcp,actions=output:1" % CHAIN_A,
+        "flow add cookie=0x%x,priority=10,in_port=1,udp,actions=output:2" % CHAIN_B,
+        "flow add cookie=0x%x,table=1,priority=10,in_port=2,udp,actions=output:1" % CHAIN_B]]
+    assert r["added"] == [
+        "cookie=0x%x,table=0,priority=10,in_port=1,tcp,actions=output:1" % CHAIN_A,
+        "cookie=0x%x,table=0,priority=10,in_port=1,udp,actions=output:2" % CHAIN_B,
+        "cookie=0x%x,table=1,priority=10,in_port=2,tcp,actions=output:1" % CHAIN_A,
+        "cookie=0x%x,table=1,priority=10,in_port=2,udp,actions=output:1" % CHAIN_B]
+    assert sw.texts(CHAIN_A) == ["table=0,priority=10,in_port=1,tcp,actions=output:1",
+                                 "table=1,priority=10,in_port=2,tcp,actions=output:1"]
+    assert sw.texts(CHAIN_B) == ["table=0,priority=10,in_port=1,udp,actions=output:2",
+                                 "table=1,priority=10,in_port=2,udp,actions=output:1"]
+    assert sw.texts(OTHER) + sw.texts(0x77) == outside
+    # the range was read, not a single cookie; no "overlaps flows of other cookie(s)"
+    assert sw.dumps[0] == (RANGE, RANGE_MASK)
+    again = chains(sw, state="replaced", flows=two_chains())
+    assert again["changed"] is False and again["counts"]["flows_unchanged"] == 4 and len(sw.bundles) == 1
+
+
+def test_one_chain_changes_the_other_is_not_touched():
+    sw = FakeSwitch(flows=OUTSIDE)
+    chains(sw, state="replaced", flows=two_chains())
+    a_before = sw.texts(CHAIN_A)
+    r = chains(sw, state="replaced", flows=two_chains(b_port=3))
+    assert sw.bundles[-1] == ["flow modify_strict table=0,priority=10,in_port=1,udp,actions=output:3"]
+    assert r["modified"] == [{"before": "cookie=0x%x,table=0,priority=10,in_port=1,udp,actions=output:2" % CHAIN_B,
+                              "after": "cookie=0x%x,table=0,priority=10,in_port=1,udp,actions=output:3" % CHAIN_B}]
+    assert sw.texts(CHAIN_A) == a_before  # and the bundle above has no line for chain A
+
+
+def test_a_flow_moved_to_another_cookie_is_deleted_and_added_in_one_bundle():
+    sw = FakeSwitch(flows=OUTSIDE)
+    chains(sw, state="replaced", flows=two_chains())
+    moved = two_chains()
+    moved[1] = moved[1].replace("cookie=0x%x" % CHAIN_A, "cookie=0x%x" % CHAIN_B)
+    r = chains(sw, state="replaced", flows=moved, diff=True)
+    assert sw.bundles[-1] == ["flow delete_strict table=1,priority=10,in_port=2,tcp",
+                              "flow add cookie=0x%x,table=1,priority=10,in_port=2,tcp,actions=output:1" % CHAIN_B]
+    assert r["counts"]["flows_modified"] == 1 and r["counts"]["flows_unchanged"] == 3
+    assert r["counts"]["flows_added"] == r["counts"]["flows_removed"] == 0
+    assert r["modified"] == [{"before": "cookie=0x%x,table=1,priority=10,in_port=2,tcp,actions=output:1" % CHAIN_A,
+                              "after": "cookie=0x%x,table=1,priority=10,in_port=2,tcp,actions=output:1" % CHAIN_B}]
+    assert "-cookie=0x%x,table=1" % CHAIN_A not in r["diff"]["after"]
+    assert "cookie=0x%x,table=1,priority=10,in_port=2,tcp,actions=output:1\n" % CHAIN_A in r["diff"]["before"]
+    assert "cookie=0x%x,table=1,priority=10,in_port=2,tcp,actions=output:1\n" % CHAIN_B in r["diff"]["after"]
+    assert sw.texts(CHAIN_A) == ["table=0,priority=10,in_port=1,tcp,actions=output:1"]
+    assert chains(sw, state="replaced", flows=moved)["changed"] is False
+    # cookie and actions at once: still one delete and one add
+    moved[1] = moved[1].replace("cookie=0x%x" % CHAIN_B, "cookie=0x%x" % CHAIN_A).replace("output:1", "output:3")
+    chains(sw, state="replaced", flows=moved)
+    assert sw.bundles[-1] == ["flow delete_strict table=1,priority=10,in_port=2,tcp",
+                              "flow add cookie=0x%x,table=1,priority=10,in_port=2,tcp,actions=output:3" % CHAIN_A]
+
+
+def test_a_flow_without_its_own_cookie_carries_the_tasks():
+    sw = FakeSwitch()
+    r = chains(sw, flows=["priority=5,ip,actions=drop", "cookie=0x%x,priority=6,ip,actions=drop" % CHAIN_B])
+    assert sw.bundles == [["flow add cookie=0x%x,priority=5,ip,actions=drop" % RANGE,
+                           "flow add cookie=0x%x,priority=6,ip,actions=drop" % CHAIN_B]]
+    assert r["cookie"] == "0x%016x" % RANGE and r["cookie_mask"] == "0xffff000000000000"
+    assert r["added"] == ["cookie=0x%x,table=0,priority=6,ip,actions=drop" % CHAIN_B,
+                          "cookie=0x%x,table=0,priority=5,ip,actions=drop" % RANGE]
+
+
+def test_the_tasks_cookie_is_the_base_of_its_range():
+    with pytest.raises(of.OpenFlowError, match=r"cookie 0xf5c000000000a001 has bits outside cookie_mask "
+                                               r"0xffff000000000000 \(0xa001\).*with flow_cookies the cookie is the base "
+                                               r"of the range \(0xf5c0000000000000\)"):
+        chains(FakeSwitch(), cookie=CHAIN_A, flows=[])
+
+
+def test_replaced_owns_the_whole_range():
+    # chain C is in the range but not listed: replaced removes it (the task owns the range);
+    # cookies outside the range stay
+    sw = FakeSwitch(flows=OUTSIDE + [(0xF5C000000000C003, "priority=30,arp,actions=drop")])
+    r = chains(sw, state="replaced", flows=two_chains())
+    assert r["removed"] == ["cookie=0xf5c000000000c003,table=0,priority=30,arp,actions=drop"]
+    assert sw.texts(0xF5C000000000C003) == [] and len(sw.texts(OTHER)) == 1 and len(sw.texts(0x77)) == 1
+
+
+def test_present_adds_and_corrects_leaves_the_rest_of_the_range():
+    sw = FakeSwitch(flows=OUTSIDE + [(0xF5C000000000C003, "priority=30,arp,actions=drop"),
+                                     (CHAIN_B, "priority=10,in_port=1,tcp,actions=output:1")])
+    r = chains(sw, state="present", flows=two_chains()[:1])
+    assert sw.bundles == [["flow delete_strict table=0,priority=10,in_port=1,tcp",
+                           "flow add cookie=0x%x,priority=10,in_port=1,tcp,actions=output:1" % CHAIN_A]]
+    assert r["counts"]["flows_modified"] == 1 and sw.texts(0xF5C000000000C003)
+
+
+def test_absent_with_flow_cookies():
+    sw = FakeSwitch(flows=OUTSIDE)
+    chains(sw, state="replaced", flows=two_chains())
+    # listed with a cookie: only a flow of that cookie goes (this key is chain A's, not B's)
+    r = chains(sw, state="absent", flows=["cookie=0x%x,priority=10,in_port=1,tcp" % CHAIN_B])
+    assert r["changed"] is False and len(sw.texts(CHAIN_A)) == 2
+    r = chains(sw, state="absent", flows=["cookie=0x%x,priority=10,in_port=1,tcp" % CHAIN_A])
+    assert r["removed"] == ["cookie=0x%x,table=0,priority=10,in_port=1,tcp,actions=output:1" % CHAIN_A]
+    # listed without a cookie: whatever cookie of the range it has
+    r = chains(sw, state="absent", flows=["table=1,priority=10,in_port=2,udp"])
+    assert r["counts"]["flows_removed"] == 1 and len(sw.texts(CHAIN_B)) == 1
+    # nothing listed: the whole range, outside untouched
+    r = chains(sw, state="absent")
+    assert r["counts"]["flows_removed"] == 2 and sw.bundles[-1] == ["flow delete cookie=0x%x/0x%x" % (RANGE, RANGE_MASK)]
+    assert sorted(f.cookie for f in sw.flows.values()) == [0x77, OTHER]
+
+
+def test_same_flow_under_two_cookies_is_refused():
+    with pytest.raises(of.OpenFlowError, match=r"flows\[0\] .* and flows\[1\] .* are the same flow \(table 0, priority 5, "
+                                               r"match 'ip'\) with different cookies \(0xf5c000000000a001, 0xf5c000000000b002\)"):
+        chains(FakeSwitch(), flows=["cookie=0x%x,priority=5,ip,actions=drop" % CHAIN_A,
+                                    "cookie=0x%x,priority=5,ip,actions=drop" % CHAIN_B])
+
+
+def test_adding_over_a_flow_outside_the_range_is_refused():
+    sw = FakeSwitch(flows=OUTSIDE)
+    with pytest.raises(of.OpenFlowError, match=r"flows\[0\] \('cookie=0xf5c000000000a001,priority=10,in_port=1,icmp,"
+                                               r"actions=output:2'\) has the same table, priority and match as a flow "
+                                               r"of cookie 0xf5000000000000b2"):
+        chains(sw, flows=["cookie=0x%x,priority=10,in_port=1,icmp,actions=output:2" % CHAIN_A])
+    assert sw.bundles == []
+
+
+def test_check_mode_and_diff_show_cookies():
+    sw = FakeSwitch(flows=[(CHAIN_A, "priority=5,ip,actions=drop")])
+    r = chains(sw, state="replaced", flows=["cookie=0x%x,priority=5,ip,actions=drop" % CHAIN_B], check_mode=True, diff=True)
+    assert r["changed"] and sw.bundles == [] and sw.texts(CHAIN_A)
+    assert r["diff"]["before_header"] == "fake-br cookie=0xf5c0000000000000/0xffff000000000000 (before)"
+    assert r["diff"]["before"] == "cookie=0x%x,table=0,priority=5,ip,actions=drop\n" % CHAIN_A
+    assert r["diff"]["after"] == "cookie=0x%x,table=0,priority=5,ip,actions=drop\n" % CHAIN_B
+
+
+def test_a_cookie_ovs_reads_but_the_module_did_not_is_refused():
+    sw = FakeSwitch()
+
+    def parse(lines):
+        out = [fake_parse(line) for line in lines]
+        out[-1].cookie = 0x99           # as ovs-ofctl parse-flows would print "cookie:0x99"
+        return out
+
+    sw.parse_flows = parse
+    with pytest.raises(of.OpenFlowError, match=r"flows\[1\] .* sets a cookie \(Open vSwitch reads cookie 0x99 from it\)"):
+        chains(sw, flows=["priority=1,actions=drop", "priority=2,actions=drop"])
+    assert sw.bundles == []
+
+
+def test_moved_flow_and_a_rejected_one_change_nothing():
+    sw = FakeSwitch(flows=OUTSIDE)
+    chains(sw, state="replaced", flows=two_chains())
+    before = dict((k, (f.cookie, f.text())) for k, f in sw.flows.items())
+    sw.dump_groups = lambda: [GroupEntry(9, "group_id=9,type=all,bucket=output:1")]  # claimed, not there
+    moved = two_chains()
+    moved[1] = moved[1].replace("cookie=0x%x" % CHAIN_A, "cookie=0x%x" % CHAIN_B)
+    with pytest.raises(of.OpenFlowError, match=r"the switch rejected flows\[4\] \('cookie=0xf5c000000000b002,priority=50,"
+                                               r"ip,actions=group:9'\): OFPBAC_BAD_OUT_GROUP.*Nothing was changed"):
+        chains(sw, state="replaced", flows=moved + ["cookie=0x%x,priority=50,ip,actions=group:9" % CHAIN_B])
+    assert dict((k, (f.cookie, f.text())) for k, f in sw.flows.items()) == before
+
+
+cookie_st = st.sampled_from([CHAIN_A, CHAIN_B, 0xF5C000000000C003, None])
+
+
+@settings(max_examples=150, deadline=None)
+@given(before=st.lists(st.tuples(flow_st, st.sampled_from([CHAIN_A, CHAIN_B, 0xF5C000000000C003])), max_size=12),
+       outside=st.lists(st.tuples(flow_st, st.sampled_from([OTHER, 0x77])), max_size=6),
+       want=st.lists(st.tuples(flow_st, cookie_st), max_size=12))
+def test_flow_cookies_replaced_converges_and_spares_the_outside(before, outside, want):
+    sw = FakeSwitch()
+    for text, cookie in outside + before:
+        f = fake_parse(text)
+        if f.key not in sw.flows:
+            f.cookie = cookie
+            sw.flows[f.key] = f
+    outside_before = sorted((f.cookie, f.text()) for f in sw.flows.values() if f.cookie & RANGE_MASK != RANGE)
+    wanted = {}
+    for text, cookie in want:
+        wanted.setdefault(fake_parse(text).key, (text, RANGE if cookie is None else cookie, cookie))
+    items = [("cookie=0x%x,%s" % (own, text)) if own is not None else text for text, cookie, own in wanted.values()]
+    collides = any(f.key in wanted and f.cookie & RANGE_MASK != RANGE for f in sw.flows.values())
+    try:
+        chains(sw, state="replaced", flows=items)
+    except of.OpenFlowError as exc:
+        assert collides, exc
+        return
+    assert not collides
+    inside = sorted((f.cookie, f.text()) for f in sw.flows.values() if f.cookie & RANGE_MASK == RANGE)
+    assert inside == sorted((cookie, fake_parse(text).text()) for text, cookie, own in wanted.values())
+    assert sorted((f.cookie, f.text()) for f in sw.flows.values() if f.cookie & RANGE_MASK != RANGE) == outside_before
+    assert chains(sw, state="replaced", flows=items)["changed"] is False
