@@ -58,7 +58,7 @@ def platform(count, seed=20091):
             "report": {"cpu": {"count": 32, "utilization": round(rnd.random() * 0.6, 3), "load_1": 1.0},
                        "memory": {"available_mib": memory - rnd.choice([512, 1024, 4096])},
                        "instances": {},
-                       "vlans": {"in_use": {str(t): "other%d" % t for t in rnd.sample(range(100, 200), 20)}}}}
+                       "vlans": {"in_use": {str(t): "other%s" % t for t in rnd.sample(range(100, 200), 20)}}}}
     return hosts
 
 

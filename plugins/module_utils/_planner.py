@@ -533,10 +533,10 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE):
 
     warnings = []
     for state in states.values():
-        if state.cpu_left() < 0 or state.cap_mem - state.reserved_mem < 0:
+        mem_left = state.cap_mem - state.reserved_mem
+        if state.cpu_left() < 0 or mem_left < 0:
             warnings.append("%s: the instances kept there reserve more than its capacity (%s, %s left); they are not moved "
-                            "for that (drain it, or raise its capacity)" % (state.name, _fmt_cpu(state.cpu_left()),
-                                                                           _fmt_mem(state.cap_mem - state.reserved_mem)))
+                            "for that (drain it, or raise its capacity)" % (state.name, _fmt_cpu(state.cpu_left()), _fmt_mem(mem_left)))
 
     return {
         "instances": {iid: out[iid] for iid in sorted(out)},
