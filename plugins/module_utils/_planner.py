@@ -210,12 +210,12 @@ class _HostState(object):
             return "%s left" % _fmt_mem(max(self.cap_mem - self.reserved_mem, 0))
         if self.mem_left() < need.mem:
             return "%s available now" % _fmt_mem(max(self.mem_left(), 0))
-        if self._free_pair() is None:
+        if self.free_pair() is None:
             return "has no two free VLAN tags in %d-%d" % (self.vlan_lo, self.vlan_hi)
         return None
 
     # -- VLAN tags ------------------------------------------------------------------------------
-    def _free_pair(self):
+    def free_pair(self):
         while self.next_vlan in self.vlans:
             self.next_vlan += 1
         right = self.next_vlan + 1
@@ -237,7 +237,7 @@ class _HostState(object):
         return {"left": tags[0], "right": tags[1]}
 
     def new_vlans(self):
-        pair = self._free_pair()
+        pair = self.free_pair()
         self.vlans.update(pair)
         return {"left": pair[0], "right": pair[1]}
 
@@ -432,16 +432,29 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE):
     """
     states = host_states(hosts, vlan_range)
     wanted, by_name = _wanted(chains)
+    kept, needs, remove = _sort_out(states, wanted, by_name)
+    out = _keep(kept, states)
+    moves = _place(needs, states, out)
+    return {
+        "instances": {iid: out[iid] for iid in sorted(out)},
+        "remove": {iid: {"host": remove[iid]["hosts"][0], "hosts": remove[iid]["hosts"], "reason": "; ".join(remove[iid]["reasons"])}
+                   for iid in sorted(remove)},
+        "hosts": {name: state.summary() for name, state in states.items()},
+        "moves": sorted(moves),
+        "warnings": _warnings(states),
+    }
 
+
+def _sort_out(states, wanted, by_name):
+    """Sort what the hosts report against what is wanted: the instances that stay
+    ({id: (need, host state, description)}), those that need a host ({id: _Need}) and the copies
+    to remove ({id: {"hosts", "reasons"}}). Instances of chains not in the request are left
+    alone: they keep their share of their host and their VLAN tags."""
     copies = {}  # instance id -> [(host state, description)], hosts by name
     for state in states.values():
         for iid in sorted(state.instances):
             copies.setdefault(iid, []).append((state, state.instances[iid]))
-
-    kept = {}  # iid -> (state, info, reason)
-    needs = {}  # iid -> _Need
-    remove = {}  # iid -> {"hosts": [...], "reasons": [...]}
-    moves = []
+    kept, needs, remove = {}, {}, {}
 
     def drop(iid, state, why):
         entry = remove.setdefault(iid, {"hosts": [], "reasons": []})
@@ -450,72 +463,74 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE):
 
     for iid in sorted(copies):
         found = copies[iid]
-        if iid in wanted:
-            chain, step, n = wanted[iid]
-            for state, info in found:
-                if info.get("chain") not in (None, chain["name"]):
-                    raise PlanError(chain["name"], step["name"], "instance %d would be %s, but %s already runs an instance %s of chain '%s': "
-                                    "rename one of the chains (ids come from the chain's name)"
-                                    % (n, iid, state.name, iid, info.get("chain")))
-            need = _Need(iid, chain, step, n)
-            stay = [(s, i) for s, i in found if _matches(i, chain, step) is None and s.usable_for(need) is None]
-            if stay:
-                state, info = stay[0]
-                kept[iid] = (state, info)
-                for other, other_info in found:
-                    if other is not state:
-                        drop(iid, other, "a second copy: the one on %s is kept" % state.name)
-                continue
-            for state, info in found:
-                mismatch = _matches(info, chain, step)
-                if mismatch:
-                    drop(iid, state, "replaced (%s)" % mismatch)
-                    if need.previous is None:
-                        need.previous, need.why_previous = state.name, mismatch
-                else:
-                    why = state.usable_for(need)
-                    drop(iid, state, "moves off %s: %s %s" % (state.name, state.name, why))
-                    if not need.move:
-                        need.previous, need.why_previous, need.move = state.name, "%s %s" % (state.name, why), True
-            needs[iid] = need
-        else:
+        if iid not in wanted:
             for state, info in found:
                 if info.get("chain") in by_name:
                     drop(iid, state, _why_unwanted(by_name[info["chain"]], iid))
-                else:  # not an instance of these chains: it stays and keeps its share and its tags
+                else:
                     res = info.get("resources") or {}
                     state.reserve(iid, _milli(res.get("cpu")), _milli(res.get("memory")), ours=False)
                     state.claim_vlans(_legs(info))
-
+            continue
+        chain, step, n = wanted[iid]
+        for state, info in found:
+            if info.get("chain") not in (None, chain["name"]):
+                raise PlanError(chain["name"], step["name"], "instance %d would be %s, but %s already runs an instance %s of chain '%s': "
+                                "rename one of the chains (ids come from the chain's name)" % (n, iid, state.name, iid, info.get("chain")))
+        need = _Need(iid, chain, step, n)
+        stay = [(s, i) for s, i in found if _matches(i, chain, step) is None and s.usable_for(need) is None]
+        if stay:
+            kept[iid] = (need, stay[0][0], stay[0][1])
+            for state, info in found:
+                if state is not stay[0][0]:
+                    drop(iid, state, "a second copy: the one on %s is kept" % stay[0][0].name)
+            continue
+        for state, info in found:
+            mismatch = _matches(info, chain, step)
+            if mismatch:  # another instance under this id: replaced
+                drop(iid, state, "replaced (%s)" % mismatch)
+                if need.previous is None:
+                    need.previous, need.why_previous = state.name, mismatch
+            else:  # this instance, on a host that cannot keep it: moves
+                why = "%s %s" % (state.name, state.usable_for(need))
+                drop(iid, state, "moves off %s: %s" % (state.name, why))
+                if not need.move:
+                    need.previous, need.why_previous, need.move = state.name, why, True
+        needs[iid] = need
     for iid, (chain, step, n) in wanted.items():
         if iid not in kept and iid not in needs:
             needs[iid] = _Need(iid, chain, step, n)
+    return kept, needs, remove
 
-    # kept instances first: their reservations and tags are settled before anything new is placed
+
+def _keep(kept, states):
+    """Reserve what the kept instances need and keep their VLAN tags, before anything new is
+    placed; an instance without (valid, unclashing) tags gets new ones on its host."""
     out = {}
-    missing_vlans = []
+    retag = []
     for iid in sorted(kept):
-        state, info = kept[iid]
-        chain, step, n = wanted[iid]
-        need = _Need(iid, chain, step, n)
+        need, state, info = kept[iid]
         state.reserve(iid, need.cpu, need.mem, need.label)
         vlans = state.claim_vlans(_legs(info))
         reason = "kept on %s (already there)" % state.name
-        if info.get("type") not in (None, step["type"]):
-            reason += "; type changes %s -> %s in place" % (info.get("type"), step["type"])
+        if info.get("type") not in (None, need.step["type"]):
+            reason += "; type changes %s -> %s in place" % (info.get("type"), need.step["type"])
         if vlans is None:
-            missing_vlans.append(iid)
+            retag.append((need, state))
         out[iid] = _entry(need, state, vlans, False, reason)
-    for iid in missing_vlans:
-        state = states[out[iid]["host"]]
-        if state._free_pair() is None:
-            chain, step, n = wanted[iid]
-            raise PlanError(chain["name"], step["name"], "instance %s on %s has no VLAN tags and %s has no two free tags in %d-%d"
-                            % (iid, state.name, state.name, state.vlan_lo, state.vlan_hi))
-        out[iid]["vlans"] = state.new_vlans()
-        out[iid]["reason"] += "; its legs had no VLAN tags: new ones"
+    for need, state in retag:
+        if state.free_pair() is None:
+            raise PlanError(need.chain, need.step["name"], "instance %s on %s has no VLAN tags and %s has no two free tags in %d-%d"
+                            % (need.iid, state.name, state.name, state.vlan_lo, state.vlan_hi))
+        out[need.iid]["vlans"] = state.new_vlans()
+        out[need.iid]["reason"] += "; its legs had no VLAN tags: new ones"
+    return out
 
-    # then every instance that has no host, in a fixed order
+
+def _place(needs, states, out):
+    """Place every instance that needs a host, in ``_Need.order``; add them to ``out`` and
+    return the ids that moved."""
+    moves = []
     for need in sorted(needs.values(), key=_Need.order):
         state, why = choose(states.values(), need)
         if state is None:
@@ -530,22 +545,17 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE):
             reason = "replaces the copy on %s (%s): %s" % (need.previous, need.why_previous, reason)
         out[need.iid] = _entry(need, state, vlans, True, reason)
         out[need.iid]["moved_from"] = need.previous if need.move else None
+    return moves
 
+
+def _warnings(states):
     warnings = []
     for state in states.values():
         mem_left = state.cap_mem - state.reserved_mem
         if state.cpu_left() < 0 or mem_left < 0:
             warnings.append("%s: the instances kept there reserve more than its capacity (%s, %s left); they are not moved "
                             "for that (drain it, or raise its capacity)" % (state.name, _fmt_cpu(state.cpu_left()), _fmt_mem(mem_left)))
-
-    return {
-        "instances": {iid: out[iid] for iid in sorted(out)},
-        "remove": {iid: {"host": remove[iid]["hosts"][0], "hosts": remove[iid]["hosts"], "reason": "; ".join(remove[iid]["reasons"])}
-                   for iid in sorted(remove)},
-        "hosts": {name: state.summary() for name, state in states.items()},
-        "moves": sorted(moves),
-        "warnings": warnings,
-    }
+    return warnings
 
 
 def _entry(need, state, vlans, new, reason):

@@ -144,6 +144,18 @@ def test_spares_are_never_used_for_normal_placement():
     assert result["hosts"]["spare1"]["status"] == "spare" and result["hosts"]["spare1"]["instances"] == []
 
 
+def test_an_instance_already_on_a_spare_stays_there_but_nothing_new_joins_it():
+    # e.g. put there by a failover: moving it back is a deliberate operation, not a side effect of a re-run
+    request = chains(chain("web", step("mon", "monitor", "process", 2)))
+    iid = ids("web", 0, 2)[0]
+    running = {iid: {"chain": "web", "step": "mon", "kind": "process", "type": "monitor", "resources": {"cpu": 0.1, "memory": 32},
+                     "legs": {"left": {"vlan": 100}, "right": {"vlan": 101}}}}
+    hosts = {"mh1": host(util=0.9, trunk="t1"), "spare1": host(spare=True, instances=running, in_use=(100, 101), trunk="t9")}
+    result = plan(request, hosts)
+    assert by_host(result) == {iid: "spare1", ids("web", 0, 2)[1]: "mh1"}
+    assert result["instances"][iid]["reason"] == "kept on spare1 (already there)"
+
+
 def test_kinds_are_respected():
     hosts = {"mh1": host(kinds=["kernel"], trunk="t1"), "mh2": host(kinds=["process"], util=0.5, trunk="t2"),
              "mh3": host(kinds=["vm"], trunk="t3")}
