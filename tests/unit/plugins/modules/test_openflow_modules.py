@@ -193,3 +193,85 @@ def test_info_module(ansible_exit, monkeypatch):
 def test_info_cookie_mask_needs_cookie(ansible_exit, monkeypatch):
     out = run_module(openflow_info, {"switch": "br0", "cookie_mask": "0xff"}, Script({}), monkeypatch)
     assert out.kind == "fail" and "cookie_mask" in out.result["msg"]
+
+
+# -- flow_cookies: many owners in one bundle -------------------------------------------------------
+
+RANGE_ARGS = {"switch": "br0", "cookie": "0xf5c0000000000000", "cookie_mask": "0xffff000000000000", "flow_cookies": True}
+DUMP_RANGE = DUMP_EMPTY + (
+    " cookie=0xf5c000000000a001, duration=3.1s, table=0, n_packets=5, n_bytes=300, priority=10,tcp actions=output:1\n"
+    " cookie=0xf5c000000000a001, duration=3.1s, table=0, n_packets=0, n_bytes=0, priority=9,tcp actions=output:2\n"
+    " cookie=0xf5c000000000b002, duration=3.1s, table=0, n_packets=0, n_bytes=0, priority=10,udp actions=output:1\n")
+
+
+def parse_echo(argv, data):
+    """parse-flows of OVS 3.1 for flows of the shape priority=N,PROTO,actions=A (no cookie in them)."""
+    out = "chosen protocol: OXM-OpenFlow14\n"
+    for i, line in enumerate(data.splitlines()):
+        assert "cookie" not in line, "the module must strip a flow's own cookie before parse-flows: %r" % line
+        head, sep, actions = line.partition(",actions=")
+        out += "OFPT_FLOW_MOD (OF1.4) (xid=0x%x): ADD %s actions=%s\n" % (i + 1, head, actions)
+    return 0, out, ""
+
+
+def test_flow_cookies_argv_and_bundle_text(ansible_exit, monkeypatch):
+    whole = DUMP_RANGE + " cookie=0x77, duration=9.0s, table=0, n_packets=0, n_bytes=0, priority=0 actions=NORMAL\n"
+    script = Script({"dump-flows": lambda argv, data: (0, DUMP_RANGE if "cookie=" in argv[-1] else whole, ""),
+                     "parse-flows": parse_echo})
+    args = dict(RANGE_ARGS, state="replaced", flows=[
+        "cookie=0xf5c000000000a001,priority=10,tcp,actions=output:1",      # unchanged
+        {"cookie": "0xf5c000000000b002", "priority": 9, "match": "tcp", "actions": "output:2"},  # moved A -> B
+        "cookie=0xf5c000000000b002,priority=8,udp,actions=output:3",       # new in B
+    ])                                                                     # B's priority=10,udp: removed
+    out = run_module(openflow_flows, args, script, monkeypatch)
+    assert out.kind == "exit", out.result
+    argvs = [argv for argv, data in script.calls]
+    assert ["/usr/bin/ovs-ofctl", "-O", "OpenFlow14", "--no-names", "--timeout=60", "dump-flows", "br0",
+            "cookie=0xf5c0000000000000/0xffff000000000000"] in argvs
+    parse = [data for argv, data in script.calls if "parse-flows" in argv]
+    assert parse == ["priority=10,tcp,actions=output:1\npriority=9,tcp,actions=output:2\npriority=8,udp,actions=output:3\n"]
+    # the whole table is read too (an add must not overwrite a flow outside the range)
+    assert ["/usr/bin/ovs-ofctl", "-O", "OpenFlow14", "--no-names", "--timeout=60", "dump-flows", "br0"] in argvs
+    assert argvs[-1] == ["/usr/bin/ovs-ofctl", "-O", "OpenFlow14", "--no-names", "--timeout=60", "--bundle",
+                         "add-flows", "br0", "-"]
+    assert script.calls[-1][1] == ("delete_strict table=0,priority=10,udp\n"
+                                   "delete_strict table=0,priority=9,tcp\n"
+                                   "add cookie=0xf5c000000000b002,priority=9,tcp,actions=output:2\n"
+                                   "add cookie=0xf5c000000000b002,priority=8,udp,actions=output:3\n")
+    r = out.result
+    assert r["counts"] == dict(r["counts"], flows_added=1, flows_removed=1, flows_modified=1, flows_unchanged=1,
+                               flows_before=3, flows_after=3)
+    assert r["modified"] == [{"before": "cookie=0xf5c000000000a001,table=0,priority=9,tcp,actions=output:2",
+                              "after": "cookie=0xf5c000000000b002,table=0,priority=9,tcp,actions=output:2"}]
+    assert r["added"] == ["cookie=0xf5c000000000b002,table=0,priority=8,udp,actions=output:3"]
+    assert r["removed"] == ["cookie=0xf5c000000000b002,table=0,priority=10,udp,actions=output:1"]
+
+
+def test_flow_cookie_outside_the_range_fails_before_any_command(ansible_exit, monkeypatch):
+    script = Script({})
+    out = run_module(openflow_flows, dict(RANGE_ARGS, flows=["cookie=0xf5c000000000a001,priority=1,actions=drop",
+                                                             {"cookie": 0x77, "priority": 2, "actions": "drop"}]),
+                     script, monkeypatch)
+    assert out.kind == "fail" and script.calls == []
+    assert out.result["msg"].startswith("flows[1] ('cookie=0x77,priority=2,actions=drop'): cookie: 0x77 lies outside "
+                                        "the task's cookie range 0xf5c0000000000000/0xffff000000000000")
+    out = run_module(openflow_flows, dict(RANGE_ARGS, cookie_mask=None), script, monkeypatch)
+    assert out.kind == "fail" and "flow_cookies needs a cookie range" in out.result["msg"] and script.calls == []
+    out = run_module(openflow_flows, dict(RANGE_ARGS, flow_cookies=False, flows=["cookie=0xf5c000000000a001,actions=drop"]),
+                     script, monkeypatch)
+    assert out.kind == "fail" and "sets a cookie" in out.result["msg"] and "flow_cookies: true" in out.result["msg"]
+    assert script.calls == []
+
+
+def test_flow_cookies_check_mode_diff(ansible_exit, monkeypatch):
+    script = Script({"dump-flows": (0, DUMP_RANGE, ""), "parse-flows": parse_echo})
+    args = dict(RANGE_ARGS, state="replaced", _ansible_check_mode=True, _ansible_diff=True,
+                flows=["cookie=0xf5c000000000b002,priority=10,tcp,actions=output:1"])
+    out = run_module(openflow_flows, args, script, monkeypatch)
+    assert out.kind == "exit" and out.result["changed"] is True
+    assert "add-flows" not in script.subcommands() and "bundle" not in script.subcommands()
+    assert out.result["diff"]["after"] == "cookie=0xf5c000000000b002,table=0,priority=10,tcp,actions=output:1\n"
+    assert out.result["diff"]["before"].splitlines() == [
+        "cookie=0xf5c000000000a001,table=0,priority=10,tcp,actions=output:1",
+        "cookie=0xf5c000000000b002,table=0,priority=10,udp,actions=output:1",
+        "cookie=0xf5c000000000a001,table=0,priority=9,tcp,actions=output:2"]
