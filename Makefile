@@ -7,10 +7,10 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTEST := $(BIN)/pytest -p no:cacheprovider
 
-.PHONY: setup demo test unit sanity integration lint changelog-lint lab-up lab-down bench clean help
+.PHONY: setup demo test unit sanity integration molecule lint changelog-lint lab-up lab-down bench clean help
 
 help:
-	@echo "make demo   - set up, bring up the one-machine lab and show the platform"
+	@echo "make demo   - set up, bring up the lab, deploy the example chains, prove them with the probe, draw the platform"
 	@echo "make test   - set up, then unit tests, changelog lint, ansible-lint, ansible-test sanity, integration tests"
 	@echo "make lab-up / make lab-down / make bench / make setup"
 
@@ -20,6 +20,8 @@ setup:
 demo: setup
 	$(BIN)/ansible-inventory -i inventory/lab --graph
 	$(BIN)/ansible-playbook playbooks/lab-up.yml
+	$(BIN)/ansible-playbook playbooks/deploy-chain.yml
+	$(BIN)/ansible-playbook playbooks/show-platform.yml
 
 test: setup
 	$(MAKE) --no-print-directory unit changelog-lint lint sanity integration
@@ -27,7 +29,10 @@ test: setup
 unit:
 	$(PYTEST) -q tests/unit
 
-changelog-lint:
+changelog-molecule:
+	$(BIN)/molecule test -s deploy_chain
+
+lint:
 	$(BIN)/antsibull-changelog lint
 
 sanity:
@@ -35,6 +40,9 @@ sanity:
 
 integration:
 	$(PYTEST) -v -s tests/integration
+
+molecule:
+	$(BIN)/molecule test -s deploy_chain
 
 lint:
 	$(BIN)/ansible-lint --offline roles playbooks

@@ -39,7 +39,7 @@ class ChainError(Exception):
 
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-CHAIN_KEYS = {"name", "state", "switch", "match", "from", "to", "steps", "cookie", "priority", "description", "verify"}
+CHAIN_KEYS = {"name", "state", "switch", "match", "from", "to", "steps", "cookie", "priority", "description", "verify", "tag"}
 STEP_KEYS = {"name", "type", "kind", "params", "instances", "blackbox", "split", "only_split", "vm"}
 SPLIT_KEYS = {"to", "match"}
 # OpenFlow match fields a chain may use (ovs-ofctl names); the reverse direction swaps the
@@ -66,12 +66,19 @@ def chain_cookie(name):
     return (COOKIE_OWNER << 48) | low
 
 
-def chain_short(name):
-    """A short, stable tag of the chain for instance ids: up to 4 letters + 2 hex digits."""
-    letters = re.sub(r"[^a-z0-9]", "", name)[:4] or "c"
+TAG_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
+
+
+def chain_short(name, tag=None):
+    """A short, stable tag of the chain for instance ids: the chain's own ``tag``, or up to 3
+    letters of its name and 3 hex digits of a hash of it (validate() refuses two chains with the
+    same short tag, naming both)."""
+    if tag:
+        return tag
+    letters = re.sub(r"[^a-z0-9]", "", name)[:3] or "c"
     if not letters[0].isalpha():
-        letters = "c" + letters[:3]
-    return letters + hashlib.sha256(name.encode()).hexdigest()[:2]
+        letters = "c" + letters[:2]
+    return letters + hashlib.sha256(name.encode()).hexdigest()[:3]
 
 
 def _b36(n):
@@ -88,14 +95,14 @@ MAX_STEPS = 36
 MAX_INSTANCES = 1000
 
 
-def instance_id(chain, step_index, n):
+def instance_id(chain, step_index, n, tag=None):
     """The id of instance ``n`` of step ``step_index`` of ``chain``: at most 10 characters, a
     valid processing-module instance id, the same on every run (e.g. 'web3f0a'): the chain's
     short tag, the step as one base-36 digit, the instance as a letter (a-z for the first 26)
     or 'z' and base-36 digits after that."""
     if not 0 <= step_index < MAX_STEPS or not 0 <= n < MAX_INSTANCES:
         raise ValueError("step %d / instance %d out of range" % (step_index, n))
-    return "%s%s%s" % (chain_short(chain), _b36(step_index), chr(97 + n) if n < 26 else "z" + _b36(n - 26))
+    return "%s%s%s" % (chain_short(chain, tag), _b36(step_index), chr(97 + n) if n < 26 else "z" + _b36(n - 26))
 
 
 def reverse_match(match):
@@ -143,6 +150,7 @@ def validate(chains, catalogue=None, switches=None, blackboxes=None):
     switches = switches or {}
     blackboxes = blackboxes or {}
     seen = {}
+    shorts = {}
     out = []
     for index, chain in enumerate(chains):
         if not isinstance(chain, dict):
@@ -159,8 +167,17 @@ def validate(chains, catalogue=None, switches=None, blackboxes=None):
         state = chain.get("state", "present")
         if state not in ("present", "absent"):
             raise ChainError(name, None, "state", "must be present or absent, got %r" % (state,))
+        tag = chain.get("tag")
+        if tag is not None and (not isinstance(tag, str) or not TAG_RE.match(tag)):
+            raise ChainError(name, None, "tag", "a tag is 1-6 of a-z and 0-9, starting with a letter (it starts the "
+                             "chain's instance ids), got %r" % (tag,))
+        short = chain_short(name, tag)
+        if short in shorts:
+            raise ChainError(name, None, "tag", "chain '%s' already has the short tag '%s' that starts instance ids; "
+                             "give one of the two its own tag (tag: <1-6 of a-z0-9>)" % (shorts[short], short))
+        shorts[short] = name
         norm = {"name": name, "state": state, "cookie": chain_cookie(name), "description": chain.get("description", ""),
-                "verify": dict(chain.get("verify") or {})}
+                "verify": dict(chain.get("verify") or {}), "tag": tag}
         if "cookie" in chain:
             cookie = chain["cookie"]
             if isinstance(cookie, str):

@@ -358,19 +358,19 @@ def _wanted(chains):
             if step["kind"] == "blackbox":
                 continue
             for n in range(step["instances"]):
-                iid = instance_id(chain["name"], step["index"], n)
+                iid = instance_id(chain["name"], step["index"], n, chain.get("tag"))
                 if iid in wanted:
                     other = wanted[iid]
                     raise PlanError(chain["name"], step["name"], "instance %d has the id %s, the same as instance %d of step '%s' of chain '%s': "
-                                    "rename one of the chains (ids come from the chain's name)"
+                                    "give one of the chains its own tag (ids start with the chain's tag)"
                                     % (n, iid, other[2], other[1]["name"], other[0]["name"]))
                 wanted[iid] = (chain, step, n)
     return wanted, by_name
 
 
-def _decode(chain, iid):
+def _decode(chain, iid, tag=None):
     """(step index, n) of an instance id of ``chain``, or None when it is not one."""
-    short = chain_short(chain)
+    short = chain_short(chain, tag)
     if not iid.startswith(short) or len(iid) < len(short) + 2:
         return None
     try:
@@ -388,7 +388,7 @@ def _decode(chain, iid):
     else:
         return None
     try:
-        return (step_index, n) if instance_id(chain, step_index, n) == iid else None
+        return (step_index, n) if instance_id(chain, step_index, n, tag) == iid else None
     except ValueError:
         return None
 
@@ -397,7 +397,7 @@ def _why_unwanted(chain, iid):
     """Why an instance of a chain that the request names is removed."""
     if chain.get("state", "present") != "present":
         return "chain %s is absent" % chain["name"]
-    slot = _decode(chain["name"], iid)
+    slot = _decode(chain["name"], iid, chain.get("tag"))
     if slot is None:
         return "not an instance id of chain %s as described now" % chain["name"]
     step_index, n = slot
