@@ -39,8 +39,20 @@ ETH_P_IP = 0x0800
 ETH_P_8021Q = 0x8100
 
 
+SOCKET_BUFFER = 4 << 20
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+
+
 def open_leg(name):
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    # deep buffers: a bump in the wire must ride out the moments the scheduler takes it off the
+    # CPU (measured on 2 shared cores: ~8 % loss at 2 kpps with the default 208 KiB)
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+        except OSError:  # not root: as much as net.core.[rw]mem_max allows
+            sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
     sock.bind((name, 0))
     sock.setblocking(False)
     return sock
