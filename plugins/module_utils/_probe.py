@@ -1010,9 +1010,9 @@ def build_parser():
     run.add_argument("--source-netns", help="network namespace of the sender")
     run.add_argument("--sink-netns", help="network namespace of the receiver")
     run.add_argument("--settle", type=float, default=0.5, help="seconds to keep receiving after the sender is done, default 0.5")
-    for key in LIMIT_KEYS:
-        run.add_argument("--max-" + key.replace("max_", "").replace("_", "-"), dest="max_" + key.replace("max_", ""),
-                         type=float, help="exit 1 when the total %s exceeds this" % key)
+    for key in ("lost", "reordered", "duplicated"):
+        run.add_argument("--max-" + key, type=int, help="exit 1 when more packets than this are %s in total" % key)
+    run.add_argument("--max-gap-ms", type=float, help="exit 1 when the longest gap is longer (ms)")
     run.add_argument("--json", action="store_true", help="print only the JSON")
     return parser
 
@@ -1024,6 +1024,7 @@ def _run_command(args):
     if args.count is not None:
         cfg["duration"] = None
     try:
+        preflight(defaults(dict(cfg)))
         result = run_probe(cfg)
     except (ProbeError, ValueError) as exc:
         print("flowstream-probe: %s" % exc, file=sys.stderr)
