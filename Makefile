@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/ansible-playbook playbooks/show-platform.yml
 
 test: setup
-	$(MAKE) --no-print-directory unit changelog-lint lint sanity integration
+	$(MAKE) --no-print-directory unit changelog-lint lint sanity integration molecule
 
 unit:
 	$(PYTEST) -q tests/unit

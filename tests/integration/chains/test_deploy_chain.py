@@ -1,0 +1,135 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""deploy-chain on the lab: the example chains deploy, re-run with changed=0, carry the probe's
+traffic; bad chains fail before anything is touched; a chain set absent leaves with its flows and
+instances, and nothing of the other chains."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ansible_runner import TOP, playbook  # noqa: E402  pylint: disable=wrong-import-position
+
+RATE_CAP = ["-e", "flowstream_verify_max_rate=5000"]
+HOSTS = ("mh1", "mh2", "mh3", "spare1")
+CHAINS = os.path.join(TOP, "inventory", "lab", "group_vars", "all", "chains.yml")
+
+
+def switch_flows():
+    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "--no-stats", "dump-flows", "fsl-sw"], capture_output=True,
+                         text=True, check=True).stdout
+    return sorted(line.strip() for line in out.splitlines() if "cookie=" in line)
+
+
+def host_state():
+    state = {}
+    for host in HOSTS:
+        enter = ["nsenter", "--mount=/var/lib/flowstream-lab/ns/%s.mnt" % host, "--net=/run/netns/fsl-%s" % host]
+        ns = subprocess.run(enter + ["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
+        ports = subprocess.run(enter + ["ovs-vsctl", "list-ports", "fs-host"], capture_output=True, text=True, check=True).stdout.split()
+        state[host] = (sorted(n for n in ns if n.startswith("fs-")), sorted(ports))
+    return state
+
+
+def snapshot():
+    return switch_flows(), host_state()
+
+
+def inventory_with(tmp_path, edit):
+    inv = tmp_path / "lab"
+    shutil.copytree(os.path.join(TOP, "inventory", "lab"), inv)
+    path = inv / "group_vars" / "all" / "chains.yml"
+    data = yaml.safe_load(path.read_text())
+    edit(data["flowstream_chains"])
+    path.write_text(yaml.safe_dump(data))
+    return str(inv)
+
+
+def ok(run):
+    assert run.rc == 0 and not run.failures(), run.explain()
+    return run
+
+
+@pytest.fixture(scope="module")
+def deployed(running_lab):
+    # the first deploy (or a repair of what an earlier run left), verified by the probe
+    yield ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))
+
+
+def test_example_chains_deploy_verify_and_rerun_unchanged(deployed):
+    again = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))
+    assert again.changed() == 0, again.explain()
+    rows = again.task_results("The probe's figures, chain by chain")["localhost"]["msg"]
+    assert [r.split()[0] for r in rows[1:]] == ["web", "inspect", "guest"], rows
+    for row in rows[1:]:
+        cols = row.split()
+        assert cols[3] == cols[4] and cols[5] == "0" and cols[6] == "0", row  # sent == received, 0 lost, 0 reordered
+    web = rows[1].split()
+    assert len(web[-1].split("+")) == 2, "web's two parallel monitors should both carry probe flows: %s" % rows[1]
+
+
+def _unknown_type(chains):
+    chains[0]["steps"][1]["type"] = "monitr"
+
+
+def _bad_field(chains):
+    chains[0]["match"]["vlan_tci"] = 5
+
+
+def _bad_split(chains):
+    chains[1]["steps"][0]["split"]["to"] = "deeep"
+
+
+def _overlap(chains):
+    chains.append({"name": "mail", "switch": "sw1", "from": "source", "to": "sink",
+                   "match": {"udp": True, "nw_dst": "198.18.1.0/24"}, "steps": [{"name": "w", "type": "wire", "kind": "kernel"}]})
+
+
+def _short(chains):
+    chains[0]["steps"][1]["instances"] = 40
+
+
+@pytest.mark.parametrize("edit, words", [
+    (_unknown_type, ["chain 'web'", "step 'mon'", "type", "unknown type 'monitr'"]),
+    (_bad_field, ["chain 'web'", "match.vlan_tci", "not an OpenFlow match field"]),
+    (_bad_split, ["chain 'inspect'", "step 'filter'", "split.to", "did you mean 'deep'"]),
+    (_overlap, ["chain 'mail'", "overlaps chain 'web'"]),
+    (_short, ["chain 'web'", "step 'mon'", "capacity short"]),
+])
+def test_bad_chains_fail_before_anything_is_touched(deployed, tmp_path, edit, words):
+    before = snapshot()
+    run = playbook("playbooks/deploy-chain.yml", inventory=inventory_with(tmp_path, edit))
+    assert run.rc != 0
+    message = run.task_results("Plan")["localhost"]["msg"]
+    for word in words:
+        assert word in message, message
+    assert snapshot() == before
+
+
+def test_absent_chain_removes_its_flows_and_instances_only(deployed, tmp_path):
+    def web_absent(chains):
+        chains[0] = {"name": "web", "state": "absent"}
+    before_flows, before_hosts = snapshot()
+    web_cookie = "0xf5c0"  # every chain cookie starts so; pick web's by its instances below
+    run = ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true", inventory=inventory_with(tmp_path, web_absent)))
+    assert run.changed() > 0
+    after_flows, after_hosts = snapshot()
+    removed = set(before_flows) - set(after_flows)
+    assert removed and not set(after_flows) - set(before_flows), "absent must only remove flows"
+    cookies = {line.split(",")[0] for line in removed}
+    assert len(cookies) == 1 and web_cookie in next(iter(cookies))
+    assert not any(c in line for line in after_flows for c in cookies), "a flow of web is left"
+    for host in HOSTS:
+        gone = set(before_hosts[host][1]) - set(after_hosts[host][1])
+        assert all(p.startswith("fs-web") for p in gone), gone
+        assert not any(p.startswith("fs-web") for p in after_hosts[host][1]), after_hosts[host]
+    # and back: the chain returns, the others are untouched
+    ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true"))
+    assert snapshot()[0] == before_flows
