@@ -11,11 +11,14 @@ file: groups that flows will reference are added first, flows are changed, group
 longer referenced are deleted last, and the switch applies all of it or nothing.
 
 Ownership: a flow belongs to the task when ``flow.cookie & cookie_mask == cookie & cookie_mask``;
-every flow the task installs carries exactly ``cookie``.  Groups carry no cookie in OpenFlow, so
+every flow the task installs carries exactly ``cookie`` - or, with ``flow_cookies`` (a range
+claimed by a mask narrower than the full mask), its own cookie inside that range, and then the
+task owns every flow of the range whatever its cookie.  Groups carry no cookie in OpenFlow, so
 a task owns the groups it lists and, for ``replaced``/``absent``, the ids in ``group_id_range``.
 Flows of other cookies are never deleted, modified or overwritten: an add whose table, priority
 and match equal another owner's flow, a group deletion that another owner's flow references,
-and a cookie mask that covers flows of other cookies are refused before anything is sent.
+and (without ``flow_cookies``) a cookie mask that covers flows of other cookies are refused
+before anything is sent.
 
 Private module_utils: no Ansible imports.
 """
@@ -1176,5 +1179,5 @@ def gather(ofctl, cookie=None, cookie_mask=None, flows=True, groups=True, ports=
     return result
 
 
-__all__ = ["OpenFlowError", "Reconciler", "reconcile", "gather", "check_ownership", "flow_item_text",
+__all__ = ["OpenFlowError", "Reconciler", "reconcile", "gather", "check_ownership", "flow_item_text", "flow_item_cookie",
            "group_item_text", "PortNames", "needs_port_names", "FULL_MASK", "DEFAULT_PRIORITY", "FlowEntry"]

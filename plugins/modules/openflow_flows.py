@@ -85,8 +85,9 @@ options:
         range. Needs a O(cookie_mask) narrower than the full mask.
       - A dict flow sets C(cookie) (an integer or a decimal or C(0x) hex string); a string flow (or a line of
         O(flows_text)) sets C(cookie=0x...), conventionally first. A flow without a cookie of its own
-        carries O(cookie). Every flow's cookie must agree with O(cookie) on every bit of O(cookie_mask);
-        a flow outside the range fails the task before anything is sent.
+        carries O(cookie), which is the base of the range (it has no bits outside O(cookie_mask)). Every
+        flow's cookie must agree with O(cookie) on every bit of O(cookie_mask); a flow outside the range
+        fails the task before anything is sent.
       - The task then owns every flow of the range, whatever its cookie. V(replaced) makes the range hold
         exactly the listed flows, each with its cookie; V(present) adds and corrects listed flows; V(absent)
         deletes listed flows (a flow listed with a cookie only when the switch's flow has that cookie) or,
@@ -260,6 +261,12 @@ EXAMPLES = r"""
         priority: 200
         match: {in_port: uplink, udp: null, tp_dst: 53}
         actions: [output:dns1-left]
+
+- name: Remove one chain only; the other chains' flows stay (its own cookie, the full mask)
+  flowstream.platform.openflow_flows:
+    switch: br0
+    cookie: "0xf5c000000000b002"
+    state: absent
 
 - name: Remove every flow of the whole 0xf5 namespace (a cookie range)
   flowstream.platform.openflow_flows:
