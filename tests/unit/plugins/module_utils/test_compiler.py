@@ -54,7 +54,7 @@ def field_matches(key, want, pkt):
     if key in ("nw_src", "nw_dst"):
         return ipaddress.ip_address(pkt[key]) in ipaddress.ip_network(want, strict=False)
     if key in ("tp_src", "tp_dst", "ip_dscp", "reg0"):
-        value, _, mask = want.partition("/")
+        value, _sep, mask = want.partition("/")
         mask = int(mask, 0) if mask else 0xFFFFFFFF
         return (pkt[key] & mask) == (int(value, 0) & mask)
     raise AssertionError("the simulator does not know match field %s" % key)
@@ -201,8 +201,8 @@ def expected_steps(chain, split):
 # properties
 # ------------------------------------------------------------------------------------------
 @settings(max_examples=150, deadline=None)
-@given(chain=chains(), seed=st.integers(0, 3), ports=st.lists(st.tuples(st.integers(1024, 65535), st.integers(1, 65535)),
-                                                               min_size=1, max_size=12))
+@given(chain=chains(), seed=st.integers(0, 3),
+       ports=st.lists(st.tuples(st.integers(1024, 65535), st.integers(1, 65535)), min_size=1, max_size=12))
 def test_every_packet_visits_every_step_once_in_order_and_both_directions_meet(chain, seed, ports):
     placement, wires = place(chain, seed)
     compiled = compile_chain(chain, placement, UPLINKS, BOXES)

@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""deploy-chain on the lab, measured in one run (issue 5's figures):
+
+* first deploy of the example chains (inventory/lab) onto a lab without chains, and a re-run;
+* the traffic probe at 10 kpps through `web`: lost, reordered;
+* the packet-rate capacity of `web` as a ratio of the direct path, side by side in the same run:
+  the probe steps the same offered rates through both (the direct path: ports no chain takes),
+  and a path's capacity is the highest offered rate it carried with at most 0.1 % loss.
+
+Run from the checkout (lab up or not; it brings the lab up and leaves it with the chains):
+    .venv/bin/python bench/deploy_chain.py [--rates 5000,10000,...] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(TOP, ".venv", "bin")
+ENV = dict(os.environ, ANSIBLE_CONFIG=os.path.join(TOP, "ansible.cfg"), PATH="%s:%s" % (BIN, os.environ.get("PATH", "")))
+
+
+def playbook(name, *args, inventory="inventory/lab"):
+    t0 = time.monotonic()
+    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", os.path.join(TOP, inventory), os.path.join(TOP, "playbooks", name)]
+                          + list(args), cwd=TOP, env=dict(ENV, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1"),
+                          capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - t0
+    if proc.returncode != 0:
+        sys.exit("%s failed:\n%s" % (name, proc.stdout[-3000:] + proc.stderr[-2000:]))
+    stats = json.loads(proc.stdout[proc.stdout.index("{"):])["stats"]
+    return seconds, sum(s.get("changed", 0) for s in stats.values())
+
+
+def probe(rate, seconds, dport, flows=32):
+    args = {"source": {"netns": "fsl-source", "address": "198.18.1.1"}, "sink": {"netns": "fsl-sink", "address": "198.18.1.2"},
+            "flows": flows, "rate": rate, "duration": seconds, "destination_port": dport, "source_port": 30000,
+            "vary": "sport", "priority": 0}
+    proc = subprocess.run([os.path.join(BIN, "ansible"), "-i", os.path.join(TOP, "inventory/lab"), "localhost", "-m",
+                           "flowstream.platform.traffic_probe", "-a", json.dumps(args)], cwd=TOP,
+                          env=dict(ENV, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1"),
+                          capture_output=True, text=True, check=False)
+    data = json.loads(proc.stdout[proc.stdout.index("{"):])
+    result = data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return result["probe"]["totals"], result["probe"]["rate"]["achieved_pps"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--rates", default="5000,10000,15000,20000,30000,40000")
+    parser.add_argument("--seconds", type=float, default=3)
+    args = parser.parse_args()
+    rates = [int(r) for r in args.rates.split(",")]
+
+    playbook("lab-up.yml")
+    # a lab without chains: the same inventory with every chain absent
+    tmp = tempfile.mkdtemp(prefix="fsl-bench-")
+    try:
+        inv = os.path.join(tmp, "lab")
+        shutil.copytree(os.path.join(TOP, "inventory", "lab"), inv)
+        path = os.path.join(inv, "group_vars", "all", "chains.yml")
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        import yaml  # pylint: disable=import-outside-toplevel
+        data = yaml.safe_load(text)
+        data["flowstream_chains"] = [{"name": c["name"], "state": "absent"} for c in data["flowstream_chains"]]
+        with open(path, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(data, handle)
+        playbook("deploy-chain.yml", "-e", "flowstream_skip_verify=true", inventory=inv)
+    finally:
+        shutil.rmtree(tmp)
+    first, first_changed = playbook("deploy-chain.yml", "-e", "flowstream_skip_verify=true")
+    rerun, rerun_changed = playbook("deploy-chain.yml", "-e", "flowstream_skip_verify=true")
+    time.sleep(8)  # the guest VM boots under TCG
+    web10, achieved = probe(10000, 5, 8000)
+
+    rows = []
+    capacity = {"direct": 0, "web": 0}
+    for rate in rates:
+        row = [rate]
+        for name, dport in (("direct", 7000), ("web", 8000)):
+            totals, got = probe(rate, args.seconds, dport)
+            row += [got, totals["loss_percent"]]
+            if totals["loss_percent"] <= 0.1 and got >= 0.95 * rate:
+                capacity[name] = max(capacity[name], rate)
+        rows.append(row)
+
+    print("deploy-chain on the lab (3 module hosts; chains web, inspect, guest), one run\n")
+    print("%-44s %10s" % ("", "seconds"))
+    print("%-44s %10.1f   changed=%d  (goal <= 90 s)" % ("first deploy (no chains before)", first, first_changed))
+    print("%-44s %10.1f   changed=%d  (goal <= 20 s, changed=0)" % ("re-run", rerun, rerun_changed))
+    print("\nprobe through web at 10 kpps, 5 s: %.0f pps achieved, sent %d, lost %d, reordered %d, duplicated %d, longest gap %.1f ms"
+          % (achieved, web10["sent"], web10["lost"], web10["reordered"], web10["duplicated"], web10["max_gap_ms"]))
+    print("\noffered pps | direct: achieved, loss %% | web: achieved, loss %%   (%g s each, 32 flows, 64-byte payload)" % args.seconds)
+    for row in rows:
+        print("%11d | %10.0f %8.2f | %10.0f %8.2f" % tuple(row))
+    ratio = capacity["web"] / capacity["direct"] if capacity["direct"] else float("nan")
+    print("\ncapacity (highest offered rate with <= 0.1 %% loss): direct %d pps, web %d pps, ratio %.0f %% (goal >= 60 %%)"
+          % (capacity["direct"], capacity["web"], 100 * ratio))
+
+
+if __name__ == "__main__":
+    main()
