@@ -34,8 +34,8 @@ MASK = "0xffff000000000000"
 A = 0xF5C000000000A001       # chain A (the compiler's chain cookies: 0xf5c0 in the top 16 bits)
 B = 0xF5C000000000B002       # chain B
 OUTSIDE = [                  # flows of other owners: never touched
-    "cookie=0xf5000000000000b2,priority=300,udp,tp_dst=5353,actions=NORMAL", # another namespace
-    "cookie=0xf5c1000000000001,table=1,priority=7,ip,actions=drop",          # the neighbouring range
+    "cookie=0xf5000000000000b2,priority=300,udp,tp_dst=5353,actions=NORMAL",  # another namespace
+    "cookie=0xf5c1000000000001,table=1,priority=7,ip,actions=drop",            # the neighbouring range
     "cookie=0x77,priority=250,arp,actions=NORMAL",
 ]
 # UDP 198.18.0.10:1234 -> 198.18.0.20:53, entering on port 1 (chain A's entry flow counts it)
