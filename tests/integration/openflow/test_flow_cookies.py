@@ -97,10 +97,17 @@ def by_cookie(bridge, cookie):
     return bridge.flows("cookie=0x%x/-1" % cookie)
 
 
+def outside_lines(bridge):
+    """The dump (without statistics) of every flow outside the range, as ovs-ofctl prints it."""
+    return [line for line in bridge.flows() if not line.startswith("cookie=0xf5c0")]
+
+
 def test_two_chains_in_one_task(bridge):
     bridge.ofctl("--bundle", "add-flows", bridge.name, "-", data="\n".join(OUTSIDE) + "\n")
     start = snapshot(bridge)
     assert len(start) == 4  # with the bridge's own cookie-0 NORMAL flow
+    outside = outside_lines(bridge)
+    assert len(outside) == 4
 
     # check mode + diff: predicts both chains with their cookies, sends nothing
     r = ok(module("openflow_flows", args(bridge, chain_flows(bridge)), check=True, diff=True))
@@ -148,6 +155,7 @@ def test_two_chains_in_one_task(bridge):
     changed_b = snapshot(bridge)
     untouched(installed, changed_b, lambda c, f: c == A)
     untouched(start, changed_b, lambda c, f: not in_range(c))
+    assert outside_lines(bridge) == outside
 
     # a flow moves from chain A to chain B: a modification showing both cookies, one bundle
     moved = b_changed(bridge)
@@ -172,6 +180,7 @@ def test_two_chains_in_one_task(bridge):
     moved_was = changed_b[(A, "table=0,priority=100,udp,in_port=2,tp_src=53,actions=output:1")]
     assert moved_was[1] == 3 and moved_now[1] == 0 and moved_now[0] < moved_was[0]
     untouched(start, moved_snap, lambda c, f: not in_range(c))
+    assert outside_lines(bridge) == outside
     assert ok(module("openflow_flows", args(bridge, moved)))["changed"] is False
 
     # replaced owns the range: a chain C flow added by hand in the range is removed, outside stays
@@ -186,7 +195,7 @@ def test_two_chains_in_one_task(bridge):
     end = snapshot(bridge)
     assert not [k for k in end if in_range(k[0])]
     untouched(start, end, lambda c, f: not in_range(c))
-    assert len(end) == len(start)
+    assert len(end) == len(start) and outside_lines(bridge) == outside
 
 
 def test_absent_listed_flows_by_cookie(bridge):
