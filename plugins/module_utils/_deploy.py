@@ -37,7 +37,8 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes):
     for inst, where in plan["instances"].items():
         by_chain.setdefault(where["chain"], {})[inst] = where
     out_hosts = {h: {"install": [], "remove": []} for h in hosts}
-    out_switches = {s: {"chains": {}, "absent": []} for s in switches}
+    out_switches = {s: {"cookie": "0x%016x" % CHAINS_COOKIE, "cookie_mask": "0x%016x" % CHAINS_MASK, "flows": [],
+                        "chains": {}, "absent": []} for s in switches}
     chains_out = {}
     steps = {(c["name"], s["name"]): (c, s) for c in valid if c["state"] == "present" for s in c["steps"]}
     for inst, where in sorted(plan["instances"].items()):
@@ -58,9 +59,10 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes):
             continue
         switch = switches[chain["switch"]]
         compiled = compile_chain(chain, by_chain.get(chain["name"], {}), switch.get("uplinks") or {}, blackboxes)
-        flows = [{"table": f["table"], "priority": f["priority"], "match": f["match"], "actions": f["actions"]}
-                 for f in compiled["flows"]]
-        out_switches[chain["switch"]]["chains"][chain["name"]] = {"cookie": "0x%016x" % chain["cookie"], "flows": flows}
+        flows = [{"cookie": "0x%016x" % chain["cookie"], "table": f["table"], "priority": f["priority"], "match": f["match"],
+                  "actions": f["actions"]} for f in compiled["flows"]]
+        out_switches[chain["switch"]]["chains"][chain["name"]] = {"cookie": "0x%016x" % chain["cookie"], "flow_count": len(flows)}
+        out_switches[chain["switch"]]["flows"].extend(flows)
         chains_out[chain["name"]] = {
             "state": "present", "switch": chain["switch"], "cookie": "0x%016x" % chain["cookie"],
             "from": chain["from"], "to": chain["to"], "match": match_text(chain["match"]), "flow_count": len(flows),
