@@ -6,6 +6,7 @@
 
     .venv/bin/python bench/probe_vs_iperf3.py [--reps 3] [--seconds 5] [--keep-lab]
 
+``--priority N`` runs the probe's two ends under SCHED_FIFO (default: normal scheduling).
 Run as root from the checkout. It brings up the probe's own lab (prefix ``fsp``, the one
 tests/integration/probe uses: do not run both at once), and takes it down at the end.
 
@@ -46,13 +47,18 @@ IPERF_PORT = 5301
 METER = 7
 
 
+PRIORITY = 0
+
+
 def probe(rate, seconds, size, flows):
     res = _probe.run_probe({"source_netns": lab.SOURCE_NS, "sink_netns": lab.SINK_NS, "src": lab.SOURCE_IP, "dst": lab.SINK_IP,
-                            "flows": flows, "rate": rate, "duration": seconds, "size": size})
+                            "flows": flows, "rate": rate, "duration": seconds, "size": size, "priority": PRIORITY})
     t, r = res["totals"], res["rate"]
     return {"tool": "probe", "sent": t["sent"], "received": t["received"], "lost": t["lost"], "loss_percent": t["loss_percent"],
             "achieved_pps": r["achieved_pps"], "max_send_gap_ms": r["max_send_gap_ms"], "max_lag_ms": r["max_lag_ms"],
-            "reordered": t["reordered"], "duplicated": t["duplicated"], "max_gap_ms": t["max_gap_ms"]}
+            "reordered": t["reordered"], "duplicated": t["duplicated"], "max_gap_ms": t["max_gap_ms"],
+            "scheduling": r["scheduling"], "socket_drops": res["receiver"]["socket_drops"],
+            "window_min_pps": (r.get("window_pps") or {}).get("min"), "window_max_pps": (r.get("window_pps") or {}).get("max")}
 
 
 def iperf3(rate, seconds, size):
@@ -147,7 +153,10 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--keep-lab", action="store_true", help="leave the fsp lab up at the end")
+    ap.add_argument("--priority", type=int, default=0, help="the probe's SCHED_FIFO priority (default 0: normal scheduling)")
     args = ap.parse_args()
+    global PRIORITY  # pylint: disable=global-statement
+    PRIORITY = args.priority
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root")
     inv = lab.write_inventory(tempfile.mkdtemp(prefix="fsp-bench-"))
@@ -173,8 +182,10 @@ def main():
             lab.lab_down(inv)
     summary = summarise(losses)
     print()
-    print(table(rates, ["asked_pps", "tool", "rep", "achieved_pps", "lost", "max_send_gap_ms", "max_lag_ms"],
-                ["asked pps", "tool", "run", "achieved pps", "lost", "longest pause ms", "behind ms"]))
+    print(table(rates, ["asked_pps", "tool", "rep", "achieved_pps", "window_min_pps", "window_max_pps", "lost", "max_send_gap_ms",
+                        "max_lag_ms"],
+                ["asked pps", "tool", "run", "achieved pps", "lowest 100 ms", "highest 100 ms", "lost", "longest pause ms",
+                 "behind ms"]))
     print()
     print(table(losses, ["path", "tool", "rep", "sent", "received", "lost", "loss_percent", "path_dropped"],
                 ["path", "tool", "run", "sent", "received", "lost", "loss %", "path dropped"]))
@@ -185,7 +196,8 @@ def main():
     out = TOP / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     path = out / ("probe_vs_iperf3-%s.json" % started)
-    path.write_text(json.dumps({"seconds": args.seconds, "reps": args.reps, "rates": rates, "losses": losses,
+    path.write_text(json.dumps({"seconds": args.seconds, "reps": args.reps, "priority": args.priority, "load_average": os.getloadavg(),
+                                "rates": rates, "losses": losses,
                                 "summary": summary}, indent=1) + "\n")
     print("\nwritten: %s" % path.relative_to(TOP))
 

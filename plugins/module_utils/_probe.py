@@ -49,6 +49,7 @@ MIN_SIZE = HEADER_SIZE
 MAX_SIZE = 8972
 SEQ_LIMIT = 1 << 26          # a sequence number beyond this is not ours (64 M packets per flow)
 SAMPLE_LIMIT = 4 << 20       # arrival times and latencies kept for exact totals (4 Mi arrivals)
+WINDOW_NS = 100000000        # the sender's rate is also reported per 100-ms window (lowest, highest)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 TIMESPEC = struct.Struct("@ll")
@@ -340,8 +341,8 @@ def merge(sender, receiver):
     }
     if sender:
         result["rate"] = {k: sender.get(k) for k in ("asked_pps", "achieved_pps", "duration_s", "interval_ms",
-                                                    "max_send_gap_ms", "max_lag_ms", "send_errors", "warmup_sent",
-                                                    "scheduling")}
+                                                    "max_send_gap_ms", "max_lag_ms", "window_pps", "rescheduled_ms",
+                                                    "send_errors", "warmup_sent", "scheduling")}
         asked, got = sender.get("asked_pps"), sender.get("achieved_pps")
         if asked and got is not None and abs(got - asked) > 0.02 * asked:
             notes.append("the sender achieved %.0f pps of the %.0f asked (%.1f%%)" % (got, asked, 100.0 * got / asked))
@@ -476,9 +477,11 @@ def format_table(result, max_rows=None):
     lines = []
     rate = result.get("rate") or {}
     if rate:
-        lines.append("rate: asked %s pps, achieved %s pps over %s s; longest pause between sends %s ms; behind schedule at most %s ms"
+        win = rate.get("window_pps") or {}
+        lines.append("rate: asked %s pps, achieved %s pps over %s s (100-ms windows: %s to %s pps); longest pause between sends "
+                     "%s ms; behind schedule at most %s ms"
                      % (_cell(rate.get("asked_pps")), _cell(rate.get("achieved_pps")), _cell(rate.get("duration_s")),
-                        _cell(rate.get("max_send_gap_ms")), _cell(rate.get("max_lag_ms"))))
+                        _cell(win.get("min")), _cell(win.get("max")), _cell(rate.get("max_send_gap_ms")), _cell(rate.get("max_lag_ms"))))
     t = result["totals"]
     lat = t.get("latency_ms") or {}
     lines.append("total: %d flows, sent %d, received %d, lost %d (%.4f%%), reordered %d, duplicated %d, longest gap %s ms"
@@ -594,10 +597,13 @@ def send(args, out=sys.stdout):  # pylint: disable=too-many-locals,too-many-bran
     burst = args.burst
     max_lag = 0
     max_send_gap = 0
+    total_ok = 0
+    rescheduled = 0.0
+    windows = []
     prev_tx = None
     first = last = None
     i = 0
-    start = mono()
+    start = origin = mono()
     while i < total:
         now = mono()
         due = int((now - start) / interval) + 1
@@ -609,7 +615,16 @@ def send(args, out=sys.stdout):  # pylint: disable=too-many-locals,too-many-bran
         lag = now - (start + i * interval)
         if lag > max_lag:
             max_lag = lag
+        if due - i > burst:
+            # the sender itself was held up: catching up at once would be a burst at line rate
+            # that the path never asked for (measured: 589 lost after a 52 ms pause at 10 kpps),
+            # so the schedule moves on by the time it cannot make up, and the run lasts longer
+            behind = (due - i - burst) * interval
+            start += behind
+            rescheduled += behind
+            due = i + burst
         end = min(due, i + burst)
+        done = total_ok
         while i < end:
             flow = i % n
             seq = sent[flow]
@@ -625,6 +640,7 @@ def send(args, out=sys.stdout):  # pylint: disable=too-many-locals,too-many-bran
                 errors[name] = errors.get(name, 0) + 1
                 continue
             sent[flow] = seq + 1
+            total_ok += 1
             if first_tx[flow] is None:
                 first_tx[flow] = tx
             last_tx[flow] = tx
@@ -634,17 +650,26 @@ def send(args, out=sys.stdout):  # pylint: disable=too-many-locals,too-many-bran
             if first is None:
                 first = tx
             last = tx
+        slot = int((now - origin) // WINDOW_NS)
+        while len(windows) <= slot:
+            windows.append(0)
+        windows[slot] += total_ok - done
+    finished = mono()
     for sock in socks.values():
         sock.close()
     count = sum(sent)
     span = (last - first) if count > 1 else 0
+    full = windows[:int((finished - origin) // WINDOW_NS)]
+    window_pps = ({"min": min(full) * 1e9 / WINDOW_NS, "max": max(full) * 1e9 / WINDOW_NS, "windows": len(full)}
+                  if full else {"min": None, "max": None, "windows": 0})
     report = {
         "role": "send", "version": VERSION, "run_id": run_id, "src": src, "dst": args.dst, "size": args.size,
         "asked_pps": args.rate, "sent": count, "scheduled": total,
         "achieved_pps": round((count - 1) * 1e9 / span, 1) if span else None,
         "duration_s": round(span / 1e9, 6), "interval_ms": round(n * 1000.0 / args.rate, 6),
         "first_tx_ns": first, "last_tx_ns": last,
-        "max_send_gap_ms": _ms(max_send_gap), "max_lag_ms": _ms(max_lag),
+        "max_send_gap_ms": _ms(max_send_gap), "max_lag_ms": _ms(max_lag), "window_pps": window_pps,
+        "rescheduled_ms": _ms(int(rescheduled)),
         "send_errors": errors, "warmup_sent": warmup, "dscp": args.dscp or [], "scheduling": policy,
         "flows": [{"flow": f["flow"], "src": src, "sport": f["sport"], "dport": f["dport"], "sent": sent[f["flow"]],
                    "first_tx_ns": first_tx[f["flow"]], "last_tx_ns": last_tx[f["flow"]]} for f in plan],
@@ -991,7 +1016,8 @@ def _send_args(parser):
     parser.add_argument("--dscp", type=_dscp_list, help="DSCP values the packets of each flow cycle through (e.g. 0,8)")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="do not send one uncounted packet per flow before the run")
-    parser.add_argument("--burst", type=int, default=32, help="most packets sent back to back to catch up, default 32")
+    parser.add_argument("--burst", type=int, default=32,
+                        help="most packets sent back to back to catch up after a pause of the sender's own, default 32")
 
 
 def build_parser():
@@ -1036,11 +1062,15 @@ def _run_command(args):
     limits = {"lost": args.max_lost, "reordered": args.max_reordered, "duplicated": args.max_duplicated,
               "max_gap_ms": args.max_gap_ms}
     result["exceeded"] = check_limits(result, limits)
-    if not args.json:
-        print(format_table(result))
-        for line in result["exceeded"]:
-            print("EXCEEDED: " + line)
-    print(json.dumps(result, indent=None if args.json else 1, sort_keys=True))
+    try:
+        if not args.json:
+            print(format_table(result))
+            for line in result["exceeded"]:
+                print("EXCEEDED: " + line)
+        print(json.dumps(result, indent=None if args.json else 1, sort_keys=True))
+        sys.stdout.flush()
+    except BrokenPipeError:  # a reader that stopped early (| head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1 if result["exceeded"] else 0
 
 

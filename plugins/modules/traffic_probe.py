@@ -344,8 +344,13 @@ probe:
           description: The sender's own longest pause between two packets (a gap this long in the figures may be the sender's).
           type: float
         max_lag_ms:
-          description: How far the sender fell behind its schedule at worst.
+          description: How far the sender fell behind its schedule at worst (it then catches up in bursts of at most 32 packets).
           type: float
+        window_pps:
+          description:
+            - The lowest and highest rate (C(min), C(max), pps) over the run's full 100-ms windows,
+              and how many windows (C(windows)) - how steadily the rate was held.
+          type: dict
         send_errors:
           description: Failed sends by errno name (not counted as sent).
           type: dict
@@ -384,7 +389,7 @@ probe:
          unique: 15000, lost: 0, loss_percent: 0.0, reordered: 0, max_reorder_extent: 0, duplicated: 0, max_gap_ms: 9.1,
          latency_ms: {min: 0.017, avg: 0.15, max: 8.8}}
     rate: {asked_pps: 10000.0, achieved_pps: 10000.0, duration_s: 3.0, interval_ms: 0.2, max_send_gap_ms: 0.67, max_lag_ms: 0.63,
-           send_errors: {}, warmup_sent: 2, scheduling: normal}
+           window_pps: {min: 10000.0, max: 10000.0, windows: 29}, send_errors: {}, warmup_sent: 2, scheduling: normal}
     receiver: {foreign: 0, other_runs: 0, warmup_received: 2, socket_drops: 0, timestamps: kernel, ports: [9000], stopped_by: stop}
     notes: []
 """

@@ -8,6 +8,8 @@ One test runs both ends for real over loopback (127.0.0.1, no namespaces)."""
 
 from __future__ import annotations
 
+import io
+import json
 import random
 
 import pytest
@@ -382,3 +384,34 @@ def test_both_ends_for_real_over_loopback():
     assert res["receiver"]["warmup_received"] == 4 and res["receiver"]["timestamps"] == "kernel"
     assert res["receiver"]["ports"] == [sport + 100 + i for i in range(4)]
     assert 1900 < res["rate"]["achieved_pps"] < 2100
+
+
+def test_sender_does_not_burst_to_catch_up_after_its_own_pause(monkeypatch):
+    """The schedule on a fake clock (1 us per reading): a 50 ms pause of the sender at 100 ms.
+    It catches up at most --burst packets at once and moves its schedule on by the rest."""
+    clock = {"ns": 0, "paused": False}
+
+    def mono():
+        clock["ns"] += 1000
+        if clock["ns"] > 100 * MS and not clock["paused"]:
+            clock["paused"] = True
+            clock["ns"] += 50 * MS
+        return clock["ns"]
+
+    def sleep(seconds):
+        clock["ns"] += max(0, int(seconds * 1e9))
+
+    monkeypatch.setattr(pr.time, "monotonic_ns", mono)
+    monkeypatch.setattr(pr.time, "sleep", sleep)
+    port = random.randint(20000, 30000)
+    args = pr.build_parser().parse_args(["send", "--dst", "127.0.0.1", "--src", "127.0.0.1", "--run-id", "1", "--flows", "2",
+                                         "--sport", str(port), "--dport", str(port + 500), "--rate", "1000",
+                                         "--count", "300", "--no-warmup", "--burst", "8"])
+    out = io.StringIO()
+    assert pr.send(args, out=out) == 0
+    rep = json.loads(out.getvalue())
+    assert rep["sent"] == 300 and [f["sent"] for f in rep["flows"]] == [150, 150]
+    assert 50 <= rep["max_lag_ms"] < 52
+    # 51 packets were due at once (50 ms late): 8 sent back to back, the schedule moved on by the other 43 ms
+    assert 42.5 < rep["rescheduled_ms"] < 44
+    assert rep["window_pps"]["windows"] == 3 and rep["window_pps"]["min"] < 700
