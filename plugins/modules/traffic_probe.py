@@ -129,9 +129,9 @@ options:
       - SCHED_FIFO priority (1-99) of the sender and the receiver; V(0) leaves them under
         normal scheduling. RV(probe.rate.scheduling) says which was used (without the right to
         use SCHED_FIFO the probe runs under normal scheduling).
-      - Measured on two busy cores - SCHED_FIFO shortens the sender's own pauses from 4-12 ms
-        to under 1 ms (a finer blackout figure), but at 20 kpps the probe then takes the CPU
-        from the switch's forwarding thread and causes loss itself. Use it where cores are to spare.
+      - Measured on two busy cores - SCHED_FIFO mostly shortens the sender's own pauses from
+        4-12 ms to under 1 ms (a finer blackout figure), but at 20 kpps the probe then takes the
+        CPU from the switch's forwarding thread and causes loss itself. Use it where cores are to spare.
     type: int
     default: 0
   timeout:
