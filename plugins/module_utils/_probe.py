@@ -243,6 +243,12 @@ def _pct(part, whole):
     return round(100.0 * part / whole, 4) if whole else 0.0
 
 
+RECEIVER_KEYS = ("ports", "timestamps", "foreign", "other_runs", "warmup_received", "socket_drops", "invalid", "stopped_by",
+                 "samples_dropped", "scheduling")
+RATE_KEYS = ("asked_pps", "achieved_pps", "duration_s", "interval_ms", "max_send_gap_ms", "max_lag_ms", "window_pps",
+             "rescheduled_ms", "send_errors", "warmup_sent", "scheduling")
+
+
 def merge(sender, receiver):
     """The probe's result from the sender's report and the receiver's report.
 
@@ -335,14 +341,10 @@ def merge(sender, receiver):
         "proto": "udp", "size": (sender or {}).get("size"), "flow_count": len(flows),
         "totals": totals,
         "flows": flows,
-        "receiver": {k: receiver.get(k) for k in ("ports", "timestamps", "foreign", "other_runs", "warmup_received",
-                                                 "socket_drops", "invalid", "stopped_by", "samples_dropped",
-                                                 "scheduling")},
+        "receiver": {k: receiver.get(k) for k in RECEIVER_KEYS},
     }
     if sender:
-        result["rate"] = {k: sender.get(k) for k in ("asked_pps", "achieved_pps", "duration_s", "interval_ms",
-                                                    "max_send_gap_ms", "max_lag_ms", "window_pps", "rescheduled_ms",
-                                                    "send_errors", "warmup_sent", "scheduling")}
+        result["rate"] = {k: sender.get(k) for k in RATE_KEYS}
         asked, got = sender.get("asked_pps"), sender.get("achieved_pps")
         if asked and got is not None and abs(got - asked) > 0.02 * asked:
             notes.append("the sender achieved %.0f pps of the %.0f asked (%.1f%%)" % (got, asked, 100.0 * got / asked))
@@ -450,8 +452,8 @@ def crossing_report(probe_result, instances_by_step, before=None, min_packets=1)
                 problems.append("step '%s': %s crossed no instance" % (step, _flow_name(f)))
             elif len(crossed) > 1:
                 entry["multiple"].append(f["flow"])
-                problems.append("step '%s': %s crossed %d instances (%s)" % (step, _flow_name(f), len(crossed),
-                                                                          ", ".join(sorted(crossed))))
+                names = ", ".join(sorted(crossed))
+                problems.append("step '%s': %s crossed %d instances (%s)" % (step, _flow_name(f), len(crossed), names))
             elif before is not None and sum(crossed.values()) < f.get("received", 0):
                 entry["short"].append(f["flow"])
                 problems.append("step '%s': %s: %d packets reached the sink, instance %s counted %d" % (
@@ -509,6 +511,11 @@ def format_table(result, max_rows=None):
 # The sender (I/O)
 # ---------------------------------------------------------------------------------------------
 
+def say(stream, text):
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def source_address_for(dst):
     """The address the kernel would send from towards ``dst`` (a connected UDP socket sends nothing)."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -559,7 +566,7 @@ def send(args, out=sys.stdout):  # pylint: disable=too-many-locals,too-many-bran
             sock.close()
             for other in socks.values():
                 other.close()
-            print("send: cannot bind %s:%s: %s" % (src, port, exc), file=sys.stderr)
+            say(sys.stderr, "send: cannot bind %s:%s: %s" % (src, port, exc))
             return 2
         socks[port] = sock
     sendto = [socks[f["sport"]].sendto for f in plan]
@@ -770,7 +777,7 @@ class Receiver:
         try:
             socks = self.open()
         except OSError as exc:
-            print("receive: cannot listen on %s: %s" % (self.args.dst, exc), file=sys.stderr)
+            say(sys.stderr, "receive: cannot listen on %s: %s" % (self.args.dst, exc))
             return 2
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
@@ -871,7 +878,7 @@ def defaults(cfg):
         raise ValueError("size must be %d-%d bytes of UDP payload, not %s" % (MIN_SIZE, MAX_SIZE, out["size"]))
     if out["count"] is not None and out["count"] < 1:
         raise ValueError("count must be at least 1")
-    if out["count"] is None and not float(out["duration"]) > 0:
+    if out["count"] is None and float(out["duration"]) <= 0:
         raise ValueError("duration must be more than 0 seconds")
     if not 0 <= int(out["priority"]) <= 99:
         raise ValueError("priority must be 0 (normal scheduling) or a SCHED_FIFO priority 1-99, not %s" % out["priority"])
@@ -929,8 +936,8 @@ def _wait_ready(proc, timeout):
         if proc.poll() is None:
             proc.kill()
         err = proc.communicate()[1]
-        raise ProbeError("the receiver did not start%s: %s" % ("" if ready else " within %s s" % timeout,
-                                                              (err or line or "").strip()[-2000:]))
+        why = (err or line or "").strip()[-2000:]
+        raise ProbeError("the receiver did not start%s: %s" % ("" if ready else " within %s s" % timeout, why))
     return json.loads(line)
 
 
@@ -1057,17 +1064,17 @@ def _run_command(args):
         preflight(defaults(dict(cfg)))
         result = run_probe(cfg)
     except (ProbeError, ValueError) as exc:
-        print("flowstream-probe: %s" % exc, file=sys.stderr)
+        say(sys.stderr, "flowstream-probe: %s" % exc)
         return 2
     limits = {"lost": args.max_lost, "reordered": args.max_reordered, "duplicated": args.max_duplicated,
               "max_gap_ms": args.max_gap_ms}
     result["exceeded"] = check_limits(result, limits)
     try:
         if not args.json:
-            print(format_table(result))
+            say(sys.stdout, format_table(result))
             for line in result["exceeded"]:
-                print("EXCEEDED: " + line)
-        print(json.dumps(result, sort_keys=True))
+                say(sys.stdout, "EXCEEDED: " + line)
+        say(sys.stdout, json.dumps(result, sort_keys=True))
         sys.stdout.flush()
     except BrokenPipeError:  # a reader that stopped early (| head): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -1078,7 +1085,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.role == "send":
         if not 0 < args.rate <= 1e6:
-            print("send: rate must be more than 0 and at most 1000000", file=sys.stderr)
+            say(sys.stderr, "send: rate must be more than 0 and at most 1000000")
             return 2
         return send(args)
     if args.role == "receive":
