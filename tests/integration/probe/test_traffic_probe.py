@@ -251,7 +251,7 @@ def test_two_paths_of_different_latency_reorder(lab):  # pylint: disable=redefin
     t = mixed["probe"]["totals"]
     # the path through the module host sometimes loses a little on this busy machine (measured: 0-140 of 10000)
     assert t["lost"] < 0.05 * t["sent"]
-    assert t["reordered"] > 0.1 * t["sent"], t  # measured: 30-50 %
+    assert t["reordered"] > 0.01 * t["sent"], t  # measured: 15-49 %, depending on how the sender batches
     assert all(f["reordered"] > 0 for f in mixed["probe"]["flows"])
     assert t["max_reorder_extent"] >= 1
     # the same flows unmarked take one path: no reordering
