@@ -20,7 +20,8 @@ import shutil
 
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import instance_dir
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
-from ansible_collections.flowstream.platform.plugins.module_utils._kind_process import ProcessKind, _write
+from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_atomic
+from ansible_collections.flowstream.platform.plugins.module_utils._kind_process import ProcessKind
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_@/]*$")
 MISSING = ("the click binary (Click modular router, userlevel driver) is not installed on this host: Click is "
@@ -109,13 +110,12 @@ class ClickKind(ProcessKind):
         self.validate(spec)
         text = config_for(spec)
         path = config_path(spec.id)
-        try:
-            with open(path, encoding="utf-8") as handle:
-                same = handle.read() == text
-        except OSError:
-            same = False
+        same = holds(path, text)
         if not same:
             if not os.path.isdir(instance_dir(spec.id)):
                 self.log.act("created %s" % instance_dir(spec.id), os.makedirs, instance_dir(spec.id), 0o755, True)
-            self.log.act("wrote the Click configuration %s" % path, _write, path, text, 0o644)
+            self.log.act("wrote the Click configuration %s" % path, write_atomic, path, text, 0o644)
+            if self.status(spec.id)["running"]:
+                # same argv, new configuration: the running click must start again to read it
+                self.log.act("stopped click of %s for its new configuration" % spec.id, self.stop, spec.id)
         super().ensure(spec, argv=self.argv(spec))

@@ -24,6 +24,7 @@ import time
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _packet_programs, _supervisor
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
+from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_atomic
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import (
     LOG_DIR, RUN_DIR, STATE_DIR, NamespaceLegs, instance_dir, netns_name)
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
@@ -121,13 +122,8 @@ class ProcessKind:
         for name, module in sorted(PROGRAMS.items()):
             source = inspect.getsource(module)
             path = os.path.join(BIN_DIR, name)
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    same = handle.read() == source
-            except OSError:
-                same = False
-            if not same:
-                self.log.act("installed %s" % path, _write, path, source, 0o755)
+            if not holds(path, source):
+                self.log.act("installed %s" % path, write_atomic, path, source, 0o755)
 
     def ensure(self, spec, argv=None):
         self.validate(spec)
@@ -187,14 +183,6 @@ class ProcessKind:
                 self.log.act("removed %s" % path, shutil.rmtree, path)
         if os.path.exists(log_file(instance)):
             self.log.act("removed %s" % log_file(instance), os.unlink, log_file(instance))
-
-
-def _write(path, text, mode):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def _tail(path, lines=5):

@@ -33,6 +33,7 @@ import uuid
 from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import (
     CommandError, run as _run, run_daemon as _run_daemon)
+from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_if_changed
 from ansible_collections.flowstream.platform.plugins.module_utils._iproute import (
     IPRoute, link_is_up, netns_path, stable_mac)
 from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import OVSDB, quote_value
@@ -169,22 +170,6 @@ def _exists(pid):
             return handle.read().split(") ")[-1][:1] != "Z"
     except OSError:
         return False
-
-
-def write_if_changed(path, content, mode=0o644):
-    """Write ``content`` to ``path`` unless it already holds exactly that. True if written."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            if handle.read() == content:
-                return False
-    except OSError:
-        pass
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-    return True
 
 
 def record_created_path(state_dir, path):
@@ -469,11 +454,7 @@ class LabHost(ActionLog):
     def _write(self, rel, content, label, mode=0o644):
         path = self.path(rel)
         if self.check_mode:
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    same = handle.read() == content
-            except OSError:
-                same = False
+            same = holds(path, content)
             if not same:
                 self.actions.append("would write %s" % label)
             return not same
