@@ -14,10 +14,18 @@ from ansible_runner import playbook  # noqa: E402  pylint: disable=wrong-import-
 
 
 @pytest.fixture(scope="session")
-def running_lab():
-    """The lab, up (repairing whatever an earlier run left); down again at the end."""
-    up = playbook("playbooks/lab-up.yml")
-    assert up.rc == 0 and not up.failures(), up.explain()
+def _lab_down_at_the_end():
+    """Whatever the suites did, the session leaves no lab running."""
     yield
     down = playbook("playbooks/lab-down.yml")
     assert down.rc == 0, down.explain()
+
+
+@pytest.fixture(scope="module")
+def running_lab(_lab_down_at_the_end):
+    """The lab, up for this test module: lab-up is idempotent and repairs what is missing, so a
+    module finds it up whatever an earlier module (or an earlier run) did, e.g. the lab
+    lifecycle test, which ends with lab-down."""
+    up = playbook("playbooks/lab-up.yml")
+    assert up.rc == 0 and not up.failures(), up.explain()
+    yield

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import TOP, adhoc, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_runner import TOP, adhoc  # noqa: E402  pylint: disable=wrong-import-position
+import private_lab  # noqa: E402  pylint: disable=wrong-import-position
 
 PREFIX = "fsp"
 STATE = "/var/lib/flowstream-lab-fsp"
@@ -33,41 +31,6 @@ COOKIE = "0xf5b0000000000001"
 PROBE = TOP / "plugins" / "module_utils" / "_probe.py"
 COMMAND = TOP / "scripts" / "flowstream-probe"
 
-PLATFORM = """\
-# The traffic probe's integration lab: one switch, two module hosts, no spare (prefix fsp).
-plugin: flowstream.platform.platform
-platform:
-  name: fsp
-  management_network: 198.18.32.0/24
-switches:
-  - name: sw1
-    bridge: fsp-sw
-    openflow_target: unix:/var/run/openvswitch/fsp-sw.mgmt
-    openflow_versions: [OpenFlow13, OpenFlow14, OpenFlow15]
-    uplinks: {source: fsp-up-src, sink: fsp-up-sink}
-module_host_defaults:
-  switch: sw1
-  host_bridge: fs-host
-  capacity: {cpu: 1, memory: 1024}
-  kinds: [process, kernel]
-  power: {driver: lab}
-module_hosts:
-  - {name: mh1, management_address: 198.18.32.11, trunk: fsp-mh1-tr}
-  - {name: mh2, management_address: 198.18.32.12, trunk: fsp-mh2-tr}
-spares: []
-blackboxes: []
-"""
-GROUP_VARS_ALL = """\
-ansible_python_interpreter: "{{ ansible_playbook_python }}"
-flowstream_lab_prefix: fsp
-flowstream_lab_state_dir: /var/lib/flowstream-lab-fsp
-flowstream_lab_management_address: 198.18.32.1/24
-flowstream_lab_endpoints:
-  - {name: source, switch: sw1, uplink: source, address: 198.18.33.1/24}
-  - {name: sink, switch: sw1, uplink: sink, address: 198.18.33.2/24}
-"""
-
-
 def sh(*argv, check=True, data=None, timeout=120):
     proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, input=data, check=False, timeout=timeout)
     if check and proc.returncode != 0:
@@ -76,27 +39,18 @@ def sh(*argv, check=True, data=None, timeout=120):
 
 
 def write_inventory(directory):
-    inv = Path(directory)
-    (inv / "group_vars").mkdir(parents=True, exist_ok=True)
-    (inv / "platform.flowstream.yml").write_text(PLATFORM)
-    (inv / "group_vars" / "all.yml").write_text(GROUP_VARS_ALL)
-    shutil.copy(TOP / "inventory" / "lab" / "group_vars" / "flowstream_module_hosts.yml", inv / "group_vars")
-    return inv
+    return private_lab.write_inventory(directory, PREFIX, 32, hosts=("mh1", "mh2"), kinds=("process", "kernel"))
 
 
 def lab_down(inv):
     sh("ovs-ofctl", "-O", "OpenFlow14", "del-flows", SWITCH, "cookie=%s/-1" % COOKIE, check=False)
-    down = playbook("playbooks/lab-down.yml", inventory=str(inv))
-    assert down.rc == 0, down.explain()
+    private_lab.lab_down(inv)
 
 
 def lab_up(inv):
     """Down first (whatever an earlier run left), then up; returns the seconds lab-up took."""
-    lab_down(inv)
-    t0 = time.monotonic()
-    up = playbook("playbooks/lab-up.yml", inventory=str(inv))
-    assert up.rc == 0 and not up.failures(), up.explain()
-    return time.monotonic() - t0
+    sh("ovs-ofctl", "-O", "OpenFlow14", "del-flows", SWITCH, "cookie=%s/-1" % COOKIE, check=False)
+    return private_lab.lab_up(inv)
 
 
 def on_host(inv, host, plugin, check=False, **args):

@@ -25,6 +25,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ansible_runner import TOP, playbook  # noqa: E402  pylint: disable=wrong-import-position
+import private_lab  # noqa: E402  pylint: disable=wrong-import-position
 
 PREFIX = "fsv"
 STATE = "/var/lib/flowstream-lab-fsv"
@@ -41,38 +42,6 @@ IMAGE = STATE + "/images/wire"
 INSTANCE = "w1"
 VLANS = {"left": 101, "right": 102}
 
-PLATFORM = """\
-# The vm kind's integration lab: one switch, one module host, no spare (prefix fsv).
-plugin: flowstream.platform.platform
-platform:
-  name: fsv
-  management_network: 198.18.64.0/24
-switches:
-  - name: sw1
-    bridge: fsv-sw
-    openflow_target: unix:/var/run/openvswitch/fsv-sw.mgmt
-    openflow_versions: [OpenFlow13, OpenFlow14, OpenFlow15]
-    uplinks: {source: fsv-up-src, sink: fsv-up-sink}
-module_host_defaults:
-  switch: sw1
-  host_bridge: fs-host
-  capacity: {cpu: 1, memory: 1024}
-  kinds: [vm, process, kernel, click]
-  power: {driver: lab}
-module_hosts:
-  - {name: mh1, management_address: 198.18.64.11, trunk: fsv-mh1-tr}
-spares: []
-blackboxes: []
-"""
-GROUP_VARS_ALL = """\
-ansible_python_interpreter: "{{ ansible_playbook_python }}"
-flowstream_lab_prefix: fsv
-flowstream_lab_state_dir: /var/lib/flowstream-lab-fsv
-flowstream_lab_management_address: 198.18.64.1/24
-flowstream_lab_endpoints:
-  - {name: source, switch: sw1, uplink: source, address: 198.18.65.1/24}
-  - {name: sink, switch: sw1, uplink: sink, address: 198.18.65.2/24}
-"""
 GUEST_IMAGE_PLAY = """\
 - name: The lab role's guest image task file, as up.yml includes it
   hosts: localhost
@@ -228,23 +197,15 @@ def counters_after(before, at_least, timeout=15.0):
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """The test's own lab: down first (whatever an earlier run left), up, and down at the end."""
-    inv = tmp_path_factory.mktemp("fsv-inventory")
-    (inv / "group_vars").mkdir()
-    (inv / "platform.flowstream.yml").write_text(PLATFORM)
-    (inv / "group_vars" / "all.yml").write_text(GROUP_VARS_ALL)
-    shutil.copy(TOP / "inventory" / "lab" / "group_vars" / "flowstream_module_hosts.yml", inv / "group_vars")
-    down = playbook("playbooks/lab-down.yml", inventory=str(inv))
-    assert down.rc == 0, down.explain()
-    t0 = time.monotonic()
-    up = playbook("playbooks/lab-up.yml", inventory=str(inv))
-    assert up.rc == 0 and not up.failures(), up.explain()
-    print("\nlab-up (fsv, one module host): %.1f s" % (time.monotonic() - t0))
+    inv = private_lab.write_inventory(tmp_path_factory.mktemp("fsv-inventory"), "fsv", 64, hosts=("mh1",),
+                                      kinds=("vm", "process", "kernel", "click"))
+    took = private_lab.lab_up(inv)
+    print("\nlab-up (fsv, one module host): %.1f s" % took)
     try:
         yield inv
     finally:
         sh("ovs-ofctl", "-O", "OpenFlow14", "del-flows", SWITCH, "cookie=%s/-1" % COOKIE, check=False)
-        down = playbook("playbooks/lab-down.yml", inventory=str(inv))
-        assert down.rc == 0, down.explain()
+        private_lab.lab_down(inv)
         assert not os.path.exists(STATE)
 
 
