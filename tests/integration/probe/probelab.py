@@ -31,6 +31,7 @@ COOKIE = "0xf5b0000000000001"
 PROBE = TOP / "plugins" / "module_utils" / "_probe.py"
 COMMAND = TOP / "scripts" / "flowstream-probe"
 
+
 def sh(*argv, check=True, data=None, timeout=120):
     proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, input=data, check=False, timeout=timeout)
     if check and proc.returncode != 0:
