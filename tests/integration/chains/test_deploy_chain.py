@@ -130,6 +130,9 @@ def test_absent_chain_removes_its_flows_and_instances_only(deployed, tmp_path):
         gone = set(before_hosts[host][1]) - set(after_hosts[host][1])
         assert all(p.startswith("fs-web") for p in gone), gone
         assert not any(p.startswith("fs-web") for p in after_hosts[host][1]), after_hosts[host]
-    # and back: the chain returns, the others are untouched
+    # and back: the chain returns (placed by the load of now, so maybe elsewhere), the others untouched
     ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true"))
-    assert snapshot()[0] == before_flows
+    back = switch_flows()
+    web = next(iter(cookies))
+    assert [f for f in back if web not in f] == [f for f in before_flows if web not in f]
+    assert len([f for f in back if web in f]) == len([f for f in before_flows if web in f])

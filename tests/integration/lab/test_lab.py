@@ -34,6 +34,11 @@ def sh(*argv, check=True):
     return subprocess.run(argv, capture_output=True, text=True, check=check).stdout
 
 
+def ours(path):
+    """A path inside this lab's state directory (not another lab's, e.g. flowstream-lab-fsv)."""
+    return path == STATE_DIR or path.startswith(STATE_DIR + "/") or ("=" + STATE_DIR + "/") in path
+
+
 def lab_objects():
     """Every object on this machine that carries the lab prefix."""
     found = []
@@ -42,7 +47,7 @@ def lab_objects():
               if link["ifname"].startswith(PREFIX)]
     found += ["ovs bridge " + b for b in sh("ovs-vsctl", "list-br").split() if b.startswith(PREFIX)]
     with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-        found += ["mount " + line.split()[4] for line in handle if STATE_DIR in line.split()[4]]
+        found += ["mount " + line.split()[4] for line in handle if ours(line.split()[4])]
     if os.path.exists(STATE_DIR):
         found.append("dir " + STATE_DIR)
     for entry in os.listdir("/proc"):
@@ -51,7 +56,7 @@ def lab_objects():
                 cmd = open("/proc/%s/cmdline" % entry, "rb").read().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            if STATE_DIR in cmd:
+            if any(ours(word) for word in cmd.split()):
                 found.append("process %s: %s" % (entry, cmd[:80]))
     return found
 
