@@ -184,6 +184,26 @@ def record_created_path(state_dir, path):
             handle.write(path + "\n")
 
 
+def created_by_other_labs(state_dir):
+    """Mount points that labs beside this one (state directories in the same parent) created."""
+    parent = os.path.dirname(os.path.abspath(state_dir))
+    paths = set()
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return paths
+    for entry in entries:
+        other = os.path.join(parent, entry)
+        if other == os.path.abspath(state_dir):
+            continue
+        try:
+            with open(os.path.join(other, CREATED_PATHS_FILE), encoding="utf-8") as handle:
+                paths.update(handle.read().split())
+        except OSError:
+            continue
+    return paths
+
+
 def ensure_private_mount(path):
     """Make ``path`` a bind mount of itself with private propagation, the precondition for
     keeping namespaces alive by bind-mounting them onto files below it (as ``ip netns``
@@ -578,10 +598,13 @@ class LabHost(ActionLog):
                      self._end_mount_ns_processes)
             self.act("unmounted the old namespaces of %s" % self.name, self._unmount_ns_files)
         for target in self._mount_targets():
+            if target in [t for _s, t in PRIVATE_FILES]:
+                continue
             if not os.path.exists(target):
-                if target in [t for _s, t in PRIVATE_FILES]:
-                    continue
                 self.act("created mount point %s" % target, self._make_mount_point, target)
+            elif not self.check_mode and target in created_by_other_labs(self.state_dir):
+                # another lab made it; whichever lab goes down last removes it
+                record_created_path(self.state_dir, target)
         self.act("created the mount and UTS namespaces of %s" % self.name, self._create_mount_ns)
         if not self.check_mode:
             write_if_changed(recorded, "%s\n" % ns_inode(netns_path(self.netns)))

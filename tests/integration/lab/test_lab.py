@@ -22,6 +22,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ansible_runner import TOP, adhoc, playbook  # noqa: E402
+import private_lab  # noqa: E402  pylint: disable=wrong-import-position
 
 PREFIX = "fsl-"
 STATE_DIR = "/var/lib/flowstream-lab"
@@ -190,3 +191,20 @@ def test_lab_lifecycle(lab):
     empty = playbook("playbooks/lab-down.yml")
     assert_ok(empty)
     assert empty.changed() == 0, empty.explain()
+
+
+def test_two_labs_side_by_side_leave_no_mount_point(lab, tmp_path):
+    """A second lab mounts over the directories the first created; whichever goes down last
+    removes them, and only then."""
+    points_before = existing_mount_points()
+    assert_ok(playbook("playbooks/lab-up.yml"))
+    other = private_lab.write_inventory(tmp_path / "fsw", "fsw", 96, hosts=("mh1",))
+    try:
+        private_lab.lab_up(other)
+        assert_ok(playbook("playbooks/lab-down.yml"))
+        # still mounted in the other lab's hosts: kept
+        assert set(existing_mount_points()) >= set(points_before) | {"/var/lib/flowstream", "/run/flowstream"}
+    finally:
+        private_lab.lab_down(other)
+    assert existing_mount_points() == points_before
+    assert lab_objects() == []
