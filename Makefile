@@ -29,10 +29,7 @@ test: setup
 unit:
 	$(PYTEST) -q tests/unit
 
-changelog-molecule:
-	$(BIN)/molecule test -s deploy_chain
-
-lint:
+changelog-lint:
 	$(BIN)/antsibull-changelog lint
 
 sanity:
@@ -41,7 +38,10 @@ sanity:
 integration:
 	$(PYTEST) -v -s tests/integration
 
+# reset first: molecule keeps a scenario's state (e.g. "prepared") under ~/.ansible/tmp, keyed by
+# the checkout's path; a run that was cut short would otherwise skip prepare (lab-up) next time
 molecule:
+	$(BIN)/molecule reset -s deploy_chain
 	$(BIN)/molecule test -s deploy_chain
 
 lint:
