@@ -6,7 +6,9 @@
 * the traffic probe at 10 kpps through `web`: lost, reordered;
 * the packet-rate capacity of `web` as a ratio of the direct path, side by side in the same run:
   the probe steps the same offered rates through both (the direct path: ports no chain takes),
-  and a path's capacity is the highest offered rate it carried with at most 0.1 % loss.
+  and a path's capacity is the highest offered rate it carried with at most 0.1 % loss;
+* the same sweep again with the module hosts' bridge flows removed (host-local chaining off:
+  every step is a round trip through the switch, the naive way), then deploy-chain restores them.
 
 Run from the checkout (lab up or not; it brings the lab up and leaves it with the chains):
     .venv/bin/python bench/deploy_chain.py [--rates 5000,10000,...] [--seconds 3]
@@ -53,9 +55,47 @@ def probe(rate, seconds, dport, flows=32):
     return result["probe"]["totals"], result["probe"]["rate"]["achieved_pps"]
 
 
+HOST_FLOWS_OFF = {"switch": "fs-host", "cookie": "0xf5c0000000000000", "cookie_mask": "0xffff000000000000", "state": "absent"}
+
+
+def host_flows_off():
+    """Remove every chain flow from the module hosts' bridges (deploy-chain puts them back)."""
+    proc = subprocess.run([os.path.join(BIN, "ansible"), "-i", os.path.join(TOP, "inventory/lab"), "flowstream_module_hosts", "-m",
+                           "flowstream.platform.openflow_flows", "-a", json.dumps(HOST_FLOWS_OFF)], cwd=TOP, env=ENV,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit("removing the host flows failed:\n%s" % (proc.stdout[-3000:] + proc.stderr[-2000:]))
+
+
+def sweep(rates, seconds):
+    """[(rate, direct pps, direct loss %, web pps, web loss %)], {"direct": capacity, "web": capacity}."""
+    rows = []
+    capacity = {"direct": 0, "web": 0}
+    for rate in rates:
+        row = [rate]
+        for name, dport in (("direct", 7000), ("web", 8000)):
+            totals, got = probe(rate, seconds, dport)
+            row += [got, totals["loss_percent"]]
+            if totals["loss_percent"] <= 0.1 and got >= 0.95 * rate:
+                capacity[name] = max(capacity[name], rate)
+        rows.append(row)
+    return rows, capacity
+
+
+def print_sweep(title, rows, capacity, seconds):
+    print("\n%s\noffered pps | direct: achieved, loss %% | web: achieved, loss %%   (%g s each, 32 flows, 64-byte payload)"
+          % (title, seconds))
+    for row in rows:
+        print("%11d | %10.0f %8.2f | %10.0f %8.2f" % tuple(row))
+    ratio = capacity["web"] / capacity["direct"] if capacity["direct"] else float("nan")
+    print("capacity (highest offered rate with <= 0.1 %% loss): direct %d pps, web %d pps, ratio %.0f %%"
+          % (capacity["direct"], capacity["web"], 100 * ratio))
+    return ratio
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--rates", default="5000,10000,15000,20000,30000,40000")
+    parser.add_argument("--rates", default="5000,10000,15000,20000,25000,30000,40000,50000,60000,80000")
     parser.add_argument("--seconds", type=float, default=3)
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
@@ -82,29 +122,22 @@ def main():
     time.sleep(8)  # the guest VM boots under TCG
     web10, achieved = probe(10000, 5, 8000)
 
-    rows = []
-    capacity = {"direct": 0, "web": 0}
-    for rate in rates:
-        row = [rate]
-        for name, dport in (("direct", 7000), ("web", 8000)):
-            totals, got = probe(rate, args.seconds, dport)
-            row += [got, totals["loss_percent"]]
-            if totals["loss_percent"] <= 0.1 and got >= 0.95 * rate:
-                capacity[name] = max(capacity[name], rate)
-        rows.append(row)
+    local_rows, local_cap = sweep(rates, args.seconds)
+    host_flows_off()
+    naive_rows, naive_cap = sweep(rates, args.seconds)
+    restored, restored_changed = playbook("deploy-chain.yml", "-e", "flowstream_skip_verify=true")
 
     print("deploy-chain on the lab (3 module hosts; chains web, inspect, guest), one run\n")
     print("%-44s %10s" % ("", "seconds"))
     print("%-44s %10.1f   changed=%d  (goal <= 90 s)" % ("first deploy (no chains before)", first, first_changed))
     print("%-44s %10.1f   changed=%d  (goal <= 20 s, changed=0)" % ("re-run", rerun, rerun_changed))
+    print("%-44s %10.1f   changed=%d  (puts the host flows back)" % ("re-run after the host flows were removed", restored, restored_changed))
     print("\nprobe through web at 10 kpps, 5 s: %.0f pps achieved, sent %d, lost %d, reordered %d, duplicated %d, longest gap %.1f ms"
           % (achieved, web10["sent"], web10["lost"], web10["reordered"], web10["duplicated"], web10["max_gap_ms"]))
-    print("\noffered pps | direct: achieved, loss %% | web: achieved, loss %%   (%g s each, 32 flows, 64-byte payload)" % args.seconds)
-    for row in rows:
-        print("%11d | %10.0f %8.2f | %10.0f %8.2f" % tuple(row))
-    ratio = capacity["web"] / capacity["direct"] if capacity["direct"] else float("nan")
-    print("\ncapacity (highest offered rate with <= 0.1 %% loss): direct %d pps, web %d pps, ratio %.0f %% (goal >= 60 %%)"
-          % (capacity["direct"], capacity["web"], 100 * ratio))
+    local = print_sweep("web with host-local chaining (as deployed)", local_rows, local_cap, args.seconds)
+    naive = print_sweep("web with the host flows removed (every step a round trip through the switch)", naive_rows, naive_cap, args.seconds)
+    print("\nweb/direct capacity: host-local %.0f %%, switch only %.0f %% (goal >= 60 %%); host-local / switch only: %.2fx"
+          % (100 * local, 100 * naive, (local_cap["web"] / naive_cap["web"]) if naive_cap["web"] else float("nan")))
 
 
 if __name__ == "__main__":

@@ -105,6 +105,11 @@ def instance_id(chain, step_index, n, tag=None):
     return "%s%s%s" % (chain_short(chain, tag), _b36(step_index), chr(97 + n) if n < 26 else "z" + _b36(n - 26))
 
 
+def leg_port(instance, leg):
+    """The host-bridge port of an instance's leg (``left``/``right``): ``fs-<id>-l``/``fs-<id>-r``."""
+    return "fs-%s-%s" % (instance, leg[0])
+
+
 def reverse_match(match):
     """The match of the reverse direction: source and destination fields swapped."""
     out = {}

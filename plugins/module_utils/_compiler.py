@@ -32,6 +32,20 @@ before the packets reach ``deep``. A match on what a filter instance writes (e.g
 sets when it flags a flow) therefore diverts the direction the filter flags; a match on header
 fields diverts both directions.
 
+Host-local chaining (DESIGN.md section 3; the paper: kernel elements are fastest "for traffic
+that needs to traverse several modules in the same host"). The switch flows above are complete:
+they take any packet through the chain. When the next target of a packet leaving an instance
+has an instance on the SAME module host, a flow on that host's bridge takes the packet straight
+from the leg it leaves on to the next instance's leg, so it does not cross the trunk and the
+switch in between. Those *host flows* make the same decisions as the switch flows would: the
+same split matches, and, for a parallel step, the same multipath hash over the same slots with
+the same slot owners, so a connection meets exactly the instances it would meet without them.
+What a host cannot finish locally (the exit, a black box, an instance on another host) goes to
+the bridge's NORMAL action, which sends it up the trunk tagged with the leg's VLAN as before,
+and the switch flows carry on from there. Host flows carry the chain's cookie too and match on
+the leg's port name (``fs-<id>-r``/``fs-<id>-l``), so they follow an instance whose port number
+changes when the flows are installed again.
+
 Pure and deterministic: same input, same bytes.
 """
 
@@ -40,7 +54,7 @@ from __future__ import annotations
 import ipaddress
 
 from ansible_collections.flowstream.platform.plugins.module_utils._chains import (
-    PROTO_WORDS, ChainError, match_text, reverse_match)
+    PROTO_WORDS, ChainError, leg_port, match_text, reverse_match)
 from ansible_collections.flowstream.platform.plugins.module_utils._flow_hash import symmetric_lb_flows
 
 CLASSIFY_TABLE = 0
@@ -56,7 +70,7 @@ class Target:
         self.kind = kind          # "exit", "step", "blackbox"
         self.port = port          # exit port or black box port to enter
         self.step = step          # the step's name
-        self.members = members or []   # [(instance id, trunk, vlan to push)]
+        self.members = members or []   # [(instance id, trunk, vlan to push, host)]
 
 
 def _tag_actions(arriving_tagged, vlan):
@@ -76,33 +90,50 @@ def _deliver(target, in_port, tagged, match, priority, chain):
     if target.kind == "exit" or target.kind == "blackbox":
         actions = ("pop_vlan," if tagged else "") + _out(target.port, in_port)
         return [{"table": CLASSIFY_TABLE, "priority": priority, "match": match, "actions": actions}]
-    if len(target.members) == 1:
-        inst, trunk, vlan = target.members[0]
-        actions = "%s,%s" % (_tag_actions(tagged, vlan), _out(trunk, in_port))
-        return [{"table": CLASSIFY_TABLE, "priority": priority, "match": match, "actions": actions}]
-    members = {inst: "%s,%s" % (_tag_actions(tagged, vlan), _out(trunk, in_port)) for inst, trunk, vlan in target.members}
-    # one slot -> instance assignment per step (the seed names the step, never the arrival), so
-    # every arrival, in both directions, sends a connection's slot to the same instance
+    members = {inst: "%s,%s" % (_tag_actions(tagged, vlan), _out(trunk, in_port)) for inst, trunk, vlan, _host in target.members}
+    return _to_members(members, match, priority, chain, target.step)
+
+
+def _to_members(members, match, priority, chain, step):
+    """Flows sending ``match`` to the one member, or over the members of a parallel step.
+
+    One slot -> instance assignment per step (the seed names the step, never the arrival or the
+    bridge), so every arrival, in both directions, on the switch and on every host bridge,
+    sends a connection's slot to the same instance."""
+    if len(members) == 1:
+        return [{"table": CLASSIFY_TABLE, "priority": priority, "match": match, "actions": next(iter(members.values()))}]
     return symmetric_lb_flows(members, match, CLASSIFY_TABLE, DISPATCH_TABLE, priority=priority, slots=SLOTS,
-                              seed="%s/%s" % (chain, target.step))
+                              seed="%s/%s" % (chain, step))
+
+
+def _deliver_on_host(target, host, leg, match, priority, chain):
+    """Host-bridge flows taking packets that leave an instance on ``host`` (``match`` names its
+    leg port) to ``target``: straight to the leg ``leg`` of a member on this host, or, for what
+    this host cannot finish, NORMAL (up the trunk with the leg's tag; the switch carries on)."""
+    if target.kind != "step":
+        return [{"table": CLASSIFY_TABLE, "priority": priority, "match": match, "actions": "NORMAL"}]
+    members = {inst: ("output:%s" % leg_port(inst, leg)) if on == host else "NORMAL" for inst, _trunk, _vlan, on in target.members}
+    return _to_members(members, match, priority, chain, target.step)
 
 
 def compile_chain(chain, placement, uplinks, blackboxes=None):
     """The flows of one chain.
 
     ``chain``: a chain as _chains.validate returns it (state present).
-    ``placement``: {instance id: {"step": name, "n": int, "trunk": switch port, "vlans": {"left", "right"}}}
-    for this chain's instances (the planner's result).
+    ``placement``: {instance id: {"step": name, "n": int, "host": module host, "trunk": switch port,
+    "vlans": {"left", "right"}}} for this chain's instances (the planner's result; without
+    ``host`` the trunk names the host).
     ``uplinks``: {uplink name: switch port} of the chain's switch.
     ``blackboxes``: {name: {"ports": {"left", "right"}}}.
-    Returns {"cookie", "flows": [flow dicts, sorted], "path": [...]}.
+    Returns {"cookie", "flows": [switch flow dicts, sorted], "hosts": {module host: [host-bridge
+    flow dicts, sorted]} (only hosts where consecutive steps meet), "path": [...]}.
     """
     name = chain["name"]
     blackboxes = blackboxes or {}
     steps = chain["steps"]
     members = {}
     for inst, where in sorted(placement.items()):
-        members.setdefault(where["step"], []).append((where["n"], inst, where["trunk"], where["vlans"]))
+        members.setdefault(where["step"], []).append((where["n"], inst, where["trunk"], where["vlans"], where.get("host", where["trunk"])))
     for step in steps:
         if step["kind"] == "blackbox":
             continue
@@ -124,7 +155,7 @@ def compile_chain(chain, placement, uplinks, blackboxes=None):
             return Target("blackbox", port=ports["left"] if direction == "fwd" else ports["right"], step=step["name"])
         leg = "left" if direction == "fwd" else "right"
         return Target("step", step=step["name"],
-                      members=[(inst, trunk, vlans[leg]) for _n, inst, trunk, vlans in sorted(members[step["name"]])])
+                      members=[(inst, trunk, vlans[leg], host) for _n, inst, trunk, vlans, host in sorted(members[step["name"]])])
 
     def main_next(index, direction):
         """The next step a packet visits after step ``index`` (None: the exit), not counting splits."""
@@ -140,7 +171,7 @@ def compile_chain(chain, placement, uplinks, blackboxes=None):
             ports = blackboxes[step["blackbox"]]["ports"]
             return [(ports["right"] if direction == "fwd" else ports["left"], "", False)]
         leg = "right" if direction == "fwd" else "left"
-        return [(trunk, "dl_vlan=%d" % vlans[leg], True) for _n, _inst, trunk, vlans in sorted(members[step["name"]])]
+        return [(trunk, "dl_vlan=%d" % vlans[leg], True) for _n, _inst, trunk, vlans, _host in sorted(members[step["name"]])]
 
     def splits_into(index, direction):
         """Split rules that apply to packets leaving step ``index``: [(split match text, target step)]."""
@@ -168,6 +199,25 @@ def compile_chain(chain, placement, uplinks, blackboxes=None):
             flows.extend(_deliver(target(deep, direction), arrival_port, tagged, both, priority + 1, name))
         flows.extend(_deliver(target(nxt, direction), arrival_port, tagged, match, priority, name))
 
+    host_flows = {}
+
+    def emit_on_host(step, direction, nxt, split_rules):
+        """Host flows for packets leaving each instance of ``step`` in ``direction``: only where
+        one of the places they may go next has an instance on the same host."""
+        if step["kind"] == "blackbox":
+            return
+        out_leg, in_leg = ("right", "left") if direction == "fwd" else ("left", "right")
+        base_match = fwd_match if direction == "fwd" else rev_match
+        rules = [(priority + 1, split_match, target(deep, direction)) for split_match, deep in split_rules]
+        rules.append((priority, "", target(nxt, direction)))
+        for _n, inst, _trunk, _vlans, host in sorted(members[step["name"]]):
+            if not any(on == host for _p, _m, tgt in rules for _i, _t, _v, on in tgt.members):
+                continue
+            match = "in_port=%s,%s" % (leg_port(inst, out_leg), base_match)
+            for prio, split_match, tgt in rules:
+                host_flows.setdefault(host, []).extend(
+                    _deliver_on_host(tgt, host, in_leg, _merge(match, split_match) if split_match else match, prio, name))
+
     # forward: from the uplink, then from each step
     first = next(s for s in steps if not s["only_split"])
     emit(in_port, "", False, fwd_match, first, [], "fwd", "fwd:entry")
@@ -176,6 +226,7 @@ def compile_chain(chain, placement, uplinks, blackboxes=None):
         rules = splits_into(step["index"], "fwd")
         for port, extra, tagged in arrivals(step, "fwd"):
             emit(port, extra, tagged, fwd_match, nxt, rules, "fwd", "fwd:%s:%s:%s" % (step["name"], port, extra))
+        emit_on_host(step, "fwd", nxt, rules)
     # reverse: from the exit uplink, then from each step back towards the source
     last = next(s for s in reversed(steps) if not s["only_split"])
     emit(out_port, "", False, rev_match, last, _reverse_entry_splits(steps, main_next), "rev", "rev:entry")
@@ -184,10 +235,15 @@ def compile_chain(chain, placement, uplinks, blackboxes=None):
         rules = splits_into(step["index"], "rev")
         for port, extra, tagged in arrivals(step, "rev"):
             emit(port, extra, tagged, rev_match, nxt, rules, "rev", "rev:%s:%s:%s" % (step["name"], port, extra))
-    for flow in flows:
+        emit_on_host(step, "rev", nxt, rules)
+    for flow in flows + [f for fl in host_flows.values() for f in fl]:
         flow["cookie"] = chain["cookie"]
-    flows.sort(key=lambda f: (f["table"], -f["priority"], f["match"], f["actions"]))
-    return {"cookie": chain["cookie"], "flows": flows, "path": path(chain, members)}
+    return {"cookie": chain["cookie"], "flows": _sorted(flows), "hosts": {h: _sorted(fl) for h, fl in sorted(host_flows.items())},
+            "path": path(chain, members)}
+
+
+def _sorted(flows):
+    return sorted(flows, key=lambda f: (f["table"], -f["priority"], f["match"], f["actions"]))
 
 
 def _reverse_entry_splits(steps, main_next):
@@ -220,7 +276,7 @@ def path(chain, members):
             out.append({"step": step["name"], "blackbox": step["blackbox"], "only_split": step["only_split"]})
         else:
             out.append({"step": step["name"], "kind": step["kind"], "type": step["type"], "only_split": step["only_split"],
-                        "split": step["split"], "instances": [inst for _n, inst, _t, _v in sorted(members[step["name"]])]})
+                        "split": step["split"], "instances": [inst for _n, inst, _t, _v, _h in sorted(members[step["name"]])]})
     return out
 
 

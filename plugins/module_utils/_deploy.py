@@ -25,8 +25,10 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes):
     """``hosts``: {name: {capacity, kinds, spare, in_service, trunk, switch, host_bridge, report}};
     ``switches``: {name: {uplinks, openflow_target, openflow_version, ssl}};
     ``blackboxes``: {name: {switch, ports}}.
-    Returns {"hosts": {h: {"install": [...], "remove": [...]}}, "switches": {s: {"chains": {...},
-    "absent": [...]}}, "instances": {...}, "chains": {...}, "why": [...]}."""
+    Returns {"hosts": {h: {"install": [...], "remove": [...], "cookie", "cookie_mask", "flows": [...]}},
+    "switches": {s: {"cookie", "cookie_mask", "flows", "chains": {...}, "absent": [...]}}, "instances": {...},
+    "chains": {...}, "why": [...]}. A host's ``flows`` are its bridge's share of host-local
+    chaining (consecutive steps on that host, see _compiler), under the same cookie range."""
     try:
         valid = validate(chains, catalogue, {s: {"uplinks": v.get("uplinks") or {}} for s, v in switches.items()}, blackboxes)
         check_overlaps(valid)
@@ -36,7 +38,8 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes):
     by_chain = {}
     for inst, where in plan["instances"].items():
         by_chain.setdefault(where["chain"], {})[inst] = where
-    out_hosts = {h: {"install": [], "remove": []} for h in hosts}
+    out_hosts = {h: {"install": [], "remove": [], "cookie": "0x%016x" % CHAINS_COOKIE, "cookie_mask": "0x%016x" % CHAINS_MASK,
+                     "flows": []} for h in hosts}
     out_switches = {s: {"cookie": "0x%016x" % CHAINS_COOKIE, "cookie_mask": "0x%016x" % CHAINS_MASK, "flows": [],
                         "chains": {}, "absent": []} for s in switches}
     chains_out = {}
@@ -59,19 +62,25 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes):
             continue
         switch = switches[chain["switch"]]
         compiled = compile_chain(chain, by_chain.get(chain["name"], {}), switch.get("uplinks") or {}, blackboxes)
-        flows = [{"cookie": "0x%016x" % chain["cookie"], "table": f["table"], "priority": f["priority"], "match": f["match"],
-                  "actions": f["actions"]} for f in compiled["flows"]]
+        flows = _flow_items(chain, compiled["flows"])
+        for host, host_flows in compiled["hosts"].items():
+            out_hosts[host]["flows"].extend(_flow_items(chain, host_flows))
         out_switches[chain["switch"]]["chains"][chain["name"]] = {"cookie": "0x%016x" % chain["cookie"], "flow_count": len(flows)}
         out_switches[chain["switch"]]["flows"].extend(flows)
         chains_out[chain["name"]] = {
             "state": "present", "switch": chain["switch"], "cookie": "0x%016x" % chain["cookie"],
             "from": chain["from"], "to": chain["to"], "match": match_text(chain["match"]), "flow_count": len(flows),
-            "path": compiled["path"],
+            "path": compiled["path"], "host_flow_count": {h: len(f) for h, f in compiled["hosts"].items()},
             "placement": {i: {"host": w["host"], "step": w["step"], "vlans": w["vlans"]} for i, w in sorted(by_chain.get(chain["name"], {}).items())},
         }
     return {"hosts": out_hosts, "switches": out_switches, "chains": chains_out,
             "instances": plan["instances"], "moves": plan.get("moves", []),
             "capacity": plan.get("hosts", {})}
+
+
+def _flow_items(chain, flows):
+    return [{"cookie": "0x%016x" % chain["cookie"], "table": f["table"], "priority": f["priority"], "match": f["match"],
+             "actions": f["actions"]} for f in flows]
 
 
 def platform_from_vars(hostvars, groups):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
+from ansible_collections.flowstream.platform.plugins.module_utils._chains import leg_port as port_name
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
 from ansible_collections.flowstream.platform.plugins.module_utils._iproute import IPRoute, link_is_up, stable_mac
@@ -32,10 +33,6 @@ EXT = "flowstream-"
 STATE_DIR = "/var/lib/flowstream"
 RUN_DIR = "/run/flowstream"
 LOG_DIR = "/var/log/flowstream"
-
-
-def port_name(instance, leg):
-    return "fs-%s-%s" % (instance, leg[0])
 
 
 def netns_name(instance):

@@ -14,8 +14,10 @@ every instance goes, what is removed, and why. Rules (docs/planner.md):
    numbers first: a step of 2 keeps instances 0 and 1) are removed.
 3. Every other instance is placed on a host that is in service, not a spare, runs its kind, is on
    the chain's switch and has room (declared CPU and memory left, and live memory available);
-   among those: fewest instances of the same step (spreads a parallel step), then the lowest
-   load (``load`` below), then the host name.
+   among those: fewest instances of the same step (spreads a parallel step), then the most
+   instances of the steps next to it in the chain (host-local chaining: consecutive steps on one
+   host are joined on its bridge and do not cross the switch in between), then the lowest load
+   (``load`` below), then the host name.
 4. The whole plan is made before anything is returned: when an instance fits nowhere,
    ``PlanError`` names the chain, the step and the shortfall, and no plan is returned.
 
@@ -75,11 +77,12 @@ def _number(value):
 class _Need(object):
     """One instance to place: its slot (chain, step, n) and what it reserves."""
 
-    __slots__ = ("iid", "chain", "switch", "step", "n", "cpu", "mem", "previous", "why_previous", "move")
+    __slots__ = ("iid", "chain", "switch", "step", "n", "cpu", "mem", "previous", "why_previous", "move", "near")
 
     def __init__(self, iid, chain, step, n):
         self.iid = iid
         self.chain = chain["name"]
+        self.near = tuple("%s/%s" % (chain["name"], name) for name in neighbours(chain["steps"]).get(step["name"], ()))
         self.switch = chain.get("switch")
         self.step = step
         self.n = n
@@ -101,6 +104,26 @@ class _Need(object):
         """Placement order: instances that must leave a host first, then largest first (so that
         small instances fill the gaps), then chain, step and instance number."""
         return (0 if self.move else 1, -self.cpu, -self.mem, self.chain, self.step["index"], self.n)
+
+
+def neighbours(steps):
+    """{step name: sorted names of the steps a packet goes to straight before or after it}: the
+    next step on the main path, a split's target, and the step after a split target."""
+    main = [s for s in steps if not s.get("only_split")]
+    pairs = set(zip([s["name"] for s in main], [s["name"] for s in main[1:]]))
+    for source in steps:
+        split = source.get("split")
+        if split:
+            pairs.add((source["name"], split["to"]))
+            deep = next((s for s in steps if s["name"] == split["to"]), None)
+            after = next((s for s in main if deep is not None and s["index"] > deep["index"]), None)
+            if after is not None:
+                pairs.add((split["to"], after["name"]))
+    out = {}
+    for a, b in pairs:
+        out.setdefault(a, set()).add(b)
+        out.setdefault(b, set()).add(a)
+    return {name: sorted(names) for name, names in out.items()}
 
 
 class _HostState(object):
@@ -286,8 +309,9 @@ def choose(states, need, allow_spares=False):
     """The host for ``need`` and the reason, or (None, {host: why it does not fit}).
 
     Candidates are the hosts where ``need`` fits now; the best has the fewest instances of the
-    same chain step, then the lowest ``load()``, then the first name. ``allow_spares`` is for a
-    failover plan; normal placement never uses spares.
+    same chain step, then the most instances of its neighbouring steps (host-local chaining),
+    then the lowest ``load()``, then the first name. ``allow_spares`` is for a failover plan;
+    normal placement never uses spares.
     """
     fits = []
     refused = {}
@@ -298,23 +322,24 @@ def choose(states, need, allow_spares=False):
         if why:
             refused[state.name] = why
         else:
-            fits.append((state.per_step.get(need.label, 0), state.load(), state.name, state))
+            near = sum(state.per_step.get(label, 0) for label in need.near)
+            fits.append((state.per_step.get(need.label, 0), -near, state.load(), state.name, state))
     if not fits:
         return None, refused
-    fits.sort(key=_first_three)
-    return fits[0][3], _reason(need, fits)
+    fits.sort(key=_ranks)
+    return fits[0][4], _reason(need, fits)
 
 
-def _first_three(candidate):
-    return candidate[:3]
+def _ranks(candidate):
+    return candidate[:4]
 
 
 def _reason(need, fits):
     """Why the first of ``fits`` (sorted candidates) won: the criterion that beat the runner-up."""
-    same, load, name, state = fits[0]
+    same, near, load, name, state = fits[0]
     if len(fits) == 1:
         return "%s: the only host where it fits (%s)" % (name, _load_text(state))
-    r_same, r_load, r_name = fits[1][:3]
+    r_same, r_near, r_load, r_name = fits[1][:4]
     parts = []
     if same < r_same:
         if same == 0:
@@ -326,7 +351,14 @@ def _reason(need, fits):
         if need.step["instances"] > 1:
             parts.append("no other instance of %s there" % need.label if same == 0 else
                          "%d other instance(s) of %s there, and no host where it fits has fewer" % (same, need.label))
-        tied = sum(1 for f in fits if f[0] == same)
+        if near < r_near:
+            parts.append("next to %d instance(s) of the steps before and after it (host-local chaining; %s has %d)"
+                         % (-near, r_name, -r_near))
+            parts.append(_load_text(state))
+            return "%s: %s" % (name, "; ".join(parts))
+        if near:
+            parts.append("next to %d instance(s) of the steps before and after it" % -near)
+        tied = sum(1 for f in fits if f[:2] == (same, near))
         if load < r_load:
             parts.append("least loaded of %d hosts (%s; next %s at %.2f)" % (tied, _load_text(state), r_name, r_load))
         else:

@@ -28,13 +28,24 @@ def switch_flows():
     return sorted(line.strip() for line in out.splitlines() if "cookie=" in line)
 
 
+def on_host(host, *argv):
+    enter = ["nsenter", "--mount=/var/lib/flowstream-lab/ns/%s.mnt" % host, "--net=/run/netns/fsl-%s" % host]
+    return subprocess.run(enter + list(argv), capture_output=True, text=True, check=True).stdout
+
+
+def host_flows(host, stats=False):
+    """The chain flows (cookie range 0xf5c0) on a module host's bridge."""
+    out = on_host(host, "ovs-ofctl", "-O", "OpenFlow14", "--no-names", "dump-flows", "fs-host", "cookie=0xf5c0000000000000/0xffff000000000000",
+                  *([] if stats else ["--no-stats"]))
+    return sorted(line.strip() for line in out.splitlines() if "cookie=" in line)
+
+
 def host_state():
     state = {}
     for host in HOSTS:
-        enter = ["nsenter", "--mount=/var/lib/flowstream-lab/ns/%s.mnt" % host, "--net=/run/netns/fsl-%s" % host]
-        ns = subprocess.run(enter + ["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
-        ports = subprocess.run(enter + ["ovs-vsctl", "list-ports", "fs-host"], capture_output=True, text=True, check=True).stdout.split()
-        state[host] = (sorted(n for n in ns if n.startswith("fs-")), sorted(ports))
+        ns = on_host(host, "ip", "netns", "list").split()
+        ports = on_host(host, "ovs-vsctl", "list-ports", "fs-host").split()
+        state[host] = (sorted(n for n in ns if n.startswith("fs-")), sorted(ports), host_flows(host))
     return state
 
 
@@ -73,6 +84,28 @@ def test_example_chains_deploy_verify_and_rerun_unchanged(deployed):
         assert cols[3] == cols[4] and cols[5] == "0" and cols[6] == "0", row  # sent == received, 0 lost, 0 reordered
     web = rows[1].split()
     assert len(web[-1].split("+")) == 2, "web's two parallel monitors should both carry probe flows: %s" % rows[1]
+
+
+def test_consecutive_steps_on_one_host_meet_on_its_bridge(deployed):
+    """Host-local chaining on the real lab: where the plan put consecutive steps of a chain on one
+    host, that host's bridge holds the chain's flows (its cookie), the probe's traffic (the
+    verify step, 0 lost) went through them, and hosts with no such pair hold no chain flow."""
+    run = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))
+    assert run.changed() == 0, run.explain()
+    plan = run.task_results("Plan")["localhost"]["plan"]
+    web = plan["chains"]["web"]
+    counts = {h: n for h, n in web["host_flow_count"].items() if n}
+    assert counts, "no two consecutive steps of web on one host: %s" % web["placement"]
+    wanted = {h: 0 for h in HOSTS}
+    for chain in plan["chains"].values():
+        for host, n in chain.get("host_flow_count", {}).items():
+            wanted[host] += n
+    for host in HOSTS:
+        flows = host_flows(host, stats=True)
+        assert len(flows) == wanted[host] == len(plan["hosts"][host]["flows"]), (host, flows)
+    for host in counts:
+        packets = sum(int(f.split("n_packets=")[1].split(",")[0]) for f in host_flows(host, stats=True) if web["cookie"] in f)
+        assert packets > 0, "the probe's traffic through web took no host flow on %s" % host
 
 
 def _unknown_type(chains):

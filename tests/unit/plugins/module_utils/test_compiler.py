@@ -19,12 +19,13 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.flowstream.platform.plugins.module_utils._chains import ChainError, instance_id, validate
+from ansible_collections.flowstream.platform.plugins.module_utils._chains import ChainError, instance_id, leg_port, validate
 from ansible_collections.flowstream.platform.plugins.module_utils._compiler import check_overlaps, compile_chain
 
 UPLINKS = {"source": "up-src", "sink": "up-sink"}
 SWITCHES = {"sw1": {"uplinks": UPLINKS}}
 TRUNKS = ["tr-mh1", "tr-mh2", "tr-mh3", "tr-mh4"]
+TRUNK_HOST = {t: t[3:] for t in TRUNKS}
 BOXES = {"bb1": {"switch": "sw1", "ports": {"left": "bb1-l", "right": "bb1-r"}},
          "bb2": {"switch": "sw1", "ports": {"left": "bb2-l", "right": "bb2-r"}}}
 SRC, DST = "198.18.1.1", "198.18.1.2"
@@ -99,6 +100,8 @@ def run_switch(flows, pkt):
                 outputs.append((action[len("output:"):], dict(pkt)))
             elif action == "in_port":
                 outputs.append((pkt["in_port"], dict(pkt)))
+            elif action == "NORMAL":
+                outputs.append(("NORMAL", dict(pkt)))
             elif action.startswith("multipath("):
                 args = action[len("multipath("):-1].split(",")
                 assert args[0].startswith("symmetric"), action
@@ -112,31 +115,57 @@ def run_switch(flows, pkt):
         table = goto
 
 
-def traverse(flows, wires, pkt, max_hops=64):
-    """Send ``pkt`` through switch and instances until it leaves on an uplink.
-    ``wires``: {(port, vlan or None): (name, returns on (port, vlan))}. Returns (exit port, [visited])."""
-    visited = []
+def traverse(compiled, wires, pkt, hosts=True, max_hops=64):
+    """Send ``pkt`` through the switch, the module hosts' bridges and the instances until it
+    leaves on an uplink. ``wires`` (from ``place``): black boxes and instances. A host bridge runs
+    the compiled host flows of its host (``hosts=False``: none, the switch does everything) and
+    NORMAL when none matches: trunk + VLAN -> the access port with that tag; an access port ->
+    the trunk tagged with its VLAN. Returns (exit port, [visited], switch passes)."""
+    host_flows = compiled.get("hosts", {}) if hosts else {}
+    visited, passes = [], 0
     for _hop in range(max_hops):
-        outs = run_switch(flows, pkt)
+        passes += 1
+        outs = run_switch(compiled["flows"], pkt)
         assert len(outs) == 1, "expected exactly one output, got %s (visited %s)" % (outs, visited)
         port, pkt = outs[0]
         if port in UPLINKS.values():
             assert pkt["vlan"] is None, "a packet leaves the platform tagged"
-            return port, visited
-        key = (port, pkt["vlan"])
-        assert key in wires, "output to %s with VLAN %s reaches nothing" % key
-        name, (back_port, back_vlan) = wires[key]
-        visited.append(name)
-        pkt = dict(pkt, in_port=back_port, vlan=back_vlan)
+            return port, visited, passes
+        if port not in TRUNK_HOST:  # a black box
+            assert pkt["vlan"] is None and (port, None) in wires, "output to %s with VLAN %s reaches nothing" % (port, pkt["vlan"])
+            name, (back_port, _none) = wires[(port, None)]
+            visited.append(name)
+            pkt = dict(pkt, in_port=back_port)
+            continue
+        host = TRUNK_HOST[port]
+        leg = wires["access"].get((host, pkt["vlan"]))
+        assert leg, "output to %s with VLAN %s reaches nothing" % (port, pkt["vlan"])
+        pkt = dict(pkt, vlan=None)
+        while True:  # on the host: through the instance, then the host bridge
+            name, out_leg = wires["legs"][(host, leg)]
+            visited.append(name)
+            pkt = dict(pkt, in_port=out_leg)
+            outs = run_switch(host_flows.get(host, []), pkt) or [("NORMAL", pkt)]
+            assert len(outs) == 1, "host %s: expected exactly one output, got %s" % (host, outs)
+            leg, pkt = outs[0]
+            if leg == "NORMAL":
+                pkt = dict(pkt, in_port=port, vlan=wires["vlan_of"][(host, out_leg)])
+                break
+            assert pkt["vlan"] is None and (host, leg) in wires["legs"], "host %s: output to %s reaches nothing" % (host, leg)
     raise AssertionError("a loop: more than %d hops (%s)" % (max_hops, visited))
 
 
 # ------------------------------------------------------------------------------------------
 # building chains and placements
 # ------------------------------------------------------------------------------------------
-def place(chain, seed):
-    """A placement: instances spread over the trunks, VLANs unique per trunk."""
-    placement, wires, next_vlan = {}, {}, {t: 100 for t in TRUNKS}
+def place(chain, seed, spread=None):
+    """A placement: instance n of step i on trunk (seed + i + n) mod ``spread`` (all hosts by
+    default; 1 puts everything on one host), VLANs unique per host. Also the wires: black boxes
+    by switch port; per host, access VLAN -> leg port, leg port -> (instance, other leg), leg
+    port -> VLAN."""
+    spread = spread or len(TRUNKS)
+    placement, next_vlan = {}, {t: 100 for t in TRUNKS}
+    wires = {"access": {}, "legs": {}, "vlan_of": {}}
     for step in chain["steps"]:
         if step["kind"] == "blackbox":
             ports = BOXES[step["blackbox"]]["ports"]
@@ -144,13 +173,17 @@ def place(chain, seed):
             wires[(ports["right"], None)] = ("%s" % step["name"], (ports["left"], None))
             continue
         for n in range(step["instances"]):
-            trunk = TRUNKS[(seed + step["index"] + n) % len(TRUNKS)]
+            trunk = TRUNKS[(seed + step["index"] + n) % spread]
+            host = TRUNK_HOST[trunk]
             left, right = next_vlan[trunk], next_vlan[trunk] + 1
             next_vlan[trunk] += 2
             inst = instance_id(chain["name"], step["index"], n)
-            placement[inst] = {"step": step["name"], "n": n, "trunk": trunk, "vlans": {"left": left, "right": right}}
-            wires[(trunk, left)] = ("%s/%s" % (step["name"], inst), (trunk, right))
-            wires[(trunk, right)] = ("%s/%s" % (step["name"], inst), (trunk, left))
+            placement[inst] = {"step": step["name"], "n": n, "host": host, "trunk": trunk, "vlans": {"left": left, "right": right}}
+            name = "%s/%s" % (step["name"], inst)
+            lport, rport = leg_port(inst, "left"), leg_port(inst, "right")
+            wires["access"].update({(host, left): lport, (host, right): rport})
+            wires["legs"].update({(host, lport): (name, rport), (host, rport): (name, lport)})
+            wires["vlan_of"].update({(host, lport): left, (host, rport): right})
     return placement, wires
 
 
@@ -201,22 +234,71 @@ def expected_steps(chain, split):
 # properties
 # ------------------------------------------------------------------------------------------
 @settings(max_examples=150, deadline=None)
-@given(chain=chains(), seed=st.integers(0, 3),
+@given(chain=chains(), seed=st.integers(0, 3), spread=st.integers(1, 4),
        ports=st.lists(st.tuples(st.integers(1024, 65535), st.integers(1, 65535)), min_size=1, max_size=12))
-def test_every_packet_visits_every_step_once_in_order_and_both_directions_meet(chain, seed, ports):
-    placement, wires = place(chain, seed)
+def test_every_packet_visits_every_step_once_in_order_and_both_directions_meet(chain, seed, spread, ports):
+    placement, wires = place(chain, seed, spread)
     compiled = compile_chain(chain, placement, UPLINKS, BOXES)
-    flows = compiled["flows"]
     for sport, dport in ports:
         split = dport == 23 and any(s["split"] for s in chain["steps"])
-        out, fwd = traverse(flows, wires, packet(sport, dport))
+        out, fwd, _passes = traverse(compiled, wires, packet(sport, dport))
         assert out == UPLINKS["sink"]
         assert [v.split("/")[0] for v in fwd] == expected_steps(chain, split), (fwd, chain["steps"])
-        out, rev = traverse(flows, wires, packet(sport, dport, forward=False))
+        out, rev, _passes = traverse(compiled, wires, packet(sport, dport, forward=False))
         assert out == UPLINKS["source"]
         # the reverse direction: the same instances, in reverse order (a split by header fields
         # diverts both directions)
         assert rev == list(reversed(fwd)), (fwd, rev)
+
+
+@settings(max_examples=150, deadline=None)
+@given(chain=chains(), seed=st.integers(0, 3), spread=st.integers(1, 4),
+       ports=st.lists(st.tuples(st.integers(1024, 65535), st.integers(1, 65535)), min_size=1, max_size=12))
+def test_host_flows_change_no_decision_only_the_switch_passes(chain, seed, spread, ports):
+    """Host-local chaining: with the host flows a packet meets exactly the instances it meets
+    when the switch does everything, and crosses the switch no more often - once per stay on a
+    host plus once to leave (and once per black box)."""
+    placement, wires = place(chain, seed, spread)
+    compiled = compile_chain(chain, placement, UPLINKS, BOXES)
+    for sport, dport in ports:
+        for forward in (True, False):
+            out, via_hosts, passes = traverse(compiled, wires, packet(sport, dport, forward=forward))
+            out_switch, via_switch, switch_passes = traverse(compiled, wires, packet(sport, dport, forward=forward), hosts=False)
+            assert (out, via_hosts) == (out_switch, via_switch)
+            assert switch_passes == len(via_switch) + 1
+            hosts_in_a_row = [placement[v.split("/")[1]]["host"] if "/" in v else v for v in via_hosts]
+            stays = sum(1 for i, h in enumerate(hosts_in_a_row) if i == 0 or h != hosts_in_a_row[i - 1])
+            assert passes == stays + 1, (via_hosts, hosts_in_a_row, passes)
+
+
+def test_a_chain_on_one_host_crosses_the_switch_twice():
+    chain = validate([base_chain("web", {"udp": True, "nw_src": SRC, "nw_dst": DST}, [
+        {"name": "fw", "type": "firewall", "kind": "kernel"},
+        {"name": "mon", "type": "monitor", "kind": "kernel", "instances": 2},
+        {"name": "shape", "type": "shaper", "kind": "kernel", "params": {"rate": "10mbit"}}])], switches=SWITCHES)[0]
+    placement, wires = place(chain, 0, spread=1)
+    compiled = compile_chain(chain, placement, UPLINKS)
+    assert list(compiled["hosts"]) == ["mh1"]
+    for flow in compiled["hosts"]["mh1"]:
+        assert flow["cookie"] == chain["cookie"]
+        assert flow["match"].startswith("in_port=fs-web") or flow["table"] == 1
+    for sport in range(30000, 30032):
+        for forward in (True, False):
+            _out, visited, passes = traverse(compiled, wires, packet(sport, 8000, forward=forward))
+            assert passes == 2 and len(visited) == 3
+    # spread over two hosts the other monitor's connections leave the host and come back
+    placement, wires = place(chain, 0, spread=2)
+    compiled = compile_chain(chain, placement, UPLINKS)
+    seen = {traverse(compiled, wires, packet(sport, 8000))[2] for sport in range(30000, 30064)}
+    assert seen == {2, 4} or seen == {3}, seen
+
+
+def test_no_host_flows_when_no_two_consecutive_steps_share_a_host():
+    chain = validate([base_chain("web", {"udp": True}, [
+        {"name": "a", "type": "wire", "kind": "kernel"}, {"name": "b", "type": "wire", "kind": "kernel"}])], switches=SWITCHES)[0]
+    placement, _wires = place(chain, 0)
+    assert {w["host"] for w in placement.values()} == {"mh1", "mh2"}
+    assert compile_chain(chain, placement, UPLINKS)["hosts"] == {}
 
 
 @settings(max_examples=60, deadline=None)
@@ -239,14 +321,14 @@ def test_parallel_step_is_stable_when_an_instance_goes():
     chain = validate([base_chain("web", {"udp": True}, [{"name": "mon", "type": "monitor", "kind": "process", "instances": 4}])],
                      switches=SWITCHES)[0]
     placement, wires = place(chain, 0)
-    before = {p: traverse(compile_chain(chain, placement, UPLINKS)["flows"], wires, packet(p, 80))[1][0] for p in range(2000, 2400)}
+    before = {p: traverse(compile_chain(chain, placement, UPLINKS), wires, packet(p, 80))[1][0] for p in range(2000, 2400)}
     gone = instance_id("web", 0, 2)
     smaller = dict(chain, steps=[dict(chain["steps"][0], instances=3)])
     rest = {k: v for k, v in placement.items() if k != gone}
     # the planner keeps instance 3 as it is: the compiler takes instances as placed
     for inst in rest.values():
         inst["n"] = sorted(rest).index([k for k, v in rest.items() if v is inst][0])
-    after = {p: traverse(compile_chain(smaller, rest, UPLINKS)["flows"], wires, packet(p, 80))[1][0] for p in range(2000, 2400)}
+    after = {p: traverse(compile_chain(smaller, rest, UPLINKS), wires, packet(p, 80))[1][0] for p in range(2000, 2400)}
     moved = [p for p in before if before[p] != after[p]]
     assert all(before[p].endswith(gone) for p in moved), "connections of remaining instances moved"
     assert 50 < len(moved) < 150  # about a quarter of 400 were on the removed instance

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _chains
+from ansible_collections.flowstream.platform.plugins.module_utils import _planner
 from ansible_collections.flowstream.platform.plugins.module_utils._planner import PlanError, plan
 
 SWITCHES = {"sw1": {"uplinks": {"source": "p1", "sink": "p2"}}, "sw2": {"uplinks": {"source": "p3", "sink": "p4"}}}
@@ -446,7 +447,8 @@ def test_reasons_say_why():
     assert reasons[mon[0]] == ("mh2: no other instance of web/mon there; least loaded of 3 hosts (load 0.10 = 0.00 reserved + 0.10 CPU busy; "
                                "next mh3 at 0.20); left after: 1.90 CPU, 2016 MiB")
     assert reasons[mon[2]] == "mh1: no other instance of web/mon there (mh2 has 1); load 0.30 = 0.00 reserved + 0.30 CPU busy; left after: 1.90 CPU, 2016 MiB"
-    assert reasons[fw] == "mh2: least loaded of 2 hosts (load 0.15 = 0.05 reserved + 0.10 CPU busy; next mh1 at 0.35); left after: 1.80 CPU, 2000 MiB"
+    assert reasons[fw] == ("mh2: next to 1 instance(s) of the steps before and after it; least loaded of 2 hosts (load 0.15 = 0.05 reserved "
+                           "+ 0.10 CPU busy; next mh1 at 0.35); left after: 1.80 CPU, 2000 MiB")
     solo = plan(chains(chain("web", step("fw", "firewall", "kernel"))), {"mh1": host(kinds=["process"]), "mh2": host()})
     assert solo["instances"][fw]["reason"] == "mh2: the only host where it fits (load 0.00 = 0.00 reserved + 0.00 CPU busy); left after: 1.90 CPU, 2032 MiB"
     tie = plan(chains(chain("web", step("fw", "firewall", "kernel"))), {"mh2": host(), "mh1": host()})
@@ -615,3 +617,33 @@ def test_property_a_host_leaving_service_moves_exactly_its_instances(hosts, requ
     leaving = sorted(iid for iid, h in by_host(first).items() if h == gone)
     assert result["moves"] == leaving and sorted(result["remove"]) == leaving
     assert all(result["instances"][iid]["host"] == h for iid, h in by_host(first).items() if h != gone)
+
+
+def test_consecutive_steps_go_together_and_a_parallel_step_still_spreads():
+    """Host-local chaining: a step goes where the steps before and after it are, as long as it
+    fits; the instances of a parallel step still go to different hosts first."""
+    hosts = {"mh1": host(trunk="t1", util=0.2), "mh2": host(trunk="t2"), "mh3": host(trunk="t3", util=0.1)}
+    web = chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "kernel", 2), step("shape", "wire", "kernel"))
+    result = plan(chains(web), hosts)
+    where = {iid: e["host"] for iid, e in result["instances"].items()}
+    (fw,), mon, (shape,) = ids("web", 0, 1), ids("web", 1, 2), ids("web", 2, 1)
+    # the monitors (the largest) first: spread over the two least loaded hosts
+    assert (where[mon[0]], where[mon[1]]) == ("mh2", "mh3")
+    # then the firewall and the shaper next to a monitor (never on mh1), not by load alone
+    assert where[fw] == "mh2" and where[shape] == "mh2"
+    assert "next to 1 instance(s) of the steps before and after it" in result["instances"][fw]["reason"]
+    # the shaper: both hosts have one monitor; mh2 is the less loaded (mh3 is 10 % busy)
+    assert "least loaded of 2 hosts" in result["instances"][shape]["reason"]
+    # affinity never beats capacity: a full host is passed over
+    tight = {"mh1": host(trunk="t1", util=0.2), "mh2": host(cpu=0.12, trunk="t2"), "mh3": host(trunk="t3", util=0.1)}
+    result = plan(chains(web), tight)
+    where = {iid: e["host"] for iid, e in result["instances"].items()}
+    assert (where[mon[0]], where[mon[1]], where[fw], where[shape]) == ("mh2", "mh3", "mh3", "mh3")
+
+
+def test_a_split_target_goes_next_to_its_filter():
+    inspect = chain("inspect", step("filter", "inspect", "process", params={"patterns": ["X"]}, split={"to": "deep", "match": {"tcp": True, "ip_dscp": 8}}),
+                    step("deep", "inspect", "process", params={"patterns": ["Y"]}, only_split=True), step("out", "wire", "process"))
+    result = plan(chains(inspect), {"mh1": host(trunk="t1", util=0.3), "mh2": host(trunk="t2"), "mh3": host(trunk="t3", util=0.6)})
+    assert {e["host"] for e in result["instances"].values()} == {"mh2"}
+    assert _planner.neighbours(chains(inspect)[0]["steps"]) == {"filter": ["deep", "out"], "deep": ["filter", "out"], "out": ["deep", "filter"]}
