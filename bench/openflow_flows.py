@@ -15,8 +15,9 @@ at the end):
   itself spends on templating, validating and shipping the list (no OpenFlow work at all).
 - ``raw bundle``: ``ovs-ofctl -O OpenFlow14 --bundle add-flows`` of the same flows, empty table.
 - ``module from empty``, ``module no-op re-run``, ``module 1 % changed``: ``ansible-playbook`` with
-  one openflow_flows task (state=replaced, flows from ``lookup('file').splitlines()``), wall clock
-  of the whole ansible-playbook process; in brackets the module's own ``timings.total``.
+  one openflow_flows task (state=replaced), wall clock of the whole ansible-playbook process, and
+  the module's own ``timings.total``; three ways to hand over the flows: ``flows_file`` (a file on
+  the node, read by the module), ``flows_text`` (``lookup('file')``, one string), ``flows`` (a list).
 - ``per-flow add-flow loop`` (1k only): one ``ovs-ofctl add-flow`` process per flow.
 - ``ansible loop: add-flow`` (1k, extrapolated from --loop-sample flows): an Ansible ``loop:`` of
   ``ansible.builtin.command: ovs-ofctl add-flow``, as a playbook without this module would do it.
@@ -113,6 +114,8 @@ class Ansible:
 def module_task(flows_file, form):
     if form == "text":
         flows = {"flows_text": "{{ lookup('ansible.builtin.file', '%s') }}" % flows_file}
+    elif form == "file":
+        flows = {"flows_file": str(flows_file)}  # read by the module on the node: Ansible moves no flows
     else:
         flows = {"flows": "{{ lookup('ansible.builtin.file', '%s').splitlines() }}" % flows_file}
     task = {"switch": BRIDGE, "cookie": COOKIE, "state": "replaced", "report_limit": 0}
@@ -170,7 +173,7 @@ def run(sizes, loop_sample):
             put("raw ovs-ofctl --bundle add-flows", n, t)
             clear()
 
-            for form, tag in (("text", "flows_text"), ("list", "flows list")):
+            for form, tag in (("file", "flows_file"), ("text", "flows_text"), ("list", "flows list")):
                 clear()
                 t, r = ans.playbook([module_task(f_file, form)])
                 assert r[0]["changed"] and r[0]["counts"]["flows_added"] == n and count() == n, r[0]["counts"]
@@ -232,7 +235,7 @@ def report(res):
         carry = get("ansible moves N flows as a list (no-op module)", n)
         limit = 1.5 * raw + fixed
         lines.append("N=%s: goal for 'from empty' = 1.5 x raw + fixed cost = %.2f s" % (names.get(n, n), limit))
-        for tag in ("flows_text", "flows list"):
+        for tag in ("flows_file", "flows_text", "flows list"):
             mod = get("openflow_flows from empty [%s]" % tag, n)
             own = get("  module's own time [%s] " % tag, n)
             noop = get("openflow_flows no-op re-run [%s]" % tag, n)

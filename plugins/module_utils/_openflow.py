@@ -314,11 +314,11 @@ def flow_item_cookie(item, index, need_actions=True, label=None):
     return flow_item_text(item, index, need_actions, label), None
 
 
-def flows_text_lines(text):
+def flows_text_lines(text, source="flows_text"):
     """``flows_text`` read like an ovs-ofctl flow file: returns [(line number, flow text)].
 
     ``#`` starts a comment and blank lines are skipped, as ovs-ofctl does; a line may not end in a
-    backslash (continuation lines are not supported).
+    backslash (continuation lines are not supported). ``source`` names the text in messages.
     """
     out = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -328,8 +328,8 @@ def flows_text_lines(text):
         if not line:
             continue
         if line.endswith("\\"):
-            raise OpenFlowError("flows_text line %d ends in a backslash; continuation lines are not supported, "
-                                "put each flow on one line" % number)
+            raise OpenFlowError("%s line %d ends in a backslash; continuation lines are not supported, "
+                                "put each flow on one line" % (source, number))
         out.append((number, line))
     return out
 
@@ -532,7 +532,7 @@ class Reconciler:
 
     def __init__(self, ofctl, cookie, cookie_mask=None, state="present", flows=None, groups=None,
                  group_id_range=None, report_limit=1000, diff=False, check_mode=False, flows_text=None,
-                 flow_cookies=False):
+                 flow_cookies=False, flows_text_source="flows_text"):
         if state not in STATES:
             raise OpenFlowError("state must be one of %s, not %r" % (", ".join(STATES), state))
         if OPENFLOW_VERSIONS[ofctl.version] < OPENFLOW_VERSIONS["OpenFlow14"]:
@@ -549,6 +549,7 @@ class Reconciler:
         self.state = state
         self.flow_items = flows
         self.flows_text = flows_text
+        self.flows_text_source = flows_text_source  # how messages name it: flows_text, or flows_file PATH
         self.flows_given = flows is not None or flows_text is not None
         self.text_line_numbers = []
         self.group_items = groups
@@ -565,7 +566,7 @@ class Reconciler:
                 raise OpenFlowError("group_id_range [%d, %d] is empty or reaches the reserved ids (> 0xffffff00)" % (first, last))
             self.range = (first, last)
         if state == "replaced" and not self.flows_given:
-            raise OpenFlowError("state=replaced needs flows or flows_text: the flows the cookie should hold "
+            raise OpenFlowError("state=replaced needs flows, flows_text or flows_file: the flows the cookie should hold "
                                 "(an empty list removes every flow of the cookie)")
         if state == "replaced" and groups is not None and self.range is None:
             raise OpenFlowError("state=replaced with groups needs group_id_range: groups carry no cookie, so the "
@@ -585,7 +586,7 @@ class Reconciler:
         n = len(self.flow_items or [])
         if i < n:
             return "flows[%d]" % i
-        return "flows_text line %d" % self.text_line_numbers[i - n]
+        return "%s line %d" % (self.flows_text_source, self.text_line_numbers[i - n])
 
     def _flow_where(self, i):
         own = self.own_cookies[i] if self.own_cookies else None
@@ -597,7 +598,7 @@ class Reconciler:
         """flow_cookies: split each item into (text, own cookie); every own cookie inside the range."""
         pairs = [flow_item_cookie(item, i, need_actions) for i, item in enumerate(flow_items)]
         if self.flows_text:
-            lines = flows_text_lines(self.flows_text)
+            lines = flows_text_lines(self.flows_text, self.flows_text_source)
             self.text_line_numbers = [number for number, text in lines]
             offset = len(flow_items)
             label = self._flow_label
@@ -628,7 +629,7 @@ class Reconciler:
         else:
             self.flow_texts_raw = [flow_item_text(item, i, need_actions) for i, item in enumerate(flow_items)]
             if self.flows_text:
-                lines = flows_text_lines(self.flows_text)
+                lines = flows_text_lines(self.flows_text, self.flows_text_source)
                 self.text_line_numbers = [number for number, text in lines]
                 offset = len(flow_items)
                 label = self._flow_label

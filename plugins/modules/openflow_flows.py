@@ -125,6 +125,16 @@ options:
         string instead of a list of tens of thousands of items (see the benchmark in C(docs/openflow.md)).
       - Messages name a flow from here as C(flows_text line N).
     type: str
+  flows_file:
+    description:
+      - More flows, from a file B(on the managed node) (the host that runs the module and reaches
+        the switch), read like O(flows_text). Combined with O(flows) if both are given; not with
+        O(flows_text).
+      - For tables that are generated next to the switch (by a template task or another tool);
+        Ansible then moves no flows at all, which is the fastest way to hand over tens of
+        thousands (see C(docs/openflow.md)).
+      - Messages name a flow from here as C(flows_file PATH line N).
+    type: path
   groups:
     description:
       - Groups, added before the flows that use them and deleted after the flows that used them,
@@ -237,6 +247,20 @@ EXAMPLES = r"""
     cookie: "0xf500000000000004"
     state: replaced
     flows_text: "{{ lookup('ansible.builtin.template', 'chain-web.flows.j2') }}"
+    report_limit: 20
+
+- name: Render a very large table on the switch's host first ...
+  ansible.builtin.template:
+    src: chain-web.flows.j2
+    dest: /var/lib/flowstream/chain-web.flows
+    mode: "0600"
+
+- name: ... and let the module read it there (Ansible moves no flows)
+  flowstream.platform.openflow_flows:
+    switch: br0
+    cookie: "0xf500000000000004"
+    state: replaced
+    flows_file: /var/lib/flowstream/chain-web.flows
     report_limit: 20
 
 - name: Remove everything chain 1 installed (all flows of the cookie, its groups)
@@ -357,6 +381,8 @@ timings:
   sample: {validate: 0.02, read: 0.31, canonicalise: 0.0, plan: 0.05, apply: 0.48, total: 0.86}
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import (
@@ -378,13 +404,24 @@ def main():
         state=dict(type="str", default="present", choices=["present", "replaced", "absent"]),
         flows=dict(type="list", elements="raw"),
         flows_text=dict(type="str"),
+        flows_file=dict(type="path"),
         flow_cookies=dict(type="bool", default=False),
         groups=dict(type="list", elements="raw"),
         group_id_range=dict(type="list", elements="int"),
         report_limit=dict(type="int", default=1000),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[("flows_text", "flows_file")])
     p = module.params
+    flows_text, source = p["flows_text"], "flows_text"
+    if p["flows_file"] is not None:
+        source = "flows_file %s" % p["flows_file"]
+        try:
+            with open(p["flows_file"], encoding="utf-8") as handle:
+                flows_text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            module.fail_json(msg="flows_file %s cannot be read on %s: %s (the file must be on the managed node, "
+                                 "the host that runs this task)" % (p["flows_file"], os.uname()[1], exc))
     try:
         ofctl = ofctl_from_params(p, lambda name: module.get_bin_path(name, opt_dirs=["/usr/bin", "/usr/local/bin", "/usr/sbin"]))
         result = Reconciler(
@@ -393,7 +430,8 @@ def main():
             cookie_mask=p["cookie_mask"],
             state=p["state"],
             flows=p["flows"],
-            flows_text=p["flows_text"],
+            flows_text=flows_text,
+            flows_text_source=source,
             flow_cookies=p["flow_cookies"],
             groups=p["groups"],
             group_id_range=p["group_id_range"],

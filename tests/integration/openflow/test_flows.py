@@ -386,6 +386,24 @@ def test_flows_text_is_the_same_table_as_the_list(bridge, tmp_path):
     assert r["changed"] is False and r["counts"]["flows_unchanged"] == 50
     r = failed(module("openflow_flows", {"switch": bridge.name, "cookie": COOKIE, "flows_text": text + "priority=1,ipx,actions=drop\n"}),
                "flows_text line 52 ('priority=1,ipx,actions=drop')", "field ipx missing value")
+    # the same flow file on the managed node: the same table, nothing moves; a bad line is named
+    # by the file's path and line, and the table stays as it was
+    path = tmp_path / "chain.flows"
+    path.write_text(text)
+    r = ok(module("openflow_flows", {"switch": bridge.name, "cookie": COOKIE, "state": "replaced", "flows_file": str(path)}))
+    assert r["changed"] is False and r["counts"]["flows_unchanged"] == 50
+    path.write_text(text.replace("198.18.7.0", "198.18.77.0") + "priority=1,ipx,actions=drop\n")
+    before = [f["flow"] for f in ok(module("openflow_info", {"switch": bridge.name, "cookie": COOKIE}))["flows"]]
+    failed(module("openflow_flows", {"switch": bridge.name, "cookie": COOKIE, "state": "replaced", "flows_file": str(path)}),
+           "flows_file %s line 52 ('priority=1,ipx,actions=drop')" % path, "field ipx missing value")
+    assert [f["flow"] for f in ok(module("openflow_info", {"switch": bridge.name, "cookie": COOKIE}))["flows"]] == before
+    path.write_text(text.replace("198.18.7.0", "198.18.77.0"))
+    r = ok(module("openflow_flows", {"switch": bridge.name, "cookie": COOKIE, "state": "replaced", "flows_file": str(path)}))
+    assert r["counts"]["flows_added"] == 1 and r["counts"]["flows_removed"] == 1
+    failed(module("openflow_flows", {"switch": bridge.name, "cookie": COOKIE, "flows_file": str(tmp_path / "none.flows")}),
+           "flows_file %s cannot be read" % (tmp_path / "none.flows"), "No such file")
+    failed(module("openflow_flows", {"switch": bridge.name, "cookie": COOKIE, "flows_file": str(path), "flows_text": text}),
+           "mutually exclusive")
 
 
 def test_over_an_explicit_unix_target(bridge):

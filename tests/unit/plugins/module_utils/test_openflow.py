@@ -609,7 +609,7 @@ def test_absent_with_flows_text_removes_only_those():
 
 
 def test_replaced_needs_flows_and_leaves_groups_alone_when_none_listed():
-    with pytest.raises(of.OpenFlowError, match="state=replaced needs flows or flows_text"):
+    with pytest.raises(of.OpenFlowError, match="state=replaced needs flows, flows_text or flows_file"):
         of.Reconciler(FakeSwitch(), cookie=COOKIE, state="replaced")
     sw = FakeSwitch(groups=[GroupEntry(10, "group_id=10,type=all,bucket=output:1")])
     r = run(sw, state="replaced", flows=[], group_id_range=[10, 19])
