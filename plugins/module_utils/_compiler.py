@@ -218,24 +218,19 @@ def compile_chain(chain, placement, uplinks, blackboxes=None):
                 host_flows.setdefault(host, []).extend(
                     _deliver_on_host(tgt, host, in_leg, _merge(match, split_match) if split_match else match, prio, name))
 
-    # forward: from the uplink, then from each step
+    # the entries: forward from the uplink, reverse from the exit uplink
     first = next(s for s in steps if not s["only_split"])
     emit(in_port, "", False, fwd_match, first, [], "fwd", "fwd:entry")
-    for step in steps:
-        nxt = main_next(step["index"], "fwd")
-        rules = splits_into(step["index"], "fwd")
-        for port, extra, tagged in arrivals(step, "fwd"):
-            emit(port, extra, tagged, fwd_match, nxt, rules, "fwd", "fwd:%s:%s:%s" % (step["name"], port, extra))
-        emit_on_host(step, "fwd", nxt, rules)
-    # reverse: from the exit uplink, then from each step back towards the source
     last = next(s for s in reversed(steps) if not s["only_split"])
     emit(out_port, "", False, rev_match, last, _reverse_entry_splits(steps, main_next), "rev", "rev:entry")
-    for step in steps:
-        nxt = main_next(step["index"], "rev")
-        rules = splits_into(step["index"], "rev")
-        for port, extra, tagged in arrivals(step, "rev"):
-            emit(port, extra, tagged, rev_match, nxt, rules, "rev", "rev:%s:%s:%s" % (step["name"], port, extra))
-        emit_on_host(step, "rev", nxt, rules)
+    # then every packet leaving a step, in each direction: on the switch and on its host's bridge
+    for direction, base_match in (("fwd", fwd_match), ("rev", rev_match)):
+        for step in steps:
+            nxt = main_next(step["index"], direction)
+            rules = splits_into(step["index"], direction)
+            for port, extra, tagged in arrivals(step, direction):
+                emit(port, extra, tagged, base_match, nxt, rules, direction, "%s:%s:%s:%s" % (direction, step["name"], port, extra))
+            emit_on_host(step, direction, nxt, rules)
     for flow in flows + [f for fl in host_flows.values() for f in fl]:
         flow["cookie"] = chain["cookie"]
     return {"cookie": chain["cookie"], "flows": _sorted(flows), "hosts": {h: _sorted(fl) for h, fl in sorted(host_flows.items())},
