@@ -8,7 +8,10 @@
   the probe steps the same offered rates through both (the direct path: ports no chain takes),
   and a path's capacity is the highest offered rate it carried with at most 0.1 % loss;
 * the same sweep again with the module hosts' bridge flows removed (host-local chaining off:
-  every step is a round trip through the switch, the naive way), then deploy-chain restores them.
+  every step is a round trip through the switch, the naive way), then deploy-chain restores them;
+* the same sweep again with the host bridges' ports (trunks and instance legs) as Open vSwitch's
+  default AF_PACKET ports (``port_type: system``) instead of the lab's AF_XDP ports
+  (``afxdp-nonpmd``), then lab-up and deploy-chain put the lab's own port type back.
 
 Run from the checkout (lab up or not; it brings the lab up and leaves it with the chains):
     .venv/bin/python bench/deploy_chain.py [--rates 5000,10000,...] [--seconds 3]
@@ -95,7 +98,7 @@ def print_sweep(title, rows, capacity, seconds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--rates", default="5000,10000,15000,20000,25000,30000,40000,50000,60000,80000")
+    parser.add_argument("--rates", default="5000,10000,15000,20000,25000,30000,35000,40000,45000,50000,60000,80000")
     parser.add_argument("--seconds", type=float, default=3)
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
@@ -126,6 +129,13 @@ def main():
     host_flows_off()
     naive_rows, naive_cap = sweep(rates, args.seconds)
     restored, restored_changed = playbook("deploy-chain.yml", "-e", "flowstream_skip_verify=true")
+    # AF_PACKET ports on the host bridges (extra vars beat the inventory's flowstream_port_type)
+    system = ("-e", "flowstream_port_type=system")
+    playbook("lab-up.yml", *system)
+    playbook("deploy-chain.yml", "-e", "flowstream_skip_verify=true", *system)
+    packet_rows, packet_cap = sweep(rates, args.seconds)
+    playbook("lab-up.yml")
+    back, back_changed = playbook("deploy-chain.yml", "-e", "flowstream_skip_verify=true")
 
     print("deploy-chain on the lab (3 module hosts; chains web, inspect, guest), one run\n")
     print("%-44s %10s" % ("", "seconds"))
@@ -136,8 +146,16 @@ def main():
           % (achieved, web10["sent"], web10["lost"], web10["reordered"], web10["duplicated"], web10["max_gap_ms"]))
     local = print_sweep("web with host-local chaining (as deployed)", local_rows, local_cap, args.seconds)
     naive = print_sweep("web with the host flows removed (every step a round trip through the switch)", naive_rows, naive_cap, args.seconds)
-    print("\nweb/direct capacity: host-local %.0f %%, switch only %.0f %% (goal >= 60 %%); host-local / switch only: %.2fx"
-          % (100 * local, 100 * naive, (local_cap["web"] / naive_cap["web"]) if naive_cap["web"] else float("nan")))
+    packet = print_sweep("web with host-local chaining, AF_PACKET ports on the host bridges (port_type: system)",
+                         packet_rows, packet_cap, args.seconds)
+    print("\nweb/direct capacity (goal >= 60 %%): as deployed (AF_XDP ports, host-local chaining) %.0f %%; host flows "
+          "removed %.0f %%; AF_PACKET ports %.0f %%" % (100 * local, 100 * naive, 100 * packet))
+    print("as deployed / host flows removed: %.2fx; as deployed / AF_PACKET ports: %.2fx; back to AF_XDP: deploy-chain "
+          "changed=%d" % (_ratio(local_cap["web"], naive_cap["web"]), _ratio(local_cap["web"], packet_cap["web"]), back_changed))
+
+
+def _ratio(a, b):
+    return a / b if b else float("nan")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,20 @@ options:
         description: The Open vSwitch bridge on the host (a Linux interface name, at most 15 characters).
         type: str
         default: fs-host
+      port_type:
+        description:
+          - The Open vSwitch interface type of the ports the platform adds to
+            O(module_hosts[].host_bridge) - the trunk and the legs of C(kernel), C(process)
+            and C(click) instances. VM legs are created by libvirt and stay C(system).
+          - C(system) is Open vSwitch's AF_PACKET socket, what C(ovs-vsctl add-port) gives.
+          - C(afxdp-nonpmd) is an AF_XDP socket per port, polled by the main C(ovs-vswitchd)
+            thread. The platform sets C(options:xdp-mode=generic) - native XDP on veth dropped
+            every packet, and changing a live port's C(xdp-mode) crashed Open vSwitch 3.1.
+            Each AF_XDP port costs about 70 MiB of C(ovs-vswitchd) memory for its buffers.
+          - Given to the host as C(flowstream_port_type).
+        type: str
+        choices: [system, afxdp-nonpmd]
+        default: system
       capacity:
         description: What the host offers to processing modules. Numbers, not strings.
         required: true
@@ -469,6 +483,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 flowstream_switch=host.switch,
                 flowstream_trunk=host.trunk,
                 flowstream_host_bridge=host.host_bridge,
+                flowstream_port_type=host.port_type,
                 flowstream_capacity=host.capacity.as_dict(),
                 flowstream_kinds=list(host.kinds),
                 flowstream_power=dict(host.power),

@@ -47,7 +47,7 @@ class Spec:
     """A validated request for one instance."""
 
     def __init__(self, instance, kind, type_name, params, definition, vlans, host_bridge,
-                 chain=None, step=None, running=True):
+                 chain=None, step=None, running=True, port_type="system"):
         self.id = instance
         self.kind = kind
         self.type = type_name
@@ -58,6 +58,7 @@ class Spec:
         self.chain = chain
         self.step = step
         self.running = running
+        self.port_type = port_type
 
     @property
     def resources(self):
@@ -113,7 +114,7 @@ class HostView:
             ports = {row["name"]: row for row in self.ovs.list_table("Port", ["name", "tag", "external_ids"], names)} \
                 if names else {}
             ifaces = {row["name"]: row for row in self.ovs.list_table(
-                "Interface", ["name", "statistics", "ofport", "external_ids", "error"], names)} if names else {}
+                "Interface", ["name", "type", "statistics", "ofport", "external_ids", "error"], names)} if names else {}
             live = self.live_port_stats() if names else {}
             self._ports = {}
             for name in names:
@@ -123,7 +124,8 @@ class HostView:
                 ext.update(port.get("external_ids") or {})
                 stats = live.get(str(iface.get("ofport")), iface.get("statistics") or {})
                 self._ports[name] = {"tag": port.get("tag"), "external_ids": ext, "statistics": stats,
-                                     "ofport": iface.get("ofport"), "error": iface.get("error")}
+                                     "ofport": iface.get("ofport"), "error": iface.get("error"),
+                                     "type": iface.get("type") or "system"}
         return self._ports
 
     def live_port_stats(self):
@@ -159,7 +161,7 @@ class HostView:
                 "legs": {}})
             stats = port["statistics"]
             entry["legs"][ext.get(EXT + "leg", name)] = {
-                "port": name, "vlan": port["tag"], "ofport": port["ofport"],
+                "port": name, "vlan": port["tag"], "ofport": port["ofport"], "port_type": port["type"],
                 "rx_packets": stats.get("rx_packets", 0), "tx_packets": stats.get("tx_packets", 0),
                 "rx_bytes": stats.get("rx_bytes", 0), "tx_bytes": stats.get("tx_bytes", 0),
                 "rx_dropped": stats.get("rx_dropped", 0), "tx_dropped": stats.get("tx_dropped", 0)}
@@ -257,7 +259,7 @@ class NamespaceLegs:
 
 
 def ensure_leg_ports(ovs, spec, log, fresh=False):
-    """Each leg an access port of the host bridge with its VLAN tag and external_ids."""
+    """Each leg an access port of the host bridge with its VLAN tag, port type and external_ids."""
     for leg in LEGS:
         port = port_name(spec.id, leg)
         want_ids = spec.external_ids(leg)
@@ -268,9 +270,17 @@ def ensure_leg_ports(ovs, spec, log, fresh=False):
         if on and on != spec.host_bridge:
             log.act("moved %s off bridge %s" % (port, on), ovs.del_port, port)
             on = None
-        if not on:
-            log.act("added %s to %s with VLAN %d" % (port, spec.host_bridge, spec.vlans[leg]), ovs.add_port,
-                    spec.host_bridge, port, None, spec.vlans[leg])
+        replace = False
+        if on:
+            iface = (ovs.list_table("Interface", ["type"], [port]) or [{}])[0]
+            have_type = iface.get("type") or "system"
+            if have_type != spec.port_type:
+                replace = True
+        if not on or replace:
+            what = "re-created %s as a %s port (was %s)" % (port, spec.port_type, have_type) if replace else \
+                "added %s to %s with VLAN %d%s" % (port, spec.host_bridge, spec.vlans[leg],
+                                                   "" if spec.port_type == "system" else " (%s)" % spec.port_type)
+            log.act(what, ovs.add_port, spec.host_bridge, port, None, spec.vlans[leg], None, spec.port_type, replace)
             log.act("labelled %s (%s)" % (port, ", ".join("%s=%s" % kv for kv in sorted(want_ids.items()))),
                     ovs.set_external_ids, "Port", port, want_ids)
             continue

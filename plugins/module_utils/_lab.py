@@ -708,9 +708,17 @@ class LabHost(ActionLog):
         if self.uplink:
             trunk = self.uplink["interface"]
             on = self.host_db.port_bridge(trunk) if self.host_db.bridge_exists(bridge) else None
+            want_type = self.p.get("port_type") or "system"
+            have_type = None
+            if on == bridge:
+                have_type = (self.host_db.list_table("Interface", ["type"], [trunk]) or [{}])[0].get("type") or "system"
             if on != bridge:
-                self.act("added trunk %s to host bridge %s on %s" % (trunk, bridge, self.name),
-                         self.host_db.add_port, bridge, trunk, {"flowstream-role": "trunk"})
+                self.act("added trunk %s to host bridge %s on %s%s" % (
+                    trunk, bridge, self.name, "" if want_type == "system" else " (%s)" % want_type),
+                    self.host_db.add_port, bridge, trunk, {"flowstream-role": "trunk"}, None, None, want_type)
+            elif have_type != want_type:
+                self.act("re-created trunk %s on %s as a %s port (was %s)" % (trunk, self.name, want_type, have_type),
+                         self.host_db.add_port, bridge, trunk, {"flowstream-role": "trunk"}, None, None, want_type, True)
 
     def _result(self):
         return {"namespace": self.netns}

@@ -10,6 +10,21 @@ import json
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
 
 
+#: Open vSwitch interface types of the ports the platform adds to a host bridge (trunk, legs)
+PORT_TYPES = ("system", "afxdp-nonpmd")
+
+
+def port_settings(port_type):
+    """The Interface columns of a port of ``port_type`` (None or "system": none)."""
+    if port_type == "afxdp-nonpmd":
+        # generic XDP: native XDP on veth dropped every packet here, and changing a live port's
+        # xdp-mode crashed Open vSwitch 3.1 - so the mode is set once, when the port is added
+        return {"type": "afxdp-nonpmd", "options:xdp-mode": "generic"}
+    if port_type not in (None, "system"):
+        raise ValueError("port type %r is not one of %s" % (port_type, ", ".join(PORT_TYPES)))
+    return {}
+
+
 class OVSDB:
     """``ovs-vsctl`` against the local database, optionally inside another host's
     namespaces (``wrap`` is an argv prefix such as ``nsenter --mount=... --net=...``)."""
@@ -54,12 +69,17 @@ class OVSDB:
         res = self.vsctl("port-to-br", port, check=False)
         return res.stdout.strip() if res.rc == 0 else None
 
-    def add_port(self, bridge, port, external_ids=None, tag=None, iface_settings=None):
-        args = ["--may-exist", "add-port", bridge, port]
+    def add_port(self, bridge, port, external_ids=None, tag=None, iface_settings=None, port_type=None, replace=False):
+        """Add ``port`` to ``bridge`` in one transaction: an access port when ``tag`` is given,
+        with the Interface columns of ``port_type`` (PORT_TYPES); ``replace`` deletes a port of
+        that name in the same transaction (a port changes its type by being re-created, never
+        in place)."""
+        args = ["--", "--if-exists", "del-port", port, "--", "add-port", bridge, port] if replace else \
+            ["--may-exist", "add-port", bridge, port]
         if tag is not None:
             args.append("tag=%d" % int(tag))
         iface = ["external_ids:%s=%s" % (k, quote_value(v)) for k, v in sorted((external_ids or {}).items())]
-        iface += ["%s=%s" % kv for kv in sorted((iface_settings or {}).items())]
+        iface += ["%s=%s" % kv for kv in sorted(dict(port_settings(port_type), **(iface_settings or {})).items())]
         if iface:
             args += ["--", "set", "interface", port] + iface
         self.vsctl(*args)

@@ -64,7 +64,8 @@ class ProcessingModules:
         if p["kind"] == "vm" and p.get("vm"):
             definition = dict(definition, vm=dict(definition.get("vm") or {}, **p["vm"]))
         return Spec(instance, p["kind"], p["type"], params, definition, dict(p["vlans"]), self.host_bridge,
-                    chain=p.get("chain"), step=p.get("step"), running=p["state"] != "stopped")
+                    chain=p.get("chain"), step=p.get("step"), running=p["state"] != "stopped",
+                    port_type=p.get("port_type") or "system")
 
     def check_host(self, spec, existing):
         """The request against what the host already runs."""

@@ -131,6 +131,14 @@ options:
       - Name of the host bridge on the host's own Open vSwitch; the uplink interface is added
         to it as the trunk. Needs the C(ovs) service.
     type: str
+  port_type:
+    description:
+      - Open vSwitch interface type of the trunk on O(host_bridge) (the inventory's
+        C(flowstream_port_type)). V(afxdp-nonpmd) adds it as an AF_XDP port in generic XDP mode;
+        a trunk of another type is re-created (never changed in place).
+    type: str
+    choices: [system, afxdp-nonpmd]
+    default: system
   authorized_keys:
     description: Content of the authorized_keys file for root on this host.
     type: str
@@ -228,6 +236,7 @@ def main():
             )),
             services=dict(type="list", elements="str", choices=["ovs", "libvirt", "sshd"], default=[]),
             host_bridge=dict(type="str"),
+            port_type=dict(type="str", choices=["system", "afxdp-nonpmd"], default="system"),
             authorized_keys=dict(type="str", no_log=False),
             ssh_port=dict(type="int", default=22),
             hosts=dict(type="dict", default={}),

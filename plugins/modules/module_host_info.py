@@ -78,8 +78,8 @@ instances:
       state: running
       resources: {cpu: 0.1, memory: 16}
       legs:
-        left: {port: fs-fw1-l, vlan: 101, rx_packets: 10, tx_packets: 10, rx_bytes: 980, tx_bytes: 980}
-        right: {port: fs-fw1-r, vlan: 102, rx_packets: 10, tx_packets: 10, rx_bytes: 980, tx_bytes: 980}
+        left: {port: fs-fw1-l, vlan: 101, port_type: system, rx_packets: 10, tx_packets: 10, rx_bytes: 980, tx_bytes: 980}
+        right: {port: fs-fw1-r, vlan: 102, port_type: system, rx_packets: 10, tx_packets: 10, rx_bytes: 980, tx_bytes: 980}
 vlans:
   description: VLAN tags of the host bridge in use (tag to port) and free (as ranges).
   returned: always

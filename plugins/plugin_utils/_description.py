@@ -51,7 +51,8 @@ SWITCH_KEYS = (
 )
 SSL_KEYS = ('private_key', 'certificate', 'ca_cert')
 MODULE_HOST_KEYS = (
-    'name', 'management_address', 'switch', 'trunk', 'host_bridge', 'capacity', 'kinds', 'power',
+    'name', 'management_address', 'switch', 'trunk', 'host_bridge', 'port_type', 'capacity',
+    'kinds', 'power',
 )
 #: Keys that belong to one host only and therefore have no place in ``module_host_defaults``.
 PER_HOST_KEYS = ('name', 'management_address', 'trunk')
@@ -73,6 +74,12 @@ MODULE_KINDS = ('vm', 'process', 'kernel', 'click')
 #: What a host can run when the description does not say: needs nothing but Linux and OVS.
 DEFAULT_KINDS = ('process', 'kernel')
 DEFAULT_HOST_BRIDGE = 'fs-host'
+#: Open vSwitch interface types for the ports the platform adds to a module host's bridge (the
+#: trunk and the legs of kernel, process and click instances; VM legs are libvirt's, always
+#: ``system``). ``system`` is the AF_PACKET socket ``ovs-vsctl add-port`` gives; ``afxdp-nonpmd``
+#: is an AF_XDP socket per port, polled by the main ovs-vswitchd thread, in generic XDP mode.
+PORT_TYPES = ('system', 'afxdp-nonpmd')
+DEFAULT_PORT_TYPE = 'system'
 
 HEALTH_TYPES = ('none', 'port_status')
 DEFAULT_HEALTH_TYPE = 'port_status'
@@ -192,6 +199,7 @@ class ModuleHost:
     switch: str
     trunk: Port
     host_bridge: str
+    port_type: str
     capacity: Capacity
     kinds: tuple[str, ...]
     power: dict[str, t.Any]
@@ -209,6 +217,7 @@ class ModuleHost:
             'switch': self.switch,
             'trunk': self.trunk,
             'host_bridge': self.host_bridge,
+            'port_type': self.port_type,
             'capacity': self.capacity.as_dict(),
             'kinds': list(self.kinds),
             'power': dict(self.power),
@@ -822,6 +831,17 @@ def _merge_defaults(defaults: Mapping, host: Mapping) -> tuple[dict[str, t.Any],
     return merged, inherited
 
 
+def _check_port_type(entity: _Entity, value: t.Any) -> str:
+    if value is None:
+        return DEFAULT_PORT_TYPE
+    if value not in PORT_TYPES:
+        hint = _suggest(value, PORT_TYPES) if isinstance(value, str) else ''
+        entity.error('port_type', f'port_type must be one of {_known(PORT_TYPES)}, '
+                                  f'got {_show(value)}{hint}')
+        return INVALID
+    return str(value)
+
+
 def _check_capacity(entity: _Entity, value: t.Any) -> Capacity:
     if value is None:
         entity.error('capacity', 'capacity is required (cpu cores and memory MiB; set it here or '
@@ -1033,6 +1053,7 @@ def _check_module_host(report: _Report, kind: str, index: int, item: t.Any, defa
     host_bridge = merged.get('host_bridge')
     result['host_bridge'] = (DEFAULT_HOST_BRIDGE if host_bridge is None else
                              _check_bridge(entity, 'host_bridge', host_bridge, ifname=True))
+    result['port_type'] = _check_port_type(entity, merged.get('port_type'))
     result['capacity'] = _check_capacity(entity, merged.get('capacity'))
     result['kinds'] = _check_kinds(entity, merged.get('kinds'))
     result['power'] = _check_power(entity, merged.get('power'))
@@ -1186,8 +1207,8 @@ def parse_description(data: t.Any, *, source: str | None = None, plugin: str | N
         return ModuleHost(
             name=entry['name'], management_address=str(entry['management_address']),
             switch=entry['switch'], trunk=entry['trunk'], host_bridge=entry['host_bridge'],
-            capacity=entry['capacity'], kinds=entry['kinds'], power=entry['power'],
-            spare=entry['spare'],
+            port_type=entry['port_type'], capacity=entry['capacity'], kinds=entry['kinds'],
+            power=entry['power'], spare=entry['spare'],
         )
 
     return PlatformDescription(

@@ -137,6 +137,7 @@ def test_lab_module_host_vars():
         'flowstream_switch': 'sw1',
         'flowstream_trunk': 'fsl-mh1-tr',
         'flowstream_host_bridge': 'fs-host',
+        'flowstream_port_type': 'system',
         'flowstream_capacity': {'cpu': 1, 'memory': 1024},
         'flowstream_kinds': ['vm', 'process', 'kernel', 'click'],
         'flowstream_power': {'driver': 'lab'},
@@ -147,6 +148,7 @@ def test_lab_module_host_vars():
     assert spare['flowstream_spare'] is True
     assert spare['ansible_host'] == '198.18.0.21'
     assert spare['flowstream_trunk'] == 'fsl-spare1-tr'
+    assert spare['flowstream_port_type'] == 'system'
 
 
 def test_lab_switch_vars():
@@ -414,6 +416,14 @@ def _bad_kind(data):
     data['module_hosts'][0]['kinds'] = ['vm', 'proces']
 
 
+def _bad_port_type(data):
+    data['module_hosts'][1]['port_type'] = 'afxdp-nopmd'
+
+
+def _port_type_inherited(data):
+    data['module_host_defaults']['port_type'] = 'afxdp'
+
+
 def _per_host_key_in_defaults(data):
     data['module_host_defaults']['trunk'] = 7
 
@@ -574,6 +584,13 @@ BAD = [
         "module_hosts[0] 'mh1': kinds[1] must be one of vm, process, kernel, click, got "
         "'proces', did you mean 'process'?",
     ]),
+    ('bad port type', _bad_port_type, [
+        "module_hosts[1] 'mh2': port_type must be one of system, afxdp-nonpmd, got "
+        "'afxdp-nopmd', did you mean 'afxdp-nonpmd'?",
+    ]),
+    ('port type inherited, reported once', _port_type_inherited, [
+        "module_host_defaults: port_type must be one of system, afxdp-nonpmd, got 'afxdp'",
+    ]),
     ('per-host key in defaults', _per_host_key_in_defaults, [
         'module_host_defaults: trunk cannot be set in module_host_defaults: every module host '
         'has its own',
@@ -609,6 +626,18 @@ def test_all_errors_reported_at_once(tmp_path):
     assert any('ssl is required' in line for line in lines)
     assert any('kinds[1]' in line for line in lines)
     assert any('host bits' in line for line in lines)
+
+
+def test_port_type_hostvar(tmp_path):
+    data = lab()
+    data['module_host_defaults']['port_type'] = 'afxdp-nonpmd'
+    data['module_hosts'][1]['port_type'] = 'system'
+    path = write(tmp_path, data)
+    inventory = manager(path)
+    assert {name: inventory.get_host(name).vars['flowstream_port_type']
+            for name in members(inventory, 'flowstream_module_hosts')} == {
+        'mh1': 'afxdp-nonpmd', 'mh2': 'system', 'mh3': 'afxdp-nonpmd', 'spare1': 'afxdp-nonpmd'}
+    assert 'flowstream_port_type' not in inventory.get_host('sw1').vars
 
 
 def test_ansible_option_errors_name_the_file(tmp_path):
@@ -780,12 +809,38 @@ def test_defaults_filled_and_merged():
     assert host.switch == 's'                      # the only switch
     assert host.trunk == 7                         # digit strings are port numbers
     assert host.host_bridge == 'fs-host'
+    assert host.port_type == 'system'
     assert host.kinds == ('process', 'kernel')
     assert host.capacity == model.Capacity(cpu=8, memory=32768, pps=1e6)
     assert host.power == {'driver': 'ipmi', 'username': 'admin', 'address': 'bmc-h1.example.net'}
     assert platform.switches[0].openflow_versions == ('OpenFlow13', 'OpenFlow14', 'OpenFlow15')
     assert platform.switches[0].uplinks == {}
     assert platform.spares == () and platform.blackboxes == ()
+
+
+def test_port_type_from_defaults_and_per_host():
+    data = copy.deepcopy(LAB_DATA)
+    data['module_host_defaults']['port_type'] = 'afxdp-nonpmd'
+    platform = model.parse_description(data)
+    assert [h.port_type for h in platform.all_module_hosts] == ['afxdp-nonpmd'] * 4
+    data['module_hosts'][2]['port_type'] = 'system'
+    platform = model.parse_description(data)
+    assert [(h.name, h.port_type) for h in platform.all_module_hosts] == [
+        ('mh1', 'afxdp-nonpmd'), ('mh2', 'afxdp-nonpmd'), ('mh3', 'system'),
+        ('spare1', 'afxdp-nonpmd')]
+    assert platform.as_dict()['module_hosts'][0]['port_type'] == 'afxdp-nonpmd'
+    assert platform.as_dict()['module_hosts'][2]['port_type'] == 'system'
+    assert model.parse_description(platform.as_dict()) == platform
+
+
+def test_port_type_error_names_the_host_and_the_choices():
+    data = copy.deepcopy(LAB_DATA)
+    data['spares'][0]['port_type'] = ['system']
+    with pytest.raises(model.DescriptionError) as info:
+        model.parse_description(data)
+    assert info.value.errors == (
+        "spares[0] 'spare1': port_type must be one of system, afxdp-nonpmd, got a list",
+    )
 
 
 def test_normalisation():
@@ -858,7 +913,8 @@ _KEYS = sorted(set(
        'broadcast', 'type', 'password')))
 _yamlish = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
-    | st.sampled_from(['OpenFlow14', 'ipmi', 'vm', 'sw1', '198.18.0.30', 'tcp:1.2.3.4:6653']),
+    | st.sampled_from(['OpenFlow14', 'ipmi', 'vm', 'sw1', '198.18.0.30', 'tcp:1.2.3.4:6653',
+                       'afxdp-nonpmd']),
     lambda inner: st.lists(inner, max_size=3)
     | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=8) | st.integers(), inner,
                       max_size=4),
@@ -875,6 +931,7 @@ _FIELDS = [
     ('module_hosts', 0, 'management_address'), ('module_hosts', 0, 'trunk'),
     ('module_hosts', 0, 'capacity'), ('module_hosts', 0, 'kinds'), ('module_hosts', 0, 'power'),
     ('module_hosts', 0, 'host_bridge'), ('module_hosts', 0, 'switch'), ('spares',),
+    ('module_hosts', 0, 'port_type'), ('module_host_defaults', 'port_type'),
     ('blackboxes',), ('plugin',),
     ('module_hosts', 1, 'power', 'driver'), ('module_hosts', 1, 'power', 'address'),
     ('module_hosts', 1, 'power', 'port'), ('module_hosts', 1, 'power', 'mac'),

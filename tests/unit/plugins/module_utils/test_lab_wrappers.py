@@ -104,6 +104,27 @@ def test_ovsdb_add_port_inside_host_with_external_ids():
                                   'external_ids:note="a b"']]
 
 
+def test_ovsdb_add_port_afxdp_sets_type_and_generic_mode_in_the_same_transaction():
+    fake = FakeRun()
+    OVSDB(run=fake).add_port("fs-host", "fs-fw1-l", tag=101, port_type="afxdp-nonpmd")
+    assert fake.calls == [["ovs-vsctl", "--timeout=10", "--may-exist", "add-port", "fs-host", "fs-fw1-l", "tag=101",
+                           "--", "set", "interface", "fs-fw1-l", "options:xdp-mode=generic", "type=afxdp-nonpmd"]]
+
+
+def test_ovsdb_add_port_replace_re_creates_the_port_in_one_transaction():
+    fake = FakeRun()
+    OVSDB(run=fake).add_port("fs-host", "trunk0", {"flowstream-role": "trunk"}, port_type="system", replace=True)
+    assert fake.calls == [["ovs-vsctl", "--timeout=10", "--", "--if-exists", "del-port", "trunk0", "--", "add-port",
+                           "fs-host", "trunk0", "--", "set", "interface", "trunk0", "external_ids:flowstream-role=trunk"]]
+
+
+def test_ovsdb_add_port_refuses_an_unknown_port_type_before_running_anything():
+    fake = FakeRun()
+    with pytest.raises(ValueError, match="'dpdk' is not one of system, afxdp-nonpmd"):
+        OVSDB(run=fake).add_port("fs-host", "p", port_type="dpdk")
+    assert fake.calls == []
+
+
 def test_ovsdb_port_bridge_absent_port():
     fake = FakeRun({("ovs-vsctl", "--timeout=10", "port-to-br", "x"): (1, "", "ovs-vsctl: no port named x")})
     assert OVSDB(run=fake).port_bridge("x") is None

@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _catalogue
 from ansible_collections.flowstream.platform.plugins.module_utils._host_info import ranges
-from ansible_collections.flowstream.platform.plugins.module_utils._instance import Spec, check_id, check_vlans, port_name
+from ansible_collections.flowstream.platform.plugins.module_utils._instance import Spec, check_id, check_vlans, ensure_leg_ports, port_name
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
 from ansible_collections.flowstream.platform.plugins.module_utils._kind_click import ClickKind, config_for, graph_config
 from ansible_collections.flowstream.platform.plugins.module_utils._kind_kernel import rate_bytes, ruleset
@@ -146,3 +146,59 @@ def test_blackbox_health():
     assert report["problems"] == ["right port bb-r is administratively down", "right port bb-r has no link"]
     assert report["ports"]["left"]["rx_packets"] == 4 and report["ports"]["left"]["link_up"]
     assert health("ids1", {"left": "bb-l", "right": "gone"}, ports, {})["problems"] == ["right port gone does not exist on the switch"]
+
+
+class _FakeOVS:
+    """The OVSDB calls ensure_leg_ports makes, on an in-memory host bridge."""
+
+    def __init__(self, ports):
+        self.ports = ports          # {port: {"bridge", "tag", "type", "external_ids"}}
+        self.calls = []
+
+    def port_bridge(self, port):
+        return self.ports.get(port, {}).get("bridge")
+
+    def list_table(self, table, columns, records=()):
+        return [{c: self.ports[r].get(c) for c in columns} for r in records if r in self.ports]
+
+    def add_port(self, bridge, port, external_ids=None, tag=None, iface_settings=None, port_type=None, replace=False):
+        self.calls.append(("add_port", port, tag, port_type, replace))
+        self.ports[port] = {"bridge": bridge, "tag": tag, "type": "" if port_type == "system" else port_type,
+                            "external_ids": {}}
+
+    def set_external_ids(self, table, record, ids):
+        self.calls.append(("set_external_ids", record))
+        self.ports[record]["external_ids"] = dict(ids)
+
+    def del_port(self, port, bridge=None):
+        self.calls.append(("del_port", port))
+        self.ports.pop(port, None)
+
+    def vsctl(self, *args):
+        self.calls.append(("vsctl",) + args)
+
+
+def _leg_spec(port_type):
+    s = Spec("fw1", "kernel", "wire", {}, {"resources": {"cpu": 0.1, "memory": 16}}, {"left": 101, "right": 102},
+             "fs-host", port_type=port_type)
+    return s
+
+
+@pytest.mark.parametrize("have, want", [("", "afxdp-nonpmd"), ("afxdp-nonpmd", "system")])
+def test_a_leg_of_another_port_type_is_re_created_then_left_alone(have, want):
+    spec = _leg_spec(want)
+    ovs = _FakeOVS({port_name("fw1", leg): {"bridge": "fs-host", "tag": spec.vlans[leg], "type": have,
+                                            "external_ids": spec.external_ids(leg)} for leg in ("left", "right")})
+    log = ActionLog()
+    ensure_leg_ports(ovs, spec, log)
+    assert [c for c in ovs.calls if c[0] == "add_port"] == [
+        ("add_port", "fs-fw1-l", 101, want, True), ("add_port", "fs-fw1-r", 102, want, True)]
+    assert all("re-created fs-fw1-" in a and "as a %s port" % want in a for a in log.actions if "re-created" in a)
+    assert log.changed
+    # the ports carry their labels again, and a second pass changes nothing
+    assert all(p["external_ids"] == spec.external_ids(leg) for leg, p in
+               (("left", ovs.ports["fs-fw1-l"]), ("right", ovs.ports["fs-fw1-r"])))
+    again = ActionLog()
+    ovs.calls = []
+    ensure_leg_ports(ovs, spec, again)
+    assert not again.changed and not [c for c in ovs.calls if c[0] != "vsctl"]
