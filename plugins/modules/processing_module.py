@@ -98,8 +98,8 @@ options:
         C(flowstream_port_type)), for the V(kernel), V(process) and V(click) kinds.
       - V(system) is Open vSwitch's AF_PACKET socket. V(afxdp-nonpmd) is an AF_XDP socket
         polled by the main C(ovs-vswitchd) thread, with C(options:xdp-mode=generic); on the lab a
-        chain through three kernel instances on one host carried 1.2 times the packets without
-        loss (docs/benchmarks.md), and each port costs about 70 MiB of C(ovs-vswitchd) memory.
+        chain through three kernel instances on one host lost far less past its loss-free rate
+        (docs/benchmarks.md), and each port costs about 70 MiB of C(ovs-vswitchd) memory.
       - A leg of another type is re-created with this one (a short interruption of its
         traffic), never changed in place. A V(vm) instance's legs are made by libvirt and stay
         V(system).

@@ -92,6 +92,43 @@ def test_kernel_wire_forwards_both_ways_and_is_idempotent():
     assert ping(3) == 3  # still forwarding on the old tags
 
 
+def _iface(host, port, column):
+    enter = ["nsenter", "--mount=/var/lib/flowstream-lab/ns/%s.mnt" % host, "--net=/run/netns/fsl-%s" % host]
+    return subprocess.run(enter + ["ovs-vsctl", "get", "interface", port, column], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_leg_port_type_afxdp_carries_traffic_and_changes_only_by_re_creation():
+    args = dict(instance="kx1", kind="kernel", type="wire", vlans={"left": 121, "right": 122}, chain="t", step="0",
+                port_type="afxdp-nonpmd")
+    first = ok(pm("mh1", **args))
+    assert first["changed"] and any("(afxdp-nonpmd)" in a for a in first["actions"]), first["actions"]
+    for leg in ("left", "right"):
+        port = first["instance"]["legs"][leg]["port"]
+        assert first["instance"]["legs"][leg]["port_type"] == "afxdp-nonpmd"
+        assert _iface("mh1", port, "type") == "afxdp-nonpmd"
+        assert _iface("mh1", port, "options:xdp-mode") in ("generic", '"generic"')
+    steer("fsl-mh1-tr", 121, 122)
+    assert ping(5) == 5
+    assert exchange([(40011, 5011), (40012, 5012)], 200) == {5011: 200, 5012: 200}
+    again = ok(pm("mh1", **args))
+    assert again["changed"] is False and again["actions"] == []
+
+    # back to AF_PACKET: check mode predicts re-creating both legs and changes nothing ...
+    plain = dict(args, port_type="system")
+    predicted = ok(module("mh1", "processing_module", check=True, **plain))
+    assert predicted["changed"] and sum("re-created fs-kx1-" in a for a in predicted["actions"]) == 2, predicted["actions"]
+    assert _iface("mh1", "fs-kx1-l", "type") == "afxdp-nonpmd"
+    # ... the run re-creates them, labelled and tagged as before, and traffic flows again
+    done = ok(pm("mh1", **plain))
+    assert done["changed"] and all(done["instance"]["legs"][leg]["port_type"] == "system" for leg in ("left", "right"))
+    assert done["instance"]["legs"]["left"]["vlan"] == 121 and done["instance"]["chain"] == "t"
+    assert _iface("mh1", "fs-kx1-l", "type") in ('""', "")
+    assert exchange([(40013, 5013)], 200) == {5013: 200}
+    assert ok(pm("mh1", **plain))["changed"] is False
+    ok(pm("mh1", instance="kx1", state="absent"))
+
+
 def test_kernel_firewall_drops_exactly_what_its_rules_say():
     base = dict(instance="kfw", kind="kernel", type="firewall", vlans={"left": 121, "right": 122})
     ok(pm("mh1", params={"rules": ["udp dport 5009 drop"]}, **base))

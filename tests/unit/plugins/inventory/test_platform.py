@@ -137,7 +137,7 @@ def test_lab_module_host_vars():
         'flowstream_switch': 'sw1',
         'flowstream_trunk': 'fsl-mh1-tr',
         'flowstream_host_bridge': 'fs-host',
-        'flowstream_port_type': 'system',
+        'flowstream_port_type': 'afxdp-nonpmd',
         'flowstream_capacity': {'cpu': 1, 'memory': 1024},
         'flowstream_kinds': ['vm', 'process', 'kernel', 'click'],
         'flowstream_power': {'driver': 'lab'},
@@ -148,7 +148,7 @@ def test_lab_module_host_vars():
     assert spare['flowstream_spare'] is True
     assert spare['ansible_host'] == '198.18.0.21'
     assert spare['flowstream_trunk'] == 'fsl-spare1-tr'
-    assert spare['flowstream_port_type'] == 'system'
+    assert spare['flowstream_port_type'] == 'afxdp-nonpmd'
 
 
 def test_lab_switch_vars():
