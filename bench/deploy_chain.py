@@ -88,7 +88,7 @@ def sweep(rates, seconds, repeat):
             if failed[name] >= 2:
                 row += [None, None]
                 continue
-            runs = sorted((probe(rate, seconds, dport) for _ in range(repeat)), key=lambda r: r[0]["loss_percent"])
+            runs = sorted((probe(rate, seconds, dport) for attempt in range(repeat)), key=lambda r: r[0]["loss_percent"])
             totals, got = runs[len(runs) // 2]
             row += [got, totals["loss_percent"]]
             if totals["loss_percent"] <= 0.1 and got >= 0.95 * rate:

@@ -115,7 +115,8 @@ def test_leg_port_type_afxdp_carries_traffic_and_changes_only_by_re_creation():
     assert again["changed"] is False and again["actions"] == []
 
     # back to AF_PACKET: check mode predicts re-creating both legs and changes nothing ...
-    plain = dict(args, port_type="system")
+    plain = dict(args)
+    plain["port_type"] = "system"
     predicted = ok(module("mh1", "processing_module", check=True, **plain))
     assert predicted["changed"] and sum("re-created fs-kx1-" in a for a in predicted["actions"]) == 2, predicted["actions"]
     assert _iface("mh1", "fs-kx1-l", "type") == "afxdp-nonpmd"
