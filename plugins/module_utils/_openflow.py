@@ -26,6 +26,7 @@ Private module_utils: no Ansible imports.
 from __future__ import annotations
 
 import bisect
+import heapq
 import json
 import re
 import time
@@ -520,11 +521,15 @@ def _parallel(*calls):
         return [f.result() for f in futures]
 
 
-def _limit(items, limit):
-    if limit is None or limit < 0:
-        return list(items), False
-    items = list(items)
-    return items[:limit], len(items) > limit
+def _limit(items, limit, key, fmt):
+    """The first ``limit`` of ``items`` in ``key`` order, each through ``fmt``, and whether some
+    were left out.  Only the reported items are sorted in full and formatted: a 50k-flow change
+    reported with a limit of 1000 (or 0) does not format 50k lines."""
+    if limit is None or limit < 0 or limit >= len(items):
+        return [fmt(x) for x in sorted(items, key=key)], False
+    if limit == 0:
+        return [], bool(items)
+    return [fmt(x) for x in heapq.nsmallest(limit, items, key=key)], True
 
 
 class Reconciler:
@@ -706,15 +711,18 @@ class Reconciler:
             t = self._tick("read", t)
             self._check_foreign(plan, everything)
             t = self._tick("plan", t)
-        self._check_group_refs(plan, have_groups)
-
+        if want_refs or have_refs or plan["group_add"] or plan["group_modify"] or plan["group_del"]:
+            self._check_group_refs(plan, have_groups)   # nothing to check when no flow or group names a group
         lines = self._render(plan)
+        t = self._tick("plan", t)
         changed = bool(lines)
         if changed and not self.check_mode:
             self._apply(lines, plan)
             t = self._tick("apply", t)
+        result = self._result(plan, changed, have_flows, have_groups)
+        self._tick("report", t)
         self.timings["total"] = round(time.monotonic() - t_start, 4)
-        return self._result(plan, changed, have_flows, have_groups)
+        return result
 
     # -- canonicalisation ---------------------------------------------------------------------
     def _parse_flows(self, texts):
@@ -1057,12 +1065,11 @@ class Reconciler:
 
     def _result(self, plan, changed, have_flows, have_groups):
         limit = self.report_limit
-        added, t1 = _limit((self._flow_line(w) for w in sorted(plan["flow_add"], key=_sort_key)), limit)
-        removed, t2 = _limit((self._flow_line(h) for h in sorted(plan["flow_del"], key=_sort_key)), limit)
+        added, t1 = _limit(plan["flow_add"], limit, _sort_key, self._flow_line)
+        removed, t2 = _limit(plan["flow_del"], limit, _sort_key, self._flow_line)
         changes = plan["flow_modify"] + plan["flow_readd"] + plan["flow_recookie"]
-        modified, t3 = _limit(({"before": self._flow_line(h), "after": self._flow_line(w)}
-                               for h, w in sorted(changes, key=lambda p: _sort_key(p[0]))),
-                              limit)
+        modified, t3 = _limit(changes, limit, lambda p: _sort_key(p[0]),
+                              lambda p: {"before": self._flow_line(p[0]), "after": self._flow_line(p[1])})
         g_added = [g.text for i, g in plan["group_add"]]
         g_removed = [g.text for g in plan["group_del"]]
         g_modified = [{"before": h.text, "after": g.text} for i, g, h in plan["group_modify"]]

@@ -375,10 +375,10 @@ timings:
     - Seconds spent per phase. C(validate) (checking the arguments), C(read) (C(ovs-ofctl) reads of
       the switch, overlapping with canonicalisation), C(canonicalise) (groups), C(plan) (the
       difference and the ownership checks), C(apply) (the bundle; absent in check mode or when
-      nothing changed) and C(total).
+      nothing changed), C(report) (the result's flow lists, up to O(report_limit)) and C(total).
   returned: success
   type: dict
-  sample: {validate: 0.02, read: 0.31, canonicalise: 0.0, plan: 0.05, apply: 0.48, total: 0.86}
+  sample: {validate: 0.02, read: 0.31, canonicalise: 0.0, plan: 0.05, apply: 0.48, report: 0.0, total: 0.86}
 """
 
 import os
