@@ -270,12 +270,8 @@ def ensure_leg_ports(ovs, spec, log, fresh=False):
         if on and on != spec.host_bridge:
             log.act("moved %s off bridge %s" % (port, on), ovs.del_port, port)
             on = None
-        replace = False
-        if on:
-            iface = (ovs.list_table("Interface", ["type"], [port]) or [{}])[0]
-            have_type = iface.get("type") or "system"
-            if have_type != spec.port_type:
-                replace = True
+        have_type = ovs.port_type(port) if on else None
+        replace = bool(on) and have_type != spec.port_type
         if not on or replace:
             what = "re-created %s as a %s port (was %s)" % (port, spec.port_type, have_type) if replace else \
                 "added %s to %s with VLAN %d%s" % (port, spec.host_bridge, spec.vlans[leg],

@@ -709,9 +709,7 @@ class LabHost(ActionLog):
             trunk = self.uplink["interface"]
             on = self.host_db.port_bridge(trunk) if self.host_db.bridge_exists(bridge) else None
             want_type = self.p.get("port_type") or "system"
-            have_type = None
-            if on == bridge:
-                have_type = (self.host_db.list_table("Interface", ["type"], [trunk]) or [{}])[0].get("type") or "system"
+            have_type = self.host_db.port_type(trunk) if on == bridge else None
             if on != bridge:
                 self.act("added trunk %s to host bridge %s on %s%s" % (
                     trunk, bridge, self.name, "" if want_type == "system" else " (%s)" % want_type),

@@ -84,6 +84,10 @@ class OVSDB:
             args += ["--", "set", "interface", port] + iface
         self.vsctl(*args)
 
+    def port_type(self, port):
+        """The interface type of ``port`` as PORT_TYPES name it ("" in OVSDB is "system")."""
+        return (self.list_table("Interface", ["type"], [port]) or [{}])[0].get("type") or "system"
+
     def del_port(self, port, bridge=None):
         args = ["--if-exists", "del-port"]
         if bridge:

@@ -161,6 +161,9 @@ class _FakeOVS:
     def list_table(self, table, columns, records=()):
         return [{c: self.ports[r].get(c) for c in columns} for r in records if r in self.ports]
 
+    def port_type(self, port):
+        return self.ports[port].get("type") or "system"
+
     def add_port(self, bridge, port, external_ids=None, tag=None, iface_settings=None, port_type=None, replace=False):
         self.calls.append(("add_port", port, tag, port_type, replace))
         self.ports[port] = {"bridge": bridge, "tag": tag, "type": "" if port_type == "system" else port_type,
