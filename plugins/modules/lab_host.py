@@ -210,6 +210,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
 from ansible_collections.flowstream.platform.plugins.module_utils._lab import LabError, LabHost
+from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import PORT_TYPES
 
 
 def main():
@@ -236,7 +237,7 @@ def main():
             )),
             services=dict(type="list", elements="str", choices=["ovs", "libvirt", "sshd"], default=[]),
             host_bridge=dict(type="str"),
-            port_type=dict(type="str", choices=["system", "afxdp-nonpmd"], default="system"),
+            port_type=dict(type="str", choices=list(PORT_TYPES), default="system"),
             authorized_keys=dict(type="str", no_log=False),
             ssh_port=dict(type="int", default=22),
             hosts=dict(type="dict", default={}),

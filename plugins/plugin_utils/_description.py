@@ -27,6 +27,8 @@ import re
 import typing as t
 from collections.abc import Mapping
 
+from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import PORT_TYPES
+
 try:
     import netaddr
 except ImportError as exc:  # pragma: no cover - exercised only where netaddr is missing
@@ -74,11 +76,8 @@ MODULE_KINDS = ('vm', 'process', 'kernel', 'click')
 #: What a host can run when the description does not say: needs nothing but Linux and OVS.
 DEFAULT_KINDS = ('process', 'kernel')
 DEFAULT_HOST_BRIDGE = 'fs-host'
-#: Open vSwitch interface types for the ports the platform adds to a module host's bridge (the
-#: trunk and the legs of kernel, process and click instances; VM legs are libvirt's, always
-#: ``system``). ``system`` is the AF_PACKET socket ``ovs-vsctl add-port`` gives; ``afxdp-nonpmd``
-#: is an AF_XDP socket per port, polled by the main ovs-vswitchd thread, in generic XDP mode.
-PORT_TYPES = ('system', 'afxdp-nonpmd')
+#: PORT_TYPES (module_utils._ovsdb, the one list): interface types of the ports the platform adds
+#: to a module host's bridge (the trunk and the legs of kernel, process and click instances).
 DEFAULT_PORT_TYPE = 'system'
 
 HEALTH_TYPES = ('none', 'port_status')
