@@ -14,6 +14,11 @@ at the end):
 - ``ansible moves N flows``: the same N flows handed to a module that does nothing - what Ansible
   itself spends on templating, validating and shipping the list (no OpenFlow work at all).
 - ``raw bundle``: ``ovs-ofctl -O OpenFlow14 --bundle add-flows`` of the same flows, empty table.
+- ``raw parse-flows``: ``ovs-ofctl parse-flows`` of the same flows, in 25k-flow parts run
+  concurrently as the module runs them: Open vSwitch's own parser, the least any apply that checks
+  the flows (duplicates, other owners' flows) before it commits must spend on top of the bundle.
+- ``module fixed cost``: a no-op openflow_flows task with one flow - what a collection module with
+  its module_utils costs Ansible beyond ``ping`` (AnsiballZ, imports, one dump-flows).
 - ``module from empty``, ``module no-op re-run``, ``module 1 % changed``: ``ansible-playbook`` with
   one openflow_flows task (state=replaced), wall clock of the whole ansible-playbook process, and
   the module's own ``timings.total``; three ways to hand over the flows: ``flows_file`` (a file on
@@ -41,6 +46,8 @@ TOP = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BRIDGE = "fst-bench"  # not "fst-of...": the integration tests sweep that prefix
 COOKIE = "0xf5000000000000be"
+FIXED_COOKIE = "0xf5000000000000bf"  # the one flow of the module-fixed-cost row
+PART = 25000                         # flows per concurrent parse-flows part, as the module splits them
 
 NOOP_MODULE = '''#!/usr/bin/python
 from __future__ import annotations
@@ -131,8 +138,22 @@ def make_bridge():
        "--", "add-port", BRIDGE, BRIDGE + "2", "--", "set", "interface", BRIDGE + "2", "type=internal", "ofport_request=2")
 
 
-def clear():
-    sh("ovs-ofctl", "-O", "OpenFlow14", "del-flows", BRIDGE, "cookie=%s/-1" % COOKIE)
+def clear(cookie=COOKIE):
+    sh("ovs-ofctl", "-O", "OpenFlow14", "del-flows", BRIDGE, "cookie=%s/-1" % cookie)
+
+
+def parse_flows_parts(flows):
+    """ovs-ofctl parse-flows of the flows in PART-sized parts, all parts at once."""
+    def start(part):
+        proc = subprocess.Popen(["ovs-ofctl", "-O", "OpenFlow14", "parse-flows", "-"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc.stdin.write("\n".join(part) + "\n")
+        proc.stdin.close()
+        return proc
+    procs = [start(flows[i:i + PART]) for i in range(0, len(flows), PART)]
+    for proc in procs:
+        if proc.wait() != 0:
+            sys.exit("bench: ovs-ofctl parse-flows failed: %s" % proc.stderr.read().strip())
 
 
 def count():
@@ -153,8 +174,16 @@ def run(sizes, loop_sample):
         t = ans.playbook([{"ansible.builtin.ping": {}}])[0]
         t2 = ans.playbook([{"ansible.builtin.ping": {}}])[0]
         empty = min(t, t2)
+        one = work / "one-flow.txt"
+        one.write_text(flows_for(1)[0] + "\n")
+        task = {"flowstream.platform.openflow_flows": {"switch": BRIDGE, "cookie": FIXED_COOKIE, "state": "replaced",
+                                                       "report_limit": 0, "flows_file": str(one)}}
+        ans.playbook([task])
+        module_fixed = min(ans.playbook([task])[0], ans.playbook([task])[0])
+        clear(FIXED_COOKIE)
         for n in sizes:
             put("empty task (Ansible fixed cost)", n, empty)
+            put("module fixed cost (openflow_flows, 1 flow, no-op)", n, module_fixed)
             flows = flows_for(n)
             f_file = work / ("flows-%d.txt" % n)
             f_file.write_text("\n".join(flows) + "\n")
@@ -172,6 +201,8 @@ def run(sizes, loop_sample):
             assert count() == n
             put("raw ovs-ofctl --bundle add-flows", n, t)
             clear()
+            put("raw ovs-ofctl parse-flows (%dk-flow parts at once)" % (PART // 1000), n,
+                min(timed(lambda: parse_flows_parts(flows))[0] for _ in range(3)))
 
             for form, tag in (("file", "flows_file"), ("text", "flows_text"), ("list", "flows list")):
                 clear()
@@ -242,6 +273,12 @@ def report(res):
             lines.append("   %-10s from empty %.2f s = %.2fx the goal (module's own %.2f s = %.2fx raw); no-op %.2f s, changed=0"
                          % (tag, mod, mod / limit, own, own / raw, noop))
         lines.append("   (Ansible alone spends %.2f s moving N flows as a list into a module that does nothing)" % carry)
+        mfixed = get("module fixed cost (openflow_flows, 1 flow, no-op)", n)
+        parse = get("raw ovs-ofctl parse-flows (%dk-flow parts at once)" % (PART // 1000), n)
+        if mfixed is not None and parse is not None:
+            floor = mfixed + parse + raw
+            lines.append("   floor of an apply that checks before it commits = module fixed cost %.2f + parse-flows %.2f + "
+                         "raw bundle %.2f = %.2f s = %.2fx the goal" % (mfixed, parse, raw, floor, floor / limit))
         loop = get("per-flow ovs-ofctl add-flow loop", n)
         if loop:
             mod = get("openflow_flows from empty [flows_text]", n)
