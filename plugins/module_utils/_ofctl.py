@@ -51,7 +51,7 @@ _LOG_PREFIX_RE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z\|\d+\|[\w-]+\|[A-Z]+\|")
 _SWITCH_ERROR_RE = re.compile(r"^Error (?P<code>[A-Z0-9_]+) for: (?P<msg>.*)$")
 _FILE_LINE_RE = re.compile(r"^ovs-ofctl: (?:-|[^:\s]+):(?P<line>\d+): (?P<msg>.*)$")
 _VERSION_RE = re.compile(r"version negotiation failed \(we support version 0x(?P<ours>[0-9a-f]+), "
-                         r"peer supports version 0x(?P<theirs>[0-9a-f]+)\)")
+                         r"peer supports versions? (?P<theirs>0x[0-9a-f]+(?:, 0x[0-9a-f]+)*)\)")
 _XID_HEAD_RE = re.compile(r"^(?:OFPT|NXT|ONFT)_[A-Z_]+ \(OF[\d.x]+\) \(xid=0x[0-9a-f]+\):\s*")
 _PORT_RE = re.compile(r"^ (?P<number>\d+|LOCAL)\((?P<name>.*)\): addr:(?P<addr>\S+)$")
 
@@ -192,12 +192,21 @@ class FlowEntry:
 class GroupEntry:
     """One group as Open vSwitch prints it (``group_id=N,type=...,bucket=...``)."""
 
-    __slots__ = ("group_id", "text", "stats")
+    __slots__ = ("group_id", "text", "stats", "openflow15_only")
 
     def __init__(self, group_id, text, stats=None):
         self.group_id = group_id
         self.text = text
         self.stats = stats
+        # selection_method/fields the switch holds but an OpenFlow 1.4 (or older) reply leaves out
+        self.openflow15_only = None
+
+    def full_text(self):
+        """The text with the OpenFlow 1.5-only properties put back (what the switch really holds)."""
+        if not self.openflow15_only:
+            return self.text
+        head, sep, tail = self.text.partition(",bucket=")
+        return "%s,%s%s%s" % (head, self.openflow15_only, sep, tail)
 
     @property
     def type(self):
@@ -210,6 +219,8 @@ class GroupEntry:
 
     def as_dict(self):
         d = {"group_id": self.group_id, "type": self.type, "group": self.text}
+        if self.openflow15_only:
+            d["openflow15_only"] = self.openflow15_only
         if self.stats is not None:
             d.update(self.stats)
         return d
@@ -383,6 +394,15 @@ def parse_dump_groups(text):
     return groups
 
 
+_OF15_GROUP_PROP_RE = re.compile(r",(selection_method=[^,]*|selection_method_param=[^,]*|fields\([^)]*\))")
+
+
+def openflow15_group_props(text):
+    """'selection_method=hash,fields(ip_src)' from a group's OpenFlow 1.5 text ('' when it has none)."""
+    head = text.partition(",bucket=")[0]
+    return ",".join(_OF15_GROUP_PROP_RE.findall(head))
+
+
 def parse_parse_group(text):
     """Parse ``ovs-ofctl parse-group`` output (the group mod is printed on its own line)."""
     for line in text.splitlines():
@@ -470,7 +490,8 @@ def _clean_stderr_lines(stderr):
     lines = []
     for raw in stderr.splitlines():
         line = _LOG_PREFIX_RE.sub("", raw).rstrip()
-        if line:
+        # tcp:/ssl: without a port: OVS's notice about its default port, not the error
+        if line and "default OpenFlow port number has changed" not in line:
             lines.append(line)
     return lines
 
@@ -498,9 +519,10 @@ def map_error(argv, rc, stderr, target=None):
         m = _VERSION_RE.search(line)
         if m:
             ours = version_name(int(m.group("ours"), 16))
-            theirs = version_name(int(m.group("theirs"), 16))
+            theirs = ", ".join(version_name(int(v, 16)) for v in m.group("theirs").split(", "))
             return OfctlError(
-                "%s does not speak %s (it offers at most %s): %s" % (where, ours, theirs, words),
+                "%s does not speak %s (it offers %s; a bridge's versions are its protocols column, e.g. "
+                "ovs-vsctl set bridge BR protocols=OpenFlow13,OpenFlow14,OpenFlow15): %s" % (where, ours, theirs, words),
                 argv, rc, stderr, kind="version")
     for line in lines:
         m = _FILE_LINE_RE.match(line)
@@ -538,6 +560,16 @@ def check_target(target):
 # The wrapper
 # ---------------------------------------------------------------------------------------------
 
+def concurrently(*calls):
+    """Run independent read-only ovs-ofctl calls at once (2 cores: a dump and a parse overlap);
+    their results in the order of the calls."""
+    if len(calls) == 1:
+        return [calls[0]()]
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(c) for c in calls]
+        return [f.result() for f in futures]
+
+
 class Ofctl:
     """ovs-ofctl bound to one switch, one OpenFlow version and one set of connection options.
 
@@ -568,7 +600,7 @@ class Ofctl:
     # -- argv -------------------------------------------------------------------------------
     def argv(self, command, *args, **kw):
         """argv for a command that talks to the switch (target inserted after the command)."""
-        argv = [self.executable, "-O", self.version, "--no-names"]
+        argv = [self.executable, "-O", kw.get("version") or self.version, "--no-names"]
         if self.timeout:
             argv.append("--timeout=%d" % self.timeout)
         if self.kind == "ssl":
@@ -610,6 +642,33 @@ class Ofctl:
     def dump_groups(self):
         out = self.run(self.argv("dump-groups"))
         return parse_dump_groups(out)
+
+    def openflow15_group_props(self):
+        """{group_id: 'selection_method=..,fields(..)'} for the groups whose OpenFlow 1.5-only
+        properties a reply in this (older) version leaves out: a second dump-groups over OpenFlow
+        1.5.  Empty at OpenFlow 1.5, and when the switch does not speak 1.5 (then nobody can have
+        set them over it)."""
+        if OPENFLOW_VERSIONS[self.version] >= OPENFLOW_VERSIONS["OpenFlow15"]:
+            return {}
+        try:
+            out = self.run(self.argv("dump-groups", version="OpenFlow15"))
+        except OfctlError as exc:
+            if exc.kind == "version":
+                return {}
+            raise
+        props = {}
+        for g in parse_dump_groups(out):
+            extra = openflow15_group_props(g.text)
+            if extra:
+                props[g.group_id] = extra
+        return props
+
+    def dump_groups_seen_fully(self):
+        """dump_groups() with each group's OpenFlow 1.5-only properties attached (openflow15_only)."""
+        groups, props = concurrently(self.dump_groups, self.openflow15_group_props)
+        for g in groups:
+            g.openflow15_only = props.get(g.group_id) or None
+        return groups
 
     def dump_group_stats(self):
         out = self.run(self.argv("dump-group-stats"))

@@ -36,11 +36,14 @@ from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import 
     DEFAULT_PRIORITY,
     OPENFLOW_VERSIONS,
     FlowEntry,
+    GroupEntry,
     OfctlError,
+    concurrently as _parallel,
     parse_flow_mod_text,
 )
 
 COOKIE_BITS = 64
+MAX_GROUP_ID = 0xffffff00   # OFPG_MAX: larger ids are reserved (OFPG_ALL, OFPG_ANY)
 FULL_MASK = (1 << COOKIE_BITS) - 1
 STATES = ("present", "replaced", "absent")
 # Flags a flow keeps (the switch reports them back).  check_overlap and reset_counts are
@@ -117,6 +120,7 @@ _BARE_CAND_RE = re.compile(r'(?:actions=|bucket=|,)(?!(?i:drop|normal|flood|all|
                            r'strip_vlan|pop_vlan|dec_ttl|dec_mpls_ttl|dec_nsh_ttl|pop_queue|clear_actions|ct_clear|'
                            r'exit|table|none|any)(?:[,)]|$))[A-Za-z_][^,\s():=\[\]"]*(?=[,)]|$)')
 _BARE_RE = re.compile(r'(?:^|(?<=actions=)|(?<=bucket=)|(?<=[,(]))(?P<val>' + _Q + r'|[A-Za-z_][^,\s():=\[\]"]*)(?=[,)]|$)')
+_GROUP_ID_ONLY_RE = re.compile(r"^\s*group_id\s*=\s*(\d+)\s*$")
 _GROUP_REF_RE = re.compile(r"(?:^|[,(])group:(\d+)")
 # ovs-ofctl reads a field as name=value, name:value or name(value); cookie in any of them.
 _COOKIE_IN_HEAD_RE = re.compile(r"(?:^|[,\s])cookie\s*[=:(]")
@@ -512,15 +516,6 @@ def _sort_key(flow):
     return (flow.table, -flow.priority, flow.match, flow.cookie or 0)
 
 
-def _parallel(*calls):
-    """Run independent read-only ovs-ofctl calls at once (2 cores: dump and parse overlap)."""
-    if len(calls) == 1:
-        return [calls[0]()]
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        futures = [pool.submit(c) for c in calls]
-        return [f.result() for f in futures]
-
-
 def _limit(items, limit, key, fmt):
     """The first ``limit`` of ``items`` in ``key`` order, each through ``fmt``, and whether some
     were left out.  Only the reported items are sorted in full and formatted: a 50k-flow change
@@ -567,8 +562,8 @@ class Reconciler:
                 raise OpenFlowError("group_id_range must be [first, last], not %r" % (group_id_range,))
             first = to_int(group_id_range[0], "group_id_range[0]", bits=32)
             last = to_int(group_id_range[1], "group_id_range[1]", bits=32)
-            if first > last or last > 0xffffff00:
-                raise OpenFlowError("group_id_range [%d, %d] is empty or reaches the reserved ids (> 0xffffff00)" % (first, last))
+            if first > last or last > MAX_GROUP_ID:
+                raise OpenFlowError("group_id_range [%d, %d] is empty or reaches the reserved ids (> 0x%x)" % (first, last, MAX_GROUP_ID))
             self.range = (first, last)
         if state == "replaced" and not self.flows_given:
             raise OpenFlowError("state=replaced needs flows, flows_text or flows_file: the flows the cookie should hold "
@@ -695,7 +690,7 @@ class Reconciler:
                 have_refs |= group_refs(f.actions)
         have_groups = {}
         if manage_groups or want_refs or have_refs:
-            have_groups = dict((g.group_id, g) for g in ofctl.dump_groups())
+            have_groups = dict((g.group_id, g) for g in ofctl.dump_groups_seen_fully())
             t = self._tick("read", t)
         want_groups = self._canonical_groups(group_texts, have_groups)
         self.want_groups = want_groups
@@ -775,7 +770,14 @@ class Reconciler:
         have_texts = dict((g.text, g) for g in have_groups.values())
         todo = []
         for i, text in enumerate(texts):
-            if text in have_texts:          # already in canonical form: no process needed
+            only_id = _GROUP_ID_ONLY_RE.match(text) if self.state == "absent" else None
+            if only_id is not None:         # absent: the id is all that is needed (no type, no buckets)
+                gid = int(only_id.group(1))
+                if gid > MAX_GROUP_ID:
+                    raise OpenFlowError("%s: group_id %d is above the largest OpenFlow group id %d (0x%x)"
+                                        % (self._group_where(i), gid, MAX_GROUP_ID, MAX_GROUP_ID))
+                canon.append(GroupEntry(gid, text))
+            elif text in have_texts:        # already in canonical form: no process needed
                 canon.append(have_texts[text])
             else:
                 canon.append(None)
@@ -889,7 +891,9 @@ class Reconciler:
                 h = have_groups.get(gid)
                 if h is None:
                     plan["group_add"].append((i, g))
-                elif h.text != g.text:
+                elif h.text != g.text or h.openflow15_only:
+                    # openflow15_only: the switch's group hashes by selection_method/fields, which
+                    # the wanted group (OpenFlow 1.4 cannot carry them) does not; a modify clears them.
                     plan["group_modify"].append((i, g, h))
                 else:
                     plan["group_unchanged"] += 1
@@ -1071,8 +1075,8 @@ class Reconciler:
         modified, t3 = _limit(changes, limit, lambda p: _sort_key(p[0]),
                               lambda p: {"before": self._flow_line(p[0]), "after": self._flow_line(p[1])})
         g_added = [g.text for i, g in plan["group_add"]]
-        g_removed = [g.text for g in plan["group_del"]]
-        g_modified = [{"before": h.text, "after": g.text} for i, g, h in plan["group_modify"]]
+        g_removed = [g.full_text() for g in plan["group_del"]]
+        g_modified = [{"before": h.full_text(), "after": g.text} for i, g, h in plan["group_modify"]]
         n_mod = len(changes)
         counts = {
             "flows_added": len(plan["flow_add"]),
@@ -1120,8 +1124,8 @@ class Reconciler:
         owned = set(gid for gid in have_groups if self._in_range(gid))
         owned |= shown | set(g.group_id for g in plan["group_del"])
         owned |= set(g.group_id for g in self.want_groups)
-        before_groups = [have_groups[gid].text for gid in sorted(owned) if gid in have_groups]
-        after_map = dict((gid, have_groups[gid].text) for gid in owned if gid in have_groups)
+        before_groups = [have_groups[gid].full_text() for gid in sorted(owned) if gid in have_groups]
+        after_map = dict((gid, have_groups[gid].full_text()) for gid in owned if gid in have_groups)
         for g in plan["group_del"]:
             after_map.pop(g.group_id, None)
         for i, g in plan["group_add"]:
@@ -1136,8 +1140,8 @@ class Reconciler:
 
         target = "%s cookie=0x%x/0x%x" % (self.ofctl.target, self.cookie, self.mask)
         return {
-            "before_header": "%s (before)" % target,
-            "after_header": "%s (after)" % target,
+            "before_header": target,
+            "after_header": target,
             "before": text(before_groups, have_flows),
             "after": text(after_groups, after_flows),
         }
@@ -1164,7 +1168,7 @@ def gather(ofctl, cookie=None, cookie_mask=None, flows=True, groups=True, ports=
     if flows:
         calls.append(("flows", lambda: ofctl.dump_flows(c, m, table)))
     if groups:
-        calls.append(("groups", ofctl.dump_groups))
+        calls.append(("groups", ofctl.dump_groups_seen_fully))
         calls.append(("group_stats", ofctl.dump_group_stats))
     if ports:
         calls.append(("ports", ofctl.dump_ports))

@@ -70,12 +70,13 @@ options:
       - V(present) adds the listed flows/groups that are missing and corrects listed ones that differ.
         Other flows of the cookie stay.
       - V(replaced) makes the cookie hold exactly the listed flows; flows of the cookie that are not
-        listed are deleted. O(flows) or O(flows_text) must be given (an empty list empties the
+        listed are deleted. O(flows), O(flows_text) or O(flows_file) must be given (an empty list empties the
         cookie). When O(groups) is given, groups in O(group_id_range) that are not listed are
         deleted too (O(group_id_range) is then required); without O(groups), groups are left alone.
       - V(absent) deletes the listed flows (matched by table, priority and match; actions may be
-        left out) and the listed groups. With none of O(flows), O(flows_text) and O(groups) given, it
-        deletes every flow of the cookie and every group in O(group_id_range).
+        left out) and the listed groups. With none of O(flows), O(flows_text), O(flows_file) and O(groups)
+        given, it deletes every flow of the cookie and every group in O(group_id_range). An empty
+        O(flows) list counts as given and deletes no flow (mind it when the list is templated).
     type: str
     choices: [present, replaced, absent]
     default: present
@@ -145,7 +146,12 @@ options:
         C(selection_method) (for example V(hash); needs O(openflow_version=OpenFlow15)),
         C(selection_method_param), C(fields) (list, for C(selection_method=hash)) and C(buckets), a
         list of strings or dicts with C(actions), C(weight), C(watch_port), C(watch_group), C(bucket_id).
-      - With O(state=absent) an item may be just the group id.
+      - With O(state=absent) an item may be just the group id - an integer, a dict with only
+        C(group_id), or the string C(group_id=600).
+      - Below V(OpenFlow15), the module also reads the switch's groups over OpenFlow 1.5 (when the
+        switch speaks it), because an OpenFlow 1.4 reply leaves out C(selection_method)/C(fields). A
+        listed group that has them on the switch (set by hand, say) is reported as modified and
+        written again, which clears them. To keep or set them, use O(openflow_version=OpenFlow15).
       - A flow that names a group neither listed here nor present on the switch is an error.
     type: list
     elements: raw
@@ -420,8 +426,8 @@ def main():
             with open(p["flows_file"], encoding="utf-8") as handle:
                 flows_text = handle.read()
         except (OSError, UnicodeDecodeError) as exc:
-            module.fail_json(msg="flows_file %s cannot be read on %s: %s (the file must be on the managed node, "
-                                 "the host that runs this task)" % (p["flows_file"], os.uname()[1], exc))
+            module.fail_json(msg="flows_file %s cannot be read on the managed node (host %s, which runs this task and "
+                                 "must hold the file): %s" % (p["flows_file"], os.uname()[1], exc))
     try:
         ofctl = ofctl_from_params(p, lambda name: module.get_bin_path(name, opt_dirs=["/usr/bin", "/usr/local/bin", "/usr/sbin"]))
         result = Reconciler(

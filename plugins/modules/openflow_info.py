@@ -112,6 +112,14 @@ groups:
     group_id: {description: Group id., type: int, returned: always}
     type: {description: "Group type as Open vSwitch prints it (all, select, indirect, ff)", type: str, returned: always}
     group: {description: Canonical C(ovs-ofctl) text of the group., type: str, returned: always}
+    openflow15_only:
+      description:
+        - The group's C(selection_method)/C(fields) when O(openflow_version) is older than V(OpenFlow15).
+          An OpenFlow 1.4 reply leaves them out of RV(groups[].group), so the module reads them with a
+          second request over OpenFlow 1.5 and warns. Only for such groups.
+      type: str
+      returned: when the group has them and O(openflow_version) is older than V(OpenFlow15)
+      sample: selection_method=hash,fields(ip_src,nw_proto)
     ref_count: {description: Flows that use the group., type: int, returned: when the switch reports statistics}
     packet_count: {description: Packets through the group., type: int, returned: when the switch reports statistics}
     byte_count: {description: Bytes through the group., type: int, returned: when the switch reports statistics}
@@ -179,6 +187,11 @@ def main():
         module.fail_json(msg=str(exc))
     except OfctlError as exc:
         module.fail_json(msg=exc.msg, rc=exc.rc, stderr=exc.stderr, cmd=" ".join(exc.argv), error_kind=exc.kind)
+    for g in result.get("groups", []):
+        if g.get("openflow15_only"):
+            module.warn("group %d also has %s, which %s cannot show or set (its 'group' text leaves it out, and "
+                        "openflow_flows at this version would clear it); use openflow_version: OpenFlow15 to read or "
+                        "manage this group" % (g["group_id"], g["openflow15_only"], p["openflow_version"]))
     module.exit_json(changed=False, **result)
 
 

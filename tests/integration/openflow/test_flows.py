@@ -285,7 +285,7 @@ def test_unreachable_switch_and_wrong_version(make_bridge):
     old = make_bridge("v13", ports=1, protocols="OpenFlow13")
     before = old.flows(version="OpenFlow13")
     r = failed(module("openflow_flows", {"switch": old.name, "cookie": COOKIE, "flows": ["actions=drop"]}),
-               "%s does not speak OpenFlow14 (it offers at most OpenFlow13)" % old.name, "version negotiation failed")
+               "%s does not speak OpenFlow14 (it offers OpenFlow13;" % old.name, "version negotiation failed")
     assert r["error_kind"] == "version" and old.flows(version="OpenFlow13") == before
     failed(module("openflow_flows", {"switch": old.name, "cookie": COOKIE, "openflow_version": "OpenFlow13",
                                      "flows": ["actions=drop"]}), "OpenFlow13 has no bundles")
@@ -297,6 +297,56 @@ def test_selection_method_needs_openflow15(bridge):
     failed(module("openflow_flows", {"switch": bridge.name, "cookie": COOKIE, "groups": [
         "group_id=5,type=select,selection_method=hash,fields(ip_src),bucket=output:1"]}),
         "groups[0]", "set openflow_version: OpenFlow15")
+
+
+def test_absent_group_by_id_alone(bridge):
+    bridge.ofctl("add-group", bridge.name, "group_id=600,type=all,bucket=output:1")
+    bridge.ofctl("add-group", bridge.name, "group_id=601,type=select,bucket=output:1,bucket=output:2")
+    args = {"switch": bridge.name, "cookie": COOKIE, "state": "absent", "groups": [600, {"group_id": 601}, "group_id=650"]}
+    before = bridge.state()
+    r = ok(module("openflow_flows", args, check=True))
+    assert r["counts"]["groups_removed"] == 2 and bridge.state() == before
+    r = ok(module("openflow_flows", args))
+    assert r["groups_removed"] == ["group_id=600,type=all,bucket=actions=output:1",
+                                   "group_id=601,type=select,bucket=actions=output:1,bucket=actions=output:2"]
+    assert bridge.groups() == []
+    assert ok(module("openflow_flows", args))["changed"] is False
+
+
+def test_selection_method_set_by_hand_is_drift_at_openflow14(make_bridge):
+    """OpenFlow 1.4 replies leave out selection_method/fields: the module reads them over 1.5,
+    reports the group as drift, and a normal run writes the listed group back (clearing them)."""
+    br = make_bridge("h", ports=2)
+    plain = "group_id=300,type=select,bucket=output:1,bucket=output:2"
+    args = {"switch": br.name, "cookie": COOKIE, "groups": [plain], "flows": ["priority=5,ip,actions=group:300"]}
+    ok(module("openflow_flows", args))
+    assert ok(module("openflow_flows", args))["changed"] is False
+    br.ofctl("mod-group", br.name, "group_id=300,type=select,selection_method=hash,fields(ip_src,nw_proto),"
+             "bucket=output:1,bucket=output:2", version="OpenFlow15")
+    before = br.state()
+    assert "selection_method=hash" in before[1][0]
+    r = ok(module("openflow_flows", args, check=True, diff=True))
+    assert r["changed"] is True and br.state() == before
+    assert r["groups_modified"][0]["before"].startswith(
+        "group_id=300,type=select,selection_method=hash,fields(ip_src,nw_proto),bucket=")
+    assert "selection_method=hash" in r["diff"]["before"] and "selection_method" not in r["diff"]["after"]
+    info = ok(module("openflow_info", {"switch": br.name, "flows": False, "ports": False}))
+    assert info["groups"][0]["openflow15_only"] == "selection_method=hash,fields(ip_src,nw_proto)"
+    assert any("group 300 also has selection_method=hash" in w for w in info.get("warnings", []))
+    r = ok(module("openflow_flows", args))
+    assert r["counts"]["groups_modified"] == 1 and "selection_method" not in br.groups()[0]
+    assert ok(module("openflow_flows", args))["changed"] is False
+    assert "openflow15_only" not in ok(module("openflow_info", {"switch": br.name, "flows": False}))["groups"][0]
+
+
+def test_groups_at_openflow14_on_a_switch_without_openflow15(make_bridge):
+    br = make_bridge("n15", ports=2, protocols="OpenFlow13,OpenFlow14")
+    args = {"switch": br.name, "cookie": COOKIE, "groups": ["group_id=7,type=all,bucket=output:1"],
+            "flows": ["priority=5,ip,actions=group:7"]}
+    assert ok(module("openflow_flows", args))["counts"]["groups_added"] == 1
+    assert ok(module("openflow_flows", args))["changed"] is False
+    info = ok(module("openflow_info", {"switch": br.name, "cookie": COOKIE}))
+    assert info["groups"][0]["group"] == "group_id=7,type=all,bucket=actions=output:1" and not info.get("warnings")
 
 
 # -- transports --------------------------------------------------------------------------------------

@@ -265,6 +265,63 @@ def test_flow_text_round_trip_fields():
     assert m.FlowEntry(0, 5, "", "drop").match_spec() == "table=0,priority=5"
 
 
+ERR_VERSIONS = ("2026-11-26T14:13:41Z|00001|vconn|WARN|unix:/var/run/openvswitch/fsx-g.mgmt: "
+                "version negotiation failed (we support version 0x06, peer supports versions 0x01, 0x05)\n"
+                "ovs-ofctl: fsx-g: failed to connect to socket (Protocol error)\n")   # OVS 3.1, as printed
+
+
+def test_error_without_the_default_port_notice():
+    stderr = ("2026-11-26T14:15:28Z|00001|stream|WARN|The default OpenFlow port number has changed from 6633 to 6653\n"
+              "ovs-ofctl: connecting to tcp:127.0.0.1 (Connection refused)\n")   # OVS 3.1, as printed
+    e = m.map_error(["ovs-ofctl"], 1, stderr, "tcp:127.0.0.1")
+    assert e.kind == "connect" and "default OpenFlow port" not in e.msg and "Connection refused" in e.msg
+
+
+def test_error_version_several_offered():
+    e = m.map_error(["ovs-ofctl"], 1, ERR_VERSIONS, "fsx-g")
+    assert e.kind == "version"
+    assert e.msg.startswith("fsx-g does not speak OpenFlow15 (it offers OpenFlow10, OpenFlow14;")
+
+
+def test_argv_version_for_one_command():
+    o = m.Ofctl("br0", runner=FakeRunner())
+    assert o.argv("dump-groups", version="OpenFlow15")[:3] == ["ovs-ofctl", "-O", "OpenFlow15"]
+    assert o.argv("dump-groups")[:3] == ["ovs-ofctl", "-O", "OpenFlow14"]
+
+
+def test_openflow15_group_props_text():
+    assert m.openflow15_group_props(
+        "group_id=7,type=select,selection_method=hash,fields(ip_src,ip_dst),bucket=bucket_id:0,actions=output:1") \
+        == "selection_method=hash,fields(ip_src,ip_dst)"
+    assert m.openflow15_group_props("group_id=7,type=select,selection_method=dp_hash,selection_method_param=5,"
+                                    "bucket=bucket_id:0,actions=output:1") == "selection_method=dp_hash,selection_method_param=5"
+    assert m.openflow15_group_props("group_id=8,type=ff,bucket=bucket_id:0,watch_port:1,actions=output:1") == ""
+
+
+def test_dump_groups_seen_fully_reads_the_openflow15_only_properties():
+    calls = []
+
+    def runner(argv, data=None):   # the two dumps run concurrently: answer by version, not by order
+        calls.append(argv[2])
+        return 0, DUMP_GROUPS_15 if argv[2] == "OpenFlow15" else DUMP_GROUPS_14, ""
+    groups = m.Ofctl("br0", runner=runner).dump_groups_seen_fully()
+    assert sorted(calls) == ["OpenFlow14", "OpenFlow15"]
+    by_id = dict((g.group_id, g) for g in groups)
+    assert by_id[7].openflow15_only == "selection_method=hash,fields(ip_src,ip_dst)" and by_id[8].openflow15_only is None
+    assert by_id[7].full_text().startswith("group_id=7,type=select,selection_method=hash,fields(ip_src,ip_dst),bucket=")
+    assert by_id[8].full_text() == by_id[8].text
+    assert by_id[7].as_dict()["openflow15_only"] == "selection_method=hash,fields(ip_src,ip_dst)"
+    assert "openflow15_only" not in by_id[8].as_dict()
+
+
+def test_openflow15_group_props_when_the_switch_lacks_openflow15():
+    assert m.Ofctl("fsx-g", runner=FakeRunner((1, "", ERR_VERSIONS))).openflow15_group_props() == {}
+    r = FakeRunner()
+    assert m.Ofctl("br0", version="OpenFlow15", runner=r).openflow15_group_props() == {} and r.calls == []
+    with pytest.raises(m.OfctlError):
+        m.Ofctl("br0", runner=FakeRunner((1, "", "ovs-ofctl: br0 is not a bridge or a socket\n"))).openflow15_group_props()
+
+
 def test_parse_groups_both_versions():
     g15 = m.parse_dump_groups(DUMP_GROUPS_15)
     g14 = m.parse_dump_groups(DUMP_GROUPS_14)
@@ -312,7 +369,8 @@ def test_error_rejected_group_continuation_line():
 def test_error_version():
     e = m.map_error(["ovs-ofctl"], 1, ERR_VERSION, "fst-v13")
     assert e.kind == "version"
-    assert e.msg.startswith("fst-v13 does not speak OpenFlow14 (it offers at most OpenFlow13)")
+    assert e.msg.startswith("fst-v13 does not speak OpenFlow14 (it offers OpenFlow13; a bridge's versions are its "
+                            "protocols column, e.g. ovs-vsctl set bridge BR protocols=OpenFlow13,OpenFlow14,OpenFlow15)")
     assert "version negotiation failed" in e.msg  # the switch's own words are kept
     assert "2026-11-26" not in e.msg               # the log prefix is not
 

@@ -64,6 +64,7 @@ class FakeSwitch:
         self.ports = list(ports)
         self.bundles = []
         self.dumps = []
+        self.openflow15_only = {}   # group id -> selection_method/fields an OpenFlow 1.4 reply leaves out
 
     # reads
     def dump_flows(self, cookie=None, cookie_mask=None, table=None):
@@ -76,6 +77,12 @@ class FakeSwitch:
 
     def dump_groups(self):
         return list(self.groups.values())
+
+    def dump_groups_seen_fully(self):
+        groups = self.dump_groups()
+        for g in groups:
+            g.openflow15_only = self.openflow15_only.get(g.group_id)
+        return groups
 
     def dump_ports(self):
         return self.ports
@@ -91,6 +98,8 @@ class FakeSwitch:
     def parse_group(self, text):
         if "BAD" in text:
             raise OfctlError("unknown action BAD", kind="parse")
+        if "type=" not in text:
+            raise OfctlError("must specify a type", kind="parse")   # as ovs-ofctl parse-group
         gid = int(text.split(",")[0].split("=")[1])
         return GroupEntry(gid, text)
 
@@ -493,6 +502,43 @@ def test_group_modify():
                                      "after": "group_id=10,type=all,bucket=output:2"}]
 
 
+@pytest.mark.parametrize("item", [10, {"group_id": 10}, "group_id=10", " group_id = 10 "])
+def test_absent_group_by_id_alone(item):
+    sw = FakeSwitch(groups=[GroupEntry(10, "group_id=10,type=all,bucket=output:1"),
+                            GroupEntry(11, "group_id=11,type=all,bucket=output:1")])
+    r = run(sw, state="absent", groups=[item])
+    assert sw.bundles == [["group delete group_id=10"]] and list(sw.groups) == [11]
+    assert r["groups_removed"] == ["group_id=10,type=all,bucket=output:1"]
+    assert run(sw, state="absent", groups=[item])["changed"] is False
+
+
+def test_absent_group_id_above_the_largest_is_refused():
+    with pytest.raises(of.OpenFlowError, match=r"groups\[0\] .*: group_id 4294967041 is above the largest OpenFlow group id"):
+        run(FakeSwitch(), state="absent", groups=[0xffffff01])
+
+
+def test_present_group_without_type_is_a_parse_error_naming_it():
+    with pytest.raises(of.OpenFlowError, match=r"groups\[0\].*must specify a type"):
+        run(FakeSwitch(), groups=["group_id=10,bucket=output:1"])
+
+
+def test_openflow15_only_properties_on_the_switch_are_drift():
+    """A group the switch hashes by selection_method/fields (invisible over OpenFlow 1.4) differs
+    from the listed group: reported with what the switch holds, and written again (which clears them)."""
+    text = "group_id=10,type=select,bucket=output:1,bucket=output:2"
+    sw = FakeSwitch(groups=[GroupEntry(10, text)])
+    sw.openflow15_only[10] = "selection_method=hash,fields(ip_src)"
+    r = run(sw, groups=[text], check_mode=True, diff=True)
+    assert r["changed"] is True and sw.bundles == []
+    before = "group_id=10,type=select,selection_method=hash,fields(ip_src),bucket=output:1,bucket=output:2"
+    assert r["groups_modified"] == [{"before": before, "after": text}]
+    assert "group %s\n" % before in r["diff"]["before"] and "group %s\n" % text in r["diff"]["after"]
+    run(sw, groups=[text])
+    assert sw.bundles == [["group modify %s" % text]]
+    sw.openflow15_only = {}    # what the switch then reports over OpenFlow 1.5
+    assert run(sw, groups=[text])["changed"] is False
+
+
 def test_selection_method_needs_openflow15():
     with pytest.raises(of.OpenFlowError, match=r"OpenFlow 1.4 cannot carry .*set openflow_version: OpenFlow15"):
         run(FakeSwitch(), groups=[{"group_id": 1, "type": "select", "selection_method": "hash",
@@ -860,7 +906,7 @@ def test_check_mode_and_diff_show_cookies():
     sw = FakeSwitch(flows=[(CHAIN_A, "priority=5,ip,actions=drop")])
     r = chains(sw, state="replaced", flows=["cookie=0x%x,priority=5,ip,actions=drop" % CHAIN_B], check_mode=True, diff=True)
     assert r["changed"] and sw.bundles == [] and sw.texts(CHAIN_A)
-    assert r["diff"]["before_header"] == "fake-br cookie=0xf5c0000000000000/0xffff000000000000 (before)"
+    assert r["diff"]["before_header"] == "fake-br cookie=0xf5c0000000000000/0xffff000000000000"
     assert r["diff"]["before"] == "cookie=0x%x,table=0,priority=5,ip,actions=drop\n" % CHAIN_A
     assert r["diff"]["after"] == "cookie=0x%x,table=0,priority=5,ip,actions=drop\n" % CHAIN_B
 
