@@ -25,10 +25,13 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes):
     """``hosts``: {name: {capacity, kinds, spare, in_service, trunk, switch, host_bridge, report}};
     ``switches``: {name: {uplinks, openflow_target, openflow_version, ssl}};
     ``blackboxes``: {name: {switch, ports}}.
-    Returns {"hosts": {h: {"install": [...], "remove": [...], "cookie", "cookie_mask", "flows": [...]}},
+    Returns {"hosts": {h: {"install": [...], "remove_first": [...], "remove": [...], "cookie", "cookie_mask",
+    "flows": [...]}},
     "switches": {s: {"cookie", "cookie_mask", "flows", "chains": {...}, "absent": [...]}}, "instances": {...},
     "chains": {...}, "why": [...]}. A host's ``flows`` are its bridge's share of host-local
-    chaining (consecutive steps on that host, see _compiler), under the same cookie range."""
+    chaining (consecutive steps on that host, see _compiler), under the same cookie range.
+    ``remove_first``: instances replaced under the same id on the same host, removed before the
+    install; ``remove``: the rest, removed after the switches stopped sending them traffic."""
     try:
         valid = validate(chains, catalogue, {s: {"uplinks": v.get("uplinks") or {}} for s, v in switches.items()}, blackboxes)
         check_overlaps(valid)
@@ -38,7 +41,7 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes):
     by_chain = {}
     for inst, where in plan["instances"].items():
         by_chain.setdefault(where["chain"], {})[inst] = where
-    out_hosts = {h: {"install": [], "remove": [], "cookie": "0x%016x" % CHAINS_COOKIE, "cookie_mask": "0x%016x" % CHAINS_MASK,
+    out_hosts = {h: {"install": [], "remove_first": [], "remove": [], "cookie": "0x%016x" % CHAINS_COOKIE, "cookie_mask": "0x%016x" % CHAINS_MASK,
                      "flows": []} for h in hosts}
     out_switches = {s: {"cookie": "0x%016x" % CHAINS_COOKIE, "cookie_mask": "0x%016x" % CHAINS_MASK, "flows": [],
                         "chains": {}, "absent": []} for s in switches}
@@ -53,7 +56,13 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes):
             item["vm"] = {k: v for k, v in (step.get("vm") or {}).items() if k in ("image", "memory", "vcpus")}
         out_hosts[where["host"]]["install"].append(item)
     for inst, gone in sorted(plan.get("remove", {}).items()):
-        out_hosts[gone["host"]]["remove"].append({"instance": inst, "reason": gone.get("reason", "")})
+        entry = {"instance": inst, "reason": gone.get("reason", "")}
+        if plan["instances"].get(inst, {}).get("host") == gone["host"]:
+            # the id is replaced on the same host (a step inserted before it, a kind change): the id
+            # names the ports, namespace and domain there, so the old one goes before the new is made
+            out_hosts[gone["host"]]["remove_first"].append(entry)
+        else:
+            out_hosts[gone["host"]]["remove"].append(entry)
     for chain in valid:
         if chain["state"] == "absent":
             for switch in out_switches.values():

@@ -608,7 +608,7 @@ def _short(need, refused, out, states):
     text = "capacity short: needs %d instance%s of %s and %s (kind %s)" % (
         step["instances"], "s" if step["instances"] > 1 else "", _fmt_cpu(need.cpu), _fmt_mem(need.mem), need.kind)
     if need.move:
-        text += "; %s must leave %s" % (need.iid, need.why_previous)
+        text += "; %s must leave %s (%s)" % (need.iid, need.previous, need.why_previous)
     if placed:
         where = sorted(set(placed))
         text += "; %d placed (on %s); no host fits the other %d" % (len(placed), ", ".join(where), short)

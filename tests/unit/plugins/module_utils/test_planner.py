@@ -366,7 +366,7 @@ def test_a_move_that_fits_nowhere_is_a_capacity_error_naming_the_host_it_leaves(
     hosts["mh1"]["in_service"] = False
     with pytest.raises(PlanError) as err:
         plan(chains(chain("web", step("mon", "monitor"))), hosts)
-    assert "%s must leave mh1 is out of service" % ids("web", 0, 1)[0] in str(err.value)
+    assert "%s must leave mh1 (mh1 is out of service)" % ids("web", 0, 1)[0] in str(err.value)
     assert "mh2 0.05 CPU left" in str(err.value)
 
 
@@ -647,3 +647,30 @@ def test_a_split_target_goes_next_to_its_filter():
     result = plan(chains(inspect), {"mh1": host(trunk="t1", util=0.3), "mh2": host(trunk="t2"), "mh3": host(trunk="t3", util=0.6)})
     assert {e["host"] for e in result["instances"].values()} == {"mh2"}
     assert _planner.neighbours(chains(inspect)[0]["steps"]) == {"filter": ["deep", "out"], "deep": ["filter", "out"], "out": ["deep", "filter"]}
+
+
+# -- applying a plan: deploy-chain's per-host lists ---------------------------------------------------
+def test_deploy_removes_an_id_replaced_on_the_same_host_before_installing_it():
+    """A step inserted before others shifts their ids: the id of step 1 (was mon) now names the
+    inserted tap. On the same host the old instance must go BEFORE the new one is made (the id
+    names its ports and namespace), never after it - that removed the new one (found by a user)."""
+    from ansible_collections.flowstream.platform.plugins.module_utils import _deploy
+    one = {"mh1": host(trunk="t1"), "spare1": host(spare=True, trunk="t9")}
+    before = [chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "process"))]
+    first = plan(chains(*before), one)
+    hosts = feed_back(first, one)
+    after = [chain("web", step("fw", "firewall", "kernel"), step("tap", "wire", "kernel"), step("mon", "monitor", "process"))]
+    out = _deploy.build_plan(after, {}, hosts, SWITCHES, {})
+    mh1 = out["hosts"]["mh1"]
+    installed = set(i["instance"] for i in mh1["install"])
+    shifted = _chains.instance_id("web", 1, 0)
+    assert [e["instance"] for e in mh1["remove_first"]] == [shifted]
+    assert "this id is now step web/tap" in mh1["remove_first"][0]["reason"]
+    assert shifted in installed and not installed & set(e["instance"] for e in mh1["remove"])
+    assert out["hosts"]["spare1"]["remove_first"] == []
+    # a plain scale-down stays in "remove" (after the switch stopped sending it traffic)
+    scaled = [chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "process", 2))]
+    hosts2 = feed_back(plan(chains(*scaled), one), one)
+    down = _deploy.build_plan(before, {}, hosts2, SWITCHES, {})
+    assert down["hosts"]["mh1"]["remove_first"] == []
+    assert [e["instance"] for e in down["hosts"]["mh1"]["remove"]] == [_chains.instance_id("web", 1, 1)]
