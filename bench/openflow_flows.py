@@ -202,7 +202,7 @@ def run(sizes, loop_sample):
             put("raw ovs-ofctl --bundle add-flows", n, t)
             clear()
             put("raw ovs-ofctl parse-flows (%dk-flow parts at once)" % (PART // 1000), n,
-                min(timed(lambda: parse_flows_parts(flows))[0] for _ in range(3)))
+                min(timed(lambda: parse_flows_parts(flows))[0] for dummy in range(3)))
 
             for form, tag in (("file", "flows_file"), ("text", "flows_text"), ("list", "flows list")):
                 clear()
