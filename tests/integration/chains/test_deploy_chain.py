@@ -6,6 +6,7 @@ instances, and nothing of the other chains."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -169,3 +170,33 @@ def test_absent_chain_removes_its_flows_and_instances_only(deployed, tmp_path):
     web = next(iter(cookies))
     assert [f for f in back if web not in f] == [f for f in before_flows if web not in f]
     assert len([f for f in back if web in f]) == len([f for f in before_flows if web in f])
+
+
+def test_a_host_failing_stops_before_the_switch_and_an_inserted_step_keeps_the_chain(deployed, tmp_path):
+    """A rule nftables rejects fails the install on its host and the run stops there: the switch
+    and every host bridge are as before, and the old rules keep carrying traffic. Inserting a step
+    shifts the ids after it: those are replaced (removed first, then made again) - never made and
+    then removed - so the verify step's traffic passes in the same run, and a re-run changes nothing."""
+    def typo(chains):
+        chains[0]["steps"][0]["params"]["rules"][0] = "ip saddr 198.18.1.99 dorp"
+    before = snapshot()
+    run = playbook("playbooks/deploy-chain.yml", *RATE_CAP, inventory=inventory_with(tmp_path / "typo", typo))
+    assert run.rc != 0
+    assert "nft rejects 'ip saddr 198.18.1.99 dorp'" in json.dumps(run.task_results("Instances of the chains")), run.explain()
+    assert snapshot() == before
+    assert not run.task_results("Every chain's flows, each under its chain's cookie, in ONE atomic bundle per switch"), \
+        "the run went on to the switches"
+
+    def insert_tap(chains):
+        chains[0]["steps"].insert(1, {"name": "tap", "type": "wire", "kind": "kernel"})
+    inv = inventory_with(tmp_path / "tap", insert_tap)
+    run = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP, inventory=inv))     # its verify step passes
+    replaced = run.task_results("Instances replaced under the same id on this host, removed first (the id names their ports and namespace)")
+    removed_after = run.task_results("Instances to remove")
+    first = set(r["item"]["instance"] for res in replaced.values() for r in res.get("results", []) if r.get("changed"))
+    after = set(r["item"]["instance"] for res in removed_after.values() for r in res.get("results", []) if r.get("changed"))
+    assert first, "inserting a step replaced no instance id"
+    assert not first & after, "an instance made in this run was removed again: %s" % (first & after)
+    again = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP, inventory=inv))
+    assert again.changed() == 0, again.explain()
+    ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))    # back to the example chains
