@@ -38,6 +38,29 @@ class ChainError(Exception):
         return "%s: %s" % (where, self.message)
 
 
+class ChainErrors(ChainError):
+    """Several problems: the first of each step and of each chain, one per line."""
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        first = self.errors[0]
+        super().__init__(first.chain, first.step, first.field, first.message)
+
+    def __str__(self):
+        return "%d problems in the chains:\n%s" % (len(self.errors), "\n".join(str(e) for e in self.errors))
+
+
+def _raise_all(errors):
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ChainErrors(errors)
+
+
+def _flatten(exc):
+    return exc.errors if isinstance(exc, ChainErrors) else [exc]
+
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 CHAIN_KEYS = {"name", "state", "switch", "match", "from", "to", "steps", "cookie", "priority", "description", "verify", "tag"}
 STEP_KEYS = {"name", "type", "kind", "params", "instances", "blackbox", "split", "only_split", "vm"}
@@ -147,7 +170,8 @@ def validate(chains, catalogue=None, switches=None, blackboxes=None):
 
     ``switches``: {switch: {"uplinks": {name: port}}}; ``blackboxes``: {name: {"switch": s, "ports": {...}}};
     ``catalogue``: the operator's types. Every error names the chain, the step and the field.
-    Raises ChainError for the first problem found.
+    Raises ChainError for one problem, ChainErrors (one line each) for the first problem of
+    every step and every chain that has one.
     """
     if not isinstance(chains, list):
         raise ChainError(None, None, "flowstream_chains", "must be a list of chains")
@@ -157,64 +181,80 @@ def validate(chains, catalogue=None, switches=None, blackboxes=None):
     seen = {}
     shorts = {}
     out = []
+    errors = []
     for index, chain in enumerate(chains):
-        if not isinstance(chain, dict):
-            raise ChainError(None, None, "flowstream_chains[%d]" % index, "must be a mapping")
-        name = chain.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise ChainError(name, None, "name", "a chain name is 1-32 characters, a-z, 0-9 and '-', starting with a letter")
-        if name in seen:
-            raise ChainError(name, None, "name", "is used by chains %d and %d" % (seen[name], index))
-        seen[name] = index
-        unknown = sorted(set(chain) - CHAIN_KEYS)
-        if unknown:
-            raise ChainError(name, None, unknown[0], "unknown key%s (known: %s)" % (suggest(unknown[0], CHAIN_KEYS), ", ".join(sorted(CHAIN_KEYS))))
-        state = chain.get("state", "present")
-        if state not in ("present", "absent"):
-            raise ChainError(name, None, "state", "must be present or absent, got %r" % (state,))
-        tag = chain.get("tag")
-        if tag is not None and (not isinstance(tag, str) or not TAG_RE.match(tag)):
-            raise ChainError(name, None, "tag", "a tag is 1-6 of a-z and 0-9, starting with a letter (it starts the "
-                             "chain's instance ids), got %r" % (tag,))
-        short = chain_short(name, tag)
-        if short in shorts:
-            raise ChainError(name, None, "tag", "chain '%s' already has the short tag '%s' that starts instance ids; "
-                             "give one of the two its own tag (tag: <1-6 of a-z0-9>)" % (shorts[short], short))
-        shorts[short] = name
-        norm = {"name": name, "state": state, "cookie": chain_cookie(name), "description": chain.get("description", ""),
-                "verify": dict(chain.get("verify") or {}), "tag": tag}
-        if "cookie" in chain:
-            cookie = chain["cookie"]
-            if isinstance(cookie, str):
-                cookie = int(cookie, 0)
-            if not isinstance(cookie, int) or cookie >> 48 != COOKIE_OWNER:
-                raise ChainError(name, None, "cookie", "must be a 64-bit cookie with 0x%X in its top 16 bits (the chains' "
-                                 "cookie space), got %r" % (COOKIE_OWNER, chain["cookie"]))
-            norm["cookie"] = cookie
-        if state == "absent":
+        try:
+            if not isinstance(chain, dict):
+                raise ChainError(None, None, "flowstream_chains[%d]" % index, "must be a mapping")
+            name = chain.get("name")
+            if not isinstance(name, str) or not NAME_RE.match(name):
+                raise ChainError(name, None, "name", "a chain name is 1-32 characters, a-z, 0-9 and '-', starting with a letter")
+            if name in seen:
+                raise ChainError(name, None, "name", "is used by chains %d and %d" % (seen[name], index))
+            seen[name] = index
+            unknown = sorted(set(chain) - CHAIN_KEYS)
+            if unknown:
+                raise ChainError(name, None, unknown[0], "unknown key%s (known: %s)" % (suggest(unknown[0], CHAIN_KEYS), ", ".join(sorted(CHAIN_KEYS))))
+            state = chain.get("state", "present")
+            if state not in ("present", "absent"):
+                raise ChainError(name, None, "state", "must be present or absent, got %r" % (state,))
+            tag = chain.get("tag")
+            if tag is not None and (not isinstance(tag, str) or not TAG_RE.match(tag)):
+                raise ChainError(name, None, "tag", "a tag is 1-6 of a-z and 0-9, starting with a letter (it starts the "
+                                 "chain's instance ids), got %r" % (tag,))
+            short = chain_short(name, tag)
+            if short in shorts:
+                raise ChainError(name, None, "tag", "chain '%s' already has the short tag '%s' that starts instance ids; "
+                                 "give one of the two its own tag (tag: <1-6 of a-z0-9>)" % (shorts[short], short))
+            shorts[short] = name
+            norm = {"name": name, "state": state, "cookie": chain_cookie(name), "description": chain.get("description", ""),
+                    "verify": dict(chain.get("verify") or {}), "tag": tag}
+            if "cookie" in chain:
+                cookie = chain["cookie"]
+                if isinstance(cookie, str):
+                    try:
+                        cookie = int(cookie, 0)
+                    except ValueError:
+                        cookie = None
+                if not isinstance(cookie, int) or cookie >> 48 != COOKIE_OWNER:
+                    raise ChainError(name, None, "cookie", "must be a 64-bit cookie with 0x%X in its top 16 bits (the chains' "
+                                     "cookie space), got %r" % (COOKIE_OWNER, chain["cookie"]))
+                norm["cookie"] = cookie
+            if state == "absent":
+                out.append(norm)
+                continue
+            switch = chain.get("switch") or (sorted(switches)[0] if len(switches) == 1 else None)
+            if switch not in switches:
+                raise ChainError(name, None, "switch", "names switch %r, which the platform does not have (known: %s)"
+                                 % (switch, ", ".join(sorted(switches)) or "none"))
+            norm["switch"] = switch
+            uplinks = switches[switch].get("uplinks") or {}
+            for end in ("from", "to"):
+                if chain.get(end) not in uplinks:
+                    raise ChainError(name, None, end, "must name an uplink of switch %s%s (known: %s)"
+                                     % (switch, suggest(chain.get(end), uplinks), ", ".join(sorted(uplinks)) or "none"))
+                norm[end] = chain[end]
+            if chain["from"] == chain["to"]:
+                raise ChainError(name, None, "to", "traffic enters and leaves at the same uplink %s" % chain["to"])
+            _check_match(name, None, "match", chain.get("match"))
+            norm["match"] = dict(chain["match"])
+            priority = chain.get("priority", 100)
+            if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 60000:
+                raise ChainError(name, None, "priority", "must be 1..60000 (more specific chains want higher), got %r" % (priority,))
+            norm["priority"] = priority
+            norm["steps"] = _validate_steps(name, chain.get("steps"), types, blackboxes, switch)
             out.append(norm)
-            continue
-        switch = chain.get("switch") or (sorted(switches)[0] if len(switches) == 1 else None)
-        if switch not in switches:
-            raise ChainError(name, None, "switch", "names switch %r, which the platform does not have (known: %s)"
-                             % (switch, ", ".join(sorted(switches)) or "none"))
-        norm["switch"] = switch
-        uplinks = switches[switch].get("uplinks") or {}
-        for end in ("from", "to"):
-            if chain.get(end) not in uplinks:
-                raise ChainError(name, None, end, "must name an uplink of switch %s%s (known: %s)"
-                                 % (switch, suggest(chain.get(end), uplinks), ", ".join(sorted(uplinks)) or "none"))
-            norm[end] = chain[end]
-        if chain["from"] == chain["to"]:
-            raise ChainError(name, None, "to", "traffic enters and leaves at the same uplink %s" % chain["to"])
-        _check_match(name, None, "match", chain.get("match"))
-        norm["match"] = dict(chain["match"])
-        priority = chain.get("priority", 100)
-        if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 60000:
-            raise ChainError(name, None, "priority", "must be 1..60000 (more specific chains want higher), got %r" % (priority,))
-        norm["priority"] = priority
-        norm["steps"] = _validate_steps(name, chain.get("steps"), types, blackboxes, switch)
-        out.append(norm)
+        except ChainError as exc:
+            errors.extend(_flatten(exc))
+            if exc.step is None and not str(exc.field or "").startswith("steps") and isinstance(chain, dict) \
+                    and isinstance(chain.get("name"), str) and chain.get("state", "present") == "present":
+                # the chain's own fields are wrong: its steps are checked all the same (one run, every problem)
+                guess = chain.get("switch") or (sorted(switches)[0] if len(switches) == 1 else None)
+                try:
+                    _validate_steps(chain["name"], chain.get("steps"), types, blackboxes, guess)
+                except ChainError as more:
+                    errors.extend(_flatten(more))
+    _raise_all(errors)
     return out
 
 
@@ -225,63 +265,68 @@ def _validate_steps(chain, steps, types, blackboxes, switch):
         raise ChainError(chain, None, "steps", "has %d steps; a chain has at most %d" % (len(steps), MAX_STEPS))
     names = {}
     out = []
+    errors = []
     for index, step in enumerate(steps):
-        if not isinstance(step, dict):
-            raise ChainError(chain, index, "steps[%d]" % index, "must be a mapping")
-        sname = step.get("name")
-        if not isinstance(sname, str) or not NAME_RE.match(sname):
-            raise ChainError(chain, sname if isinstance(sname, str) else index, "name",
-                             "a step name is 1-32 characters, a-z, 0-9 and '-', starting with a letter")
-        if sname in names:
-            raise ChainError(chain, sname, "name", "is used by steps %d and %d" % (names[sname], index))
-        names[sname] = index
-        unknown = sorted(set(step) - STEP_KEYS)
-        if unknown:
-            raise ChainError(chain, sname, unknown[0], "unknown key%s (known: %s)" % (suggest(unknown[0], STEP_KEYS), ", ".join(sorted(STEP_KEYS))))
-        norm = {"name": sname, "index": index, "only_split": bool(step.get("only_split", False)), "split": None}
-        if step.get("blackbox"):
-            box = step["blackbox"]
-            if box not in blackboxes:
-                raise ChainError(chain, sname, "blackbox", "names black box %r, which the platform does not have%s (known: %s)"
-                                 % (box, suggest(box, blackboxes), ", ".join(sorted(blackboxes)) or "none"))
-            if blackboxes[box].get("switch") not in (None, switch):
-                raise ChainError(chain, sname, "blackbox", "black box %s hangs off switch %s, not the chain's switch %s"
-                                 % (box, blackboxes[box].get("switch"), switch))
-            for key in ("type", "kind", "instances", "params"):
-                if key in step:
-                    raise ChainError(chain, sname, key, "a black-box step has no %s: the box is what it is" % key)
-            norm.update(kind="blackbox", type=None, instances=1, blackbox=box, params={}, resources={})
-        else:
-            kind = step.get("kind")
-            type_name = step.get("type")
-            if type_name is None:
-                raise ChainError(chain, sname, "type", "is required (a catalogue type) unless the step is a blackbox")
-            if kind is None:
-                raise ChainError(chain, sname, "kind", "is required (kernel, process, click or vm)")
-            try:
-                params = _catalogue.resolve(types, sname, type_name, kind, step.get("params"))
-            except Exception as exc:  # InstanceError from the catalogue, re-said for the chain
-                field = getattr(exc, "field", None) or "type"
-                raise ChainError(chain, sname, field, getattr(exc, "message", str(exc))) from exc
-            if kind == "blackbox":
-                raise ChainError(chain, sname, "kind", "write blackbox: <name> for a black-box step")
-            count = step.get("instances", 1)
-            if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INSTANCES:
-                raise ChainError(chain, sname, "instances", "must be a whole number from 1 to %d, got %r" % (MAX_INSTANCES, count))
-            resources = dict(types[type_name].get("resources") or {})
-            if kind == "vm":
-                vm = dict(types[type_name].get("vm") or {}, **(step.get("vm") or {}))
-                resources = {"cpu": float(vm.get("vcpus", 1)), "memory": float(vm.get("memory", 96))}
-                norm["vm"] = vm
-            norm.update(kind=kind, type=type_name, instances=count, blackbox=None, params=params, resources=resources)
-        if step.get("split") is not None:
-            split = step["split"]
-            if not isinstance(split, dict) or set(split) - SPLIT_KEYS or "to" not in split or "match" not in split:
-                raise ChainError(chain, sname, "split", "must be {to: <a later step>, match: <OpenFlow match of the "
-                                 "traffic to divert, e.g. {ip: true, ip_dscp: 8}>}")
-            _check_match(chain, sname, "split.match", split["match"])
-            norm["split"] = {"to": split["to"], "match": dict(split["match"])}
-        out.append(norm)
+        try:
+            if not isinstance(step, dict):
+                raise ChainError(chain, index, "steps[%d]" % index, "must be a mapping")
+            sname = step.get("name")
+            if not isinstance(sname, str) or not NAME_RE.match(sname):
+                raise ChainError(chain, sname if isinstance(sname, str) else index, "name",
+                                 "a step name is 1-32 characters, a-z, 0-9 and '-', starting with a letter")
+            if sname in names:
+                raise ChainError(chain, sname, "name", "is used by steps %d and %d" % (names[sname], index))
+            names[sname] = index
+            unknown = sorted(set(step) - STEP_KEYS)
+            if unknown:
+                raise ChainError(chain, sname, unknown[0], "unknown key%s (known: %s)" % (suggest(unknown[0], STEP_KEYS), ", ".join(sorted(STEP_KEYS))))
+            norm = {"name": sname, "index": index, "only_split": bool(step.get("only_split", False)), "split": None}
+            if step.get("blackbox"):
+                box = step["blackbox"]
+                if box not in blackboxes:
+                    raise ChainError(chain, sname, "blackbox", "names black box %r, which the platform does not have%s (known: %s)"
+                                     % (box, suggest(box, blackboxes), ", ".join(sorted(blackboxes)) or "none"))
+                if blackboxes[box].get("switch") not in (None, switch):
+                    raise ChainError(chain, sname, "blackbox", "black box %s hangs off switch %s, not the chain's switch %s"
+                                     % (box, blackboxes[box].get("switch"), switch))
+                for key in ("type", "kind", "instances", "params"):
+                    if key in step:
+                        raise ChainError(chain, sname, key, "a black-box step has no %s: the box is what it is" % key)
+                norm.update(kind="blackbox", type=None, instances=1, blackbox=box, params={}, resources={})
+            else:
+                kind = step.get("kind")
+                type_name = step.get("type")
+                if type_name is None:
+                    raise ChainError(chain, sname, "type", "is required (a catalogue type) unless the step is a blackbox")
+                if kind is None:
+                    raise ChainError(chain, sname, "kind", "is required (kernel, process, click or vm)")
+                try:
+                    params = _catalogue.resolve(types, sname, type_name, kind, step.get("params"))
+                except Exception as exc:  # InstanceError from the catalogue, re-said for the chain
+                    field = getattr(exc, "field", None) or "type"
+                    raise ChainError(chain, sname, field, getattr(exc, "message", str(exc))) from exc
+                if kind == "blackbox":
+                    raise ChainError(chain, sname, "kind", "write blackbox: <name> for a black-box step")
+                count = step.get("instances", 1)
+                if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INSTANCES:
+                    raise ChainError(chain, sname, "instances", "must be a whole number from 1 to %d, got %r" % (MAX_INSTANCES, count))
+                resources = dict(types[type_name].get("resources") or {})
+                if kind == "vm":
+                    vm = dict(types[type_name].get("vm") or {}, **(step.get("vm") or {}))
+                    resources = {"cpu": float(vm.get("vcpus", 1)), "memory": float(vm.get("memory", 96))}
+                    norm["vm"] = vm
+                norm.update(kind=kind, type=type_name, instances=count, blackbox=None, params=params, resources=resources)
+            if step.get("split") is not None:
+                split = step["split"]
+                if not isinstance(split, dict) or set(split) - SPLIT_KEYS or "to" not in split or "match" not in split:
+                    raise ChainError(chain, sname, "split", "must be {to: <a later step>, match: <OpenFlow match of the "
+                                     "traffic to divert, e.g. {ip: true, ip_dscp: 8}>}")
+                _check_match(chain, sname, "split.match", split["match"])
+                norm["split"] = {"to": split["to"], "match": dict(split["match"])}
+            out.append(norm)
+        except ChainError as exc:
+            errors.append(exc)
+    _raise_all(errors)
     boxes = {}
     for step in out:
         if step["blackbox"]:

@@ -376,3 +376,25 @@ def test_bad_chains_name_chain_step_and_field(chain, step, field, words):
         validate([chain], switches=SWITCHES, blackboxes=BOXES)
     assert (err.value.chain, err.value.step, err.value.field) == ("c", step, field), str(err.value)
     assert words in str(err.value)
+
+
+def test_every_chain_and_step_with_a_problem_is_reported_at_once():
+    """The first problem of each step and of each chain, one line each (a user met them one run at a time)."""
+    web = base_chain("web", {"udp": True}, [{"name": "fw", "type": "firewal", "kind": "kernel"},
+                                            {"name": "mon", "type": "monitr", "kind": "kernel"},
+                                            {"name": "ok", "type": "wire", "kind": "kernel"}])
+    web["form"] = "source"                       # a chain-level mistake as well
+    dns = base_chain("dns", {"udp": True}, [{"name": "a", "type": "wire", "kind": "kernel", "instances": 0}])
+    dns["cookie"] = "0xnothex"
+    good = base_chain("good", {"tcp": True})
+    with pytest.raises(ChainError) as err:
+        validate([web, dns, good], switches=SWITCHES, blackboxes=BOXES)
+    text = str(err.value)
+    assert text.startswith("5 problems in the chains:\n"), text
+    lines = text.splitlines()[1:]
+    assert lines[0].startswith("chain 'web': form: unknown key (did you mean 'from'?)"), lines
+    assert lines[1].startswith("chain 'web': step 'fw': type: unknown type 'firewal'"), lines
+    assert lines[2].startswith("chain 'web': step 'mon': type: unknown type 'monitr'"), lines
+    assert lines[3].startswith("chain 'dns': cookie: must be a 64-bit cookie"), lines
+    assert lines[4] == "chain 'dns': step 'a': instances: must be a whole number from 1 to 1000, got 0"
+    assert (err.value.chain, err.value.step, err.value.field) == ("web", None, "form")   # the first, for callers that take one
