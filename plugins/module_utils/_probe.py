@@ -736,7 +736,13 @@ class Receiver:
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             except OSError:
                 self.kernel_ts = False
-            sock.bind((self.args.dst, dport))
+            try:
+                sock.bind((self.args.dst, dport))
+            except OSError as exc:
+                for opened, dummy in socks + [(sock, dport)]:
+                    opened.close()
+                raise OSError(exc.errno, "UDP port %d: %s (another probe, or another program, listens there)"
+                              % (dport, exc.strerror)) from exc
             sock.setblocking(False)
             socks.append((sock, dport))
         return socks

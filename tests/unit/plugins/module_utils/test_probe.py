@@ -8,9 +8,11 @@ One test runs both ends for real over loopback (127.0.0.1, no namespaces)."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import random
+import socket
 
 import pytest
 from hypothesis import given, settings
@@ -415,3 +417,22 @@ def test_sender_does_not_burst_to_catch_up_after_its_own_pause(monkeypatch):
     # 51 packets were due at once (50 ms late): 8 sent back to back, the schedule moved on by the other 43 ms
     assert 42.5 < rep["rescheduled_ms"] < 44
     assert rep["window_pps"]["windows"] == 3 and rep["window_pps"]["min"] < 700
+
+
+def test_a_receive_port_in_use_is_named_and_nothing_is_left_open(capsys):
+    """The loopback only: a port already bound makes the receiver say which port, close what it opened, exit 2."""
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", 0))
+    port = busy.getsockname()[1]
+    try:
+        args = argparse.Namespace(flows=2, sport=40000, dport=port - 1, vary="dport", dst="127.0.0.1", priority=0)
+        receiver = pr.Receiver(args)
+        assert sorted({f["dport"] for f in receiver.plan}) == [port - 1, port]
+        assert receiver.run() == 2
+        err = capsys.readouterr().err
+        assert "cannot listen on 127.0.0.1: " in err and "UDP port %d: " % port in err and "another probe" in err
+        again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        again.bind(("127.0.0.1", port - 1))     # the port it opened before failing was closed
+        again.close()
+    finally:
+        busy.close()
