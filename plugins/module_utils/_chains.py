@@ -186,15 +186,7 @@ def validate(chains, catalogue=None, switches=None, blackboxes=None):
         try:
             if not isinstance(chain, dict):
                 raise ChainError(None, None, "flowstream_chains[%d]" % index, "must be a mapping")
-            name = chain.get("name")
-            if not isinstance(name, str) or not NAME_RE.match(name):
-                raise ChainError(name, None, "name", "a chain name is 1-32 characters, a-z, 0-9 and '-', starting with a letter")
-            if name in seen:
-                raise ChainError(name, None, "name", "is used by chains %d and %d" % (seen[name], index))
-            seen[name] = index
-            unknown = sorted(set(chain) - CHAIN_KEYS)
-            if unknown:
-                raise ChainError(name, None, unknown[0], "unknown key%s (known: %s)" % (suggest(unknown[0], CHAIN_KEYS), ", ".join(sorted(CHAIN_KEYS))))
+            name = _check_named(chain, index, seen, CHAIN_KEYS, "chain")
             state = chain.get("state", "present")
             if state not in ("present", "absent"):
                 raise ChainError(name, None, "state", "must be present or absent, got %r" % (state,))
@@ -258,6 +250,25 @@ def validate(chains, catalogue=None, switches=None, blackboxes=None):
     return out
 
 
+def _check_named(item, index, seen, keys, what, chain=None):
+    """A chain's (``chain`` None) or a chain's step's name - well formed, unique among its kind
+    (``seen``: name -> index) - and keys; returns the name."""
+    name = item.get("name")
+
+    def error(field, message, label=name):
+        return ChainError(label, None, field, message) if chain is None else ChainError(chain, label, field, message)
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise error("name", "a %s name is 1-32 characters, a-z, 0-9 and '-', starting with a letter" % what,
+                    name if chain is None or isinstance(name, str) else index)
+    if name in seen:
+        raise error("name", "is used by %ss %d and %d" % (what, seen[name], index))
+    seen[name] = index
+    unknown = sorted(set(item) - keys)
+    if unknown:
+        raise error(unknown[0], "unknown key%s (known: %s)" % (suggest(unknown[0], keys), ", ".join(sorted(keys))))
+    return name
+
+
 def _validate_steps(chain, steps, types, blackboxes, switch):
     if not isinstance(steps, list) or not steps:
         raise ChainError(chain, None, "steps", "needs at least one step")
@@ -270,16 +281,7 @@ def _validate_steps(chain, steps, types, blackboxes, switch):
         try:
             if not isinstance(step, dict):
                 raise ChainError(chain, index, "steps[%d]" % index, "must be a mapping")
-            sname = step.get("name")
-            if not isinstance(sname, str) or not NAME_RE.match(sname):
-                raise ChainError(chain, sname if isinstance(sname, str) else index, "name",
-                                 "a step name is 1-32 characters, a-z, 0-9 and '-', starting with a letter")
-            if sname in names:
-                raise ChainError(chain, sname, "name", "is used by steps %d and %d" % (names[sname], index))
-            names[sname] = index
-            unknown = sorted(set(step) - STEP_KEYS)
-            if unknown:
-                raise ChainError(chain, sname, unknown[0], "unknown key%s (known: %s)" % (suggest(unknown[0], STEP_KEYS), ", ".join(sorted(STEP_KEYS))))
+            sname = _check_named(step, index, names, STEP_KEYS, "step", chain)
             norm = {"name": sname, "index": index, "only_split": bool(step.get("only_split", False)), "split": None}
             if step.get("blackbox"):
                 box = step["blackbox"]
