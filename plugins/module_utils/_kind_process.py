@@ -102,7 +102,8 @@ class ProcessKind:
         except (OSError, ValueError):
             return {"running": False}
         sup = data.get("supervisor_pid")
-        alive = bool(sup) and _pid_alive(sup, "--name %s " % instance)
+        # a supervisor that wrote "stopped" is on its way out (it exits right after), not running
+        alive = bool(sup) and data.get("state") != "stopped" and _pid_alive(sup, "--name %s " % instance)
         child = data.get("child_pid")
         return {"running": alive, "supervisor_pid": sup if alive else None,
                 "child_pid": child if alive and child and _pid_alive(child, "") else None,

@@ -449,10 +449,11 @@ def parse_ports_desc(text):
         if cur is None:
             continue
         s = line.strip()
+        # OVS prints "config: 0" / "state: 0" for no flags at all
         if s.startswith("config:"):
-            cur.config = tuple(s[7:].split())
+            cur.config = tuple(w for w in s[7:].split() if w != "0")
         elif s.startswith("state:"):
-            cur.state = tuple(s[6:].split())
+            cur.state = tuple(w for w in s[6:].split() if w != "0")
     return ports
 
 

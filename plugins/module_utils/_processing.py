@@ -62,7 +62,9 @@ class ProcessingModules:
         check_vlans(instance, p.get("vlans"))
         definition = catalogue[p["type"]]
         if p["kind"] == "vm" and p.get("vm"):
-            definition = dict(definition, vm=dict(definition.get("vm") or {}, **p["vm"]))
+            # options the task leaves out arrive as None: they keep the type's (or the default) value
+            given = {k: v for k, v in p["vm"].items() if v is not None}
+            definition = dict(definition, vm=dict(definition.get("vm") or {}, **given))
         return Spec(instance, p["kind"], p["type"], params, definition, dict(p["vlans"]), self.host_bridge,
                     chain=p.get("chain"), step=p.get("step"), running=p["state"] != "stopped",
                     port_type=p.get("port_type") or "system")
@@ -103,7 +105,13 @@ class ProcessingModules:
                        "memory_mib": int((spec.definition.get("vm") or {}).get("memory", 96)),
                        "vcpus": int((spec.definition.get("vm") or {}).get("vcpus", 1)),
                        "image": (spec.definition.get("vm") or {}).get("image") or {}}
-            self.log.actions.extend(kind.ensure(vm_spec, check_mode=self.log.check_mode))
+            try:
+                self.log.actions.extend(kind.ensure(vm_spec, check_mode=self.log.check_mode))
+            except InstanceError as exc:
+                # the VM kind names fields of its own spec; here they are processing_module's vm option
+                if exc.field and exc.field.split(".")[0] in ("image", "memory", "vcpus"):
+                    raise InstanceError(exc.instance, "vm." + exc.field, exc.message) from exc
+                raise
         else:
             kind.validate(spec)
             kind.ensure(spec)

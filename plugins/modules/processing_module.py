@@ -37,7 +37,12 @@ attributes:
   check_mode:
     support: full
   diff_mode:
-    support: full
+    support: partial
+    details:
+      - The diff shows the instance's configuration as the host reports it (kind, type, chain and step,
+        legs and VLANs, VM size); in check mode the C(after) side adds C(pending_actions), what
+        the run would do. Parameter values (firewall rules, rates) appear as the actions that apply
+        them, with a digest of the new ruleset, not line by line.
   idempotent:
     support: full
 options:
@@ -178,7 +183,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 instance:
-  description: The instance as the host reports it after the change (null when absent).
+  description:
+    - The instance as the host reports it after the change (null when absent), with its C(state)
+      (V(running), V(stopped); for a VM the domain's state) as M(flowstream.platform.module_host_info)
+      reports it.
   returned: always
   type: dict
   sample:
@@ -205,6 +213,7 @@ field:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
+from ansible_collections.flowstream.platform.plugins.module_utils._host_info import instance_state
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
 from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import PORT_TYPES
 from ansible_collections.flowstream.platform.plugins.module_utils._processing import ProcessingModules
@@ -255,7 +264,11 @@ def main():
         module.fail_json(msg=str(exc), field=exc.field, actions=engine.log.actions if engine else [])
     except CommandError as exc:
         module.fail_json(msg="instance %s: %s" % (p["instance"], exc), actions=engine.log.actions if engine else [])
-    result = {"changed": engine.log.changed, "actions": engine.log.actions, "instance": after}
+    reported = None
+    if after:
+        reported = dict(after)   # with its state (running, stopped) as module_host_info reports it
+        reported["state"] = instance_state(p["instance"], reported)
+    result = {"changed": engine.log.changed, "actions": engine.log.actions, "instance": reported}
     if module._diff:
         result["diff"] = {"before": configuration(before), "after": (dict(configuration(before), pending_actions=engine.log.actions)
                                                                      if module.check_mode else configuration(after))}

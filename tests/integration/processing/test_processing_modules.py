@@ -228,6 +228,7 @@ def test_operator_type_from_the_inventory_catalogue_runs():
     args = dict(instance="urel", kind="process", type="relay", catalogue=catalogue, vlans={"left": 181, "right": 182})
     res = ok(pm("mh2", **args))
     assert res["instance"]["type"] == "relay" and res["instance"]["resources"] == {"cpu": 0.2, "memory": 24}
+    assert res["instance"]["state"] == "running" and res["instance"]["process"]["child_pid"], res["instance"]
     steer("fsl-mh2-tr", 181, 182)
     assert exchange([(40061, 7021)], 100) == {7021: 100}
     assert ok(pm("mh2", **args))["changed"] is False
@@ -248,6 +249,8 @@ def test_operator_type_from_the_inventory_catalogue_runs():
     (dict(kind="kernel", type="wire", vlans={"left": 101, "right": 199}), "vlans.left", "VLAN 101 is already the tag of port fs-kw1-l"),
     (dict(kind="kernel", type="wire", instance="Bad_Name"), "instance", "1-10 characters"),
     (dict(kind="click", type="wire"), "kind", "click binary"),
+    (dict(kind="vm", type="wire", vm={"image": {"kernel": "/nonexistent/vmlinuz", "initrd": "/nonexistent/initrd.img"}}),
+     "vm.image.kernel", "/nonexistent/vmlinuz does not exist"),
 ])
 def test_bad_requests_fail_naming_instance_and_field_and_change_nothing(args, field, words):
     ok(pm("mh1", instance="kw1", kind="kernel", type="wire", vlans={"left": 101, "right": 102}))
@@ -255,7 +258,7 @@ def test_bad_requests_fail_naming_instance_and_field_and_change_nothing(args, fi
     request = dict(instance="bad1", vlans={"left": 191, "right": 192})
     request.update(args)
     res = failed(pm("mh1", **request))
-    assert res["field"] == field, res
+    assert res.get("field") == field, res
     assert words in res["msg"] and request["instance"] in res["msg"], res["msg"]
     assert host_objects("mh1") == before
 

@@ -348,6 +348,7 @@ def test_parse_ports():
     ports = m.parse_ports_desc(PORTS)
     assert [(p.number, p.name) for p in ports] == [("1", "fst-c-p1"), ("2", "fst-c-p2"), ("LOCAL", "fst-c")]
     assert ports[0].config == ("PORT_DOWN",) and ports[1].state == ("LIVE",)
+    assert ports[1].config == () and ports[1].as_dict()["config"] == []   # OVS prints "config: 0" for no flags
     assert ports[2].as_dict()["mac"] == "f2:f4:35:b7:22:41"
 
 

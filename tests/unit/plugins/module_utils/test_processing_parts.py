@@ -205,3 +205,17 @@ def test_a_leg_of_another_port_type_is_re_created_then_left_alone(have, want):
     ovs.calls = []
     ensure_leg_ports(ovs, spec, again)
     assert not again.changed and not [c for c in ovs.calls if c[0] != "vsctl"]
+
+
+@pytest.mark.parametrize("state, running", [("running", True), ("restarting", True), ("stopped", False)])
+def test_a_supervisor_that_wrote_stopped_is_not_running(tmp_path, monkeypatch, state, running):
+    """Between writing "stopped" and exiting, a supervisor is still a live process: not running (a user saw
+    module_host_info say running right after killing one)."""
+    import json
+    from ansible_collections.flowstream.platform.plugins.module_utils import _kind_process
+    monkeypatch.setattr(_kind_process, "run_dir", lambda instance: str(tmp_path))
+    monkeypatch.setattr(_kind_process, "_pid_alive", lambda pid, needle: True)
+    (tmp_path / "status.json").write_text(json.dumps({"supervisor_pid": 4036, "child_pid": 4037, "state": state, "restarts": 0}))
+    status = _kind_process.ProcessKind(ActionLog()).status("nu4mon")
+    assert status["running"] is running and status["state"] == state
+    assert status["supervisor_pid"] == (4036 if running else None)
