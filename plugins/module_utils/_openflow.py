@@ -38,7 +38,7 @@ from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import 
     FlowEntry,
     GroupEntry,
     OfctlError,
-    concurrently as _parallel,
+    concurrently,
     parse_flow_mod_text,
 )
 
@@ -665,7 +665,7 @@ class Reconciler:
         calls = [lambda: ofctl.dump_flows(self.cookie, self.mask)]
         if flow_texts:
             calls.append(lambda: self._parse_flows(flow_texts))
-        results = _parallel(*calls)
+        results = concurrently(*calls)
         have_flows = results[0]
         want_flows = results[1] if flow_texts else []
         # The cookie each wanted flow carries: its own (flow_cookies) or the task's.
@@ -1172,7 +1172,7 @@ def gather(ofctl, cookie=None, cookie_mask=None, flows=True, groups=True, ports=
         calls.append(("group_stats", ofctl.dump_group_stats))
     if ports:
         calls.append(("ports", ofctl.dump_ports))
-    values = dict(zip([name for name, call in calls], _parallel(*[call for name, call in calls]))) if calls else {}
+    values = dict(zip([name for name, call in calls], concurrently(*[call for name, call in calls]))) if calls else {}
     if flows:
         result["flows"] = [f.as_dict(stats=True) for f in sorted(values["flows"], key=_sort_key)]
     if groups:
