@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.flowstream.platform.plugins.module_utils._deploy import DeployError, build_plan, platform_from_vars
@@ -13,7 +14,7 @@ from ansible_collections.flowstream.platform.plugins.module_utils._deploy import
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("chains", "catalogue"))
+    _VALID_ARGS = frozenset(("chains", "catalogue", "policy", "rolling"))
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
@@ -29,7 +30,8 @@ class ActionModule(ActionBase):
         hosts, switches, boxes = platform_from_vars(task_vars.get("hostvars", {}), task_vars.get("groups", {}))
         missing = sorted(h for h, v in hosts.items() if v["report"] is None and v["in_service"] and not v["spare"])
         try:
-            plan = build_plan(chains, args.get("catalogue") or {}, hosts, switches, boxes)
+            plan = build_plan(chains, args.get("catalogue") or {}, hosts, switches, boxes, policy=args.get("policy") or {},
+                              rolling=boolean(args.get("rolling", False), strict=False))
         except DeployError as exc:
             result.update(failed=True, msg=str(exc))
             return result

@@ -337,13 +337,17 @@ from ansible_collections.flowstream.platform.plugins.plugin_utils._description i
     DescriptionError,
     parse_description,
 )
+from ansible_collections.flowstream.platform.plugins.module_utils._hostvars import (
+    GROUP_BLACKBOXES,
+    GROUP_MODULE_HOSTS,
+    GROUP_SPARES,
+    GROUP_SWITCHES,
+    blackbox_vars,
+    module_host_vars,
+    switch_vars,
+)
 
 SUFFIXES = ('.flowstream.yml', '.flowstream.yaml')
-
-GROUP_SWITCHES = 'flowstream_switches'
-GROUP_MODULE_HOSTS = 'flowstream_module_hosts'
-GROUP_SPARES = 'flowstream_spares'
-GROUP_BLACKBOXES = 'flowstream_blackboxes'
 
 #: Version of what this plugin writes to the inventory cache; bump when the format changes.
 CACHE_FORMAT = 1
@@ -455,56 +459,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     @staticmethod
     def _host_entries(description):
-        """(hostname, group, hostvars) for every host: the hostvar contract of this plugin."""
-        common = {'flowstream_platform': description.name}
-        entries = []
-        for switch in description.switches:
-            hostvars = dict(
-                common,
-                flowstream_role='switch',
-                ansible_connection='local',
-                flowstream_openflow_target=switch.openflow_target,
-                flowstream_bridge=switch.bridge,
-                flowstream_openflow_versions=list(switch.openflow_versions),
-                flowstream_uplinks=dict(switch.uplinks),
-            )
-            if switch.ssl is not None:
-                hostvars['flowstream_ssl'] = switch.ssl.as_dict()
-            if switch.management_address is not None:
-                hostvars['flowstream_management_address'] = switch.management_address
-            entries.append((switch.name, GROUP_SWITCHES, hostvars))
-        for host in description.all_module_hosts:
-            hostvars = dict(
-                common,
-                flowstream_role=host.role,
-                ansible_host=host.management_address,
-                flowstream_management_address=host.management_address,
-                flowstream_management_network=description.management_network,
-                flowstream_switch=host.switch,
-                flowstream_trunk=host.trunk,
-                flowstream_host_bridge=host.host_bridge,
-                flowstream_port_type=host.port_type,
-                flowstream_capacity=host.capacity.as_dict(),
-                flowstream_kinds=list(host.kinds),
-                flowstream_power=dict(host.power),
-                flowstream_spare=host.spare,
-            )
-            entries.append((host.name, GROUP_SPARES if host.spare else GROUP_MODULE_HOSTS,
-                            hostvars))
-        for box in description.blackboxes:
-            hostvars = dict(
-                common,
-                flowstream_role='blackbox',
-                ansible_connection='local',
-                flowstream_switch=box.switch,
-                flowstream_ports=box.ports,
-                flowstream_health={'type': box.health},
-            )
-            if box.description is not None:
-                hostvars['flowstream_description'] = box.description
-            if box.capacity is not None:
-                hostvars['flowstream_capacity'] = box.capacity
-            entries.append((box.name, GROUP_BLACKBOXES, hostvars))
+        """(hostname, group, hostvars) for every host: the hostvar contract (module_utils/_hostvars)."""
+        entries = [(switch.name, GROUP_SWITCHES, switch_vars(description.name, switch)) for switch in description.switches]
+        entries += [(host.name, GROUP_SPARES if host.spare else GROUP_MODULE_HOSTS,
+                     module_host_vars(description.name, description.management_network, host))
+                    for host in description.all_module_hosts]
+        entries += [(box.name, GROUP_BLACKBOXES, blackbox_vars(description.name, box)) for box in description.blackboxes]
         return entries
 
     def _populate(self, entries):

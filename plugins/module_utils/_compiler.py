@@ -116,7 +116,7 @@ def _deliver_on_host(target, host, leg, match, priority, chain):
     return _to_members(members, match, priority, chain, target.step)
 
 
-def compile_chain(chain, placement, uplinks, blackboxes=None):
+def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
     """The flows of one chain.
 
     ``chain``: a chain as _chains.validate returns it (state present).
@@ -125,6 +125,12 @@ def compile_chain(chain, placement, uplinks, blackboxes=None):
     ``host`` the trunk names the host).
     ``uplinks``: {uplink name: switch port} of the chain's switch.
     ``blackboxes``: {name: {"ports": {"left", "right"}}}.
+    ``draining``: old copies of instances that are leaving (a move, a replacement, a scale-down)
+    while the change is applied, in ``placement``'s shape: they are never a target any more,
+    but packets still inside them when the switch moved on are taken onward from them, on the
+    switch (their trunk and right/left tag are arrivals like any other) and on their host's
+    bridge, to the same next targets as the step's present instances (make-before-break: the
+    flows of a change that is under way; see _deploy).
     Returns {"cookie", "flows": [switch flow dicts, sorted], "hosts": {module host: [host-bridge
     flow dicts, sorted]} (only hosts where consecutive steps meet), "path": [...]}.
     """
@@ -134,6 +140,11 @@ def compile_chain(chain, placement, uplinks, blackboxes=None):
     members = {}
     for inst, where in sorted(placement.items()):
         members.setdefault(where["step"], []).append((where["n"], inst, where["trunk"], where["vlans"], where.get("host", where["trunk"])))
+    leaving = {}
+    for key, where in sorted((draining or {}).items()):
+        inst = key.split("@")[0]  # "<id>@<host>": two old copies of one id
+        if where["step"] in members:
+            leaving.setdefault(where["step"], []).append((where["n"], inst, where["trunk"], where["vlans"], where.get("host", where["trunk"])))
     for step in steps:
         if step["kind"] == "blackbox":
             continue
@@ -171,7 +182,8 @@ def compile_chain(chain, placement, uplinks, blackboxes=None):
             ports = blackboxes[step["blackbox"]]["ports"]
             return [(ports["right"] if direction == "fwd" else ports["left"], "", False)]
         leg = "right" if direction == "fwd" else "left"
-        return [(trunk, "dl_vlan=%d" % vlans[leg], True) for _n, _inst, trunk, vlans, _host in sorted(members[step["name"]])]
+        return [(trunk, "dl_vlan=%d" % vlans[leg], True)
+                for _n, _inst, trunk, vlans, _host in sorted(members[step["name"]] + leaving.get(step["name"], []))]
 
     def splits_into(index, direction):
         """Split rules that apply to packets leaving step ``index``: [(split match text, target step)]."""
@@ -210,7 +222,7 @@ def compile_chain(chain, placement, uplinks, blackboxes=None):
         base_match = fwd_match if direction == "fwd" else rev_match
         rules = [(priority + 1, split_match, target(deep, direction)) for split_match, deep in split_rules]
         rules.append((priority, "", target(nxt, direction)))
-        for _n, inst, _trunk, _vlans, host in sorted(members[step["name"]]):
+        for _n, inst, _trunk, _vlans, host in sorted(members[step["name"]] + leaving.get(step["name"], [])):
             if not any(on == host for _p, _m, tgt in rules for _i, _t, _v, on in tgt.members):
                 continue
             match = "in_port=%s,%s" % (leg_port(inst, out_leg), base_match)

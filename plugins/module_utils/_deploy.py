@@ -12,6 +12,7 @@ from __future__ import annotations
 from ansible_collections.flowstream.platform.plugins.module_utils import _planner
 from ansible_collections.flowstream.platform.plugins.module_utils._chains import ChainError, match_text, validate
 from ansible_collections.flowstream.platform.plugins.module_utils._compiler import check_overlaps, compile_chain
+from ansible_collections.flowstream.platform.plugins.module_utils._hostvars import platform_from_vars  # noqa: F401 (the planner's half of the contract)
 
 CHAINS_COOKIE = 0xF5C0000000000000
 CHAINS_MASK = 0xFFFF000000000000
@@ -21,94 +22,292 @@ class DeployError(Exception):
     """Names the chain, step and field (ChainError, PlanError) or the platform piece at fault."""
 
 
-def build_plan(chains, catalogue, hosts, switches, blackboxes):
-    """``hosts``: {name: {capacity, kinds, spare, in_service, trunk, switch, host_bridge, report}};
+# Pseudo host of a VM that libvirt is moving: no bridge holds its ports while its flows are
+# compiled for the switch, so no host flow names it (host-local chaining waits for it to land).
+IN_FLIGHT = "(in flight)"
+# kinds whose instances carry state to their new copy in a live move (a VM carries its own)
+CARRY_KINDS = ("kernel", "process", "click")
+
+
+def _cookie(value):
+    return "0x%016x" % value
+
+
+def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, rolling=False):
+    """The whole operation, planned and compiled, validated before anything is touched.
+
+    ``hosts``: {name: {capacity, kinds, spare, in_service, trunk, switch, host_bridge, report}};
     ``switches``: {name: {uplinks, openflow_target, openflow_version, ssl}};
-    ``blackboxes``: {name: {switch, ports}}.
-    Returns {"hosts": {h: {"install": [...], "remove_first": [...], "remove": [...], "cookie", "cookie_mask",
-    "flows": [...]}},
-    "switches": {s: {"cookie", "cookie_mask", "flows", "chains": {...}, "absent": [...]}}, "instances": {...},
-    "chains": {...}, "why": [...]}. A host's ``flows`` are its bridge's share of host-local
-    chaining (consecutive steps on that host, see _compiler), under the same cookie range.
-    ``remove_first``: instances replaced under the same id on the same host, removed before the
-    install; ``remove``: the rest, removed after the switches stopped sending them traffic."""
+    ``blackboxes``: {name: {switch, ports}}; ``policy``: _planner.check_policy's input
+    (cordoned, draining, moves, allow_spares, objective); ``rolling``: one wave per draining
+    host (in the order the policy names them), else one wave for everything.
+
+    The change is applied wave by wave (playbooks/tasks/apply_wave.yml); every wave is
+    make-before-break and crash-safe:
+
+    1. ``remove_first`` (an id replaced on the same host: the id names its ports) and
+       ``export`` (the state of the instances a live move takes along, read on their old host);
+    2. ``install``: new instances, and the new copies of moving ones (with that state);
+    3. ``flows_pre`` (a VM moved by libvirt only): the switch learns the VM's new tags as
+       arrivals and hosts stop sending to it locally, while the traffic still goes to it;
+    4. ``flows_during``: the switch sends to the new places, while packets still inside old
+       copies (``draining``) are taken onward from them - on the switch first, then on the
+       host bridges; for a VM this switch bundle is applied at libvirt's switchover event;
+    5. ``remove`` with ``quiesce``: old copies are removed once their legs are quiet (their
+       state read last and carried to the new copy);
+    6. ``flows``: the final flows, without the old copies' arrivals.
+
+    Killed at any point, the switch and every bridge send every packet to an instance that
+    exists (old or new); the next run plans from what it finds (a second copy, an orphan) and
+    converges. Returns {"waves": [...], "hosts", "switches", "chains", "instances", "moves",
+    "capacity", "policy", "warnings"}; the top-level ``hosts``/``switches`` hold the end state
+    (the final flows and every wave's lists together)."""
     try:
         valid = validate(chains, catalogue, {s: {"uplinks": v.get("uplinks") or {}} for s, v in switches.items()}, blackboxes)
         check_overlaps(valid)
-        plan = _planner.plan(valid, hosts)
+        if isinstance(policy, dict):
+            _check_blackbox_moves(policy.get("moves") or [], blackboxes)
+        plan = _planner.plan(valid, hosts, policy=policy)
     except (ChainError, _planner.PlanError) as exc:
         raise DeployError(str(exc)) from exc
-    by_chain = {}
-    for inst, where in plan["instances"].items():
-        by_chain.setdefault(where["chain"], {})[inst] = where
-    out_hosts = {h: {"install": [], "remove_first": [], "remove": [], "cookie": "0x%016x" % CHAINS_COOKIE, "cookie_mask": "0x%016x" % CHAINS_MASK,
-                     "flows": []} for h in hosts}
-    out_switches = {s: {"cookie": "0x%016x" % CHAINS_COOKIE, "cookie_mask": "0x%016x" % CHAINS_MASK, "flows": [],
-                        "chains": {}, "absent": []} for s in switches}
-    chains_out = {}
     steps = {(c["name"], s["name"]): (c, s) for c in valid if c["state"] == "present" for s in c["steps"]}
-    for inst, where in sorted(plan["instances"].items()):
-        chain, step = steps[(where["chain"], where["step"])]
-        item = {"instance": inst, "kind": step["kind"], "type": step["type"], "params": step["params"],
-                "vlans": where["vlans"], "chain": chain["name"], "step": step["name"], "new": where.get("new", False),
-                "reason": where.get("reason", "")}
+    new = plan["instances"]
+    moves = _moves(new, steps, hosts)
+    waves = _waves(moves, plan, policy, rolling)
+    removed = plan.get("remove", {})
+    old = _running(hosts, valid)
+    done = set()
+    out_waves = []
+    try:
+        for index, wave in enumerate(waves):
+            before = set(done)
+            done.update(wave["moves"])
+            out_waves.append(_wave(index, wave, valid, steps, new, removed, moves, old, before, done, hosts, switches, blackboxes))
+    except ChainError as exc:
+        raise DeployError("the plan does not compile (the hosts' reports disagree with it?): %s" % exc) from exc
+    final = out_waves[-1]
+    out_hosts = {h: {"install": [], "remove_first": [], "remove": [], "export": [], "cookie": _cookie(CHAINS_COOKIE),
+                     "cookie_mask": _cookie(CHAINS_MASK), "flows": final["hosts"][h]["flows"]} for h in hosts}
+    for wave in out_waves:
+        for h, lists in wave["hosts"].items():
+            for key in ("install", "remove_first", "remove", "export"):
+                out_hosts[h][key].extend(lists[key])
+    out_switches = {s: dict(final["switches"][s], flows_pre=None, flows_during=final["switches"][s]["flows"]) for s in switches}
+    return {"waves": out_waves, "hosts": out_hosts, "switches": out_switches, "chains": final["chains"],
+            "instances": new, "moves": [moves[i] for i in sorted(moves)], "capacity": plan.get("hosts", {}),
+            "policy": plan.get("policy", {}), "warnings": plan.get("warnings", [])}
+
+
+def _check_blackbox_moves(moves, blackboxes):
+    for index, move in enumerate(moves):
+        if isinstance(move, dict) and move.get("instance") in blackboxes:
+            raise _planner.PlanError(None, None, "policy.moves[%d]: %s is a black box (an appliance on switch ports %s): only what "
+                                     "runs on a module host can move" % (index, move["instance"],
+                                                                         ", ".join(sorted(str(p) for p in (blackboxes[move["instance"]].get("ports") or {}).values()))))
+
+
+def _moves(new, steps, hosts):
+    """{instance: the move} for every instance the plan moves, with how it moves."""
+    out = {}
+    for iid, where in sorted(new.items()):
+        if where.get("action") != "migrate":
+            continue
+        kind = where["kind"]
+        method = where.get("method") or "live"
+        how = "cold" if method == "cold" else ("libvirt" if kind == "vm" else "make_before_break")
+        out[iid] = {"instance": iid, "chain": where["chain"], "step": where["step"], "kind": kind, "type": where["type"],
+                    "from": where["moved_from"], "to": where["host"], "method": method, "how": how,
+                    "carry": how == "make_before_break" and kind in CARRY_KINDS,
+                    "from_vlans": where.get("previous_vlans"), "to_vlans": where["vlans"],
+                    "to_host_bridge": hosts[where["host"]].get("host_bridge", "fs-host"),
+                    "reason": where.get("reason", "")}
+    return out
+
+
+def _waves(moves, plan, policy, rolling):
+    """[{name, moves, changes}]: which moves go together. Everything that is not a move (new
+    instances, removals) goes with the first wave; a VM that libvirt moves has a wave of its own."""
+    vm = [i for i in sorted(moves) if moves[i]["how"] == "libvirt"]
+    rest = [i for i in sorted(moves) if moves[i]["how"] != "libvirt"]
+    waves = []
+    if rolling:
+        order = list((policy or {}).get("draining") or [])
+        if isinstance(order, str):
+            order = [n.strip() for n in order.split(",") if n.strip()]
+        order += sorted({moves[i]["from"] for i in moves} - set(order))
+        for host in order:
+            group = [i for i in rest if moves[i]["from"] == host]
+            if group:
+                waves.append({"name": "drain %s" % host, "moves": group})
+            waves.extend({"name": "move %s (live, libvirt)" % i, "moves": [i]} for i in vm if moves[i]["from"] == host)
+    else:
+        waves.append({"name": "changes", "moves": rest})
+        waves.extend({"name": "move %s (live, libvirt)" % i, "moves": [i]} for i in vm)
+    if not waves or (not waves[0]["moves"] and len(waves) > 1):
+        waves = [w for w in waves if w["moves"]] or [{"name": "changes", "moves": []}]
+    waves[0]["changes"] = True
+    return waves
+
+
+def _running(hosts, valid):
+    """{instance id: where it runs now} for the instances of the described chains, from the
+    hosts' reports: the old copies, compiled as arrivals while they drain."""
+    names = {c["name"]: c for c in valid}
+    out = {}
+    for host in sorted(hosts):
+        spec = hosts[host]
+        for iid, info in sorted(((spec.get("report") or {}).get("instances") or {}).items()):
+            chain = names.get(info.get("chain"))
+            legs = info.get("legs") or {}
+            vlans = {leg: (legs.get(leg) or {}).get("vlan") for leg in ("left", "right")}
+            if chain is None or not all(isinstance(v, int) for v in vlans.values()):
+                continue
+            slot = _planner.decode_instance(chain, iid)
+            out.setdefault(iid, {})[host] = {"chain": chain["name"], "step": info.get("step"), "n": slot[1] if slot else 0,
+                                             "host": host, "trunk": spec.get("trunk"), "vlans": vlans}
+    return out
+
+
+def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hosts, switches, blackboxes):
+    """One wave: per host what to remove first, export, install, remove; per switch and host the
+    flows before the switchover (VM), during the change and after it."""
+    ids = set(wave["moves"])
+    first = bool(wave.get("changes"))
+
+    def placement(finished, in_flight=None):
+        where = {}
+        for iid, entry in new.items():
+            move = moves.get(iid)
+            if move is not None and iid not in finished:
+                here = dict(old.get(iid, {}).get(move["from"]) or {}, step=entry["step"], n=entry["n"])
+                if not here.get("trunk"):
+                    continue
+                where[iid] = here
+            else:
+                where[iid] = entry
+            if iid == in_flight:
+                where[iid] = dict(where[iid], host=IN_FLIGHT)
+        return where
+
+    draining = {}
+    for iid in sorted(ids):
+        move = moves[iid]
+        copy = old.get(iid, {}).get(move["from"])
+        if copy:
+            draining[iid] = dict(copy, step=new[iid]["step"], n=new[iid]["n"])
+    if first:
+        for iid, gone in sorted(removed.items()):
+            if iid in moves:
+                continue
+            for host in gone.get("hosts") or [gone["host"]]:
+                copy = old.get(iid, {}).get(host)
+                if copy and (copy["chain"], copy["step"]) in steps and new.get(iid, {}).get("host") != host:
+                    draining.setdefault(iid + "@" + host, copy)
+    vm = next((moves[i] for i in sorted(ids) if moves[i]["how"] == "libvirt"), None)
+    after = placement(done)
+    compiled_during = _compile(valid, after, draining if vm is None else {vm["instance"]: dict(draining.get(vm["instance"], {}), host=IN_FLIGHT)},
+                               switches, blackboxes, hosts)
+    compiled_final = _compile(valid, after, {}, switches, blackboxes, hosts)
+    compiled_pre = None
+    if vm is not None:
+        landing = dict(new[vm["instance"]], host=IN_FLIGHT)
+        compiled_pre = _compile(valid, placement(before, in_flight=vm["instance"]), {vm["instance"]: landing}, switches, blackboxes, hosts)
+    out_hosts = {}
+    for h in hosts:
+        out_hosts[h] = {"remove_first": [], "export": [], "install": [], "remove": [],
+                        "cookie": _cookie(CHAINS_COOKIE), "cookie_mask": _cookie(CHAINS_MASK),
+                        "flows_pre": compiled_pre["hosts"][h] if compiled_pre else None,
+                        "flows_during": compiled_during["hosts"][h], "flows": compiled_final["hosts"][h]}
+    for iid, entry in sorted(new.items()):
+        move = moves.get(iid)
+        if move is not None:
+            if iid not in ids:
+                continue
+            if move["how"] == "libvirt":
+                continue  # libvirt makes the copy on the target; labels follow in "install" after it
+        elif not first:
+            continue  # kept instances are converged (parameters, type) with the first wave
+        chain, step = steps[(entry["chain"], entry["step"])]
+        item = {"instance": iid, "kind": step["kind"], "type": step["type"], "params": step["params"],
+                "vlans": entry["vlans"], "chain": chain["name"], "step": step["name"], "new": entry.get("new", False),
+                "reason": entry.get("reason", ""), "carry_from": move["from"] if move and move["carry"] else None}
         if step["kind"] == "vm":
             item["vm"] = {k: v for k, v in (step.get("vm") or {}).items() if k in ("image", "memory", "vcpus")}
-        out_hosts[where["host"]]["install"].append(item)
-    for inst, gone in sorted(plan.get("remove", {}).items()):
-        entry = {"instance": inst, "reason": gone.get("reason", "")}
-        if plan["instances"].get(inst, {}).get("host") == gone["host"]:
-            # the id is replaced on the same host (a step inserted before it, a kind change): the id
-            # names the ports, namespace and domain there, so the old one goes before the new is made
-            out_hosts[gone["host"]]["remove_first"].append(entry)
-        else:
-            out_hosts[gone["host"]]["remove"].append(entry)
+        out_hosts[entry["host"]]["install"].append(item)
+        if move and move["carry"]:
+            out_hosts[move["from"]]["export"].append({"instance": iid, "to": move["to"], "kind": move["kind"]})
+    for iid, gone in sorted(removed.items()):
+        move = moves.get(iid)
+        if move is not None:
+            if iid not in ids or move["how"] == "libvirt":
+                continue  # libvirt removes the source copy itself
+        elif not first:
+            continue
+        for host in gone.get("hosts") or [gone["host"]]:
+            entry = {"instance": iid, "reason": gone.get("reason", ""), "quiesce": True,
+                     "export_to": move["to"] if move and move["carry"] and host == move["from"] else None}
+            if new.get(iid, {}).get("host") == host and move is None:
+                # the id is replaced on the same host (a step inserted before it, a kind change): the
+                # id names the ports, namespace and domain there, so the old one goes first
+                out_hosts[host]["remove_first"].append(dict(entry, quiesce=False))
+            else:
+                out_hosts[host]["remove"].append(entry)
+    vm_move = None
+    if vm is not None:
+        entry = new[vm["instance"]]
+        chain, step = steps[(entry["chain"], entry["step"])]
+        vm_move = dict(vm, install={"instance": vm["instance"], "kind": "vm", "type": step["type"], "params": step["params"],
+                                    "vlans": entry["vlans"], "chain": chain["name"], "step": step["name"],
+                                    "vm": {k: v for k, v in (step.get("vm") or {}).items() if k in ("image", "memory", "vcpus")}})
+    out_switches = {}
+    for s in switches:
+        final = compiled_final["switches"][s]
+        out_switches[s] = {"cookie": _cookie(CHAINS_COOKIE), "cookie_mask": _cookie(CHAINS_MASK),
+                           "flows_pre": compiled_pre["switches"][s]["flows"] if compiled_pre else None,
+                           "flows_during": compiled_during["switches"][s]["flows"], "flows": final["flows"],
+                           "chains": final["chains"], "absent": final["absent"]}
+    transition = any(v["flows_during"] != v["flows"] for v in out_switches.values()) or \
+        any(v["flows_during"] != v["flows"] for v in out_hosts.values())
+    return {"index": index, "name": wave["name"], "moves": [moves[i] for i in sorted(ids)], "vm_move": vm_move,
+            "hosts": out_hosts, "switches": out_switches, "chains": compiled_final["chains"], "transition": transition}
+
+
+def _compile(valid, placement, draining, switches, blackboxes, hosts):
+    """Every present chain compiled for ``placement`` (and ``draining`` old copies): the flows of
+    each switch and of each host bridge (host-local chaining), and the chains' summaries."""
+    by_chain, leaving = {}, {}
+    for inst, where in placement.items():
+        by_chain.setdefault(where["chain"], {})[inst] = where
+    for key, where in draining.items():
+        leaving.setdefault(where["chain"], {})[key] = where
+    out_hosts = {h: [] for h in hosts}
+    out_switches = {s: {"flows": [], "chains": {}, "absent": []} for s in switches}
+    chains_out = {}
     for chain in valid:
         if chain["state"] == "absent":
             for switch in out_switches.values():
-                switch["absent"].append({"chain": chain["name"], "cookie": "0x%016x" % chain["cookie"]})
-            chains_out[chain["name"]] = {"state": "absent", "cookie": "0x%016x" % chain["cookie"]}
+                switch["absent"].append({"chain": chain["name"], "cookie": _cookie(chain["cookie"])})
+            chains_out[chain["name"]] = {"state": "absent", "cookie": _cookie(chain["cookie"])}
             continue
         switch = switches[chain["switch"]]
-        compiled = compile_chain(chain, by_chain.get(chain["name"], {}), switch.get("uplinks") or {}, blackboxes)
+        compiled = compile_chain(chain, by_chain.get(chain["name"], {}), switch.get("uplinks") or {}, blackboxes,
+                                 draining=leaving.get(chain["name"]))
         flows = _flow_items(chain, compiled["flows"])
         for host, host_flows in compiled["hosts"].items():
-            out_hosts[host]["flows"].extend(_flow_items(chain, host_flows))
-        out_switches[chain["switch"]]["chains"][chain["name"]] = {"cookie": "0x%016x" % chain["cookie"], "flow_count": len(flows)}
+            if host in out_hosts:
+                out_hosts[host].extend(_flow_items(chain, host_flows))
+        out_switches[chain["switch"]]["chains"][chain["name"]] = {"cookie": _cookie(chain["cookie"]), "flow_count": len(flows)}
         out_switches[chain["switch"]]["flows"].extend(flows)
         chains_out[chain["name"]] = {
-            "state": "present", "switch": chain["switch"], "cookie": "0x%016x" % chain["cookie"],
+            "state": "present", "switch": chain["switch"], "cookie": _cookie(chain["cookie"]),
             "from": chain["from"], "to": chain["to"], "match": match_text(chain["match"]), "flow_count": len(flows),
-            "path": compiled["path"], "host_flow_count": {h: len(f) for h, f in compiled["hosts"].items()},
-            "placement": {i: {"host": w["host"], "step": w["step"], "vlans": w["vlans"]} for i, w in sorted(by_chain.get(chain["name"], {}).items())},
+            "path": compiled["path"], "host_flow_count": {h: len(f) for h, f in compiled["hosts"].items() if h in out_hosts},
+            "placement": {i: {"host": w["host"], "step": w["step"], "vlans": w["vlans"]}
+                          for i, w in sorted(by_chain.get(chain["name"], {}).items())},
         }
-    return {"hosts": out_hosts, "switches": out_switches, "chains": chains_out,
-            "instances": plan["instances"], "moves": plan.get("moves", []),
-            "capacity": plan.get("hosts", {})}
+    return {"hosts": out_hosts, "switches": out_switches, "chains": chains_out}
 
 
 def _flow_items(chain, flows):
-    return [{"cookie": "0x%016x" % chain["cookie"], "table": f["table"], "priority": f["priority"], "match": f["match"],
+    return [{"cookie": _cookie(chain["cookie"]), "table": f["table"], "priority": f["priority"], "match": f["match"],
              "actions": f["actions"]} for f in flows]
-
-
-def platform_from_vars(hostvars, groups):
-    """The platform as the inventory plugin describes it: (hosts, switches, blackboxes)."""
-    hosts, switches, boxes = {}, {}, {}
-    for name in groups.get("flowstream_module_hosts", []):
-        hv = hostvars[name]
-        report = hv.get("flowstream_host_report")
-        if isinstance(report, dict) and (report.get("failed") or report.get("unreachable")):
-            report = None
-        hosts[name] = {"capacity": dict(hv.get("flowstream_capacity") or {}), "kinds": list(hv.get("flowstream_kinds") or []),
-                       "spare": bool(hv.get("flowstream_spare")), "in_service": hv.get("flowstream_in_service", True) is not False,
-                       "trunk": hv.get("flowstream_trunk"), "switch": hv.get("flowstream_switch"),
-                       "host_bridge": hv.get("flowstream_host_bridge", "fs-host"), "report": report}
-    for name in groups.get("flowstream_switches", []):
-        hv = hostvars[name]
-        switches[name] = {"uplinks": dict(hv.get("flowstream_uplinks") or {}), "openflow_target": hv.get("flowstream_openflow_target"),
-                          "bridge": hv.get("flowstream_bridge"), "ssl": dict(hv.get("flowstream_ssl") or {})}
-    for name in groups.get("flowstream_blackboxes", []):
-        hv = hostvars[name]
-        boxes[name] = {"switch": hv.get("flowstream_switch"), "ports": dict(hv.get("flowstream_ports") or {})}
-    return hosts, switches, boxes

@@ -15,9 +15,9 @@ import time
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import LEGS, HostView
 from ansible_collections.flowstream.platform.plugins.module_utils._iproute import IPRoute, link_is_up
-from ansible_collections.flowstream.platform.plugins.module_utils._kind_kernel import KernelKind
-from ansible_collections.flowstream.platform.plugins.module_utils._kind_process import ProcessKind
+from ansible_collections.flowstream.platform.plugins.module_utils import _kinds
 from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
+from ansible_collections.flowstream.platform.plugins.module_utils import _maintenance
 
 VLAN_MIN, VLAN_MAX = 2, 4094
 
@@ -65,7 +65,7 @@ def instance_state(instance, info, run=_run):
     if kind == "vm":
         return info.get("state", "unknown")
     if kind == "process" or kind == "click":
-        status = ProcessKind(ActionLog(), run=run).status(instance)
+        status = _kinds.kind(kind, ActionLog(), run=run).status(instance)
         info["process"] = {k: status.get(k) for k in ("supervisor_pid", "child_pid", "restarts")}
         return "running" if status["running"] else "stopped"
     if kind == "kernel":
@@ -84,12 +84,12 @@ def report(host_bridge, capacity=None, interval=0.5, flows=False, run=_run, vm_k
             used[res] += float((info.get("resources") or {}).get(res) or 0)
         if flows and info.get("type") == "monitor":
             if info.get("kind") == "kernel":
-                info["flows"] = KernelKind(ActionLog(), run=run).flows(name)
+                info["flows"] = _kinds.kind("kernel", ActionLog(), run=run).flows(name)
             elif info.get("kind") == "process":
-                stats = ProcessKind(ActionLog(), run=run).flows(name) or {}
+                stats = _kinds.kind("process", ActionLog(), run=run).flows(name) or {}
                 info["flows"] = stats.get("flows", [])
         if info.get("kind") in ("process",) and info.get("type") == "inspect":
-            stats = ProcessKind(ActionLog(), run=run).flows(name) or {}
+            stats = _kinds.kind("process", ActionLog(), run=run).flows(name) or {}
             info["inspection"] = stats.get("totals", {})
     in_use = view.vlans_in_use()
     free = [v for v in range(VLAN_MIN, VLAN_MAX + 1) if v not in in_use]
@@ -99,6 +99,7 @@ def report(host_bridge, capacity=None, interval=0.5, flows=False, run=_run, vm_k
         "instances": instances,
         "vlans": {"in_use": {str(k): v for k, v in sorted(in_use.items())}, "free": ranges(free), "free_count": len(free)},
         "host_bridge": host_bridge,
+        "maintenance": _maintenance.read(view.ovs, host_bridge),
     }
     if capacity:
         cap = {k: float(v) for k, v in capacity.items() if k in ("cpu", "memory", "pps")}

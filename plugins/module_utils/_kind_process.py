@@ -116,6 +116,30 @@ class ProcessKind:
         except (OSError, ValueError):
             return None
 
+    def fresh_stats(self, instance, timeout=1.5):
+        """The program's counters as of now: a built-in program (stats version 2) is asked to
+        write them at once (SIGUSR1) and the new file is read; otherwise the last file (at most a
+        second old)."""
+        stats = self.flows(instance)
+        child = self.status(instance).get("child_pid")
+        if not stats or stats.get("version", 1) < 2 or not child:
+            return stats
+        path = stats_file(instance)
+        try:
+            before = os.stat(path).st_mtime_ns
+            os.kill(child, signal.SIGUSR1)
+        except OSError:
+            return stats
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            try:
+                if os.stat(path).st_mtime_ns != before:
+                    return self.flows(instance) or stats
+            except OSError:
+                break
+        return stats
+
     # -- ensure -------------------------------------------------------------------------
     def install_programs(self):
         if not os.path.isdir(BIN_DIR):

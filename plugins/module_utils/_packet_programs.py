@@ -17,8 +17,13 @@ both directions (bytes of the IP datagrams, as the kernel kind's monitor counts 
 ``inspect`` matches regular expressions over each packet's payload and drops matching packets,
 or flags the flow and marks it (sets the IPv4 DSCP of that packet and of every later packet of
 the connection, both directions, fixing the header checksum) so the switch can divert the flow,
-or only counts them. Counters are written atomically to the stats file once a second and
-at exit.
+or only counts them. Counters (and the flagged connections) are written atomically to the
+stats file once a second, at exit, and at once on SIGUSR1 (a move reading the state to carry).
+
+State carried over from an earlier copy of the instance (a move: make-before-break) is read
+from ``carried.json`` next to the stats file, at start and whenever it changes: its flagged
+connections are marked from then on, as if this copy had flagged them itself. (Its counters
+are added to this copy's by the host's report, not here.)
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 ETH_P_IP = 0x0800
 ETH_P_8021Q = 0x8100
+STATS_VERSION = 2  # 2: "flagged" in the stats, SIGUSR1 dumps at once, carried.json is read
 
 
 SOCKET_BUFFER = 4 << 20
@@ -120,9 +126,35 @@ class Program:
         self.flagged = set()  # flows (both directions) a pattern was seen in: marked from then on
         self.running = True
         self.last_dump = 0.0
+        self.dump_now = False
+        self.carried = os.path.join(os.path.dirname(args.stats), "carried.json") if args.stats else None
+        self.carried_mtime = None
 
     def stop(self, *_args):
         self.running = False
+
+    def request_dump(self, *_args):
+        self.dump_now = True
+
+    def load_carried(self):
+        """Flagged connections of an earlier copy (carried.json), when the file is new or changed."""
+        if not self.carried:
+            return
+        try:
+            mtime = os.stat(self.carried).st_mtime_ns
+        except OSError:
+            return
+        if mtime == self.carried_mtime:
+            return
+        self.carried_mtime = mtime
+        try:
+            with open(self.carried, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            return
+        for key in data.get("flagged") or []:
+            proto, one, two = key
+            self.flagged.add((int(proto), (one[0], int(one[1])), (two[0], int(two[1]))))
 
     def handle(self, frame, direction):
         """The frame to forward (possibly rewritten), or None to drop it."""
@@ -159,10 +191,13 @@ class Program:
 
     def dump(self, force=False):
         now = time.monotonic()
+        if self.dump_now:
+            force, self.dump_now = True, False
         if not self.args.stats or (not force and now - self.last_dump < 1.0):
             return
         self.last_dump = now
-        data = {"mode": self.args.mode, "time": time.time(), "totals": {
+        data = {"mode": self.args.mode, "version": STATS_VERSION, "time": time.time(),
+                "flagged": sorted([k[0], list(k[1]), list(k[2])] for k in self.flagged), "totals": {
             "left_to_right_packets": self.totals["left_to_right"][0], "left_to_right_bytes": self.totals["left_to_right"][1],
             "right_to_left_packets": self.totals["right_to_left"][0], "right_to_left_bytes": self.totals["right_to_left"][1],
             "matched": self.totals["matched"], "dropped": self.totals["dropped"], "marked": self.totals["marked"]},
@@ -181,6 +216,8 @@ class Program:
             poller.register(fd, select.POLLIN)
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGUSR1, self.request_dump)
+        self.load_carried()
         while self.running:
             for fd, _event in poller.poll(200):
                 src = socks[fd]
@@ -202,6 +239,7 @@ class Program:
                             out.send(frame)
                         except OSError:
                             pass  # the other leg is down: the packet is lost, as on a wire
+            self.load_carried()
             self.dump()
         self.dump(force=True)
         return 0

@@ -20,6 +20,11 @@ every instance goes, what is removed, and why. Rules (docs/planner.md):
    (``load`` below), then the host name.
 4. The whole plan is made before anything is returned: when an instance fits nowhere,
    ``PlanError`` names the chain, the step and the shortfall, and no plan is returned.
+5. A ``policy`` (see ``check_policy``) says what an operation wants beyond that: hosts that
+   take nothing new (``cordoned``), hosts that must be emptied (``draining``), instances that
+   must go to a given host (``moves``), whether spares may take instances (``allow_spares``)
+   and the ``objective``. Hosts carry the same marks on the platform itself (their report's
+   ``maintenance``): a cordoned or drained host stays so whatever the request.
 
 Pure Python, no I/O: the same input gives the same plan.
 """
@@ -31,6 +36,10 @@ import math
 from ansible_collections.flowstream.platform.plugins.module_utils._chains import chain_short, instance_id
 
 DEFAULT_VLAN_RANGE = (100, 4094)
+OBJECTIVES = ("spread",)
+METHODS = ("live", "cold")
+# marks a host carries on the platform (module_host_maintenance) -> (takes nothing new, must be emptied)
+MARKS = {None: (False, False), "cordoned": (True, False), "draining": (True, True), "drained": (True, True)}
 MILLI = 1000  # CPU and memory are counted in thousandths internally: exact sums, exact fits
 
 
@@ -77,7 +86,8 @@ def _number(value):
 class _Need(object):
     """One instance to place: its slot (chain, step, n) and what it reserves."""
 
-    __slots__ = ("iid", "chain", "switch", "step", "n", "cpu", "mem", "previous", "why_previous", "move", "near")
+    __slots__ = ("iid", "chain", "switch", "step", "n", "cpu", "mem", "previous", "why_previous", "move", "near", "pin",
+                 "method", "previous_vlans")
 
     def __init__(self, iid, chain, step, n):
         self.iid = iid
@@ -90,7 +100,10 @@ class _Need(object):
         self.mem = _milli(step["resources"].get("memory"))
         self.previous = None  # the host of the copy this instance replaces, if any
         self.why_previous = None
-        self.move = False  # True: same instance, its host can no longer hold it
+        self.move = False  # True: same instance, its host can no longer hold it (or a move asks it elsewhere)
+        self.pin = None  # a move of the policy: the host it must go to
+        self.method = None  # how a moving instance moves: live or cold
+        self.previous_vlans = None  # the tags of the copy that moves, on its old host
 
     @property
     def kind(self):
@@ -153,11 +166,22 @@ class _HostState(object):
         self.in_service = spec.get("in_service", True)
         self.trunk = spec.get("trunk")
         self.switch = spec.get("switch")
+        self.cordoned = self.draining = False
+        self.why_cordoned = self.why_draining = None
         report = spec.get("report")
         if report is not None and not isinstance(report, dict):
             raise PlanError(None, None, "%s: report must be module_host_info's result or null, got %r" % (where, type(report).__name__))
         self.known = report is not None
         report = report or {}
+        mark = (report.get("maintenance") or {}).get("state") if isinstance(report.get("maintenance"), dict) else None
+        if mark not in MARKS:
+            raise PlanError(None, None, "%s: report.maintenance.state must be one of cordoned, draining, drained or null, got %r"
+                            % (where, mark))
+        self.mark = mark
+        if MARKS[mark][0]:
+            self.cordon("is marked %s on the platform" % mark)
+        if MARKS[mark][1]:
+            self.drain("is marked %s on the platform" % mark)
         self.utilization = self._report_number(report, "cpu", "utilization", 0.0)
         self.utilization = min(max(self.utilization, 0.0), 1.0)
         available = self._report_number(report, "memory", "available_mib", None)
@@ -180,6 +204,17 @@ class _HostState(object):
         self.per_step = {}
         self.ours = []
         self.others = []
+
+    def cordon(self, why):
+        """Nothing new is placed here; what runs here stays."""
+        if not self.cordoned:
+            self.cordoned, self.why_cordoned = True, why
+
+    def drain(self, why):
+        """Nothing new is placed here, and what runs here moves off."""
+        self.cordon(why)
+        if not self.draining:
+            self.draining, self.why_draining = True, why
 
     def _report_number(self, report, section, key, default):
         value = (report.get(section) or {}).get(key)
@@ -210,10 +245,15 @@ class _HostState(object):
                      self.reserved_mem / float(self.cap_mem) if self.cap_mem else 1.0]
         return max(fractions) + self.utilization
 
-    def usable_for(self, need):
-        """Why this host cannot take ``need`` on grounds that no placement changes (None: it can)."""
+    def usable_for(self, need, placing=False):
+        """Why this host cannot take ``need`` on grounds that no placement changes (None: it can).
+        ``placing``: for a new instance (a cordoned host keeps what it runs, takes nothing new)."""
         if not self.in_service:
             return "is out of service"
+        if self.draining:
+            return self.why_draining
+        if placing and self.cordoned:
+            return self.why_cordoned
         if not self.known:
             return "has no report (its instances and VLAN tags are unknown)"
         if need.kind not in self.kinds:
@@ -224,7 +264,7 @@ class _HostState(object):
 
     def why_not(self, need):
         """None when ``need`` fits here now, else what stops it (for reasons and errors)."""
-        fixed = self.usable_for(need)
+        fixed = self.usable_for(need, placing=True)
         if fixed:
             return fixed
         if self.cpu_left() < need.cpu:
@@ -277,6 +317,10 @@ class _HostState(object):
     def summary(self):
         if not self.in_service:
             status = "out of service"
+        elif self.draining:
+            status = "draining"
+        elif self.cordoned:
+            status = "cordoned"
         elif not self.known:
             status = "unknown (no report)"
         elif self.spare:
@@ -400,6 +444,11 @@ def _wanted(chains):
     return wanted, by_name
 
 
+def decode_instance(chain, iid):
+    """(step index, n) of an instance id of the (validated) ``chain``, or None."""
+    return _decode(chain["name"], iid, chain.get("tag"))
+
+
 def _decode(chain, iid, tag=None):
     """(step index, n) of an instance id of ``chain``, or None when it is not one."""
     short = chain_short(chain, tag)
@@ -457,16 +506,76 @@ def _legs(info):
 
 
 # -- the plan ------------------------------------------------------------------------------------------
-def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE):
+def check_policy(policy, states):
+    """The policy of an operation, checked against the hosts, with defaults; marks ``states``.
+
+    ``cordoned``: hosts that take nothing new (what runs there stays); ``draining``: hosts that
+    are emptied (nothing new, and what runs there moves off); ``moves``: ``[{instance, to,
+    method}]``, instances that must go to a given host, ``method`` ``live`` (the default: a VM by
+    libvirt live migration, other kinds make-before-break with their state carried) or ``cold``
+    (re-created there); ``allow_spares``: spares may take instances (a failover; explicit moves
+    to a spare need it too); ``objective``: ``spread`` (placement as always)."""
+    policy = {} if policy is None else policy
+    if not isinstance(policy, dict):
+        raise PlanError(None, None, "policy must be a mapping (cordoned, draining, moves, allow_spares, objective), got %r" % (policy,))
+    known = ("cordoned", "draining", "moves", "allow_spares", "objective")
+    unknown = sorted(set(policy) - set(known))
+    if unknown:
+        raise PlanError(None, None, "policy: unknown key(s) %s (known: %s)" % (", ".join(unknown), ", ".join(known)))
+    out = {"cordoned": [], "draining": [], "moves": {}, "allow_spares": policy.get("allow_spares", False),
+           "objective": policy.get("objective") or "spread"}
+    if not isinstance(out["allow_spares"], bool):
+        raise PlanError(None, None, "policy.allow_spares must be true or false, got %r" % (out["allow_spares"],))
+    if out["objective"] not in OBJECTIVES:
+        raise PlanError(None, None, "policy.objective %r is not built (known: %s; 'pack' comes with quiet-hours consolidation)"
+                        % (out["objective"], ", ".join(OBJECTIVES)))
+    for key, verb in (("cordoned", "cordon"), ("draining", "drain")):
+        names = policy.get(key) or []
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",") if n.strip()]
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise PlanError(None, None, "policy.%s must be a list of module host names, got %r" % (key, names))
+        for name in names:
+            if name not in states:
+                raise PlanError(None, None, "policy.%s: '%s' is not a module host (known: %s)" % (key, name, ", ".join(sorted(states)) or "none"))
+            getattr(states[name], verb)("is %s by this operation" % ("cordoned" if key == "cordoned" else "being drained"))
+            out[key].append(name)
+    moves = policy.get("moves") or []
+    if not isinstance(moves, (list, tuple)):
+        raise PlanError(None, None, "policy.moves must be a list of {instance, to, method}, got %r" % (moves,))
+    for index, move in enumerate(moves):
+        where = "policy.moves[%d]" % index
+        if not isinstance(move, dict):
+            raise PlanError(None, None, "%s must be a mapping {instance, to, method}, got %r" % (where, move))
+        extra = sorted(set(move) - {"instance", "to", "method"})
+        if extra:
+            raise PlanError(None, None, "%s: unknown key(s) %s (known: instance, to, method)" % (where, ", ".join(extra)))
+        iid, to, method = move.get("instance"), move.get("to"), move.get("method") or "live"
+        if not isinstance(iid, str) or not iid:
+            raise PlanError(None, None, "%s: instance must be an instance id, got %r" % (where, iid))
+        if iid in out["moves"]:
+            raise PlanError(None, None, "%s: instance %s is moved twice (also policy.moves[%d])" % (where, iid, out["moves"][iid]["index"]))
+        if to not in states:
+            raise PlanError(None, None, "%s: instance %s: to '%s' is not a module host (known: %s)"
+                            % (where, iid, to, ", ".join(sorted(states)) or "none"))
+        if method not in METHODS:
+            raise PlanError(None, None, "%s: instance %s: method must be one of %s, got %r" % (where, iid, ", ".join(METHODS), method))
+        out["moves"][iid] = {"to": to, "method": method, "index": index, "where": where}
+    return out
+
+
+def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None):
     """Place every instance of ``chains`` on ``hosts``; see the module docstring and docs/planner.md.
 
-    Returns {"instances", "remove", "hosts", "moves", "warnings"}; raises PlanError.
+    Returns {"instances", "remove", "hosts", "moves", "warnings", "policy"}; raises PlanError.
     """
     states = host_states(hosts, vlan_range)
+    policy = check_policy(policy, states)
     wanted, by_name = _wanted(chains)
-    kept, needs, remove = _sort_out(states, wanted, by_name)
+    kept, needs, remove = _sort_out(states, wanted, by_name, policy)
     out = _keep(kept, states)
-    moves = _place(needs, states, out)
+    moves = _place(needs, states, out, policy)
+    moves += [iid for iid, entry in out.items() if entry["action"] == "migrate" and iid not in moves]
     return {
         "instances": {iid: out[iid] for iid in sorted(out)},
         "remove": {iid: {"host": remove[iid]["hosts"][0], "hosts": remove[iid]["hosts"], "reason": "; ".join(remove[iid]["reasons"])}
@@ -474,10 +583,14 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE):
         "hosts": {name: state.summary() for name, state in states.items()},
         "moves": sorted(moves),
         "warnings": _warnings(states),
+        "policy": {"cordoned": sorted(n for n, st in states.items() if st.cordoned and not st.draining),
+                   "draining": sorted(n for n, st in states.items() if st.draining),
+                   "moves": [dict(instance=iid, to=m["to"], method=m["method"]) for iid, m in sorted(policy["moves"].items())],
+                   "allow_spares": policy["allow_spares"], "objective": policy["objective"]},
     }
 
 
-def _sort_out(states, wanted, by_name):
+def _sort_out(states, wanted, by_name, policy):
     """Sort what the hosts report against what is wanted: the instances that stay
     ({id: (need, host state, description)}), those that need a host ({id: _Need}) and the copies
     to remove ({id: {"hosts", "reasons"}}). Instances of chains not in the request are left
@@ -487,6 +600,7 @@ def _sort_out(states, wanted, by_name):
         for iid in sorted(state.instances):
             copies.setdefault(iid, []).append((state, state.instances[iid]))
     kept, needs, remove = {}, {}, {}
+    _check_moves(policy["moves"], copies, wanted, by_name)
 
     def drop(iid, state, why):
         entry = remove.setdefault(iid, {"hosts": [], "reasons": []})
@@ -511,6 +625,35 @@ def _sort_out(states, wanted, by_name):
                                 "rename one of the chains (ids come from the chain's name)" % (n, iid, state.name, iid, info.get("chain")))
         need = _Need(iid, chain, step, n)
         stay = [(s, i) for s, i in found if _matches(i, chain, step) is None and s.usable_for(need) is None]
+        asked = policy["moves"].get(iid)
+        if asked:
+            here = [s for s, i in found if _matches(i, chain, step) is None]
+            if here and here[0].name == asked["to"] and len(found) == 1:
+                raise PlanError(chain["name"], step["name"], "%s: instance %s already runs on %s: choose another host"
+                                % (asked["where"], iid, asked["to"]))
+            need.pin, need.method = asked["to"], asked["method"]
+            on_target = [(s, i) for s, i in stay if s.name == asked["to"]]
+            if on_target:
+                # an interrupted move: the copy on the target is there already and is kept
+                state, info = on_target[0]
+                kept[iid] = (need, state, info)
+                source = next((s, i) for s, i in found if s is not state)
+                for other, _info in found:
+                    if other is not state:
+                        drop(iid, other, "moves off %s to %s (asked; the copy there exists already)" % (other.name, state.name))
+                need.previous, need.why_previous, need.move = source[0].name, "asked to move to %s" % asked["to"], True
+                need.previous_vlans = _legs(source[1])
+                continue
+            if stay:
+                state, info = stay[0]
+                drop(iid, state, "moves off %s to %s (asked)" % (state.name, asked["to"]))
+                need.previous, need.why_previous, need.move = state.name, "asked to move to %s" % asked["to"], True
+                need.previous_vlans = _legs(info)
+                for other, _info in found:
+                    if other is not state:
+                        drop(iid, other, "a second copy: %s moves from %s to %s" % (iid, state.name, asked["to"]))
+                needs[iid] = need
+                continue
         if stay:
             kept[iid] = (need, stay[0][0], stay[0][1])
             for state, info in found:
@@ -528,11 +671,29 @@ def _sort_out(states, wanted, by_name):
                 drop(iid, state, "moves off %s: %s" % (state.name, why))
                 if not need.move:
                     need.previous, need.why_previous, need.move = state.name, why, True
+                    need.previous_vlans = _legs(info)
+                    need.method = need.method or "live"
         needs[iid] = need
     for iid, (chain, step, n) in wanted.items():
         if iid not in kept and iid not in needs:
             needs[iid] = _Need(iid, chain, step, n)
     return kept, needs, remove
+
+
+def _check_moves(moves, copies, wanted, by_name):
+    """Every asked move names an instance that runs and that the request keeps."""
+    for iid, move in sorted(moves.items(), key=lambda kv: kv[1]["index"]):
+        if iid not in copies:
+            running = sorted(copies)
+            raise PlanError(None, None, "%s: instance %s runs on no module host (running: %s)"
+                            % (move["where"], iid, ", ".join(running[:20]) + (" ..." if len(running) > 20 else "") or "none"))
+        if iid not in wanted:
+            chain = copies[iid][0][1].get("chain")
+            if chain in by_name:
+                raise PlanError(chain, None, "%s: instance %s is being removed (%s), it cannot move"
+                                % (move["where"], iid, _why_unwanted(by_name[chain], iid)))
+            raise PlanError(chain, None, "%s: instance %s belongs to %s, which the request does not describe: describe the chain to "
+                            "move its instances" % (move["where"], iid, "chain '%s'" % chain if chain else "no chain"))
 
 
 def _keep(kept, states):
@@ -550,6 +711,10 @@ def _keep(kept, states):
         if vlans is None:
             retag.append((need, state))
         out[iid] = _entry(need, state, vlans, False, reason)
+        if need.move:  # an interrupted move, resumed: this copy is the target's
+            out[iid].update(action="migrate", method=need.method, moved_from=need.previous, previous_vlans=need.previous_vlans,
+                            reason="moved from %s (%s): the copy on %s exists already (an interrupted move, resumed)"
+                            % (need.previous, need.why_previous, state.name))
     for need, state in retag:
         if state.free_pair() is None:
             raise PlanError(need.chain, need.step["name"], "instance %s on %s has no VLAN tags and %s has no two free tags in %d-%d"
@@ -559,25 +724,49 @@ def _keep(kept, states):
     return out
 
 
-def _place(needs, states, out):
-    """Place every instance that needs a host, in ``_Need.order``; add them to ``out`` and
-    return the ids that moved."""
+def _place(needs, states, out, policy):
+    """Place every instance that needs a host, in ``_Need.order`` (asked moves first); add them
+    to ``out`` and return the ids that moved."""
     moves = []
-    for need in sorted(needs.values(), key=_Need.order):
-        state, why = choose(states.values(), need)
+    for need in sorted(needs.values(), key=lambda n: (0 if n.pin else 1,) + n.order()):
+        if need.pin:
+            state, why = _pinned(need, states[need.pin], policy)
+        else:
+            state, why = choose(states.values(), need, allow_spares=policy["allow_spares"])
         if state is None:
             raise _short(need, why, out, states)
         vlans = state.new_vlans()
         state.reserve(need.iid, need.cpu, need.mem, need.label, new=True)
         reason = "%s; %s" % (why, _left_text(state))
+        entry = _entry(need, state, vlans, True, reason)
         if need.move:
-            reason = "moved from %s (%s): %s" % (need.previous, need.why_previous, reason)
+            entry["reason"] = "moved from %s (%s): %s" % (need.previous, need.why_previous, reason)
+            entry.update(action="migrate", method=need.method, moved_from=need.previous, previous_vlans=need.previous_vlans)
             moves.append(need.iid)
         elif need.previous:
-            reason = "replaces the copy on %s (%s): %s" % (need.previous, need.why_previous, reason)
-        out[need.iid] = _entry(need, state, vlans, True, reason)
-        out[need.iid]["moved_from"] = need.previous if need.move else None
+            entry["reason"] = "replaces the copy on %s (%s): %s" % (need.previous, need.why_previous, reason)
+            entry["action"] = "replace"
+        out[need.iid] = entry
     return moves
+
+
+def _pinned(need, state, policy):
+    """The host an asked move names, or PlanError saying why it cannot take the instance."""
+    where = policy["moves"][need.iid]["where"]
+    if state.spare and not policy["allow_spares"]:
+        raise PlanError(need.chain, need.step["name"], "%s: instance %s cannot move to %s: it is a spare (spares take instances "
+                        "in a failover; allow_spares to use it anyway)" % (where, need.iid, state.name))
+    why = state.why_not(need)
+    if why:
+        short = []
+        if state.cpu_left() < need.cpu:
+            short.append("%s short" % _fmt_cpu(need.cpu - max(state.cpu_left(), 0)))
+        if state.mem_left() < need.mem:
+            short.append("%s short" % _fmt_mem(need.mem - max(state.mem_left(), 0)))
+        raise PlanError(need.chain, need.step["name"], "%s: instance %s cannot move to %s: %s %s (it needs %s and %s%s)" % (
+            where, need.iid, state.name, state.name, why, _fmt_cpu(need.cpu), _fmt_mem(need.mem),
+            "; " + ", ".join(short) if short else ""), {"host": state.name, "why": why})
+    return state, "%s: asked (%s)" % (state.name, _load_text(state))
 
 
 def _warnings(states):
@@ -595,7 +784,7 @@ def _entry(need, state, vlans, new, reason):
         "chain": need.chain, "step": need.step["name"], "step_index": need.step["index"], "n": need.n,
         "host": state.name, "trunk": state.trunk, "kind": need.kind, "type": need.step["type"],
         "vlans": vlans, "resources": dict(need.step["resources"]), "new": new, "reason": reason,
-        "moved_from": None,
+        "action": "install" if new else "keep", "method": None, "moved_from": None, "previous_vlans": None,
     }
 
 

@@ -10,27 +10,20 @@ or the image and memory of a VM) before changing anything, then lets the kind co
 
 from __future__ import annotations
 
-from ansible_collections.flowstream.platform.plugins.module_utils import _catalogue, _vm
+from ansible_collections.flowstream.platform.plugins.module_utils import _catalogue, _kinds
 from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import (
     LEGS, HostView, Spec, check_id, check_vlans, port_name)
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
-from ansible_collections.flowstream.platform.plugins.module_utils._kind_click import ClickKind
-from ansible_collections.flowstream.platform.plugins.module_utils._kind_kernel import KernelKind
-from ansible_collections.flowstream.platform.plugins.module_utils._kind_process import ProcessKind
 
-HOST_KINDS = ("kernel", "process", "click", "vm")
+HOST_KINDS = _kinds.HOST_KINDS
 
 
 def vm_kind(run=_run, required=False):
-    """The VM kind, when libvirt-python is importable on this host."""
-    if not _vm.HAS_LIBVIRT:
-        if required:
-            raise InstanceError(None, "kind", "kind vm needs libvirt-python on the module host (pip install "
-                                "libvirt-python, or Debian's python3-libvirt)")
-        return None
-    return _vm.VmKind(run=run)
+    """The VM kind (its libvirt view) when libvirt-python is importable on this host, else None."""
+    vms = _kinds.kind("vm", ActionLog(), run=run, required=required)
+    return vms if vms.vms is not None else None
 
 
 class ProcessingModules:
@@ -43,15 +36,11 @@ class ProcessingModules:
         self.view = HostView(host_bridge, run=run, vm_kind=self.vms)
 
     def kind(self, name):
-        if name == "kernel":
-            return KernelKind(self.log, run=self._run)
-        if name == "process":
-            return ProcessKind(self.log, run=self._run)
-        if name == "click":
-            return ClickKind(self.log, run=self._run, binary=self.click_binary)
-        if name == "vm":
-            return self.vms or vm_kind(self._run, required=True)
-        raise InstanceError(None, "kind", "kind %s does not run on a module host" % name)
+        """The kind ``name`` from the one registry (_kinds), bound to this run's action log."""
+        if name == "vm" and self.vms is not None:
+            self.vms.log = self.log
+            return self.vms
+        return _kinds.kind(name, self.log, run=self._run, binary=self.click_binary)
 
     def spec(self, p):
         """Validate the request; return a Spec. Nothing on the host changes here."""
@@ -83,37 +72,41 @@ class ProcessingModules:
                                     % (tag, owner, self.host_bridge))
 
     def apply(self, p):
-        """Converge one instance; returns (before, after) views of it."""
+        """Converge one instance; returns (before, after, extra) - the host's views of it before and
+        after, and what the run learned on the way: ``quiesce`` (how long the legs took to go
+        quiet) and ``exported_state`` (the state read just before a removal, for the new copy)."""
         instances = self.view.instances()
         instance = p["instance"]
         before = instances.get(instance)
+        extra = {}
         if p["state"] == "absent":
             check_id(instance)
             if before:
-                kind = before.get("kind") or p.get("kind") or "kernel"
-                if kind == "vm" or before.get("domain"):
-                    self.log.actions.extend(self.kind("vm").remove(instance, check_mode=self.log.check_mode))
-                else:
-                    self.kind(kind).remove(instance, self.host_bridge)
-            return before, None
+                kind = "vm" if before.get("domain") else (before.get("kind") or p.get("kind") or "kernel")
+                engine = self.kind(kind)
+                quiesce = p.get("quiesce")
+                if quiesce and before.get("legs") and not self.log.check_mode:
+                    extra["quiesce"] = _kinds.wait_quiet(self.host_bridge, instance, quiet_ms=quiesce.get("quiet_ms", 200),
+                                                         timeout=quiesce.get("timeout", 10))
+                if p.get("export_state"):
+                    extra["exported_state"] = engine.export_state(instance, before.get("type"))
+                engine.remove(instance, self.host_bridge)
+            return before, None, extra
         spec = self.spec(p)
         self.check_host(spec, before)
-        kind = self.kind(spec.kind)
-        if spec.kind == "vm":
-            vm_spec = {"id": spec.id, "type": spec.type, "chain": spec.chain, "step": spec.step, "vlans": spec.vlans,
-                       "host_bridge": spec.host_bridge, "running": spec.running,
-                       "memory_mib": int((spec.definition.get("vm") or {}).get("memory", 96)),
-                       "vcpus": int((spec.definition.get("vm") or {}).get("vcpus", 1)),
-                       "image": (spec.definition.get("vm") or {}).get("image") or {}}
-            try:
-                self.log.actions.extend(kind.ensure(vm_spec, check_mode=self.log.check_mode))
-            except InstanceError as exc:
-                # the VM kind names fields of its own spec; here they are processing_module's vm option
-                if exc.field and exc.field.split(".")[0] in ("image", "memory", "vcpus"):
-                    raise InstanceError(exc.instance, "vm." + exc.field, exc.message) from exc
-                raise
-        else:
-            kind.validate(spec)
-            kind.ensure(spec)
+        engine = self.kind(spec.kind)
+        engine.validate(spec)
+        if p.get("carried_state") is not None:
+            # before the program starts, so a new copy marks a carried flow from its first packet
+            engine.import_state(spec.id, p["carried_state"])
+        engine.ensure(spec)
         self.view = HostView(self.host_bridge, run=self._run, vm_kind=self.vms)
-        return before, self.view.instances().get(instance)
+        return before, self.view.instances().get(instance), extra
+
+    def export(self, instance):
+        """The state of ``instance`` that a copy elsewhere must carry (None: nothing)."""
+        info = self.view.instances().get(instance)
+        if not info:
+            raise InstanceError(instance, "instance", "%s does not run on this host" % instance)
+        kind = "vm" if info.get("domain") else (info.get("kind") or "kernel")
+        return self.kind(kind).export_state(instance, info.get("type"))

@@ -26,9 +26,22 @@ description:
     C(flowstream_host_report), the registered result of M(flowstream.platform.module_host_info).
   - Fails before any host or switch is touched when a chain is wrong (naming chain, step and
     field) or capacity is short (naming chain, step and the shortfall).
-  - This is the planning step of C(playbooks/deploy-chain.yml); the playbook then installs the
-    instances with M(flowstream.platform.processing_module) and programs the host bridges and the
-    switches with M(flowstream.platform.openflow_flows).
+  - An operation says what it wants beyond the chains in O(policy) - hosts to keep free
+    (cordoned), hosts to empty (draining), instances to move to a given host, whether spares
+    may be used. Host marks set on the platform by M(flowstream.platform.module_host_maintenance)
+    (reported by M(flowstream.platform.module_host_info)) are honoured whatever the policy
+    says - a re-run of deploy-chain never puts an instance back on a cordoned or drained host.
+  - "The plan is a list of O(rolling) waves, each applied make-before-break by the
+    collection's C(playbooks/tasks/apply_wave.yml): instances to remove first, states to export,
+    instances to install, flows before a libvirt switchover (C(flows_pre)), flows while old
+    copies drain (C(flows_during): the new places, and the old copies' packets taken onward),
+    old copies to remove once quiet, and the final flows (C(flows)). Every moved instance says
+    from where to where, by which method (V(make_before_break) with its state carried,
+    V(libvirt) live migration, V(cold) re-creation), and why."
+  - This is the planning step of C(playbooks/deploy-chain.yml), C(playbooks/migrate-module.yml)
+    and C(playbooks/drain-host.yml); they then install the instances with
+    M(flowstream.platform.processing_module) and program the host bridges and the switches with
+    M(flowstream.platform.openflow_flows).
 author:
   - Flowstream Platform Maintainers (@flowstream)
 extends_documentation_fragment:
@@ -46,6 +59,44 @@ options:
     description: The operator's processing-module types (C(flowstream_catalogue)).
     type: dict
     default: {}
+  policy:
+    description: What the operation wants beyond the chains. Every host and instance named is checked
+      before a plan is returned.
+    type: dict
+    default: {}
+    suboptions:
+      cordoned:
+        description: Module hosts that take no new instance (what runs there stays).
+        type: list
+        elements: str
+      draining:
+        description: Module hosts to empty - nothing new goes there and every instance there moves off.
+        type: list
+        elements: str
+      moves:
+        description:
+          - Instances that must go to a given host. C(method) is V(live) (default; a VM by libvirt live
+            migration, other kinds make-before-break with their state carried) or V(cold)
+            (re-created on the target).
+          - Refused, naming the instance and host, when the instance does not run, is a black box, is
+            being removed, already runs on the target, or the target is cordoned, draining, out of
+            service, unreported, a spare (without O(policy.allow_spares)), does not run the kind
+            (a VM to a host without libvirt) or is short of capacity (by how much).
+        type: list
+        elements: dict
+      allow_spares:
+        description: Spares may take instances (a failover, or a move asked to a spare).
+        type: bool
+        default: false
+      objective:
+        description: V(spread) - placement as deploy-chain does it (the only objective built so far).
+        type: str
+        default: spread
+  rolling:
+    description: One wave per draining host (in the order of O(policy.draining)), instead of one
+      wave for everything; a VM that libvirt moves always has a wave of its own.
+    type: bool
+    default: false
 notes:
   - Hosts that did not report (unreachable) are not used for new instances and are listed in
     RV(unreported_hosts).
@@ -65,10 +116,19 @@ plan:
   returned: success
   type: dict
   contains:
+    waves:
+      description:
+        - The change in the order it is applied. Each wave has C(name), C(moves), C(vm_move) (a VM
+          moved by libvirt, or null), C(transition) (whether flows change between C(flows_during) and
+          C(flows)), C(hosts) (per module host C(remove_first), C(export), C(install), C(remove),
+          C(flows_pre), C(flows_during), C(flows)) and C(switches) (per switch C(flows_pre),
+          C(flows_during), C(flows), C(chains), C(absent)).
+      type: list
+      elements: dict
     hosts:
       description:
-        - Per module host, the instances to install (with why there) and to remove, and the
-          host bridge's flows (C(flows)) under the chains' cookie range (C(cookie), C(cookie_mask)).
+        - Per module host, every wave's instances to install (with why there) and to remove, and the
+          host bridge's final flows (C(flows)) under the chains' cookie range (C(cookie), C(cookie_mask)).
       type: dict
     switches:
       description: Per switch, each chain's cookie and flows, and the cookies of chains to remove.
@@ -81,8 +141,14 @@ plan:
       description: Every instance with its host, VLANs and the reason for its place.
       type: dict
     moves:
-      description: Instances that change host.
+      description: Instances that change host - C(instance), C(chain), C(step), C(kind), C(from), C(to),
+        C(method) (V(live) or V(cold)), C(how) (V(make_before_break), V(libvirt), V(cold)), C(carry)
+        (state carried), C(from_vlans), C(to_vlans), C(reason).
       type: list
+    policy:
+      description: The policy as applied - cordoned and draining hosts (the operation's and the
+        platform's marks together), moves, allow_spares, objective.
+      type: dict
 unreported_hosts:
   description: Module hosts without a report.
   returned: success

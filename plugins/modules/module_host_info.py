@@ -39,6 +39,14 @@ options:
     description: Include per-flow counters of monitor instances.
     type: bool
     default: false
+  export_state:
+    description:
+      - Instances whose state to return in RV(exported_state) - what a copy on another host
+        must carry (a make-before-break move reads it before it starts the new copy). A built-in
+        process program is asked to write its counters at once, so the state is that of now.
+    type: list
+    elements: str
+    default: []
 """
 
 EXAMPLES = r"""
@@ -90,6 +98,20 @@ capacity:
   returned: when capacity is given
   type: dict
   sample: {total: {cpu: 4, memory: 8192}, reserved: {cpu: 0.2, memory: 32}, left: {cpu: 3.8, memory: 8160}}
+exported_state:
+  description: Per instance of O(export_state), its state (null when it has none to carry).
+  returned: when export_state is given
+  type: dict
+  sample: {web4b51a: {flows: [{src: 198.18.1.1, dst: 198.18.1.2, proto: 17, sport: 40000, dport: 8000, packets: 12, bytes: 1104}]}}
+maintenance:
+  description:
+    - The host's maintenance mark (set by M(flowstream.platform.module_host_maintenance), kept in the
+      host bridge's OVSDB C(external_ids)) - V(cordoned) (no new instance), V(draining) (instances
+      being moved off), V(drained) (empty) - with when and why it was set; null when the host is in
+      service. The planner honours it.
+  returned: always
+  type: dict
+  sample: {state: drained, since: "2026-12-04T06:10:00Z", reason: "kernel upgrade"}
 host_bridge:
   description: The host bridge reported on.
   returned: always
@@ -102,7 +124,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
 from ansible_collections.flowstream.platform.plugins.module_utils._host_info import report
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
-from ansible_collections.flowstream.platform.plugins.module_utils._processing import vm_kind
+from ansible_collections.flowstream.platform.plugins.module_utils._processing import ProcessingModules, vm_kind
 
 
 def main():
@@ -112,12 +134,16 @@ def main():
             capacity=dict(type="dict"),
             sample_seconds=dict(type="float", default=0.5),
             flows=dict(type="bool", default=False),
+            export_state=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
     p = module.params
     try:
         result = report(p["host_bridge"], p["capacity"], p["sample_seconds"], p["flows"], vm_kind=vm_kind())
+        if p["export_state"]:
+            engine = ProcessingModules(p["host_bridge"], check_mode=True, with_vms=False)
+            result["exported_state"] = {i: engine.export(i) for i in p["export_state"]}
     except (InstanceError, CommandError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, **result)

@@ -140,6 +140,36 @@ options:
   click_binary:
     description: Path of the userlevel Click binary, when it is not C(click) on the PATH.
     type: path
+  carried_state:
+    description:
+      - State carried over from a copy of this instance on another host (a make-before-break
+        move), as that copy's O(export_state) returned it - a monitor's per-flow counters, an
+        inspecting filter's flagged connections. Kept beside the instance (C(/run/flowstream/<id>/carried.json))
+        and counted with what the instance counts itself; a process reads flagged connections
+        from it before its first packet and whenever it changes. Only a different state is a change.
+    type: dict
+  quiesce:
+    description:
+      - With O(state=absent) - before removing, wait until the instance's legs have passed no
+        packet for O(quiesce.quiet_ms) (read live from Open vSwitch), at most O(quiesce.timeout)
+        seconds: the switch has already moved its traffic elsewhere and the packets still inside
+        it go on their way. RV(quiesce) says how long it took and whether it was quiet.
+    type: dict
+    suboptions:
+      quiet_ms:
+        description: How long the legs must be still.
+        type: int
+        default: 200
+      timeout:
+        description: Seconds to wait at most (then it is removed all the same).
+        type: float
+        default: 10
+  export_state:
+    description:
+      - With O(state=absent) - return the instance's state (RV(exported_state)) as it was right
+        before removal, for its new copy's O(carried_state).
+    type: bool
+    default: false
 notes:
   - Click is not packaged for Debian 12 or PyPI. Without a C(click) binary on the host, a
     V(click) instance fails saying so and how to build it; nothing is started.
@@ -203,6 +233,18 @@ actions:
   type: list
   elements: str
   sample: ["created instance namespace fs-fw1", "applied the nftables ruleset of fw1 (firewall, sha256:614ef2217361778d)"]
+exported_state:
+  description: With O(export_state), the state read right before the removal (null for a stateless
+    instance, and for a VM, whose state is its guest's memory).
+  returned: when export_state is true
+  type: dict
+  sample: {flows: [{src: 198.18.1.1, dst: 198.18.1.2, proto: 17, sport: 40000, dport: 8000, packets: 1200, bytes: 110400}]}
+quiesce:
+  description: With O(quiesce) - C(quiet) (true when the legs went still), C(waited_ms), C(packets_since)
+    (packets the legs passed while waiting).
+  returned: when quiesce is given and the instance was there
+  type: dict
+  sample: {quiet: true, waited_ms: 240, packets_since: 3}
 field:
   description: On failure, the field of the request at fault.
   returned: failed
@@ -248,6 +290,9 @@ def main():
             vm=dict(type="dict", options=dict(image=dict(type="dict"), memory=dict(type="int"),
                                               vcpus=dict(type="int"))),
             click_binary=dict(type="path"),
+            carried_state=dict(type="dict"),
+            quiesce=dict(type="dict", options=dict(quiet_ms=dict(type="int", default=200), timeout=dict(type="float", default=10))),
+            export_state=dict(type="bool", default=False),
         ),
         required_if=[("state", "present", ("kind", "type", "vlans")),
                      ("state", "started", ("kind", "type", "vlans")),
@@ -259,7 +304,7 @@ def main():
     try:
         engine = ProcessingModules(p["host_bridge"], check_mode=module.check_mode, click_binary=p["click_binary"],
                                    with_vms=p["kind"] == "vm" or p["state"] == "absent")
-        before, after = engine.apply(p)
+        before, after, extra = engine.apply(p)
     except InstanceError as exc:
         module.fail_json(msg=str(exc), field=exc.field, actions=engine.log.actions if engine else [])
     except CommandError as exc:
@@ -269,6 +314,10 @@ def main():
         reported = dict(after)   # with its state (running, stopped) as module_host_info reports it
         reported["state"] = instance_state(p["instance"], reported)
     result = {"changed": engine.log.changed, "actions": engine.log.actions, "instance": reported}
+    if p["export_state"]:
+        result["exported_state"] = extra.get("exported_state")
+    if "quiesce" in extra:
+        result["quiesce"] = extra["quiesce"]
     if module._diff:
         result["diff"] = {"before": configuration(before), "after": (dict(configuration(before), pending_actions=engine.log.actions)
                                                                      if module.check_mode else configuration(after))}

@@ -54,8 +54,11 @@ SWITCH_KEYS = (
 SSL_KEYS = ('private_key', 'certificate', 'ca_cert')
 MODULE_HOST_KEYS = (
     'name', 'management_address', 'switch', 'trunk', 'host_bridge', 'port_type', 'capacity',
-    'kinds', 'power',
+    'kinds', 'power', 'libvirt_uri',
 )
+#: How the controller reaches a module host's libvirt (live migration of VM processing modules):
+#: ``{address}`` and ``{name}`` are the host's management address and name.
+DEFAULT_LIBVIRT_URI = 'qemu+ssh://root@{address}/system'
 #: Keys that belong to one host only and therefore have no place in ``module_host_defaults``.
 PER_HOST_KEYS = ('name', 'management_address', 'trunk')
 DEFAULTABLE_KEYS = tuple(k for k in MODULE_HOST_KEYS if k not in PER_HOST_KEYS)
@@ -203,6 +206,7 @@ class ModuleHost:
     kinds: tuple[str, ...]
     power: dict[str, t.Any]
     spare: bool = False
+    libvirt_uri: str = ''
 
     @property
     def role(self) -> str:
@@ -220,6 +224,7 @@ class ModuleHost:
             'capacity': self.capacity.as_dict(),
             'kinds': list(self.kinds),
             'power': dict(self.power),
+            'libvirt_uri': self.libvirt_uri,
         }
 
 
@@ -1056,8 +1061,23 @@ def _check_module_host(report: _Report, kind: str, index: int, item: t.Any, defa
     result['capacity'] = _check_capacity(entity, merged.get('capacity'))
     result['kinds'] = _check_kinds(entity, merged.get('kinds'))
     result['power'] = _check_power(entity, merged.get('power'))
+    result['libvirt_uri'] = _check_libvirt_uri(entity, merged.get('libvirt_uri'), result.get('name'), address)
     result['spare'] = kind == 'spares'
     return result
+
+
+def _check_libvirt_uri(entity: _Entity, value: t.Any, name: t.Any, address: t.Any) -> str:
+    template = DEFAULT_LIBVIRT_URI if value is None else value
+    if not isinstance(template, str) or '://' not in template or not template.startswith('qemu'):
+        entity.error('libvirt_uri', f'libvirt_uri must be a libvirt URI of the QEMU driver such as '
+                                    f'{DEFAULT_LIBVIRT_URI!r} ({{address}} and {{name}} are the host\'s), '
+                                    f'got {_show(value)}')
+        return INVALID
+    try:
+        return template.format(address=address if address is not INVALID else '', name=name if isinstance(name, str) else '')
+    except (KeyError, IndexError, ValueError) as exc:
+        entity.error('libvirt_uri', f'libvirt_uri {template!r}: unknown placeholder {exc} (known: {{address}}, {{name}})')
+        return INVALID
 
 
 def _check_blackbox(report: _Report, index: int, item: t.Any,
@@ -1207,7 +1227,7 @@ def parse_description(data: t.Any, *, source: str | None = None, plugin: str | N
             name=entry['name'], management_address=str(entry['management_address']),
             switch=entry['switch'], trunk=entry['trunk'], host_bridge=entry['host_bridge'],
             port_type=entry['port_type'], capacity=entry['capacity'], kinds=entry['kinds'],
-            power=entry['power'], spare=entry['spare'],
+            power=entry['power'], spare=entry['spare'], libvirt_uri=entry['libvirt_uri'],
         )
 
     return PlatformDescription(

@@ -142,6 +142,7 @@ def test_lab_module_host_vars():
         'flowstream_kinds': ['vm', 'process', 'kernel', 'click'],
         'flowstream_power': {'driver': 'lab'},
         'flowstream_spare': False,
+        'flowstream_libvirt_uri': 'qemu+tcp://198.18.0.11/system',
     }
     spare = our_vars(inventory.get_host('spare1'))
     assert spare['flowstream_role'] == 'spare'
