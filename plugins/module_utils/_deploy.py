@@ -256,7 +256,8 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
     if vm is not None:
         entry = new[vm["instance"]]
         chain, step = steps[(entry["chain"], entry["step"])]
-        vm_move = dict(vm, install={"instance": vm["instance"], "kind": "vm", "type": step["type"], "params": step["params"],
+        vm_move = dict(vm, switch=chain["switch"], from_libvirt_uri=hosts[vm["from"]].get("libvirt_uri"),
+                       to_libvirt_uri=hosts[vm["to"]].get("libvirt_uri"), install={"instance": vm["instance"], "kind": "vm", "type": step["type"], "params": step["params"],
                                     "vlans": entry["vlans"], "chain": chain["name"], "step": step["name"],
                                     "vm": {k: v for k, v in (step.get("vm") or {}).items() if k in ("image", "memory", "vcpus")}})
     out_switches = {}

@@ -47,6 +47,22 @@ options:
     type: list
     elements: str
     default: []
+  quiesce:
+    description:
+      - With O(export_state) - first wait until each of those instances' legs have passed no
+        packet for O(quiesce.quiet_ms) (live Open vSwitch counters), at most O(quiesce.timeout)
+        seconds each, so the state read is final (a make-before-break move reads its old copy's
+        state once the switch has sent its traffic elsewhere and the copy has gone quiet).
+    type: dict
+    suboptions:
+      quiet_ms:
+        description: How long the legs must be still.
+        type: int
+        default: 200
+      timeout:
+        description: Seconds to wait at most per instance.
+        type: float
+        default: 10
 """
 
 EXAMPLES = r"""
@@ -98,6 +114,10 @@ capacity:
   returned: when capacity is given
   type: dict
   sample: {total: {cpu: 4, memory: 8192}, reserved: {cpu: 0.2, memory: 32}, left: {cpu: 3.8, memory: 8160}}
+quiesced:
+  description: Per instance of O(export_state) with O(quiesce) - C(quiet), C(waited_ms), C(packets_since).
+  returned: when quiesce and export_state are given
+  type: dict
 exported_state:
   description: Per instance of O(export_state), its state (null when it has none to carry).
   returned: when export_state is given
@@ -124,6 +144,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
 from ansible_collections.flowstream.platform.plugins.module_utils._host_info import report
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
+from ansible_collections.flowstream.platform.plugins.module_utils._kinds import wait_quiet
 from ansible_collections.flowstream.platform.plugins.module_utils._processing import ProcessingModules, vm_kind
 
 
@@ -135,12 +156,16 @@ def main():
             sample_seconds=dict(type="float", default=0.5),
             flows=dict(type="bool", default=False),
             export_state=dict(type="list", elements="str", default=[]),
+            quiesce=dict(type="dict", options=dict(quiet_ms=dict(type="int", default=200), timeout=dict(type="float", default=10))),
         ),
         supports_check_mode=True,
     )
     p = module.params
     try:
         result = report(p["host_bridge"], p["capacity"], p["sample_seconds"], p["flows"], vm_kind=vm_kind())
+        if p["export_state"] and p["quiesce"]:
+            result["quiesced"] = {i: wait_quiet(p["host_bridge"], i, quiet_ms=p["quiesce"]["quiet_ms"], timeout=p["quiesce"]["timeout"])
+                                  for i in p["export_state"]}
         if p["export_state"]:
             engine = ProcessingModules(p["host_bridge"], check_mode=True, with_vms=False)
             result["exported_state"] = {i: engine.export(i) for i in p["export_state"]}

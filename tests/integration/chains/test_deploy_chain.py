@@ -127,7 +127,7 @@ def _overlap(chains):
 
 
 def _short(chains):
-    chains[0]["steps"][1]["instances"] = 40
+    chains[0]["steps"][1]["instances"] = 80
 
 
 @pytest.mark.parametrize("edit, words", [

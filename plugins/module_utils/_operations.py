@@ -1,0 +1,91 @@
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What an operation proves with traffic, and how it says so (pure: no I/O).
+
+An operation (migrate-module, drain-host, and every later one) runs the traffic probe through
+the chains it touches for the whole change (:func:`probe_groups`: one group per chain, on the
+chain's own ports), records when each wave of its plan started and ended, and judges the probe
+per wave and chain (:func:`move_figures`): every move carries the packets sent, lost, reordered
+and duplicated while its wave ran, and the blackout its chain's flows saw.
+"""
+
+from __future__ import annotations
+
+BASE_SOURCE_PORT = 20000
+SOURCE_PORT_STEP = 1000
+
+
+def probe_groups(chains, names=None, max_rate=None):
+    """The probe's groups for the present chains with a ``verify`` section (all, or those named):
+    each on its chain's ports (``verify.base_port``), its own source ports, its rate (capped)."""
+    out = []
+    verified = [c for c in chains or [] if c.get("state", "present") == "present" and c.get("verify")]
+    for index, chain in enumerate(verified):
+        if names is not None and chain["name"] not in names:
+            continue
+        verify = chain["verify"]
+        rate = float(verify.get("rate", 1000))
+        if max_rate:
+            rate = min(rate, float(max_rate))
+        out.append({"name": chain["name"], "flows": int(verify.get("flows", 16)), "rate": rate,
+                    "destination_port": int(verify["base_port"]), "source_port": BASE_SOURCE_PORT + SOURCE_PORT_STEP * index,
+                    "vary": "sport"})
+    return out
+
+
+def affected_chains(plan):
+    """The chains a plan's waves touch: those of moved, installed and removed instances."""
+    names = set()
+    for wave in (plan or {}).get("waves") or []:
+        for move in wave.get("moves") or []:
+            names.add(move["chain"])
+        for host in (wave.get("hosts") or {}).values():
+            for item in host.get("install") or []:
+                if item.get("new") or item.get("carry_from"):
+                    names.add(item["chain"])
+    return sorted(names)
+
+
+def wave_windows(times):
+    """[{name, start, end}] for the probe, from the waves' recorded times (epoch seconds)."""
+    return [{"name": name, "start": float(t["started"]), "end": float(t["ended"])}
+            for name, t in sorted((times or {}).items(), key=lambda kv: float(kv[1].get("started", 0))) if "ended" in t]
+
+
+def move_figures(probe, plan, times, vm_results=None):
+    """One row per move of ``plan``: where from and to, how, how long its wave took, and what its
+    chain's traffic saw meanwhile (the probe's window of the wave, the chain's group)."""
+    windows = (probe or {}).get("windows") or {}
+    vm_results = vm_results or {}
+    rows = []
+    for wave in (plan or {}).get("waves") or []:
+        t = (times or {}).get(wave["name"]) or {}
+        window = windows.get(wave["name"]) or {}
+        for move in wave.get("moves") or []:
+            figures = (window.get("groups") or {}).get(move["chain"])
+            row = {"instance": move["instance"], "chain": move["chain"], "step": move["step"], "kind": move["kind"],
+                   "from": move["from"], "to": move["to"], "method": move["method"], "how": move["how"], "wave": wave["name"],
+                   "duration_s": round(float(t["ended"]) - float(t["started"]), 2) if "ended" in t and "started" in t else None,
+                   "probed": figures is not None}
+            for key in ("sent", "lost", "reordered", "duplicated", "blackout_ms", "max_gap_ms"):
+                row[key] = (figures or {}).get(key)
+            vm = vm_results.get(move["instance"]) or {}
+            if vm:
+                row["downtime_ms"] = vm.get("downtime_ms")
+            rows.append(row)
+    return rows
+
+
+def _cell(value, fmt="%d"):
+    return "-" if value is None else fmt % value
+
+
+def moves_table(rows):
+    """The rows as lines of a table (the job log's last word on an operation)."""
+    lines = ["instance   chain    from   to     how                 secs    sent   lost  reord   dup  blackout(ms)"]
+    for r in rows:
+        lines.append("%-10s %-8s %-6s %-6s %-18s %6s %7s %6s %6s %5s %12s" % (
+            r["instance"], r["chain"], r["from"], r["to"], r["how"], _cell(r["duration_s"], "%.1f"), _cell(r["sent"]),
+            _cell(r["lost"]), _cell(r["reordered"]), _cell(r["duplicated"]), _cell(r["blackout_ms"], "%.1f")))
+    return lines
