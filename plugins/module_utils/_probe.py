@@ -9,33 +9,44 @@ This file is a standalone program (standard library only) and the pure analysis 
     _probe.py send    --dst ADDR --run-id N [flow plan] --rate PPS (--duration S | --count N)
                       [--size BYTES] [--src ADDR] [--dscp D,D..] [--no-warmup]
     _probe.py run     --source-netns NS --sink-netns NS --dst ADDR [...]   (both ends, one report)
+    _probe.py start   (the same settings)   a background session: both ends detached
+    _probe.py stop    --session ID [--window NAME=START,END]                 (its report)
 
-The flow plan (``--flows N --sport P --dport P --vary sport|dport|both``) is given to both ends,
-so each knows every flow's 5-tuple. Each datagram starts with a 32-byte header (see ``HEADER``):
-magic ``FSPB``, version, flags, run id, flow id, the flow's 64-bit sequence number and the send
-time (CLOCK_REALTIME, ns). The sender prints, as its last stdout line, one JSON object with what
-it really sent per flow (the achieved rate, not the asked one); the receiver prints its per-flow
-counts when told to stop (a ``stop`` line or end of file on stdin, SIGTERM, ``--idle`` or
-``--max-time``). ``merge`` joins the two reports: the counts are exchanged out of band by the
-controller that started both ends, never over the path under test, which may be the thing that
-is broken. Method and limits: docs/probe.md.
+The flow plan (``--flows N --sport P --dport P --vary sport|dport|both``, or ``--groups JSON``:
+several groups of flows, each at its own rate, one sender and one receiver for all) is given to
+both ends, so each knows every flow's 5-tuple. Each datagram starts with a 32-byte header (see
+``HEADER``): magic ``FSPB``, version, flags, run id, flow id, the flow's 64-bit sequence number
+and the send time (CLOCK_REALTIME, ns). The sender prints, as its last stdout line (or into
+``--report FILE``), one JSON object with what it really sent per flow (the achieved rate, not
+the asked one); the receiver prints its per-flow counts when told to stop (a ``stop`` line or
+end of file on stdin, SIGTERM, a stop file, ``--after`` the sender's report plus ``--settle``,
+``--idle`` or ``--max-time``). ``merge`` joins the two reports: the counts are exchanged out of
+band by the controller that started both ends, never over the path under test, which may be the
+thing that is broken. With ``--record FILE`` the sender keeps every packet's send time and the
+receiver every arrival, so ``window_figures`` can judge any part of the run exactly afterwards.
+Method and limits: docs/probe.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import errno as _errno
 import json
 import math
+import operator
 import os
 import random
+import re
 import select
 import selectors
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from array import array
 
@@ -55,6 +66,16 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 TIMESPEC = struct.Struct("@ll")
 VARY = ("sport", "dport", "both")
 LIMIT_KEYS = ("lost", "reordered", "duplicated", "max_gap_ms")
+MAX_RATE = 1e6
+DEFAULT_GROUP = "default"    # the name of the one group of a probe run without ``groups``
+SINGLE_GROUP_KEYS = ("flows", "rate", "dport", "sport", "vary", "dscp")   # what ``groups`` replaces
+GROUP_KEYS = ("name", "flows", "rate", "destination_port", "source_port", "vary", "dscp")
+SESSION_ROOT = "/run/flowstream-probe"
+SESSION_DURATION = 600.0     # a started session's default bound (seconds): an abandoned one ends by itself
+SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NS_FROM = 10 ** 12           # a window edge from this value up is in ns, below it in seconds (both CLOCK_REALTIME)
+RECORD_MAGIC = b"FSPREC1\n"
+STOP_CHECK_NS = 50000000     # how often a session's ends look for their stop file (50 ms)
 
 
 class ProbeError(Exception):
@@ -106,6 +127,116 @@ def flow_plan(flows, sport=40000, dport=9000, vary="sport"):
     return out
 
 
+def _integer(value, where, field):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("%s: %s must be a whole number, not %r" % (where, field, value))
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise ValueError("%s: %s must be a whole number, not %r" % (where, field, value)) from exc
+    if number != int(number):
+        raise ValueError("%s: %s must be a whole number, not %r" % (where, field, value))
+    return int(number)
+
+
+def _ports_text(ports):
+    """'9000', '40000-40007' or '40000, 40002' for a set of ports."""
+    ports = sorted(ports)
+    if len(ports) > 1 and ports[-1] - ports[0] == len(ports) - 1:
+        return "%d-%d" % (ports[0], ports[-1])
+    shown = ", ".join(str(p) for p in ports[:6])
+    return shown + (", ... (%d ports)" % len(ports) if len(ports) > 6 else "")
+
+
+def normalize_groups(groups):
+    """The probe's groups of flows, checked: [{name, flows, rate, sport, dport, vary, dscp}].
+
+    Each group given as {name, flows (16), rate (1000), destination_port (9000), source_port
+    (40000), vary (sport), dscp (none)} (``dport``/``sport`` are accepted too). Names must be
+    unique, and no two groups may share both source and destination ports: a switch (and the
+    reader of the result) tells groups apart by their ports. Raises ValueError naming the group,
+    the field and what would be right."""
+    if not isinstance(groups, (list, tuple)) or not groups:
+        raise ValueError("groups must be a non-empty list of {name, flows, rate, destination_port, source_port, vary, dscp}")
+    out = []
+    for index, group in enumerate(groups):
+        where = "groups[%d]" % index
+        if not isinstance(group, dict):
+            raise ValueError("%s must be a dict of %s, not %r" % (where, ", ".join(GROUP_KEYS), group))
+        given = {k: v for k, v in group.items() if v is not None}
+        for alias, key in (("dport", "destination_port"), ("sport", "source_port")):
+            if alias in given:
+                if key in given:
+                    raise ValueError("%s: give %s or %s, not both" % (where, key, alias))
+                given[key] = given.pop(alias)
+        unknown = sorted(set(given) - set(GROUP_KEYS))
+        if unknown:
+            raise ValueError("%s: unknown key(s) %s; a group has %s" % (where, ", ".join(unknown), ", ".join(GROUP_KEYS)))
+        name = given.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("%s: name is required (a non-empty string)" % where)
+        where = "groups[%d] '%s'" % (index, name)
+        if name in [g["name"] for g in out]:
+            raise ValueError("%s: the name is used by an earlier group; group names must be unique" % where)
+        entry = {"name": name, "flows": _integer(given.get("flows", 16), where, "flows"),
+                 "sport": _integer(given.get("source_port", 40000), where, "source_port"),
+                 "dport": _integer(given.get("destination_port", 9000), where, "destination_port"),
+                 "vary": given.get("vary", "sport"), "dscp": None}
+        try:
+            entry["rate"] = float(given.get("rate", 1000.0))
+        except (TypeError, ValueError) as exc:
+            raise ValueError("%s: rate must be a number of packets per second, not %r" % (where, given.get("rate"))) from exc
+        if not 0 < entry["rate"] <= MAX_RATE:
+            raise ValueError("%s: rate must be more than 0 and at most 1000000 packets per second, not %s" % (where, given.get("rate")))
+        try:
+            flow_plan(entry["flows"], entry["sport"], entry["dport"], entry["vary"])
+        except ValueError as exc:
+            raise ValueError("%s: %s" % (where, exc)) from exc
+        if given.get("dscp") is not None:
+            dscp = given["dscp"] if isinstance(given["dscp"], (list, tuple)) else [given["dscp"]]
+            entry["dscp"] = [_integer(d, where, "dscp") for d in dscp] or None
+            for d in entry["dscp"] or []:
+                if not 0 <= d <= 63:
+                    raise ValueError("%s: dscp values are 0-63, not %s" % (where, d))
+        out.append(entry)
+    ports = []
+    for g in out:
+        plan = flow_plan(g["flows"], g["sport"], g["dport"], g["vary"])
+        ports.append(({f["sport"] for f in plan}, {f["dport"] for f in plan}))
+    for a in range(len(out)):  # pylint: disable=consider-using-enumerate
+        for b in range(a + 1, len(out)):
+            sports, dports = ports[a][0] & ports[b][0], ports[a][1] & ports[b][1]
+            if sports and dports:
+                raise ValueError("groups '%s' and '%s' overlap: both use source port(s) %s and destination port(s) %s; "
+                                 "give one of them other destination_port or source_port values (groups are told apart "
+                                 "by their ports)" % (out[a]["name"], out[b]["name"], _ports_text(sports), _ports_text(dports)))
+    total = sum(g["rate"] for g in out)
+    if total > MAX_RATE:
+        raise ValueError("the groups' rates add up to %s packets per second, more than the probe's limit of 1000000" % total)
+    return out
+
+
+def group_plan(groups):
+    """The flows of all groups with global flow ids: [{flow, sport, dport, group}] - the first
+    group's flows are 0..n-1, the next group's follow."""
+    out = []
+    for g in groups:
+        for f in flow_plan(g["flows"], g["sport"], g["dport"], g["vary"]):
+            out.append({"flow": len(out), "sport": f["sport"], "dport": f["dport"], "group": g["name"]})
+    return out
+
+
+def group_counts(groups, count=None, duration=None):
+    """Packets each group sends: its rate x ``duration``, or ``count`` shared in proportion to the
+    rates (so the groups end together; the shares add up to ``count``)."""
+    if count is None:
+        return [int(round(g["rate"] * duration)) for g in groups]
+    total = sum(g["rate"] for g in groups)
+    shares = [int(count * g["rate"] / total) for g in groups]
+    shares[-1] += count - sum(shares)
+    return shares
+
+
 # ---------------------------------------------------------------------------------------------
 # Receiver analysis (pure): fed one arrival at a time
 # ---------------------------------------------------------------------------------------------
@@ -115,9 +246,9 @@ class FlowState:
 
     __slots__ = ("received", "unique", "duplicated", "reordered", "max_extent", "max_seq", "seen",
                  "first_rx", "last_rx", "min_tx", "max_tx", "max_gap_ns", "lat_min", "lat_max", "lat_sum",
-                 "src", "sport", "dport", "wrong_tuple")
+                 "src", "sport", "dport", "wrong_tuple", "rx_log", "reordered_tx", "duplicated_tx")
 
-    def __init__(self, src=None, sport=None, dport=None):
+    def __init__(self, src=None, sport=None, dport=None, record=False):
         self.received = self.unique = self.duplicated = self.reordered = self.max_extent = 0
         self.max_seq = -1
         self.seen = bytearray()
@@ -127,6 +258,11 @@ class FlowState:
         self.lat_sum = 0
         self.src, self.sport, self.dport = src, sport, dport
         self.wrong_tuple = 0
+        # with a record: every arrival's receive time, and the send times of the reordered and
+        # duplicate arrivals (what window_figures needs to judge any part of the run afterwards)
+        self.rx_log = array("q") if record else None
+        self.reordered_tx = array("q") if record else None
+        self.duplicated_tx = array("q") if record else None
 
 
 class Analyzer:
@@ -134,15 +270,26 @@ class Analyzer:
     whose sequence number is lower than the highest already seen in its flow), the longest
     interval between consecutive arrivals, and one-way latency (receive time - send time)."""
 
-    def __init__(self, expected=None):
+    def __init__(self, expected=None, groups=None, record=False):
         """``expected``: {flow id: (sport, dport)} from the flow plan, to notice packets of a flow
-        arriving on another 5-tuple (a rewrite or mis-steering on the path)."""
+        arriving on another 5-tuple (a rewrite or mis-steering on the path). ``groups``: {flow id:
+        group name}; with more than one group the total gap and latency percentiles are also
+        kept per group. ``record``: keep every arrival for ``record_arrays`` (windows)."""
         self.flows = {}
         self.expected = expected or {}
         self.invalid = 0
         self.rx_times = array("q")
         self.latencies = array("q")
         self.samples_dropped = 0
+        self.record = record
+        names = []
+        for name in (groups or {}).values():
+            if name not in names:
+                names.append(name)
+        self.group_names = names if len(names) > 1 else []
+        index = {name: i for i, name in enumerate(self.group_names)}
+        self.group_index = {flow: index[name] for flow, name in (groups or {}).items()} if self.group_names else {}
+        self.sample_groups = array("H") if self.group_names else None
 
     def arrive(self, flow, seq, tx_ns, rx_ns, src=None, sport=None, dport=None):
         """Count one arrival of a probe datagram (warm-up packets are never passed here)."""
@@ -151,7 +298,7 @@ class Analyzer:
             return
         st = self.flows.get(flow)
         if st is None:
-            st = self.flows[flow] = FlowState(src, sport, dport)
+            st = self.flows[flow] = FlowState(src, sport, dport, self.record)
             st.first_rx = rx_ns
         else:
             gap = rx_ns - st.last_rx
@@ -162,16 +309,22 @@ class Analyzer:
             st.wrong_tuple += 1
         st.last_rx = rx_ns
         st.received += 1
+        if self.record:
+            st.rx_log.append(rx_ns)
         seen = st.seen
         if seq >= len(seen):
             seen.extend(bytes(max(seq + 1 - len(seen), len(seen), 1024)))
         if seen[seq]:
             st.duplicated += 1
+            if self.record:
+                st.duplicated_tx.append(tx_ns)
         else:
             seen[seq] = 1
             st.unique += 1
             if seq < st.max_seq:
                 st.reordered += 1
+                if self.record:
+                    st.reordered_tx.append(tx_ns)
                 extent = st.max_seq - seq
                 if extent > st.max_extent:
                     st.max_extent = extent
@@ -190,6 +343,8 @@ class Analyzer:
         if len(self.rx_times) < SAMPLE_LIMIT:
             self.rx_times.append(rx_ns)
             self.latencies.append(lat)
+            if self.sample_groups is not None:
+                self.sample_groups.append(self.group_index.get(flow, 0))
         else:
             self.samples_dropped += 1
 
@@ -204,14 +359,33 @@ class Analyzer:
                 "max_gap_ns": st.max_gap_ns, "latency_ns": {"min": st.lat_min, "max": st.lat_max, "sum": st.lat_sum},
                 "src": st.src, "sport": st.sport, "dport": st.dport, "wrong_tuple": st.wrong_tuple,
             }
-        rx = sorted(self.rx_times)
-        max_gap = 0
-        for i in range(1, len(rx)):
-            gap = rx[i] - rx[i - 1]
-            if gap > max_gap:
-                max_gap = gap
-        return {"flows": flows, "invalid": self.invalid, "max_gap_ns": max_gap,
-                "latency_ns": summary(self.latencies), "samples_dropped": self.samples_dropped}
+        out = {"flows": flows, "invalid": self.invalid, "max_gap_ns": _max_step(sorted(self.rx_times)),
+               "latency_ns": summary(self.latencies), "samples_dropped": self.samples_dropped}
+        if self.group_names:
+            out["groups"] = {}
+            for i, name in enumerate(self.group_names):
+                mine = [k for k, g in enumerate(self.sample_groups) if g == i]
+                out["groups"][name] = {"max_gap_ns": _max_step(sorted(self.rx_times[k] for k in mine)),
+                                       "latency_ns": summary([self.latencies[k] for k in mine])}
+        return out
+
+    def record_arrays(self):
+        """What ``window_figures`` needs of the arrivals: {flow: {rx, seen, reordered, duplicated}}
+        (every arrival's receive time; the sequence numbers that arrived, as a byte per number;
+        the send times of the reordered and of the duplicate arrivals)."""
+        out = {}
+        for flow, st in self.flows.items():
+            out[flow] = {"rx": st.rx_log if st.rx_log is not None else array("q"), "seen": st.seen,
+                         "reordered": st.reordered_tx if st.reordered_tx is not None else array("q"),
+                         "duplicated": st.duplicated_tx if st.duplicated_tx is not None else array("q")}
+        return out
+
+
+def _max_step(ordered):
+    """The largest difference between neighbours of an ascending sequence (0 when fewer than two)."""
+    if len(ordered) < 2:
+        return 0
+    return max(map(operator.sub, ordered[1:], ordered[:-1]))
 
 
 def percentile(ordered, fraction):
@@ -249,7 +423,55 @@ RATE_KEYS = ("asked_pps", "achieved_pps", "duration_s", "interval_ms", "max_send
              "rescheduled_ms", "send_errors", "warmup_sent", "scheduling")
 
 
-def merge(sender, receiver):
+def _flow_group(sender, receiver):
+    """{flow id: group name} from the sender's report (or, without one, the receiver's plan)."""
+    out = {}
+    for f in (sender or {}).get("flows") or []:
+        out[f["flow"]] = f.get("group", DEFAULT_GROUP)
+    if not out:
+        for f in receiver.get("plan") or []:
+            out[f["flow"]] = f.get("group", DEFAULT_GROUP)
+    return out
+
+
+def _totals(entries, rflows, gap_ns, latency, first_tx, last_tx):
+    """Totals over some flows (all of them, or one group's): counts summed, the longest gap of
+    their arrivals (``gap_ns``, from the receiver) or at either end of the sending (``first_tx``,
+    ``last_tx``: the sender's first and last send time, None without a sender report), latency."""
+    tot = {"sent": 0, "received": 0, "unique": 0, "lost": 0, "reordered": 0, "duplicated": 0, "max_reorder_extent": 0,
+           "wrong_tuple": 0}
+    lat_min = lat_max = None
+    lat_sum = 0
+    for entry in entries:
+        for key in ("sent", "received", "unique", "lost", "reordered", "duplicated"):
+            tot[key] += entry[key] or 0
+        tot["max_reorder_extent"] = max(tot["max_reorder_extent"], entry["max_reorder_extent"])
+        tot["wrong_tuple"] += entry.get("wrong_tuple", 0)
+        r = rflows.get(str(entry["flow"]))
+        if r and r["received"]:
+            lat = r["latency_ns"]
+            lat_min = lat["min"] if lat_min is None else min(lat_min, lat["min"])
+            lat_max = lat["max"] if lat_max is None else max(lat_max, lat["max"])
+            lat_sum += lat["sum"]
+    # the longest gap: between any two consecutive arrivals, or at either end
+    if first_tx is not None and last_tx is not None:
+        arrived = [r for r in rflows.values() if r.get("min_tx_ns") is not None]
+        if arrived:
+            gap_ns = max(gap_ns, min(r["min_tx_ns"] for r in arrived) - first_tx, last_tx - max(r["max_tx_ns"] for r in arrived))
+        else:
+            gap_ns = max(gap_ns, last_tx - first_tx)
+    totals = dict(tot)
+    totals["loss_percent"] = _pct(tot["lost"], tot["sent"])
+    totals["max_gap_ms"] = _ms(gap_ns)
+    lat = latency or {}
+    totals["latency_ms"] = {"min": _ms(lat_min), "avg": _ms(lat_sum / tot["received"]) if tot["received"] else None,
+                            "p50": _ms(lat.get("p50")), "p99": _ms(lat.get("p99")), "max": _ms(lat_max)}
+    if not totals["wrong_tuple"]:
+        del totals["wrong_tuple"]
+    return totals
+
+
+def merge(sender, receiver):  # pylint: disable=too-many-locals,too-many-branches,too-many-statements
     """The probe's result from the sender's report and the receiver's report.
 
     ``lost`` = sent - unique, per flow, from the sender's own count of what it sent. Without a
@@ -257,19 +479,18 @@ def merge(sender, receiver):
     + 1 per flow (which cannot see loss at the end of a flow) and the result says so.
     ``max_gap_ms``: the longest interval between consecutive arrivals (receive timestamps), and
     the time the sender spent sending before the first and after the last packet that arrived
-    (send timestamps), so a path that is down at the start or the end shows as a gap too."""
+    (send timestamps), so a path that is down at the start or the end shows as a gap too.
+    Every flow belongs to a group (``default`` without groups); ``groups`` has each group's
+    totals (the same figures over its flows) and its flow ids."""
     notes = []
     plan = {}
     if sender:
         for f in sender["flows"]:
             plan[f["flow"]] = f
+    group_of = _flow_group(sender, receiver)
     rflows = receiver.get("flows", {})
     flows = []
     ids = sorted(set(plan) | {int(k) for k in rflows})
-    tot = {"sent": 0, "received": 0, "unique": 0, "lost": 0, "reordered": 0, "duplicated": 0, "max_reorder_extent": 0,
-           "wrong_tuple": 0}
-    lat_min = lat_max = None
-    lat_sum = 0
     beyond = 0
     for flow in ids:
         s = plan.get(flow, {})
@@ -291,6 +512,7 @@ def merge(sender, receiver):
                 gap_ns = max(gap_ns, last_tx - first_tx)
         entry = {
             "flow": flow,
+            "group": group_of.get(flow),
             "src": s.get("src") or (r or {}).get("src") or (sender or {}).get("src"),
             "dst": (sender or {}).get("dst") or receiver.get("dst"),
             "proto": "udp",
@@ -308,39 +530,35 @@ def merge(sender, receiver):
         }
         if r and r.get("wrong_tuple"):
             entry["wrong_tuple"] = r["wrong_tuple"]
-            tot["wrong_tuple"] += r["wrong_tuple"]
         flows.append(entry)
-        for key in ("sent", "received", "unique", "lost", "reordered", "duplicated"):
-            tot[key] += entry[key] or 0
-        tot["max_reorder_extent"] = max(tot["max_reorder_extent"], entry["max_reorder_extent"])
-        if r and received:
-            lat = r["latency_ns"]
-            lat_min = lat["min"] if lat_min is None else min(lat_min, lat["min"])
-            lat_max = lat["max"] if lat_max is None else max(lat_max, lat["max"])
-            lat_sum += lat["sum"]
-    # the whole run's longest gap: between any two consecutive arrivals, or at either end
-    gap_ns = receiver.get("max_gap_ns", 0)
-    if sender and sender.get("sent"):
-        arrived = [r for r in rflows.values() if r.get("min_tx_ns") is not None]
-        if arrived:
-            gap_ns = max(gap_ns, min(r["min_tx_ns"] for r in arrived) - sender["first_tx_ns"],
-                         sender["last_tx_ns"] - max(r["max_tx_ns"] for r in arrived))
+    with_sender = bool(sender and sender.get("sent"))
+    totals = _totals(flows, rflows, receiver.get("max_gap_ns", 0), receiver.get("latency_ns"),
+                     sender["first_tx_ns"] if with_sender else None, sender["last_tx_ns"] if with_sender else None)
+    groups = {}
+    sender_groups = {g["name"]: g for g in (sender or {}).get("groups") or []}
+    receiver_groups = receiver.get("groups") or {}
+    names = list(sender_groups) or sorted({g for g in group_of.values() if g is not None})
+    for name in names:
+        ids_g = [f["flow"] for f in flows if f["group"] == name]
+        if len(names) == 1 and not receiver_groups:  # one group: its totals are the run's
+            gtot = dict(totals)
         else:
-            gap_ns = max(gap_ns, sender["last_tx_ns"] - sender["first_tx_ns"])
-    totals = dict(tot)
-    totals["loss_percent"] = _pct(tot["lost"], tot["sent"])
-    totals["max_gap_ms"] = _ms(gap_ns)
-    lat = receiver.get("latency_ns") or {}
-    totals["latency_ms"] = {"min": _ms(lat_min), "avg": _ms(lat_sum / tot["received"]) if tot["received"] else None,
-                            "p50": _ms(lat.get("p50")), "p99": _ms(lat.get("p99")), "max": _ms(lat_max)}
-    if not totals["wrong_tuple"]:
-        del totals["wrong_tuple"]
+            sg = sender_groups.get(name) or {}
+            rg = receiver_groups.get(name) or {}
+            mine = {str(i): rflows[str(i)] for i in ids_g if str(i) in rflows}
+            gtot = _totals([f for f in flows if f["group"] == name], mine, rg.get("max_gap_ns") or 0, rg.get("latency_ns"),
+                           sg.get("first_tx_ns") if sg.get("sent") else None, sg.get("last_tx_ns") if sg.get("sent") else None)
+        groups[name] = {"totals": gtot, "flows": ids_g}
+        if name in sender_groups:
+            sg = sender_groups[name]
+            groups[name]["rate"] = {k: sg.get(k) for k in ("asked_pps", "achieved_pps", "interval_ms", "dscp")}
     result = {
         "run_id": (sender or receiver).get("run_id"),
         "src": (sender or {}).get("src"), "dst": (sender or {}).get("dst") or receiver.get("dst"),
         "proto": "udp", "size": (sender or {}).get("size"), "flow_count": len(flows),
         "totals": totals,
         "flows": flows,
+        "groups": groups,
         "receiver": {k: receiver.get(k) for k in RECEIVER_KEYS},
     }
     if sender:
@@ -385,6 +603,278 @@ def check_limits(result, limits):
         if value is None or value > limit:
             out.append("%s %s > %s" % (key, value, limit))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows: judging a part of the run (pure)
+# ---------------------------------------------------------------------------------------------
+
+WINDOW_KEYS = ("name", "start", "end")
+
+
+def to_ns(value, where="time"):
+    """A CLOCK_REALTIME time in ns. A value from 10**12 up is taken as ns (int), below it as
+    seconds since the epoch (float): 10**12 s is 33,000 years away, 10**12 ns 17 minutes after
+    1970, so the two never meet. Numeric strings are read as numbers."""
+    text = value.strip() if isinstance(value, str) else None
+    if text is not None:
+        exact = re.match(r"^(\d+)(?:\.(\d*))?$", text)
+        if exact and int(exact.group(1)) < NS_FROM:  # decimal seconds, to the ns without float rounding
+            return int(exact.group(1)) * 10 ** 9 + int(((exact.group(2) or "") + "000000000")[:9])
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError("%s must be a CLOCK_REALTIME time: epoch seconds (a float such as 1764139200.25) or "
+                         "nanoseconds (an integer from 10**12 up), not %r" % (where, value))
+    if value >= NS_FROM:
+        return int(value)
+    whole = int(value)
+    return whole * 10 ** 9 + int(round((value - whole) * 1e9))
+
+
+def parse_windows(windows):
+    """[{name, start_ns, end_ns}] from [{name, start, end}] (see ``to_ns``), checked: names
+    unique, end not before start. Raises ValueError naming the window and the field."""
+    if windows is None:
+        return []
+    if not isinstance(windows, (list, tuple)):
+        raise ValueError("windows must be a list of {name, start, end}, not %r" % (windows,))
+    out = []
+    for index, win in enumerate(windows):
+        where = "windows[%d]" % index
+        if not isinstance(win, dict):
+            raise ValueError("%s must be a dict of name, start, end, not %r" % (where, win))
+        if "start_ns" in win and "end_ns" in win and "start" not in win and "end" not in win:  # parsed before
+            win = {"name": win.get("name"), "start": win["start_ns"], "end": win["end_ns"]}
+        unknown = sorted(set(k for k, v in win.items() if v is not None) - set(WINDOW_KEYS))
+        if unknown:
+            raise ValueError("%s: unknown key(s) %s; a window has name, start, end" % (where, ", ".join(unknown)))
+        name = win.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("%s: name is required (a non-empty string)" % where)
+        where = "windows[%d] '%s'" % (index, name)
+        if name in [w["name"] for w in out]:
+            raise ValueError("%s: the name is used by an earlier window; window names must be unique" % where)
+        for key in ("start", "end"):
+            if win.get(key) is None:
+                raise ValueError("%s: %s is required (CLOCK_REALTIME epoch seconds or nanoseconds)" % (where, key))
+        start, end = to_ns(win["start"], "%s: start" % where), to_ns(win["end"], "%s: end" % where)
+        if end < start:
+            raise ValueError("%s: end (%d ns) is before start (%d ns)" % (where, end, start))
+        out.append({"name": name, "start_ns": start, "end_ns": end})
+    return out
+
+
+def combine_windows(first, then):
+    """Parsed windows ``first`` (given when a session started) and ``then`` (given when it is
+    stopped): a window of ``then`` replaces the one of ``first`` with its name."""
+    names = {w["name"] for w in then}
+    return [w for w in first if w["name"] not in names] + list(then)
+
+
+def _sorted_q(values):
+    values = values if isinstance(values, array) else array("q", values)
+    if len(values) > 1 and not all(map(operator.le, values[:-1], values[1:])):
+        values = array("q", sorted(values))
+    return values
+
+
+class _FlowTimeline:
+    """One flow's send times and arrivals, as window_figures reads them."""
+
+    __slots__ = ("flow", "group", "spacing", "tx", "lost_tx", "reordered", "duplicated", "events")
+
+    def __init__(self, flow, group, spacing_ns, tx, rec):
+        self.flow, self.group, self.spacing = flow, group, spacing_ns
+        self.tx = tx = _sorted_q(tx if tx is not None else array("q"))
+        rec = rec or {}
+        seen = rec.get("seen") or b""
+        if isinstance(seen, array):
+            seen = seen.tobytes()
+        # the packets sent that never arrived: the sequence numbers 0..sent-1 not seen
+        lost = array("q")
+        limit = min(len(tx), len(seen))
+        pos = seen.find(0, 0, limit) if limit else -1
+        while pos != -1:
+            lost.append(tx[pos])
+            pos = seen.find(0, pos + 1, limit)
+        lost.extend(tx[limit:])
+        self.lost_tx = _sorted_q(lost)
+        self.reordered = _sorted_q(rec.get("reordered") or array("q"))
+        self.duplicated = _sorted_q(rec.get("duplicated") or array("q"))
+        rx = _sorted_q(rec.get("rx") or array("q"))
+        # the flow's timeline: its arrivals, led by its first send time when the first packets
+        # did not arrive (the path was down from there) and closed by its last send time when
+        # the last ones did not
+        events = array("q")
+        if tx and (not rx or tx[0] < rx[0]):
+            events.append(tx[0])
+        events.extend(rx)
+        if tx and (not rx or tx[-1] > rx[-1]) and len(events) and tx[-1] > events[-1]:
+            events.append(tx[-1])
+        self.events = events
+
+    def gap(self, start, end):
+        """The longest interval between consecutive events of the flow that overlaps [start, end], or None."""
+        ev = self.events
+        if len(ev) < 2:
+            return None
+        lo = max(0, bisect.bisect_left(ev, start) - 1)
+        hi = min(len(ev) - 2, bisect.bisect_right(ev, end) - 1)
+        if lo > hi:
+            return None
+        return max(map(operator.sub, ev[lo + 1:hi + 2], ev[lo:hi + 1]))
+
+
+def _count(values, start, end):
+    """How many of the ascending ``values`` lie in [start, end]."""
+    return bisect.bisect_right(values, end) - bisect.bisect_left(values, start)
+
+
+def _window_entry():
+    return {"sent": 0, "received": 0, "lost": 0, "reordered": 0, "duplicated": 0, "max_gap_ns": None, "max_gap_flow": None,
+            "blackout_ns": None}
+
+
+def _window_add(entry, tl, start, end):
+    sent = _count(tl.tx, start, end)
+    lost = _count(tl.lost_tx, start, end)
+    dup = _count(tl.duplicated, start, end)
+    entry["sent"] += sent
+    entry["lost"] += lost
+    entry["duplicated"] += dup
+    entry["reordered"] += _count(tl.reordered, start, end)
+    entry["received"] += sent - lost + dup
+    gap = tl.gap(start, end)
+    if gap is not None:
+        if entry["max_gap_ns"] is None or gap > entry["max_gap_ns"]:
+            entry["max_gap_ns"], entry["max_gap_flow"] = gap, tl.flow
+        blackout = max(0, gap - tl.spacing)
+        if entry["blackout_ns"] is None or blackout > entry["blackout_ns"]:
+            entry["blackout_ns"] = blackout
+
+
+def _window_out(entry):
+    out = {k: entry[k] for k in ("sent", "received", "lost", "reordered", "duplicated")}
+    out["max_gap_ms"] = _ms(entry["max_gap_ns"])
+    out["max_gap_flow"] = entry["max_gap_flow"]
+    out["blackout_ms"] = _ms(entry["blackout_ns"])
+    return out
+
+
+def window_figures(windows, flows, send_times, arrivals):
+    """What happened to the packets SENT within each window, exactly, from every packet's send
+    time and every arrival.
+
+    ``windows``: [{name, start_ns, end_ns}] (``parse_windows``); ``flows``: [{flow, group,
+    spacing_ns}] (spacing: the flow's normal interval, its group's flows / rate); ``send_times``:
+    {flow: array('q')} the send time of each sequence number 0..sent-1; ``arrivals``: {flow:
+    {rx, seen, reordered, duplicated}} (``Analyzer.record_arrays``).
+
+    Per window, in total and per group: ``sent`` (packets sent in [start, end]), ``lost`` (those
+    of them that never arrived), ``reordered``/``duplicated`` (arrivals of them flagged so),
+    ``received`` (their arrivals, duplicates included), ``max_gap_ms`` (the longest interval
+    between consecutive arrivals of one flow that overlaps the window - the whole interval, also
+    when it straddles an edge; before a flow's first arrival the interval starts at its first
+    send time, after its last arrival it ends at its last send time), ``max_gap_flow`` (whose),
+    ``blackout_ms`` (the longest of those gaps less its flow's normal spacing, never negative).
+    A window that no arrival interval overlaps has None for the gap figures."""
+    timelines = [_FlowTimeline(f["flow"], f.get("group", DEFAULT_GROUP), int(f.get("spacing_ns") or 0),
+                               send_times.get(f["flow"]), arrivals.get(f["flow"])) for f in flows]
+    groups = []
+    for tl in timelines:
+        if tl.group not in groups:
+            groups.append(tl.group)
+    out = {}
+    for win in windows:
+        start, end = win["start_ns"], win["end_ns"]
+        total = _window_entry()
+        per = {g: _window_entry() for g in groups}
+        for tl in timelines:
+            _window_add(total, tl, start, end)
+            _window_add(per[tl.group], tl, start, end)
+        entry = {"start_ns": start, "end_ns": end}
+        entry.update(_window_out(total))
+        entry["groups"] = {g: _window_out(per[g]) for g in groups}
+        out[win["name"]] = entry
+    return out
+
+
+def window_notes(figures, first_tx=None, last_tx=None):
+    """Notes on windows that saw nothing of the run."""
+    notes = []
+    for name, win in figures.items():
+        if not win["sent"] and win["max_gap_ms"] is None:
+            span = (" (the run sent from %d to %d ns)" % (first_tx, last_tx)) if first_tx is not None and last_tx is not None else ""
+            notes.append("window '%s' (%d to %d ns) holds no packet of the run%s" % (name, win["start_ns"], win["end_ns"], span))
+    return notes
+
+
+def write_record(path, arrays):
+    """Arrays of numbers in one file, for the other side to read with ``read_record``: a magic
+    line, a JSON line {byteorder, arrays: [[kind, flow, typecode, count], ...]}, then the arrays'
+    bytes in that order. Written to a temporary name and renamed: complete or absent."""
+    index = [[kind, flow, arr.typecode, len(arr)] for kind, flow, arr in arrays]
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(RECORD_MAGIC)
+        handle.write(json.dumps({"byteorder": sys.byteorder, "arrays": index}).encode("ascii") + b"\n")
+        for _kind, _flow, arr in arrays:
+            arr.tofile(handle)
+    os.replace(tmp, path)
+
+
+def read_record(path):
+    """{kind: {flow: array}} from a ``write_record`` file; raises ProbeError when it cannot be read."""
+    out = {}
+    try:
+        with open(path, "rb") as handle:
+            if handle.readline() != RECORD_MAGIC:
+                raise ProbeError("%s is not a probe record" % path)
+            head = json.loads(handle.readline().decode("ascii"))
+            for kind, flow, typecode, count in head["arrays"]:
+                arr = array(typecode)
+                if count:
+                    arr.fromfile(handle, count)
+                if head.get("byteorder") != sys.byteorder and arr.itemsize > 1:
+                    arr.byteswap()
+                out.setdefault(kind, {})[flow] = arr
+    except (OSError, EOFError, ValueError, KeyError) as exc:
+        raise ProbeError("cannot read the probe record %s: %s" % (path, exc)) from exc
+    return out
+
+
+def arrivals_record(analyzer):
+    """The receiver's record of arrivals as ``write_record`` arrays."""
+    arrays = []
+    for flow, rec in sorted(analyzer.record_arrays().items()):
+        seen = array("B")
+        seen.frombytes(bytes(rec["seen"]))
+        arrays += [("rx", flow, rec["rx"]), ("seen", flow, seen), ("reordered", flow, rec["reordered"]),
+                   ("duplicated", flow, rec["duplicated"])]
+    return arrays
+
+
+def judge_windows(windows, sender, send_record, arrival_record):
+    """``window_figures`` from the sender's report and the two ends' record files; (figures, notes)."""
+    sent = read_record(send_record).get("tx", {})
+    rec = read_record(arrival_record)
+    arrivals = {}
+    for kind in ("rx", "seen", "reordered", "duplicated"):
+        for flow, arr in rec.get(kind, {}).items():
+            arrivals.setdefault(flow, {})[kind] = arr
+    spacing = {g["name"]: int(round(g["interval_ms"] * 1e6)) for g in sender.get("groups") or []}
+    if not spacing:  # a sender report without groups: one group
+        spacing = {DEFAULT_GROUP: int(round((sender.get("interval_ms") or 0) * 1e6))}
+    flows = [{"flow": f["flow"], "group": f.get("group", DEFAULT_GROUP), "spacing_ns": spacing.get(f.get("group", DEFAULT_GROUP), 0)}
+             for f in sender["flows"]]
+    figures = window_figures(windows, flows, sent, arrivals)
+    return figures, window_notes(figures, sender.get("first_tx_ns"), sender.get("last_tx_ns"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,12 +980,31 @@ def format_table(result, max_rows=None):
                  % (result["flow_count"], t["sent"], t["received"], t["lost"], t["loss_percent"], t["reordered"],
                     t["duplicated"], _cell(t["max_gap_ms"])))
     lines.append("latency ms: min %s avg %s p50 %s p99 %s max %s" % tuple(_cell(lat.get(k)) for k in ("min", "avg", "p50", "p99", "max")))
-    head = ("flow", "5-tuple", "sent", "recv", "lost", "reord", "dup", "gap_ms", "lat_avg_ms")
+    groups = result.get("groups") or {}
+    several = len(groups) > 1
+    if several:
+        for name, g in groups.items():
+            gt, grate = g["totals"], g.get("rate") or {}
+            lines.append("group %s: %d flows at %s pps (asked %s), sent %d, received %d, lost %d, reordered %d, duplicated %d, "
+                         "longest gap %s ms" % (name, len(g["flows"]), _cell(grate.get("achieved_pps")), _cell(grate.get("asked_pps")),
+                                                gt["sent"], gt["received"], gt["lost"], gt["reordered"], gt["duplicated"],
+                                                _cell(gt["max_gap_ms"])))
+    for name, w in (result.get("windows") or {}).items():
+        lines.append("window %s: sent %d, received %d, lost %d, reordered %d, duplicated %d, longest flow gap %s ms (flow %s), "
+                     "blackout %s ms" % (name, w["sent"], w["received"], w["lost"], w["reordered"], w["duplicated"],
+                                         _cell(w["max_gap_ms"]), _cell(w["max_gap_flow"]), _cell(w["blackout_ms"])))
+        if several:
+            for gname, gw in w["groups"].items():
+                lines.append("window %s, group %s: sent %d, lost %d, reordered %d, duplicated %d, longest flow gap %s ms, blackout %s ms"
+                             % (name, gname, gw["sent"], gw["lost"], gw["reordered"], gw["duplicated"], _cell(gw["max_gap_ms"]),
+                                _cell(gw["blackout_ms"])))
+    head = ("flow",) + (("group",) if several else ()) + ("5-tuple", "sent", "recv", "lost", "reord", "dup", "gap_ms", "lat_avg_ms")
     rows = []
     for f in result["flows"][:max_rows] if max_rows else result["flows"]:
-        rows.append((str(f["flow"]), "%s:%s>%s:%s" % (f["src"], f["sport"], f["dst"], f["dport"]), str(f["sent"]),
-                     str(f["received"]), str(f["lost"]), str(f["reordered"]), str(f["duplicated"]), _cell(f["max_gap_ms"]),
-                     _cell(f["latency_ms"]["avg"])))
+        rows.append((str(f["flow"]),) + ((str(f.get("group")),) if several else ()) + (
+            "%s:%s>%s:%s" % (f["src"], f["sport"], f["dst"], f["dport"]), str(f["sent"]),
+            str(f["received"]), str(f["lost"]), str(f["reordered"]), str(f["duplicated"]), _cell(f["max_gap_ms"]),
+            _cell(f["latency_ms"]["avg"])))
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for r in rows:
@@ -552,10 +1061,55 @@ def _set_timer_slack(ns):
         pass
 
 
+def args_groups(args):
+    """The groups of an end's command line: ``--groups JSON``, or the one group of ``--flows`` &c."""
+    if getattr(args, "groups", None):
+        return normalize_groups(json.loads(args.groups) if isinstance(args.groups, str) else args.groups)
+    return [{"name": DEFAULT_GROUP, "flows": args.flows, "rate": getattr(args, "rate", 1000.0), "sport": args.sport,
+             "dport": args.dport, "vary": args.vary, "dscp": getattr(args, "dscp", None)}]
+
+
+class _Schedule:
+    """One group's sending schedule: packet i of the group is due at start + i x interval."""
+
+    __slots__ = ("name", "flows", "n", "interval", "total", "i", "due", "start", "rescheduled", "tos", "sent", "first", "last")
+
+    def __init__(self, group, flows, total, start):
+        self.name = group["name"]
+        self.flows = flows
+        self.n = len(flows)
+        self.interval = 1e9 / group["rate"]
+        self.total = total
+        self.i = self.due = 0
+        self.start = start
+        self.rescheduled = 0.0
+        self.tos = [d << 2 for d in group["dscp"]] if group.get("dscp") else None
+        self.sent = 0
+        self.first = self.last = None
+
+
+def _next_due(sch):
+    return sch.start + sch.i * sch.interval
+
+
+def _write_report(report, out, path):
+    """The report as one JSON line on ``out``, or into ``path`` (a temporary name, then renamed)."""
+    if path:
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(report) + "\n")
+        os.replace(tmp, path)
+    else:
+        out.write(json.dumps(report) + "\n")
+        out.flush()
+
+
 def send(args, out=sys.stdout):  # pylint: disable=too-many-locals,too-many-branches,too-many-statements
-    plan = flow_plan(args.flows, args.sport, args.dport, args.vary)
+    groups = args_groups(args)
+    plan = group_plan(groups)
     src = args.src or source_address_for(args.dst)
-    total = args.count if args.count is not None else int(round(args.rate * args.duration))
+    totals = group_counts(groups, args.count, args.duration)
+    total = sum(totals)
     socks = {}
     for port in sorted({f["sport"] for f in plan}):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -572,7 +1126,6 @@ def send(args, out=sys.stdout):  # pylint: disable=too-many-locals,too-many-bran
     sendto = [socks[f["sport"]].sendto for f in plan]
     setopt = [socks[f["sport"]].setsockopt for f in plan]
     addrs = [(args.dst, f["dport"]) for f in plan]
-    tos = [d << 2 for d in args.dscp] if args.dscp else None
     n = len(plan)
     buf = bytearray(args.size)
     pack = HEADER.pack_into
@@ -581,6 +1134,14 @@ def send(args, out=sys.stdout):  # pylint: disable=too-many-locals,too-many-bran
     mono = time.monotonic_ns
     _set_timer_slack(1000)
     policy = realtime_priority(args.priority)
+    stop_file = getattr(args, "stop_file", None)
+    report_file = getattr(args, "report", None)
+    halt = []
+    if stop_file or report_file:
+        # a session's sender: it runs until told (SIGTERM, the stop file), at most its count or duration
+        signal.signal(signal.SIGTERM, lambda signum, frame: halt.append("signal %d" % signum))
+        say(out, json.dumps({"ready": True, "role": "send", "src": src, "pid": os.getpid()}))
+    record = [array("q") for _f in plan] if getattr(args, "record", None) else None
 
     warmup = 0
     if args.warmup:
@@ -600,89 +1161,142 @@ def send(args, out=sys.stdout):  # pylint: disable=too-many-locals,too-many-bran
     first_tx = [None] * n
     last_tx = [None] * n
     errors = {}
-    interval = 1e9 / args.rate
     burst = args.burst
+    stats = {"max_send_gap": 0, "total_ok": 0, "prev_tx": None, "first": None, "last": None}
     max_lag = 0
-    max_send_gap = 0
-    total_ok = 0
-    rescheduled = 0.0
     windows = []
-    prev_tx = None
-    first = last = None
-    i = 0
     start = origin = mono()
-    while i < total:
+    schedules = []
+    base = 0
+    for group, count in zip(groups, totals):
+        schedules.append(_Schedule(group, list(range(base, base + group["flows"])), count, start))
+        base += group["flows"]
+
+    def emit(sch):
+        """Send the group's next packet (round-robin over its flows)."""
+        flow = sch.flows[sch.i % sch.n]
+        seq = sent[flow]
+        if sch.tos:
+            setopt[flow](socket.IPPROTO_IP, socket.IP_TOS, sch.tos[seq % len(sch.tos)])
+        tx = time_ns()
+        pack(buf, 0, MAGIC, VERSION, 0, 0, run_id, flow, seq, tx)
+        sch.i += 1
+        try:
+            sendto[flow](buf, addrs[flow])
+        except OSError as exc:
+            name = _errno.errorcode.get(exc.errno, str(exc.errno))
+            errors[name] = errors.get(name, 0) + 1
+            return
+        sent[flow] = seq + 1
+        if record is not None:
+            record[flow].append(tx)
+        stats["total_ok"] += 1
+        sch.sent += 1
+        if sch.first is None:
+            sch.first = tx
+        sch.last = tx
+        if first_tx[flow] is None:
+            first_tx[flow] = tx
+        last_tx[flow] = tx
+        prev = stats["prev_tx"]
+        if prev is not None and tx - prev > stats["max_send_gap"]:
+            stats["max_send_gap"] = tx - prev
+        stats["prev_tx"] = tx
+        if stats["first"] is None:
+            stats["first"] = tx
+        stats["last"] = tx
+
+    active = [sch for sch in schedules if sch.total > 0]
+    stopped_by = "count" if args.count is not None else "duration"
+    next_check = start
+    while active:
         now = mono()
-        due = int((now - start) / interval) + 1
-        if due > total:
-            due = total
-        if due <= i:
-            time.sleep((start + i * interval - now) / 1e9)
-            continue
-        lag = now - (start + i * interval)
-        if lag > max_lag:
-            max_lag = lag
-        if due - i > burst:
-            # the sender itself was held up: catching up at once would be a burst at line rate
-            # that the path never asked for (measured: 589 lost after a 52 ms pause at 10 kpps),
-            # so the schedule moves on by the time it cannot make up, and the run lasts longer
-            behind = (due - i - burst) * interval
-            start += behind
-            rescheduled += behind
-            due = i + burst
-        end = min(due, i + burst)
-        done = total_ok
-        while i < end:
-            flow = i % n
-            seq = sent[flow]
-            if tos:
-                setopt[flow](socket.IPPROTO_IP, socket.IP_TOS, tos[seq % len(tos)])
-            tx = time_ns()
-            pack(buf, 0, MAGIC, VERSION, 0, 0, run_id, flow, seq, tx)
-            i += 1
-            try:
-                sendto[flow](buf, addrs[flow])
-            except OSError as exc:
-                name = _errno.errorcode.get(exc.errno, str(exc.errno))
-                errors[name] = errors.get(name, 0) + 1
+        if stop_file or halt:
+            if halt:
+                stopped_by = halt[0]
+                break
+            if now >= next_check:
+                next_check = now + STOP_CHECK_NS
+                if os.path.exists(stop_file):
+                    stopped_by = "stop-file"
+                    break
+        ready = []
+        wait = None
+        for sch in active:
+            i = sch.i
+            due = int((now - sch.start) / sch.interval) + 1
+            if due > sch.total:
+                due = sch.total
+            if due <= i:
+                left = sch.start + i * sch.interval - now
+                if wait is None or left < wait:
+                    wait = left
                 continue
-            sent[flow] = seq + 1
-            total_ok += 1
-            if first_tx[flow] is None:
-                first_tx[flow] = tx
-            last_tx[flow] = tx
-            if prev_tx is not None and tx - prev_tx > max_send_gap:
-                max_send_gap = tx - prev_tx
-            prev_tx = tx
-            if first is None:
-                first = tx
-            last = tx
+            lag = now - (sch.start + i * sch.interval)
+            if lag > max_lag:
+                max_lag = lag
+            if due - i > burst:
+                # the sender itself was held up: catching up at once would be a burst at line rate
+                # that the path never asked for (measured: 589 lost after a 52 ms pause at 10 kpps),
+                # so the schedule moves on by the time it cannot make up, and the run lasts longer
+                behind = (due - i - burst) * sch.interval
+                sch.start += behind
+                sch.rescheduled += behind
+                due = i + burst
+            sch.due = due
+            ready.append(sch)
+        if not ready:
+            time.sleep((min(wait, STOP_CHECK_NS) if stop_file else wait) / 1e9)
+            continue
+        done = stats["total_ok"]
+        if len(ready) == 1:
+            sch = ready[0]
+            while sch.i < sch.due:
+                emit(sch)
+        else:
+            # several groups due: their packets go out in the order of their due times
+            while ready:
+                sch = min(ready, key=_next_due)
+                emit(sch)
+                if sch.i >= sch.due:
+                    ready.remove(sch)
         slot = int((now - origin) // WINDOW_NS)
         while len(windows) <= slot:
             windows.append(0)
-        windows[slot] += total_ok - done
+        windows[slot] += stats["total_ok"] - done
+        active = [sch for sch in active if sch.i < sch.total]
     finished = mono()
     for sock in socks.values():
         sock.close()
     count = sum(sent)
+    first, last = stats["first"], stats["last"]
     span = (last - first) if count > 1 else 0
     full = windows[:int((finished - origin) // WINDOW_NS)]
     window_pps = ({"min": min(full) * 1e9 / WINDOW_NS, "max": max(full) * 1e9 / WINDOW_NS, "windows": len(full)}
                   if full else {"min": None, "max": None, "windows": 0})
+    rate = sum(g["rate"] for g in groups)
     report = {
         "role": "send", "version": VERSION, "run_id": run_id, "src": src, "dst": args.dst, "size": args.size,
-        "asked_pps": args.rate, "sent": count, "scheduled": total,
+        "asked_pps": rate, "sent": count, "scheduled": total,
         "achieved_pps": round((count - 1) * 1e9 / span, 1) if span else None,
-        "duration_s": round(span / 1e9, 6), "interval_ms": round(n * 1000.0 / args.rate, 6),
+        "duration_s": round(span / 1e9, 6), "interval_ms": round(n * 1000.0 / rate, 6),
         "first_tx_ns": first, "last_tx_ns": last,
-        "max_send_gap_ms": _ms(max_send_gap), "max_lag_ms": _ms(max_lag), "window_pps": window_pps,
-        "rescheduled_ms": _ms(int(rescheduled)),
-        "send_errors": errors, "warmup_sent": warmup, "dscp": args.dscp or [], "scheduling": policy,
-        "flows": [{"flow": f["flow"], "src": src, "sport": f["sport"], "dport": f["dport"], "sent": sent[f["flow"]],
-                   "first_tx_ns": first_tx[f["flow"]], "last_tx_ns": last_tx[f["flow"]]} for f in plan],
+        "max_send_gap_ms": _ms(stats["max_send_gap"]), "max_lag_ms": _ms(max_lag), "window_pps": window_pps,
+        "rescheduled_ms": _ms(int(max(sch.rescheduled for sch in schedules))),
+        "send_errors": errors, "warmup_sent": warmup, "dscp": (groups[0]["dscp"] or []) if len(groups) == 1 else [],
+        "scheduling": policy, "stopped_by": stopped_by,
+        "groups": [{"name": g["name"], "flows": g["flows"], "asked_pps": g["rate"], "sent": sch.sent, "scheduled": sch.total,
+                    "achieved_pps": round((sch.sent - 1) * 1e9 / (sch.last - sch.first), 1)
+                    if sch.sent > 1 and sch.last > sch.first else None,
+                    "interval_ms": round(g["flows"] * 1000.0 / g["rate"], 6), "first_tx_ns": sch.first, "last_tx_ns": sch.last,
+                    "dscp": g["dscp"] or []} for g, sch in zip(groups, schedules)],
+        "flows": [{"flow": f["flow"], "group": f["group"], "src": src, "sport": f["sport"], "dport": f["dport"],
+                   "sent": sent[f["flow"]], "first_tx_ns": first_tx[f["flow"]], "last_tx_ns": last_tx[f["flow"]]} for f in plan],
     }
-    out.write(json.dumps(report) + "\n")
-    out.flush()
+    if record is not None:
+        write_record(args.record, [("tx", flow, arr) for flow, arr in enumerate(record)])
+        report["record"] = args.record
+    _write_report(report, out, report_file)
     return 0
 
 
@@ -711,8 +1325,10 @@ class Receiver:
     def __init__(self, args, out=sys.stdout):
         self.args = args
         self.out = out
-        self.plan = flow_plan(args.flows, args.sport, args.dport, args.vary)
-        self.analyzer = Analyzer({f["flow"]: (f["sport"], f["dport"]) for f in self.plan})
+        self.groups = args_groups(args)
+        self.plan = group_plan(self.groups)
+        self.analyzer = Analyzer({f["flow"]: (f["sport"], f["dport"]) for f in self.plan},
+                                 groups={f["flow"]: f["group"] for f in self.plan}, record=bool(getattr(args, "record", None)))
         self.counts = {"foreign": 0, "other_runs": 0, "warmup_received": 0}
         self.kernel_ts = True
         self.running = True
@@ -797,6 +1413,12 @@ class Receiver:
                                    "timestamps": "kernel" if self.kernel_ts else "user"}) + "\n")
         self.out.flush()
         deadline = time.monotonic() + self.args.max_time
+        # a session's receiver: it stops at its stop file, or --settle seconds after the sender's
+        # report appeared (--after), and always at --max-time
+        stop_file, after = getattr(self.args, "stop_file", None), getattr(self.args, "after", None)
+        settle = getattr(self.args, "settle", None) or 0.0
+        sender_done = None
+        next_check = 0.0
         while self.running:
             try:
                 events = sel.select(0.1)
@@ -810,6 +1432,16 @@ class Receiver:
                     continue
                 self.drain(key.fileobj, key.data)
             now = time.monotonic()
+            if (stop_file or after) and now >= next_check:
+                next_check = now + STOP_CHECK_NS / 1e9
+                if stop_file and os.path.exists(stop_file):
+                    self.stopped_by = self.stopped_by or "stop-file"
+                    self.running = False
+                if after and sender_done is None and os.path.exists(after):
+                    sender_done = now
+            if sender_done is not None and now - sender_done >= settle:
+                self.stopped_by = self.stopped_by or "sender done"
+                self.running = False
             if self.args.idle and self.last_arrival is not None and now - self.last_arrival > self.args.idle:
                 self.stopped_by = "idle"
                 self.running = False
@@ -825,9 +1457,12 @@ class Receiver:
         report.update(self.counts)
         report.update({"role": "receive", "version": VERSION, "run_id": self.args.run_id, "dst": self.args.dst,
                        "ports": [d for _s, d in socks], "timestamps": "kernel" if self.kernel_ts else "user",
-                       "socket_drops": drops, "stopped_by": self.stopped_by, "scheduling": self.policy})
-        self.out.write(json.dumps(report) + "\n")
-        self.out.flush()
+                       "socket_drops": drops, "stopped_by": self.stopped_by, "scheduling": self.policy,
+                       "plan": [{"flow": f["flow"], "group": f["group"]} for f in self.plan]})
+        if getattr(self.args, "record", None):
+            write_record(self.args.record, arrivals_record(self.analyzer))
+            report["record"] = self.args.record
+        _write_report(report, self.out, getattr(self.args, "report", None))
         return 0
 
 
@@ -850,56 +1485,116 @@ def _last_json(text, what):
     raise ProbeError("%s printed no report" % what)
 
 
-def plan_argv(cfg, role, program, python):
-    """argv of one end (``send`` or ``receive``) from the probe's settings."""
+def plan_argv(cfg, role, program, python, files=None):
+    """argv of one end (``send`` or ``receive``) from the probe's settings. ``files``: where a
+    session's ends report, look for their stop file and keep their records (``session_files``),
+    or only the records of a run judged by windows ({send_record, arrival_record})."""
+    files = files or {}
     argv = [python, program, role, "--dst", cfg["dst"], "--run-id", str(cfg["run_id"]), "--flows", str(cfg["flows"]),
             "--sport", str(cfg["sport"]), "--dport", str(cfg["dport"]), "--vary", cfg["vary"],
             "--priority", str(cfg["priority"])]
+    if cfg.get("grouped"):
+        argv += ["--groups", json.dumps(cfg["groups"], separators=(",", ":"))]
     if role == "receive":
-        argv += ["--stdin", "--max-time", str(cfg["timeout"])]
+        if files.get("receiver_report"):
+            argv += ["--report", files["receiver_report"], "--stop-file", files["receiver_stop"],
+                     "--after", files["sender_report"], "--settle", repr(float(cfg["settle"]))]
+        else:
+            argv += ["--stdin"]
+        argv += ["--max-time", str(cfg["timeout"])]
+        if files.get("arrival_record"):
+            argv += ["--record", files["arrival_record"]]
         return _in_netns(cfg.get("sink_netns"), argv)
     argv += ["--rate", repr(float(cfg["rate"])), "--size", str(cfg["size"]), "--burst", str(cfg.get("burst", 32))]
     argv += ["--count", str(cfg["count"])] if cfg.get("count") is not None else ["--duration", repr(float(cfg["duration"]))]
     if cfg.get("src"):
         argv += ["--src", cfg["src"]]
-    if cfg.get("dscp"):
+    if cfg.get("dscp") and not cfg.get("grouped"):
         argv += ["--dscp", ",".join(str(d) for d in cfg["dscp"])]
     if not cfg.get("warmup", True):
         argv += ["--no-warmup"]
+    if files.get("sender_report"):
+        argv += ["--report", files["sender_report"], "--stop-file", files["sender_stop"]]
+    if files.get("send_record"):
+        argv += ["--record", files["send_record"]]
     return _in_netns(cfg.get("source_netns"), argv)
 
 
-def defaults(cfg):
-    """The probe's settings with defaults filled in and checked (raises ValueError)."""
-    out = {"flows": 16, "sport": 40000, "dport": 9000, "vary": "sport", "rate": 1000.0, "duration": 3.0, "count": None,
+def defaults(cfg, session=False):  # pylint: disable=too-many-branches
+    """The probe's settings with defaults filled in and checked (raises ValueError).
+
+    ``groups`` (several groups of flows, each at its own rate) replaces the one group of
+    ``flows``, ``rate``, ``dport``, ``sport``, ``vary`` and ``dscp``; giving both is an error.
+    ``session``: the settings of a started session, which runs until it is stopped, at most
+    ``duration`` seconds (default 600) - ``count`` is not for sessions."""
+    given = {k: v for k, v in cfg.items() if v is not None}
+    if "grouped" in given:  # settings checked before: they have both, the groups or the one group's options
+        if not given.pop("grouped"):
+            given.pop("groups", None)
+    elif given.get("groups") is not None:
+        clash = [k for k in SINGLE_GROUP_KEYS if k in given]
+        if clash:
+            raise ValueError("groups and %s are mutually exclusive: with groups, each group has its own flows, rate, "
+                             "destination_port, source_port, vary and dscp" % clash[0])
+    out = {"flows": 16, "sport": 40000, "dport": 9000, "vary": "sport", "rate": 1000.0, "duration": None, "count": None,
            "size": 64, "settle": 0.5, "warmup": True, "dscp": None, "src": None, "source_netns": None,
-           "sink_netns": None, "burst": 32, "run_id": None, "timeout": None, "priority": 0}
-    out.update({k: v for k, v in cfg.items() if v is not None})
+           "sink_netns": None, "burst": 32, "run_id": None, "timeout": None, "priority": 0, "groups": None, "windows": None}
+    out.update(given)
     if not out.get("dst"):
         raise ValueError("the sink's address (dst) is required")
-    flow_plan(out["flows"], out["sport"], out["dport"], out["vary"])
-    if not 0 < float(out["rate"]) <= 1e6:
-        raise ValueError("rate must be more than 0 and at most 1000000 packets per second, not %s" % out["rate"])
+    if out["groups"] is not None:
+        out["groups"] = normalize_groups(out["groups"])
+        out["grouped"] = True
+        out["flows"] = sum(g["flows"] for g in out["groups"])
+        out["rate"] = sum(g["rate"] for g in out["groups"])
+    else:
+        flow_plan(out["flows"], out["sport"], out["dport"], out["vary"])
+        if not 0 < float(out["rate"]) <= MAX_RATE:
+            raise ValueError("rate must be more than 0 and at most 1000000 packets per second, not %s" % out["rate"])
+        for d in out["dscp"] or []:
+            if not 0 <= int(d) <= 63:
+                raise ValueError("dscp values are 0-63, not %s" % d)
+        out["grouped"] = False
+        out["groups"] = [{"name": DEFAULT_GROUP, "flows": out["flows"], "rate": float(out["rate"]), "sport": out["sport"],
+                          "dport": out["dport"], "vary": out["vary"], "dscp": list(out["dscp"]) if out["dscp"] else None}]
     if not MIN_SIZE <= int(out["size"]) <= MAX_SIZE:
         raise ValueError("size must be %d-%d bytes of UDP payload, not %s" % (MIN_SIZE, MAX_SIZE, out["size"]))
+    if session and out["count"] is not None:
+        raise ValueError("count is not for a started session: it runs until it is stopped, at most duration seconds")
     if out["count"] is not None and out["count"] < 1:
         raise ValueError("count must be at least 1")
+    if out["duration"] is None:
+        out["duration"] = SESSION_DURATION if session else 3.0
     if out["count"] is None and float(out["duration"]) <= 0:
         raise ValueError("duration must be more than 0 seconds")
     if not 0 <= int(out["priority"]) <= 99:
         raise ValueError("priority must be 0 (normal scheduling) or a SCHED_FIFO priority 1-99, not %s" % out["priority"])
     if float(out["settle"]) < 0:
         raise ValueError("settle must not be negative")
-    for d in out["dscp"] or []:
-        if not 0 <= int(d) <= 63:
-            raise ValueError("dscp values are 0-63, not %s" % d)
     seconds = (out["count"] / float(out["rate"])) if out["count"] is not None else float(out["duration"])
     if out["timeout"] is None:
         out["timeout"] = round(seconds + float(out["settle"]) + 30, 3)
     elif out["timeout"] < seconds + float(out["settle"]):
         raise ValueError("timeout %s s is shorter than the run (%.1f s) and its settle time" % (out["timeout"], seconds))
+    out["windows"] = parse_windows(out["windows"]) if out["windows"] else []
     if not out["run_id"]:
         out["run_id"] = random.randint(1, 0xFFFFFFFF)
+    return out
+
+
+SETTINGS_KEYS = ("source_netns", "sink_netns", "src", "dst", "flows", "sport", "dport", "vary", "rate", "duration", "count", "size",
+                 "settle", "warmup", "dscp")
+
+
+def settings_of(cfg):
+    """The settings a result reports (``settings``): the existing keys, ``groups`` and, when
+    given, the windows."""
+    out = {k: cfg.get(k) for k in SETTINGS_KEYS}
+    if cfg.get("grouped"):  # the groups' own ports and marks count, not the single-group defaults
+        out.update({"sport": None, "dport": None, "vary": None, "dscp": None})
+    out["groups"] = [dict(g) for g in cfg["groups"]]
+    if cfg.get("windows"):
+        out["windows"] = [dict(w) for w in cfg["windows"]]
     return out
 
 
@@ -947,45 +1642,348 @@ def _wait_ready(proc, timeout):
     return json.loads(line)
 
 
-def run_probe(cfg, program=None, python=None):
+def run_probe(cfg, program=None, python=None):  # pylint: disable=too-many-locals
     """Start the receiver (in the sink's namespace), then the sender (in the source's), wait
     ``settle`` seconds after the sender is done, stop the receiver, and return ``merge`` of the
-    two reports with the settings (``probe`` key of the result)."""
+    two reports with the settings (``probe`` key of the result). With ``windows`` the two ends
+    keep records (in a temporary directory, removed after) and the result has ``windows``."""
     cfg = defaults(cfg)
     program = program or os.path.abspath(__file__)
     python = python or sys.executable
-    recv_argv = plan_argv(cfg, "receive", program, python)
-    send_argv = plan_argv(cfg, "send", program, python)
-    started = time.monotonic()
-    receiver = subprocess.Popen(recv_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
-                                stderr=subprocess.PIPE, text=True)
+    workdir = tempfile.mkdtemp(prefix="flowstream-probe-") if cfg["windows"] else None
+    files = {"send_record": os.path.join(workdir, "send-times.bin"),
+             "arrival_record": os.path.join(workdir, "arrivals.bin")} if workdir else None
     try:
-        _wait_ready(receiver, 15)
+        recv_argv = plan_argv(cfg, "receive", program, python, files)
+        send_argv = plan_argv(cfg, "send", program, python, files)
+        started = time.monotonic()
+        receiver = subprocess.Popen(recv_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
+                                    stderr=subprocess.PIPE, text=True)
         try:
-            sender = subprocess.run(send_argv, capture_output=True, text=True, check=False, timeout=cfg["timeout"])
-        except subprocess.TimeoutExpired as exc:
-            raise ProbeError("the sender did not finish within %s s" % cfg["timeout"]) from exc
-        if sender.returncode != 0:
-            raise ProbeError("the sender failed (rc=%d): %s" % (sender.returncode, (sender.stderr or sender.stdout).strip()[-2000:]))
-        sent = _last_json(sender.stdout, "the sender")
-        time.sleep(float(cfg["settle"]))
-        try:
-            out, err = receiver.communicate("stop\n", timeout=30)
-        except subprocess.TimeoutExpired as exc:
-            raise ProbeError("the receiver did not stop within 30 s") from exc
-        if receiver.returncode != 0:
-            raise ProbeError("the receiver failed (rc=%d): %s" % (receiver.returncode, (err or "").strip()[-2000:]))
-        got = _last_json(out, "the receiver")
+            _wait_ready(receiver, 15)
+            try:
+                sender = subprocess.run(send_argv, capture_output=True, text=True, check=False, timeout=cfg["timeout"])
+            except subprocess.TimeoutExpired as exc:
+                raise ProbeError("the sender did not finish within %s s" % cfg["timeout"]) from exc
+            if sender.returncode != 0:
+                raise ProbeError("the sender failed (rc=%d): %s" % (sender.returncode, (sender.stderr or sender.stdout).strip()[-2000:]))
+            sent = _last_json(sender.stdout, "the sender")
+            time.sleep(float(cfg["settle"]))
+            try:
+                out, err = receiver.communicate("stop\n", timeout=30)
+            except subprocess.TimeoutExpired as exc:
+                raise ProbeError("the receiver did not stop within 30 s") from exc
+            if receiver.returncode != 0:
+                raise ProbeError("the receiver failed (rc=%d): %s" % (receiver.returncode, (err or "").strip()[-2000:]))
+            got = _last_json(out, "the receiver")
+        finally:
+            if receiver.poll() is None:
+                receiver.kill()
+                receiver.wait()
+        result = merge(sent, got)
+        if cfg["windows"]:
+            result["windows"], notes = judge_windows(cfg["windows"], sent, files["send_record"], files["arrival_record"])
+            result["notes"] += notes
     finally:
-        if receiver.poll() is None:
-            receiver.kill()
-            receiver.wait()
-    result = merge(sent, got)
-    result["settings"] = {k: cfg[k] for k in ("source_netns", "sink_netns", "src", "dst", "flows", "sport", "dport",
-                                              "vary", "rate", "duration", "count", "size", "settle", "warmup", "dscp")}
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result["settings"] = settings_of(cfg)
     result["settings"]["src"] = sent.get("src")
     result["elapsed_s"] = round(time.monotonic() - started, 3)
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Background sessions: started now, stopped (and judged) later, by another process
+# ---------------------------------------------------------------------------------------------
+
+SESSION_FILES = {"state": "session.json", "program": "probe.py", "sender_report": "sender.json",
+                 "receiver_report": "receiver.json", "sender_out": "sender.out", "sender_err": "sender.err",
+                 "receiver_out": "receiver.out", "receiver_err": "receiver.err", "sender_stop": "stop-sender",
+                 "receiver_stop": "stop-receiver", "send_record": "send-times.bin", "arrival_record": "arrivals.bin"}
+ROLES = (("sender", "send"), ("receiver", "receive"))
+
+
+def session_files(directory):
+    """The files of a session directory, by purpose."""
+    return {k: os.path.join(directory, v) for k, v in SESSION_FILES.items()}
+
+
+def new_session_id():
+    """A session id: the UTC start time and 6 random hex digits (e.g. 20261126-052400-3fa9c1)."""
+    return "%s-%s" % (time.strftime("%Y%m%d-%H%M%S", time.gmtime()), os.urandom(3).hex())
+
+
+def proc_info(pid):
+    """(state, start time in clock ticks since boot, argv) of process ``pid`` from /proc, or None."""
+    try:
+        with open("/proc/%d/stat" % int(pid), encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+        with open("/proc/%d/cmdline" % int(pid), "rb") as handle:
+            argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
+    except (OSError, ValueError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0], int(fields[19]), argv
+
+
+def _tail(path, lines=5):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return "(no %s)" % os.path.basename(path)
+    text = text.strip()
+    return " | ".join(text.splitlines()[-lines:]) if text else "(%s is empty)" % os.path.basename(path)
+
+
+def _process_of_session(state, role):
+    """Is the recorded pid of ``role`` (sender/receiver) still that end of this session? (True,
+    what) - or (False, what was found there instead)."""
+    pid = state["pids"][role]
+    info = proc_info(pid)
+    if info is None:
+        return False, "pid %d: no such process" % pid
+    proc_state, start, argv = info
+    if proc_state == "Z":
+        return False, "pid %d: ended, a zombie not yet reaped" % pid
+    if start != state["starttimes"][role]:
+        return False, "pid %d: another process now (started after this session's %s)" % (pid, role)
+    cmd = dict(ROLES)[role]
+    mine = state["program"] in argv and cmd in argv and "--run-id" in argv and \
+        argv[argv.index("--run-id") + 1:argv.index("--run-id") + 2] == [str(state["run_id"])]
+    if not mine:
+        return False, "pid %d: another program now: %s" % (pid, " ".join(argv)[:200])
+    return True, "pid %d running" % pid
+
+
+def _session_ref(ref, root):
+    """(id, directory) of a session given by its id or by the dict ``start_session`` returned."""
+    if isinstance(ref, dict):
+        sid, directory = ref.get("id"), ref.get("dir")
+    else:
+        sid, directory = ref, None
+    if not isinstance(sid, str) or not SESSION_ID.match(sid):
+        raise ProbeError("session must be a session id (letters, digits, '.', '_', '-') or the session dict that "
+                         "state=started returned, not %r" % (ref,))
+    directory = directory or os.path.join(root or SESSION_ROOT, sid)
+    if os.path.basename(os.path.normpath(directory)) != sid:
+        raise ProbeError("session %s: its dir %s does not end in the session id" % (sid, directory))
+    return sid, directory
+
+
+def load_session(ref, root=SESSION_ROOT):
+    """The state a started session left in its directory; ProbeError naming the session when there is none."""
+    sid, directory = _session_ref(ref, root)
+    path = os.path.join(directory, SESSION_FILES["state"])
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except FileNotFoundError as exc:
+        raise ProbeError("session %s does not exist (no %s): it was stopped already, or never started%s" % (
+            sid, path, "" if os.path.isdir(os.path.dirname(directory)) else " (no %s)" % os.path.dirname(directory))) from exc
+    except (OSError, ValueError) as exc:
+        raise ProbeError("session %s: cannot read %s: %s" % (sid, path, exc)) from exc
+    if state.get("id") != sid:
+        raise ProbeError("session %s: %s belongs to session %s" % (sid, path, state.get("id")))
+    return state
+
+
+def session_status(ref, root=SESSION_ROOT):
+    """What a session's ends are doing: {id, dir, started_ns, sender: {pid, state, found}, receiver: ...};
+    state is ``running``, ``done`` (ended with its report) or ``gone`` (ended without one)."""
+    state = load_session(ref, root)
+    out = {"id": state["id"], "dir": state["dir"], "started_ns": state["started_ns"]}
+    for role, _cmd in ROLES:
+        alive, found = _process_of_session(state, role)
+        if alive:
+            status = "running"
+        elif os.path.exists(state["files"][role + "_report"]):
+            status, found = "done", found + "; ended with its report"
+        else:
+            status = "gone"
+        out[role] = {"pid": state["pids"][role], "state": status, "found": found}
+    return out
+
+
+def _gone_error(state, status, role):
+    files = state["files"]
+    return ("session %s: the %s (%s) ended without its report (killed, or it failed); the last lines of %s: %s" % (
+        state["id"], role, status[role]["found"], os.path.basename(files[role + "_err"]), _tail(files[role + "_err"])))
+
+
+def _end_processes(state, grace=2.0):
+    """End the session's ends that still run - by their recorded pids, each checked in /proc to
+    be that end of this session first; SIGTERM, then SIGKILL after ``grace`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [role for role, _c in ROLES if _process_of_session(state, role)[0]]
+        if not alive:
+            return
+        for role in alive:
+            try:
+                os.kill(state["pids"][role], sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_process_of_session(state, role)[0] for role in alive):
+            time.sleep(0.05)
+
+
+def _touch(path):
+    with open(path, "a", encoding="ascii"):
+        pass
+
+
+def _wait_report(state, role, timeout):
+    """The report of ``role`` once it is there (or a ProbeError when the end ended without one,
+    or did not report within ``timeout`` seconds)."""
+    path = state["files"][role + "_report"]
+    deadline = time.monotonic() + timeout
+    while True:
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                return _last_json(handle.read(), "the %s of session %s" % (role, state["id"]))
+        alive, found = _process_of_session(state, role)
+        if not alive and not os.path.exists(path):
+            raise ProbeError("session %s: the %s (%s) ended without its report; the last lines of %s: %s" % (
+                state["id"], role, found, os.path.basename(state["files"][role + "_err"]), _tail(state["files"][role + "_err"])))
+        if time.monotonic() > deadline:
+            raise ProbeError("session %s: the %s (pid %d) did not report within %s s of being told to stop" % (
+                state["id"], role, state["pids"][role], timeout))
+        time.sleep(0.05)
+
+
+def _wait_line(proc, path, err_path, timeout, what):
+    """The first JSON line an end started in a session writes to its output file (it is ready)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    if line.startswith("{") and line.endswith("\n"):
+                        return json.loads(line)
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise ProbeError("%s did not start (rc=%s): %s" % (what, proc.returncode, _tail(err_path, 20)))
+        if time.monotonic() > deadline:
+            raise ProbeError("%s did not start within %s s: %s" % (what, timeout, _tail(err_path, 20)))
+        time.sleep(0.02)
+
+
+def start_session(cfg, program=None, python=None, root=SESSION_ROOT, limits=None):  # pylint: disable=too-many-locals
+    """Start a background session: the receiver, then the sender, both detached (a session of
+    their own), both reporting into files of the session directory ``root/<id>``; return at once
+    with {id, dir, started_ns (CLOCK_REALTIME), pids, settings}. The sender runs until it is
+    told to stop (``stop_session``), at most ``duration`` seconds; the receiver ends ``settle``
+    seconds after the sender, when told, and always by ``timeout``. ``limits`` and the windows
+    of ``cfg`` are kept for ``stop_session``."""
+    cfg = defaults(cfg, session=True)
+    program = program or os.path.abspath(__file__)
+    python = python or sys.executable
+    root = root or SESSION_ROOT
+    os.makedirs(root, mode=0o755, exist_ok=True)
+    sid = new_session_id()
+    directory = os.path.join(root, sid)
+    os.mkdir(directory, 0o700)
+    files = session_files(directory)
+    procs = {}
+    started_ns = None
+    try:
+        shutil.copyfile(program, files["program"])  # the session outlives the module's temporary copy
+        for role, cmd in (("receiver", "receive"), ("sender", "send")):
+            argv = plan_argv(cfg, cmd, files["program"], python, files)
+            if role == "sender":
+                started_ns = time.time_ns()
+            with open(files[role + "_out"], "w", encoding="utf-8") as out, open(files[role + "_err"], "w", encoding="utf-8") as err:
+                procs[role] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,  # pylint: disable=consider-using-with
+                                               start_new_session=True, close_fds=True)
+            _wait_line(procs[role], files[role + "_out"], files[role + "_err"], 15, "the %s of session %s" % (role, sid))
+        starttimes = {}
+        for role, proc in procs.items():
+            info = proc_info(proc.pid)
+            if info is None:
+                raise ProbeError("the %s of session %s (pid %d) ended at once: %s" % (role, sid, proc.pid, _tail(files[role + "_err"])))
+            starttimes[role] = info[1]
+    except BaseException:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    settings = settings_of(cfg)
+    settings.update({"run_id": cfg["run_id"], "timeout": cfg["timeout"], "priority": cfg["priority"]})
+    session = {"id": sid, "dir": directory, "started_ns": started_ns,
+               "pids": {role: proc.pid for role, proc in procs.items()}, "settings": settings}
+    state = dict(session, version=VERSION, run_id=cfg["run_id"], program=files["program"], python=python, files=files,
+                 starttimes=starttimes, settle=float(cfg["settle"]), limits=limits or {},
+                 windows=[{"name": w["name"], "start": w["start_ns"], "end": w["end_ns"]} for w in cfg["windows"]],
+                 cfg={k: v for k, v in cfg.items() if k != "windows"})
+    tmp = files["state"] + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(state, handle)
+    os.replace(tmp, files["state"])
+    return session
+
+
+def stop_session(ref, root=SESSION_ROOT, windows=None, report_timeout=30):  # pylint: disable=too-many-locals
+    """Stop a started session and return its result, exactly as ``run_probe`` would (plus
+    ``session``): tell the sender to stop (its stop file and SIGTERM), take its report, wait
+    ``settle``, stop the receiver, take its report, ``merge``, judge the windows given at start
+    and here (``windows``, unparsed; one given here replaces one of the same name), remove the
+    session directory. Only the session's own processes are signalled, by the pids recorded at
+    start, each checked in /proc first. A session that does not exist, or whose ends ended
+    without their reports, is a ProbeError naming the session and what was found."""
+    state = load_session(ref, root)
+    later = parse_windows(windows) if windows else []
+    status = session_status(ref, root)
+    files = state["files"]
+    gone = [role for role, _c in ROLES if status[role]["state"] == "gone"]
+    if gone:
+        message = "; ".join([_gone_error(state, status, role) for role in gone])
+        _end_processes(state)
+        shutil.rmtree(state["dir"], ignore_errors=True)
+        raise ProbeError(message)
+    try:
+        _touch(files["sender_stop"])
+        if status["sender"]["state"] == "running" and _process_of_session(state, "sender")[0]:
+            try:
+                os.kill(state["pids"]["sender"], signal.SIGTERM)
+            except OSError:
+                pass
+        sent = _wait_report(state, "sender", report_timeout)
+        if status["receiver"]["state"] == "running":
+            time.sleep(state["settle"])
+        _touch(files["receiver_stop"])
+        if _process_of_session(state, "receiver")[0]:
+            try:
+                os.kill(state["pids"]["receiver"], signal.SIGTERM)
+            except OSError:
+                pass
+        got = _wait_report(state, "receiver", report_timeout)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_process_of_session(state, role)[0] for role, _c in ROLES):
+            time.sleep(0.05)
+        result = merge(sent, got)
+        cfg = dict(state["cfg"])
+        cfg["windows"] = combine_windows(parse_windows(state["windows"]), later)
+        if cfg["windows"]:
+            result["windows"], notes = judge_windows(cfg["windows"], sent, files["send_record"], files["arrival_record"])
+            result["notes"] += notes
+    finally:
+        _end_processes(state)
+        shutil.rmtree(state["dir"], ignore_errors=True)
+    if sent.get("stopped_by") in ("duration", "count"):
+        result["notes"].append("session %s had ended on its own at its bound (duration %s s) before it was stopped" % (
+            state["id"], cfg["duration"]))
+    result["settings"] = settings_of(cfg)
+    result["settings"]["src"] = sent.get("src")
+    stopped_ns = time.time_ns()
+    result["elapsed_s"] = round((stopped_ns - state["started_ns"]) / 1e9, 3)
+    result["session"] = {"id": state["id"], "dir": state["dir"], "started_ns": state["started_ns"], "stopped_ns": stopped_ns,
+                         "sender_stopped_by": sent.get("stopped_by"), "receiver_stopped_by": got.get("stopped_by")}
+    return result, state.get("limits") or {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1009,21 +2007,29 @@ def _size(text):
     return value
 
 
-def _plan_args(parser):
+def _plan_args(parser, with_defaults=True):
+    dflt = (lambda value: value) if with_defaults else (lambda value: None)
     parser.add_argument("--dst", required=True, help="the sink's address")
-    parser.add_argument("--flows", type=int, default=16, help="number of flows (distinct 5-tuples), default 16")
-    parser.add_argument("--sport", type=int, default=40000, help="first source port, default 40000")
-    parser.add_argument("--dport", type=int, default=9000, help="first destination port, default 9000")
-    parser.add_argument("--vary", choices=VARY, default="sport", help="which port counts up from flow to flow, default sport")
+    parser.add_argument("--flows", type=int, default=dflt(16), help="number of flows (distinct 5-tuples), default 16")
+    parser.add_argument("--sport", type=int, default=dflt(40000), help="first source port, default 40000")
+    parser.add_argument("--dport", type=int, default=dflt(9000), help="first destination port, default 9000")
+    parser.add_argument("--vary", choices=VARY, default=dflt("sport"), help="which port counts up from flow to flow, default sport")
+    parser.add_argument("--groups", help="several groups of flows instead of --flows/--rate/--sport/--dport/--vary/--dscp: a JSON list "
+                        "of {name, flows, rate, destination_port, source_port, vary, dscp}")
     parser.add_argument("--priority", type=int, default=0,
                         help="SCHED_FIFO priority of the probe's processes, default 0: normal scheduling (docs/probe.md)")
 
 
-def _send_args(parser):
-    parser.add_argument("--rate", type=float, default=1000.0, help="total packets per second over all flows, default 1000")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--duration", type=float, default=3.0, help="seconds of sending, default 3")
-    group.add_argument("--count", type=int, help="packets to send in total (instead of a duration)")
+def _send_args(parser, with_defaults=True, session=False):
+    dflt = (lambda value: value) if with_defaults else (lambda value: None)
+    parser.add_argument("--rate", type=float, default=dflt(1000.0), help="total packets per second over all flows, default 1000")
+    if session:
+        parser.add_argument("--duration", type=float, help="the session's bound: it ends by itself after this many seconds, "
+                            "default %d" % SESSION_DURATION)
+    else:
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument("--duration", type=float, default=dflt(3.0), help="seconds of sending, default 3")
+        group.add_argument("--count", type=int, help="packets to send in total (instead of a duration)")
     parser.add_argument("--size", type=_size, default=64, help="UDP payload bytes, %d-%d, default 64" % (MIN_SIZE, MAX_SIZE))
     parser.add_argument("--src", help="source address (default: the one the kernel picks towards --dst)")
     parser.add_argument("--dscp", type=_dscp_list, help="DSCP values the packets of each flow cycle through (e.g. 0,8)")
@@ -1031,6 +2037,20 @@ def _send_args(parser):
                         help="do not send one uncounted packet per flow before the run")
     parser.add_argument("--burst", type=int, default=32,
                         help="most packets sent back to back to catch up after a pause of the sender's own, default 32")
+
+
+def _window_arg(text):
+    name, sep, span = text.partition("=")
+    start, comma, end = span.partition(",")
+    if not sep or not comma or not name:
+        raise argparse.ArgumentTypeError("NAME=START,END (CLOCK_REALTIME epoch seconds or nanoseconds)")
+    return {"name": name, "start": start, "end": end}
+
+
+def _limit_args(parser):
+    for key in ("lost", "reordered", "duplicated"):
+        parser.add_argument("--max-" + key, type=int, help="exit 1 when more packets than this are %s in total" % key)
+    parser.add_argument("--max-gap-ms", type=float, help="exit 1 when the longest gap is longer (ms)")
 
 
 def build_parser():
@@ -1041,40 +2061,68 @@ def build_parser():
     _send_args(snd)
     snd.add_argument("--run-id", type=int, required=True)
     snd.add_argument("--warmup-wait", type=float, default=0.1, help=argparse.SUPPRESS)
+    snd.add_argument("--report", help="write the report into this file (renamed into place when complete), not to stdout")
+    snd.add_argument("--stop-file", help="stop sending when this file appears (checked every 50 ms); SIGTERM stops too")
+    snd.add_argument("--record", help="write every packet's send time into this file (per flow, array of int64 ns)")
     rcv = sub.add_parser("receive", help="count the probe's datagrams per flow; print the counts as JSON when stopped")
     _plan_args(rcv)
     rcv.add_argument("--run-id", type=int, required=True)
     rcv.add_argument("--stdin", action="store_true", help="stop at a 'stop' line or end of file on stdin")
     rcv.add_argument("--idle", type=float, help="stop this many seconds after the last arrival")
     rcv.add_argument("--max-time", type=float, default=600.0, help="stop after this many seconds in any case, default 600")
+    rcv.add_argument("--report", help="write the report into this file (renamed into place when complete), not to stdout")
+    rcv.add_argument("--stop-file", help="stop when this file appears")
+    rcv.add_argument("--after", help="stop --settle seconds after this file (the sender's report) appears")
+    rcv.add_argument("--settle", type=float, default=0.5, help="with --after: seconds to keep receiving, default 0.5")
+    rcv.add_argument("--record", help="write every arrival into this file (for windows)")
     run = sub.add_parser("run", help="both ends (ip netns exec), one report: a table and the JSON")
-    _plan_args(run)
-    _send_args(run)
+    _plan_args(run, with_defaults=False)
+    _send_args(run, with_defaults=False)
     run.add_argument("--source-netns", help="network namespace of the sender")
     run.add_argument("--sink-netns", help="network namespace of the receiver")
     run.add_argument("--settle", type=float, default=0.5, help="seconds to keep receiving after the sender is done, default 0.5")
-    for key in ("lost", "reordered", "duplicated"):
-        run.add_argument("--max-" + key, type=int, help="exit 1 when more packets than this are %s in total" % key)
-    run.add_argument("--max-gap-ms", type=float, help="exit 1 when the longest gap is longer (ms)")
+    run.add_argument("--window", action="append", type=_window_arg, dest="windows", metavar="NAME=START,END",
+                     help="judge the packets sent in this part of the run too (CLOCK_REALTIME epoch seconds, or ns from 10**12 "
+                     "up); repeat for more")
+    _limit_args(run)
     run.add_argument("--json", action="store_true", help="print only the JSON (one line), not the table before it")
+    start = sub.add_parser("start", help="start a background session (both ends detached); print it as JSON")
+    _plan_args(start, with_defaults=False)
+    _send_args(start, with_defaults=False, session=True)
+    start.add_argument("--source-netns", help="network namespace of the sender")
+    start.add_argument("--sink-netns", help="network namespace of the receiver")
+    start.add_argument("--settle", type=float, default=0.5, help="seconds to keep receiving after the sender stopped, default 0.5")
+    start.add_argument("--session-root", default=SESSION_ROOT, help="where session directories are made, default %s" % SESSION_ROOT)
+    start.add_argument("--window", action="append", type=_window_arg, dest="windows", metavar="NAME=START,END",
+                       help="a window to judge when the session is stopped (more can be given then)")
+    stop = sub.add_parser("stop", help="stop a background session: a table and the JSON, as run")
+    stop.add_argument("--session", required=True, help="the session id that start printed")
+    stop.add_argument("--session-root", default=SESSION_ROOT, help="where session directories are made, default %s" % SESSION_ROOT)
+    stop.add_argument("--window", action="append", type=_window_arg, dest="windows", metavar="NAME=START,END",
+                      help="judge the packets sent in this part of the session; repeat for more")
+    _limit_args(stop)
+    stop.add_argument("--json", action="store_true", help="print only the JSON (one line), not the table before it")
     return parser
 
 
-def _run_command(args):
-    cfg = {k: getattr(args, k) for k in ("dst", "flows", "sport", "dport", "vary", "rate", "duration", "count", "size",
-                                         "src", "dscp", "warmup", "burst", "source_netns", "sink_netns", "settle",
-                                         "priority")}
-    if args.count is not None:
-        cfg["duration"] = None
-    try:
-        preflight(defaults(dict(cfg)))
-        result = run_probe(cfg)
-    except (ProbeError, ValueError) as exc:
-        say(sys.stderr, "flowstream-probe: %s" % exc)
-        return 2
-    limits = {"lost": args.max_lost, "reordered": args.max_reordered, "duplicated": args.max_duplicated,
-              "max_gap_ms": args.max_gap_ms}
-    result["exceeded"] = check_limits(result, limits)
+def _cli_cfg(args):
+    cfg = {k: getattr(args, k, None) for k in ("dst", "flows", "sport", "dport", "vary", "rate", "duration", "count", "size",
+                                               "src", "dscp", "warmup", "burst", "source_netns", "sink_netns", "settle",
+                                               "priority", "windows")}
+    if args.groups:
+        try:
+            cfg["groups"] = json.loads(args.groups)
+        except ValueError as exc:
+            raise ValueError("--groups must be a JSON list of {name, flows, rate, destination_port, ...}: %s" % exc) from exc
+    return cfg
+
+
+def _limits(args):
+    return {"lost": args.max_lost, "reordered": args.max_reordered, "duplicated": args.max_duplicated,
+            "max_gap_ms": args.max_gap_ms}
+
+
+def _print_result(args, result):
     try:
         if not args.json:
             say(sys.stdout, format_table(result))
@@ -1087,15 +2135,55 @@ def _run_command(args):
     return 1 if result["exceeded"] else 0
 
 
+def _run_command(args):
+    try:
+        cfg = _cli_cfg(args)
+        preflight(defaults(dict(cfg)))
+        result = run_probe(cfg)
+    except (ProbeError, ValueError) as exc:
+        say(sys.stderr, "flowstream-probe: %s" % exc)
+        return 2
+    result["exceeded"] = check_limits(result, _limits(args))
+    return _print_result(args, result)
+
+
+def _start_command(args):
+    try:
+        cfg = _cli_cfg(args)
+        preflight(defaults(dict(cfg), session=True))
+        session = start_session(cfg, root=args.session_root)
+    except (ProbeError, ValueError, OSError) as exc:
+        say(sys.stderr, "flowstream-probe start: %s" % exc)
+        return 2
+    say(sys.stdout, json.dumps(session, sort_keys=True))
+    return 0
+
+
+def _stop_command(args):
+    try:
+        result, kept = stop_session(args.session, root=args.session_root, windows=args.windows)
+    except (ProbeError, ValueError, OSError) as exc:
+        say(sys.stderr, "flowstream-probe stop: %s" % exc)
+        return 2
+    limits = dict(kept)
+    limits.update({k: v for k, v in _limits(args).items() if v is not None})
+    result["exceeded"] = check_limits(result, limits)
+    return _print_result(args, result)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.role == "send":
-        if not 0 < args.rate <= 1e6:
+        if not 0 < args.rate <= MAX_RATE:
             say(sys.stderr, "send: rate must be more than 0 and at most 1000000")
             return 2
         return send(args)
     if args.role == "receive":
         return Receiver(args).run()
+    if args.role == "start":
+        return _start_command(args)
+    if args.role == "stop":
+        return _stop_command(args)
     return _run_command(args)
 
 

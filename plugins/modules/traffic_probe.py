@@ -28,6 +28,19 @@ description:
   - The rate is honest - RV(probe.rate.achieved_pps) is what the sender achieved, and the
     result says so in RV(probe.notes) when it is more than 2% off the asked rate, and when a gap
     may be the sender's own pause (RV(probe.rate.max_send_gap_ms)) rather than the path's.
+  - B(Groups) - O(groups) sends several groups of flows in one run (one per service chain, say),
+    each at its own rate, from one sender to one receiver; the result has each group's totals in
+    RV(probe.groups) besides the overall RV(probe.totals).
+  - B(Sessions) (day-2 operations) - O(state=started) starts the probe in the background and
+    returns at once with RV(session); the operation runs (a live migration, a drain); then
+    O(state=stopped) with that O(session) stops it and returns the same RV(probe) figures as a
+    run, checked against the same limits. A started session ends by itself after O(duration)
+    seconds (default 600), so an abandoned one does not run for ever.
+  - B(Windows) - O(windows) judges parts of the run exactly, from every packet's send time and
+    every arrival - for each window the packets sent in it, those of them lost, reordered and
+    duplicated, and the longest gap of a single flow overlapping it (RV(probe.windows)). An
+    operation records when each move started and ended and gives those windows when it stops
+    the session.
 author:
   - Flowstream Platform Maintainers (@flowstream)
 extends_documentation_fragment:
@@ -38,16 +51,125 @@ attributes:
     details:
       - In check mode nothing is sent. The settings are checked and the namespaces and
         addresses looked up; the result has no figures (no RV(probe)).
+      - O(state=started) starts nothing and returns the RV(plan); O(state=stopped) stops
+        nothing, removes nothing, and says what it would stop (RV(session) - the session's ends,
+        their pids and whether they still run) - a session that does not exist, or whose ends
+        died, fails as it would outside check mode.
   diff_mode:
     support: none
   idempotent:
-    support: full
-    details: The probe sends traffic but changes no state; it always reports C(changed=false).
+    support: partial
+    details:
+      - The probe sends traffic but changes no state of the platform; it always reports
+        C(changed=false), also when it starts or stops a session (the session's processes and
+        directory are the probe's own).
+      - O(state=run) can be repeated at will; O(state=started) starts a new session each time;
+        O(state=stopped) fails for a session that was stopped already.
 options:
+  state:
+    description:
+      - V(run) - send for O(duration) seconds (or O(count) packets) and report; the task takes
+        that long.
+      - V(started) - start a background session (receiver, then sender, both detached in a
+        session of their own, reporting into files of the session directory under
+        O(session_root)) and return at once with RV(session). The sender sends until the
+        session is stopped, or at most O(duration) seconds; the receiver ends O(settle) seconds
+        after the sender, when told, and always by O(timeout). O(count) is not for sessions.
+      - V(stopped) - stop the session O(session) - tell the sender to stop, wait O(settle), stop
+        the receiver, join their reports exactly like V(run) (the same RV(probe), the same
+        limits O(max_lost) ..., which override those given at start), judge O(windows), and
+        remove the session directory. Only that session's processes are ended, by the pids
+        recorded at start, each checked in C(/proc) to still be that session's probe process.
+        A session that does not exist (never started, or stopped already), or whose processes
+        died without their reports, fails naming the session and what was found (the last
+        lines of the dead end's stderr). O(source), O(sink) and the traffic options are not
+        needed here; the session keeps what it was started with.
+    type: str
+    choices: [run, started, stopped]
+    default: run
+  session:
+    description:
+      - The session to stop with O(state=stopped) - its id, or the whole RV(session) dict that
+        O(state=started) returned.
+    type: raw
+  session_root:
+    description: Where session directories are made (C(<session_root>/<session id>/)).
+    type: path
+    default: /run/flowstream-probe
+  groups:
+    description:
+      - Several groups of flows in one run, instead of O(flows), O(rate), O(destination_port),
+        O(source_port), O(vary) and O(dscp) (mutually exclusive with each of them). One sender
+        drives all groups - each group's packets at its own rate, round-robin over its flows,
+        the groups interleaved by their schedules - and one receiver listens on every group's
+        ports.
+      - Flow ids are global - the first group's flows are 0 to n-1, the next group's follow.
+      - Names must be unique, and no two groups may share both source and destination ports
+        (the error names both groups and the ports); the rates may add up to at most 1000000
+        packets per second.
+      - Without O(groups) the probe has one group, V(default).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The group's name (the key of RV(probe.groups)).
+        type: str
+        required: true
+      flows:
+        description: Number of flows of the group.
+        type: int
+        default: 16
+      rate:
+        description: Packets per second of the group, over its flows.
+        type: float
+        default: 1000
+      destination_port:
+        description: The group's first destination port.
+        type: int
+        default: 9000
+      source_port:
+        description: The group's first source port.
+        type: int
+        default: 40000
+      vary:
+        description: What makes the group's 5-tuples distinct, as O(vary).
+        type: str
+        choices: [sport, dport, both]
+        default: sport
+      dscp:
+        description: DSCP values the packets of each of the group's flows cycle through, as O(dscp).
+        type: list
+        elements: int
+  windows:
+    description:
+      - Parts of the run to judge on their own (O(state=run) and O(state=stopped); given with
+        O(state=started) they are kept for the stop, and a window given at the stop replaces one
+        of the same name). See RV(probe.windows).
+      - The figures are exact, not estimated - the sender keeps every packet's send time and the
+        receiver every arrival (8 bytes per packet at each end; 10 kpps for 10 minutes is about
+        50 MB at each end), in files of the session (or a temporary) directory.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The window's name (the key of RV(probe.windows)).
+        type: str
+        required: true
+      start:
+        description:
+          - When the window starts, CLOCK_REALTIME - epoch seconds (a float, such as
+            C(1764139200.25), or Ansible's C(now().timestamp())) or epoch nanoseconds (an
+            integer, such as C(date +%s%N) prints). Told apart by magnitude - a value from
+            10^12 up is nanoseconds, below it seconds. Numeric strings are accepted.
+        type: raw
+        required: true
+      end:
+        description: When the window ends, as O(windows[].start); not before it.
+        type: raw
+        required: true
   source:
-    description: Where the traffic comes from.
+    description: Where the traffic comes from. Required with O(state=run) and O(state=started).
     type: dict
-    required: true
     suboptions:
       netns:
         description: Network namespace of the sender; omit for the root namespace.
@@ -56,9 +178,8 @@ options:
         description: Source address; default the one the kernel chooses towards the sink.
         type: str
   sink:
-    description: Where the traffic goes.
+    description: Where the traffic goes. Required with O(state=run) and O(state=started).
     type: dict
-    required: true
     suboptions:
       netns:
         description: Network namespace of the receiver; omit for the root namespace.
@@ -95,9 +216,11 @@ options:
     type: float
     default: 1000
   duration:
-    description: Seconds of sending (ignored when O(count) is given).
+    description:
+      - Seconds of sending (ignored when O(count) is given); default 3.
+      - With O(state=started), the session's safety bound - the sender stops by itself after
+        this many seconds if the session is not stopped before; default 600.
     type: float
-    default: 3
   count:
     description: Total packets to send instead of a duration.
     type: int
@@ -135,7 +258,9 @@ options:
     type: int
     default: 0
   timeout:
-    description: Bound in seconds on the whole run; default the run's length + O(settle) + 30.
+    description:
+      - Bound in seconds on the whole run; default the run's length + O(settle) + 30. A started
+        session's receiver ends by this many seconds after the start whatever happens.
     type: float
   max_lost:
     description: Fail when more packets than this are lost in total.
@@ -185,6 +310,60 @@ EXAMPLES = r"""
   async: 60
   poll: 0
   register: during_move
+
+- name: Two chains in one run, each with its own flows and rate
+  flowstream.platform.traffic_probe:
+    source: {netns: fsl-source, address: 198.18.1.1}
+    sink: {netns: fsl-sink, address: 198.18.1.2}
+    groups:
+      - {name: web, flows: 32, rate: 8000, destination_port: 9000}
+      - {name: guest, flows: 8, rate: 1000, destination_port: 9100}
+    duration: 5
+    max_lost: 0
+  delegate_to: localhost
+  register: chains
+# chains.probe.groups.web.totals.lost, chains.probe.groups.guest.totals.max_gap_ms, ...
+
+# Day-2: keep the probe running while instances move, then judge each move on its own
+- name: Start the probe in the background (it ends by itself after 10 minutes at most)
+  flowstream.platform.traffic_probe:
+    state: started
+    source: {netns: fsl-source, address: 198.18.1.1}
+    sink: {netns: fsl-sink, address: 198.18.1.2}
+    groups:
+      - {name: web, flows: 32, rate: 4000, destination_port: 9000}
+      - {name: guest, flows: 8, rate: 1000, destination_port: 9100}
+    duration: 600
+  delegate_to: localhost
+  register: probe_session
+
+- name: Note when the move starts
+  ansible.builtin.set_fact:
+    move_start: "{{ now().timestamp() }}"
+
+- name: Move the instance (whatever the operation is)
+  ansible.builtin.debug:
+    msg: live migration of web-1-a from mh1 to mh2 here
+
+- name: Note when the move ended
+  ansible.builtin.set_fact:
+    move_end: "{{ now().timestamp() }}"
+
+- name: Stop the probe - the whole session must lose nothing outside the move
+  flowstream.platform.traffic_probe:
+    state: stopped
+    session: "{{ probe_session.session }}"
+    windows:
+      - {name: before, start: "{{ probe_session.session.started_ns }}", end: "{{ move_start }}"}
+      - {name: move, start: "{{ move_start }}", end: "{{ move_end }}"}
+  delegate_to: localhost
+  register: judged
+
+- name: The move may black out its flows for at most 200 ms, and nothing before it
+  ansible.builtin.assert:
+    that:
+      - judged.probe.windows.move.blackout_ms < 200
+      - judged.probe.windows.before.lost == 0
 """
 
 RETURN = r"""
@@ -200,9 +379,38 @@ exceeded:
   elements: str
   sample: ["lost 2950 > 0"]
 plan:
-  description: In check mode, the settings that would be used and the addresses found in each namespace.
-  returned: in check mode
+  description:
+    - In check mode (O(state=run) or O(state=started)), the settings that would be used
+      (with C(groups), C(windows) and C(state)) and the addresses found in each namespace.
+  returned: in check mode, except with O(state=stopped)
   type: dict
+session:
+  description:
+    - With O(state=started) - the session that was started; give it (or its C(id)) as
+      O(session) to stop it. In check mode with O(state=stopped) - the session that would be
+      stopped, with the state of its ends (C(sender) and C(receiver) - C(pid), C(state)
+      V(running), V(done) (ended with its report) or V(gone), and what was C(found)).
+    - With O(state=stopped) - the same as RV(probe.session).
+  returned: with O(state=started) and O(state=stopped)
+  type: dict
+  contains:
+    id:
+      description: The session id (the UTC start time and six random hex digits).
+      type: str
+      sample: 20261126-052400-3fa9c1
+    dir:
+      description: The session directory - the ends' reports, stderr and records, and C(session.json).
+      type: str
+      sample: /run/flowstream-probe/20261126-052400-3fa9c1
+    started_ns:
+      description: CLOCK_REALTIME (ns) just before the sender was started - usable as a window edge.
+      type: int
+    pids:
+      description: C(sender) and C(receiver) - the pids of the session's two ends.
+      type: dict
+    settings:
+      description: The settings the session runs with (as RV(probe.settings), with C(run_id), C(timeout), C(priority)).
+      type: dict
 probe:
   description: The figures.
   returned: when the probe ran (also when the task fails on a limit)
@@ -274,8 +482,11 @@ probe:
       elements: dict
       contains:
         flow:
-          description: Flow id (0 to O(flows)-1).
+          description: Flow id (0 to O(flows)-1; with O(groups), global - the first group's flows first).
           type: int
+        group:
+          description: The name of the flow's group (V(default) without O(groups)).
+          type: str
         src:
           description: Source address.
           type: str
@@ -324,8 +535,45 @@ probe:
         wrong_tuple:
           description: Datagrams of the flow that arrived on another 5-tuple than they were sent on (only when there are any).
           type: int
+    groups:
+      description:
+        - Per group (one, V(default), without O(groups)) - C(totals), the same figures as
+          RV(probe.totals) over the group's flows (its longest gap over its own arrivals, so a
+          group that stopped while others kept flowing shows it), C(flows), the group's flow ids,
+          and C(rate) - the group's C(asked_pps), C(achieved_pps), C(interval_ms) (between two
+          packets of one of its flows) and C(dscp).
+      type: dict
+      sample: {web: {totals: {sent: 40000, received: 40000, lost: 0}, flows: [0, 1, 2], rate: {asked_pps: 8000.0, achieved_pps: 7998.1}}}
+    windows:
+      description:
+        - Per window of O(windows) - the figures of the packets whose send time lies in
+          [start, end] - C(sent); C(lost), those of them that never arrived; C(reordered) and
+          C(duplicated), their arrivals flagged so; C(received), their arrivals (duplicates
+          included); C(max_gap_ms), the longest interval between consecutive arrivals of one
+          flow that overlaps the window (the whole interval, also when it straddles an edge;
+          before a flow's first arrival the interval starts at its first send time, after its
+          last arrival it ends at its last send time) and C(max_gap_flow), whose; C(blackout_ms),
+          the longest such gap less its flow's normal spacing (its group's flows / rate), never
+          negative; C(start_ns) and C(end_ns); and C(groups), the same figures per group.
+        - The gap is per flow on purpose - a moved instance stops the flows that cross it while
+          the others keep flowing, which the total gap would hide. C(max_gap_ms) and
+          C(blackout_ms) are null when no arrival interval of any flow overlaps the window (a
+          window outside the run; RV(probe.notes) says so).
+      returned: when O(windows) were given
+      type: dict
+      sample: {move: {start_ns: 1764139200250000000, end_ns: 1764139202750000000, sent: 10000, received: 9702, lost: 298,
+                      reordered: 0, duplicated: 0, max_gap_ms: 151.2, max_gap_flow: 3, blackout_ms: 147.2,
+                      groups: {web: {sent: 8000, received: 7702, lost: 298, reordered: 0, duplicated: 0, max_gap_ms: 151.2,
+                                     max_gap_flow: 3, blackout_ms: 147.2}}}}
+    session:
+      description:
+        - With O(state=stopped) - C(id), C(dir), C(started_ns), C(stopped_ns) (CLOCK_REALTIME),
+          C(sender_stopped_by) (V(signal 15) or V(stop-file) when stopped, V(duration) when it had
+          reached its bound) and C(receiver_stopped_by).
+      returned: with O(state=stopped)
+      type: dict
     rate:
-      description: What the sender did.
+      description: What the sender did (over all groups).
       type: dict
       contains:
         asked_pps:
@@ -372,7 +620,10 @@ probe:
       type: list
       elements: str
     settings:
-      description: The settings the probe ran with (the source address as used).
+      description:
+        - The settings the probe ran with (the source address as used), with C(groups) (the one
+          group V(default) without O(groups); with O(groups), C(flows) and C(rate) are the totals
+          and the single-group ports are null) and, when given, C(windows) (C(start_ns), C(end_ns)).
       type: dict
   sample:
     run_id: 3735928559
@@ -385,11 +636,16 @@ probe:
     totals: {sent: 30000, received: 30000, unique: 30000, lost: 0, loss_percent: 0.0, reordered: 0, max_reorder_extent: 0,
              duplicated: 0, max_gap_ms: 8.8, latency_ms: {min: 0.017, avg: 0.14, p50: 0.063, p99: 2.2, max: 8.8}}
     flows:
-      - {flow: 0, src: 198.18.1.1, dst: 198.18.1.2, proto: udp, sport: 40000, dport: 9000, sent: 15000, received: 15000,
+      - {flow: 0, group: default, src: 198.18.1.1, dst: 198.18.1.2, proto: udp, sport: 40000, dport: 9000, sent: 15000, received: 15000,
          unique: 15000, lost: 0, loss_percent: 0.0, reordered: 0, max_reorder_extent: 0, duplicated: 0, max_gap_ms: 9.1,
          latency_ms: {min: 0.017, avg: 0.15, max: 8.8}}
     rate: {asked_pps: 10000.0, achieved_pps: 10000.0, duration_s: 3.0, interval_ms: 0.2, max_send_gap_ms: 0.67, max_lag_ms: 0.63,
            window_pps: {min: 10000.0, max: 10000.0, windows: 29}, send_errors: {}, warmup_sent: 2, scheduling: normal}
+    groups:
+      default: {flows: [0, 1], rate: {asked_pps: 10000.0, achieved_pps: 10000.0, interval_ms: 0.2, dscp: []},
+                totals: {sent: 30000, received: 30000, unique: 30000, lost: 0, loss_percent: 0.0, reordered: 0,
+                         max_reorder_extent: 0, duplicated: 0, max_gap_ms: 8.8, latency_ms: {min: 0.017, avg: 0.14, p50: 0.063,
+                                                                                            p99: 2.2, max: 8.8}}}
     receiver: {foreign: 0, other_runs: 0, warmup_received: 2, socket_drops: 0, timestamps: kernel, ports: [9000], stopped_by: stop}
     notes: []
 """
@@ -403,14 +659,26 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.flowstream.platform.plugins.module_utils import _probe
 
 
+SINGLE_GROUP_OPTIONS = ("flows", "rate", "destination_port", "source_port", "vary", "dscp")
+
+
 def _config(p):
+    grouped = p["groups"] is not None
     return {
-        "source_netns": p["source"].get("netns"), "src": p["source"].get("address"),
-        "sink_netns": p["sink"].get("netns"), "dst": p["sink"]["address"],
-        "flows": p["flows"], "sport": p["source_port"], "dport": p["destination_port"], "vary": p["vary"],
-        "rate": p["rate"], "duration": p["duration"], "count": p["count"], "size": p["size"], "settle": p["settle"],
-        "warmup": p["warmup"], "dscp": p["dscp"], "priority": p["priority"], "timeout": p["timeout"],
+        "source_netns": (p["source"] or {}).get("netns"), "src": (p["source"] or {}).get("address"),
+        "sink_netns": (p["sink"] or {}).get("netns"), "dst": (p["sink"] or {}).get("address"),
+        "flows": None if grouped else p["flows"], "sport": None if grouped else p["source_port"],
+        "dport": None if grouped else p["destination_port"], "vary": None if grouped else p["vary"],
+        "rate": None if grouped else p["rate"], "dscp": None if grouped else p["dscp"], "groups": p["groups"],
+        "windows": p["windows"],
+        "duration": p["duration"], "count": p["count"], "size": p["size"], "settle": p["settle"],
+        "warmup": p["warmup"], "priority": p["priority"], "timeout": p["timeout"],
     }
+
+
+def _limits(p):
+    return {"lost": p["max_lost"], "reordered": p["max_reordered"], "duplicated": p["max_duplicated"],
+            "max_gap_ms": p["max_gap_ms"]}
 
 
 def summary_line(result):
@@ -420,19 +688,62 @@ def summary_line(result):
                t["reordered"], t["duplicated"], t["max_gap_ms"]))
 
 
+def _finish(module, result, limits, **extra):
+    """exit_json or, with a limit exceeded, fail_json - the figures in the result either way."""
+    exceeded = _probe.check_limits(result, limits)
+    for note in result["notes"]:
+        module.warn("traffic probe: %s" % note)
+    line = summary_line(result)
+    if result.get("session"):
+        line += " (session %s)" % result["session"]["id"]
+    if exceeded:
+        module.fail_json(msg="traffic probe: %s (%s)" % ("; ".join(exceeded), line), probe=result, exceeded=exceeded, **extra)
+    module.exit_json(changed=False, msg=line, probe=result, exceeded=[], **extra)
+
+
+def _stop(module, p):
+    root = p["session_root"]
+    try:
+        if module.check_mode:
+            status = _probe.session_status(p["session"], root)
+            gone = [role for role in ("sender", "receiver") if status[role]["state"] == "gone"]
+            if gone:
+                module.fail_json(msg="traffic probe: " + "; ".join(
+                    "session %s: the %s (%s) ended without its report (killed, or it failed)" % (status["id"], role, status[role]["found"])
+                    for role in gone), session=status)
+            module.exit_json(changed=False, session=status, msg="check mode: would stop session %s (sender %s, receiver %s), "
+                             "join their reports and remove %s" % (status["id"], status["sender"]["found"],
+                                                                   status["receiver"]["found"], status["dir"]))
+        result, kept = _probe.stop_session(p["session"], root, windows=p["windows"])
+    except (ValueError, _probe.ProbeError) as exc:
+        module.fail_json(msg="traffic probe: %s" % exc)
+    limits = dict(kept)
+    limits.update({k: v for k, v in _limits(p).items() if v is not None})
+    _finish(module, result, limits, session=result["session"])
+
+
 def main():
     end = dict(netns=dict(type="str"), address=dict(type="str"))
     sink = dict(netns=dict(type="str"), address=dict(type="str", required=True))
+    group = dict(name=dict(type="str", required=True), flows=dict(type="int", default=16), rate=dict(type="float", default=1000.0),
+                 destination_port=dict(type="int", default=9000), source_port=dict(type="int", default=40000),
+                 vary=dict(type="str", default="sport", choices=["sport", "dport", "both"]), dscp=dict(type="list", elements="int"))
+    window = dict(name=dict(type="str", required=True), start=dict(type="raw", required=True), end=dict(type="raw", required=True))
     module = AnsibleModule(
         argument_spec=dict(
-            source=dict(type="dict", required=True, options=end),
-            sink=dict(type="dict", required=True, options=sink),
+            state=dict(type="str", default="run", choices=["run", "started", "stopped"]),
+            session=dict(type="raw"),
+            session_root=dict(type="path", default=_probe.SESSION_ROOT),
+            groups=dict(type="list", elements="dict", options=group),
+            windows=dict(type="list", elements="dict", options=window),
+            source=dict(type="dict", options=end),
+            sink=dict(type="dict", options=sink),
             flows=dict(type="int", default=16),
             source_port=dict(type="int", default=40000),
             destination_port=dict(type="int", default=9000),
             vary=dict(type="str", default="sport", choices=["sport", "dport", "both"]),
             rate=dict(type="float", default=1000.0),
-            duration=dict(type="float", default=3.0),
+            duration=dict(type="float"),
             count=dict(type="int"),
             size=dict(type="int", default=64),
             settle=dict(type="float", default=0.5),
@@ -445,36 +756,48 @@ def main():
             max_duplicated=dict(type="int"),
             max_gap_ms=dict(type="float"),
         ),
+        mutually_exclusive=[("groups", option) for option in SINGLE_GROUP_OPTIONS],
+        required_if=[("state", "run", ("source", "sink")), ("state", "started", ("source", "sink")),
+                     ("state", "stopped", ("session",))],
         supports_check_mode=True,
     )
     p = module.params
+    if p["state"] == "stopped":
+        _stop(module, p)
+    started = p["state"] == "started"
     try:
-        cfg = _probe.defaults(_config(p))
+        cfg = _probe.defaults(_config(p), session=started)
         found = _probe.preflight(cfg, run=module_run(module))
     except (ValueError, _probe.ProbeError) as exc:
         module.fail_json(msg="traffic probe: %s" % exc)
     if module.check_mode:
         plan = {k: cfg[k] for k in ("source_netns", "src", "sink_netns", "dst", "flows", "sport", "dport", "vary", "rate",
                                     "duration", "count", "size", "settle")}
-        plan["addresses"] = found
+        plan.update({"state": p["state"], "groups": cfg["groups"], "windows": cfg["windows"], "addresses": found})
+        if started:
+            plan["session_root"] = p["session_root"]
+            module.exit_json(changed=False, plan=plan, msg="check mode: nothing started; would start a probe session under %s "
+                             "(receiver in %s, then sender in %s), sending until it is stopped, at most %s s" % (
+                                 p["session_root"], cfg["sink_netns"] or "the root namespace",
+                                 cfg["source_netns"] or "the root namespace", cfg["duration"]))
         module.exit_json(changed=False, plan=plan, msg="check mode: nothing sent")
 
     program = os.path.join(module.tmpdir, "flowstream-probe.py")
     with open(program, "w", encoding="utf-8") as handle:
         handle.write(inspect.getsource(_probe))
+    if started:
+        try:
+            session = _probe.start_session(cfg, program=program, python=sys.executable, root=p["session_root"], limits=_limits(p))
+        except (ValueError, OSError, _probe.ProbeError) as exc:
+            module.fail_json(msg="traffic probe: cannot start a session: %s" % exc)
+        module.exit_json(changed=False, session=session,
+                         msg="probe session %s started: %d flows at %s pps in total, until state=stopped (at most %s s)" % (
+                             session["id"], cfg["flows"], cfg["rate"], cfg["duration"]))
     try:
         result = _probe.run_probe(cfg, program=program, python=sys.executable)
     except _probe.ProbeError as exc:
         module.fail_json(msg="traffic probe: %s" % exc)
-    limits = {"lost": p["max_lost"], "reordered": p["max_reordered"], "duplicated": p["max_duplicated"],
-              "max_gap_ms": p["max_gap_ms"]}
-    exceeded = _probe.check_limits(result, limits)
-    for note in result["notes"]:
-        module.warn("traffic probe: %s" % note)
-    if exceeded:
-        module.fail_json(msg="traffic probe: %s (%s)" % ("; ".join(exceeded), summary_line(result)),
-                         probe=result, exceeded=exceeded)
-    module.exit_json(changed=False, msg=summary_line(result), probe=result, exceeded=[])
+    _finish(module, result, _limits(p))
 
 
 def module_run(module):
