@@ -301,6 +301,51 @@ def parse_domain_xml(text):
     return inst, info, shape
 
 
+def retarget_domain_xml(text, vlans, host_bridge=None):
+    """A VM instance's domain XML for another host: both legs on the VLAN tags ``vlans``
+    (``{left, right}``) and, when given, on the host bridge ``host_bridge``; the ``<fs:instance>``
+    metadata says the same. MACs, interface ids, tap names and everything else stay, so the
+    guest sees no change (what a live migration's destination XML may differ in). Pure.
+
+    Raises ValueError when the XML is not a flowstream VM instance with both legs."""
+    root = ET.fromstring(text)
+    meta = root.find("metadata/{%s}instance" % METADATA_NS)
+    inst = (meta.findtext("{%s}id" % METADATA_NS) or "").strip() if meta is not None else ""
+    if not inst:
+        raise ValueError("the domain %s has no <fs:instance> metadata: not a flowstream VM instance"
+                         % (root.findtext("name") or "(unnamed)"))
+    found = set()
+    for iface in root.findall("devices/interface"):
+        target = iface.find("target")
+        leg = {port_name(inst, leg_): leg_ for leg_ in LEGS}.get(target.get("dev") if target is not None else None)
+        if leg is None:
+            continue
+        found.add(leg)
+        vlan = iface.find("vlan")
+        if vlan is None:
+            vlan = ET.SubElement(iface, "vlan")
+        for tag in vlan.findall("tag"):
+            vlan.remove(tag)
+        vlan.attrib.pop("trunk", None)
+        ET.SubElement(vlan, "tag", {"id": str(int(vlans[leg]))})
+        if host_bridge:
+            source = iface.find("source")
+            if source is None:
+                source = ET.SubElement(iface, "source")
+            source.set("bridge", host_bridge)
+    missing = [leg for leg in LEGS if leg not in found]
+    if missing:
+        raise ValueError("the domain %s has no %s leg (an interface with target dev %s)" % (
+            root.findtext("name"), " or ".join(missing), " / ".join(port_name(inst, leg) for leg in missing)))
+    for leg in LEGS:
+        elem = meta.find("{%s}vlan_%s" % (METADATA_NS, leg))
+        if elem is None:
+            elem = ET.SubElement(meta, "{%s}vlan_%s" % (METADATA_NS, leg))
+        elem.text = str(int(vlans[leg]))
+    ET.register_namespace(METADATA_PREFIX, METADATA_NS)
+    return ET.tostring(root, encoding="unicode")
+
+
 def diff_shapes(have, want, fields):
     """``[(field, have, want)]`` for the fields that differ."""
     return [(f, have.get(f), want.get(f)) for f in fields if have.get(f) != want.get(f)]
