@@ -14,7 +14,7 @@ from ansible_collections.flowstream.platform.plugins.module_utils._deploy import
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("chains", "catalogue", "policy", "rolling"))
+    _VALID_ARGS = frozenset(("chains", "catalogue", "policy", "rolling", "only_moves"))
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
@@ -31,7 +31,8 @@ class ActionModule(ActionBase):
         missing = sorted(h for h, v in hosts.items() if v["report"] is None and v["in_service"] and not v["spare"])
         try:
             plan = build_plan(chains, args.get("catalogue") or {}, hosts, switches, boxes, policy=args.get("policy") or {},
-                              rolling=boolean(args.get("rolling", False), strict=False))
+                              rolling=boolean(args.get("rolling", False), strict=False),
+                              only_moves=boolean(args.get("only_moves", False), strict=False))
         except DeployError as exc:
             result.update(failed=True, msg=str(exc))
             return result

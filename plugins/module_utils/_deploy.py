@@ -33,14 +33,17 @@ def _cookie(value):
     return "0x%016x" % value
 
 
-def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, rolling=False):
+def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, rolling=False, only_moves=False):
     """The whole operation, planned and compiled, validated before anything is touched.
 
     ``hosts``: {name: {capacity, kinds, spare, in_service, trunk, switch, host_bridge, report}};
     ``switches``: {name: {uplinks, openflow_target, openflow_version, ssl}};
     ``blackboxes``: {name: {switch, ports}}; ``policy``: _planner.check_policy's input
     (cordoned, draining, moves, allow_spares, objective); ``rolling``: one wave per draining
-    host (in the order the policy names them), else one wave for everything.
+    host (in the order the policy names them), else one wave for everything; ``only_moves``: an
+    operation (migrate, drain) that moves instances and nothing else - it fails, naming them,
+    when the platform is not as the chains describe (instances to install or remove:
+    deploy-chain's work), and converges no kept instance.
 
     The change is applied wave by wave (playbooks/tasks/apply_wave.yml); every wave is
     make-before-break and crash-safe:
@@ -73,6 +76,8 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
     steps = {(c["name"], s["name"]): (c, s) for c in valid if c["state"] == "present" for s in c["steps"]}
     new = plan["instances"]
     moves = _moves(new, steps, hosts)
+    if only_moves:
+        _check_only_moves(new, plan.get("remove", {}), moves)
     waves = _waves(moves, plan, policy, rolling)
     removed = plan.get("remove", {})
     old = _running(hosts, valid)
@@ -82,7 +87,8 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
         for index, wave in enumerate(waves):
             before = set(done)
             done.update(wave["moves"])
-            out_waves.append(_wave(index, wave, valid, steps, new, removed, moves, old, before, done, hosts, switches, blackboxes))
+            out_waves.append(_wave(index, wave, valid, steps, new, removed, moves, old, before, done, hosts, switches, blackboxes,
+                                   converge=not only_moves))
     except ChainError as exc:
         raise DeployError("the plan does not compile (the hosts' reports disagree with it?): %s" % exc) from exc
     final = out_waves[-1]
@@ -96,6 +102,16 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
     return {"waves": out_waves, "hosts": out_hosts, "switches": out_switches, "chains": final["chains"],
             "instances": new, "moves": [moves[i] for i in sorted(moves)], "capacity": plan.get("hosts", {}),
             "policy": plan.get("policy", {}), "warnings": plan.get("warnings", [])}
+
+
+def _check_only_moves(new, removed, moves):
+    """An operation moves instances; what else the chains ask for is deploy-chain's to do."""
+    pending = ["install %s on %s (%s)" % (iid, e["host"], e.get("reason", "")) for iid, e in sorted(new.items())
+               if e.get("new") and iid not in moves]
+    pending += ["remove %s from %s (%s)" % (iid, e["host"], e.get("reason", "")) for iid, e in sorted(removed.items()) if iid not in moves]
+    if pending:
+        raise DeployError("the platform is not as the chains describe - run deploy-chain first; it would %s%s"
+                          % ("; ".join(pending[:5]), " (and %d more)" % (len(pending) - 5) if len(pending) > 5 else ""))
 
 
 def _check_blackbox_moves(moves, blackboxes):
@@ -168,11 +184,12 @@ def _running(hosts, valid):
     return out
 
 
-def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hosts, switches, blackboxes):
+def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hosts, switches, blackboxes, converge=True):
     """One wave: per host what to remove first, export, install, remove; per switch and host the
     flows before the switchover (VM), during the change and after it."""
     ids = set(wave["moves"])
     first = bool(wave.get("changes"))
+    converge = converge and first
 
     def placement(finished, in_flight=None):
         where = {}
@@ -225,8 +242,8 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
                 continue
             if move["how"] == "libvirt":
                 continue  # libvirt makes the copy on the target; labels follow in "install" after it
-        elif not first:
-            continue  # kept instances are converged (parameters, type) with the first wave
+        elif not converge:
+            continue  # kept instances are converged (parameters, type) by deploy-chain's first wave
         chain, step = steps[(entry["chain"], entry["step"])]
         item = {"instance": iid, "kind": step["kind"], "type": step["type"], "params": step["params"],
                 "vlans": entry["vlans"], "chain": chain["name"], "step": step["name"], "new": entry.get("new", False),

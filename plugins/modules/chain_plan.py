@@ -97,6 +97,14 @@ options:
       wave for everything; a VM that libvirt moves always has a wave of its own.
     type: bool
     default: false
+  only_moves:
+    description:
+      - For an operation that moves instances and nothing else (migrate-module, drain-host) - fail,
+        naming them, when the platform is not as the chains describe (instances to install or
+        remove: deploy-chain's work), and leave kept instances as they are (deploy-chain converges
+        them).
+    type: bool
+    default: false
 notes:
   - Hosts that did not report (unreachable) are not used for new instances and are listed in
     RV(unreported_hosts).

@@ -1,0 +1,333 @@
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The operations engine on the controller: the planner's policy (cordoned and draining hosts,
+asked moves, spares, marks on the platform), every refusal naming what is wrong, the waves of a
+plan (make-before-break flows before/during/after, state carried, rolling drains, a VM moved by
+libvirt), the compiler taking old copies' packets onward, and the operation figures."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ansible_collections.flowstream.platform.plugins.module_utils import _chains, _deploy, _operations
+from ansible_collections.flowstream.platform.plugins.module_utils._planner import PlanError, plan
+
+from test_planner import SWITCHES, chain, chains, feed_back, host, ids, step  # noqa: E402 pylint: disable=import-error
+
+WEB = chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "kernel", 2), step("out", "wire", "process"))
+
+
+def platform(**extra):
+    hosts = {"mh1": host(trunk="t1"), "mh2": host(trunk="t2"), "mh3": host(trunk="t3"), "spare1": host(spare=True, trunk="t9")}
+    hosts.update(extra)
+    return hosts
+
+
+def deployed(request=None, hosts=None):
+    """A platform as module_host_info reports it after the request was deployed."""
+    request = request or chains(WEB)
+    hosts = hosts or platform()
+    return feed_back(plan(request, hosts), hosts)
+
+
+def where(result):
+    return {iid: e["host"] for iid, e in result["instances"].items()}
+
+
+def mark(hosts, name, state):
+    out = copy.deepcopy(hosts)
+    out[name]["report"]["maintenance"] = {"state": state, "since": "2026-12-04T00:00:00Z", "reason": None}
+    return out
+
+
+# -- policy: cordon, drain, marks -----------------------------------------------------------------------
+def test_a_cordoned_host_keeps_what_it_runs_and_takes_nothing_new():
+    hosts = deployed()
+    before = where(plan(chains(WEB), hosts))
+    busy = sorted(set(before.values()))[0]
+    bigger = chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "kernel", 6), step("out", "wire", "process"))
+    result = plan(chains(bigger), hosts, policy={"cordoned": [busy]})
+    new = {i: e["host"] for i, e in result["instances"].items() if e["new"]}
+    assert new and busy not in new.values()
+    assert all(result["instances"][i]["host"] == h for i, h in before.items())
+    assert result["hosts"][busy]["status"] == "cordoned"
+    assert result["policy"]["cordoned"] == [busy]
+
+
+def test_a_draining_host_is_emptied_and_every_move_says_why():
+    hosts = deployed()
+    first = where(plan(chains(WEB), hosts))
+    gone = sorted(set(first.values()))[0]
+    result = plan(chains(WEB), hosts, policy={"draining": [gone]})
+    leaving = sorted(i for i, h in first.items() if h == gone)
+    assert result["moves"] == leaving
+    for iid in leaving:
+        entry = result["instances"][iid]
+        assert entry["host"] not in (gone, "spare1")
+        assert entry["action"] == "migrate" and entry["method"] == "live" and entry["moved_from"] == gone
+        assert "is being drained" in entry["reason"]
+        legs = hosts[gone]["report"]["instances"][iid]["legs"]
+        assert entry["previous_vlans"] == {leg: legs[leg]["vlan"] for leg in ("left", "right")}
+    assert sorted(result["remove"]) == leaving
+    assert result["hosts"][gone]["status"] == "draining"
+
+
+@pytest.mark.parametrize("state, moves", [("cordoned", False), ("draining", True), ("drained", True)])
+def test_marks_on_the_platform_are_honoured_without_a_policy(state, moves):
+    hosts = deployed()
+    first = where(plan(chains(WEB), hosts))
+    busy = sorted(set(first.values()))[0]
+    result = plan(chains(WEB), mark(hosts, busy, state))
+    assert (busy in where(result).values()) is not moves
+    assert "is marked %s on the platform" % state in str(result["instances"]) if moves else result["moves"] == []
+    # and nothing new goes there: a scale-up places elsewhere
+    bigger = chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "kernel", 5), step("out", "wire", "process"))
+    scaled = plan(chains(bigger), mark(hosts, busy, state))
+    assert busy not in {e["host"] for e in scaled["instances"].values() if e["new"]}
+
+
+def test_a_bad_mark_is_refused():
+    hosts = mark(deployed(), "mh1", "asleep")
+    with pytest.raises(PlanError, match="report.maintenance.state must be one of cordoned, draining, drained"):
+        plan(chains(WEB), hosts)
+
+
+# -- policy: asked moves --------------------------------------------------------------------------------
+def test_an_asked_move_goes_exactly_there_and_says_how():
+    hosts = deployed()
+    first = where(plan(chains(WEB), hosts))
+    mon = ids("web", 1, 2)[0]
+    target = next(h for h in ("mh1", "mh2", "mh3") if h != first[mon])
+    result = plan(chains(WEB), hosts, policy={"moves": [{"instance": mon, "to": target, "method": "cold"}]})
+    entry = result["instances"][mon]
+    assert (entry["host"], entry["action"], entry["method"], entry["moved_from"]) == (target, "migrate", "cold", first[mon])
+    assert "asked to move to %s" % target in entry["reason"]
+    assert result["moves"] == [mon] and result["remove"][mon]["host"] == first[mon]
+    others = {i: h for i, h in where(result).items() if i != mon}
+    assert others == {i: h for i, h in first.items() if i != mon}
+
+
+def _move(iid, to, **extra):
+    return {"moves": [dict(instance=iid, to=to, **extra)]}
+
+
+@pytest.mark.parametrize("policy, words", [
+    (lambda m, f: _move("nosuch", "mh2"), ["policy.moves[0]", "instance nosuch runs on no module host"]),
+    (lambda m, f: _move(m, "mh9"), ["policy.moves[0]", "to 'mh9' is not a module host", "known: mh1, mh2, mh3, spare1"]),
+    (lambda m, f: _move(m, f[m]), ["already runs on %s", "choose another host"]),
+    (lambda m, f: _move(m, "spare1"), ["it is a spare", "allow_spares"]),
+    (lambda m, f: dict(_move(m, "mhx"), cordoned=["mhx"]), ["is cordoned by this operation"]),
+    (lambda m, f: _move(m, "mh2", method="teleport"), ["method must be one of live, cold"]),
+    (lambda m, f: {"moves": [{"instance": m, "to": "mh2"}, {"instance": m, "to": "mh3"}]}, ["moved twice"]),
+    (lambda m, f: {"objective": "pack"}, ["objective 'pack' is not built"]),
+    (lambda m, f: {"draining": ["mh7"]}, ["policy.draining: 'mh7' is not a module host"]),
+    (lambda m, f: {"evict": True}, ["unknown key(s) evict"]),
+])
+def test_bad_moves_are_refused_naming_what_is_wrong(policy, words):
+    hosts = deployed()
+    first = where(plan(chains(WEB), hosts))
+    mon = ids("web", 1, 2)[0]
+    other = next(h for h in ("mh1", "mh2", "mh3") if h != first[mon])
+    request = policy(mon, first)
+    if "cordoned" in request:
+        request = dict(request, cordoned=[other], moves=[dict(request["moves"][0], to=other)])
+    with pytest.raises(PlanError) as err:
+        plan(chains(WEB), hosts, policy=request)
+    for word in words:
+        assert (word % first[mon] if "%s" in word else word) in str(err.value), str(err.value)
+
+
+def test_a_move_to_a_full_host_says_by_how_much():
+    hosts = deployed(hosts=platform(mh3=host(cpu=0.05, trunk="t3")))
+    first = where(plan(chains(WEB), hosts))
+    mon = next(i for i in ids("web", 1, 2) if first[i] != "mh3")
+    with pytest.raises(PlanError) as err:
+        plan(chains(WEB), hosts, policy=_move(mon, "mh3"))
+    assert "cannot move to mh3" in str(err.value) and "short" in str(err.value), str(err.value)
+
+
+def test_a_vm_to_a_host_without_libvirt_is_refused():
+    guest = chain("guest", step("vnf", "wire", "vm"))
+    hosts = platform(mh1=host(trunk="t1", kinds=("vm", "kernel", "process")), mh2=host(trunk="t2"), mh3=host(trunk="t3"))
+    hosts = deployed(chains(guest), hosts)
+    vnf = ids("guest", 0, 1)[0]
+    with pytest.raises(PlanError, match="does not run vm"):
+        plan(chains(guest), hosts, policy=_move(vnf, "mh2"))
+
+
+def test_moving_an_instance_that_is_being_removed_or_not_ours_is_refused():
+    hosts = deployed()
+    smaller = chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "kernel", 1), step("out", "wire", "process"))
+    second = ids("web", 1, 2)[1]
+    with pytest.raises(PlanError, match="is being removed"):
+        plan(chains(smaller), hosts, policy=_move(second, "mh2"))
+    hosts["mh1"]["report"]["instances"]["handmade"] = {"chain": "other", "kind": "kernel", "legs": {}}
+    with pytest.raises(PlanError, match="which the request does not describe"):
+        plan(chains(WEB), hosts, policy=_move("handmade", "mh2"))
+
+
+def test_an_interrupted_move_is_resumed_not_undone():
+    """Killed half way, a move leaves a copy on each host; running it again keeps the target's."""
+    hosts = deployed()
+    first = where(plan(chains(WEB), hosts))
+    mon = ids("web", 1, 2)[0]
+    target = next(h for h in ("mh1", "mh2", "mh3") if h != first[mon])
+    half = copy.deepcopy(hosts)
+    copy_of = copy.deepcopy(hosts[first[mon]]["report"]["instances"][mon])
+    copy_of["legs"] = {"left": {"vlan": 900}, "right": {"vlan": 901}}
+    half[target]["report"]["instances"][mon] = copy_of
+    result = plan(chains(WEB), half, policy=_move(mon, target))
+    entry = result["instances"][mon]
+    assert (entry["host"], entry["vlans"], entry["new"], entry["action"]) == (target, {"left": 900, "right": 901}, False, "migrate")
+    assert result["remove"][mon]["hosts"] == [first[mon]]
+    assert "resumed" in entry["reason"]
+
+
+# -- waves: what the apply step does -------------------------------------------------------------------
+def _build(request, hosts, **kw):
+    return _deploy.build_plan(request, {}, hosts, SWITCHES, {}, **kw)
+
+
+def test_a_make_before_break_move_carries_state_and_keeps_the_old_copy_flowing_until_the_end():
+    raw = [WEB]
+    hosts = deployed(chains(WEB))
+    first = where(plan(chains(WEB), hosts))
+    mon = ids("web", 1, 2)[0]
+    source = first[mon]
+    target = next(h for h in ("mh1", "mh2", "mh3") if h != source)
+    out = _build(raw, hosts, policy=_move(mon, target), only_moves=True)
+    (wave,) = out["waves"]
+    (move,) = wave["moves"]
+    assert (move["from"], move["to"], move["how"], move["carry"]) == (source, target, "make_before_break", True)
+    assert [i["instance"] for i in wave["hosts"][target]["install"]] == [mon]  # only the move: kept ones are left alone
+    assert wave["hosts"][target]["install"][0]["carry_from"] == source
+    assert wave["hosts"][source]["export"] == [{"instance": mon, "to": target, "kind": "kernel"}]
+    assert [(r["instance"], r["quiesce"], r["export_to"]) for r in wave["hosts"][source]["remove"]] == [(mon, True, target)]
+    old = hosts[source]["report"]["instances"][mon]["legs"]
+    new = wave["hosts"][target]["install"][0]["vlans"]
+    during = "\n".join(f["match"] + " " + f["actions"] for f in wave["switches"]["sw1"]["flows_during"])
+    final = "\n".join(f["match"] + " " + f["actions"] for f in wave["switches"]["sw1"]["flows"])
+    # during the change the old copy's returning packets are still taken onward; afterwards not
+    trunk = hosts[source]["trunk"]
+    arrival = "in_port=%s,dl_vlan=%d" % (trunk, old["right"]["vlan"])
+    assert arrival in during and arrival not in final
+    # and the switch already sends to the new copy (its left tag) during the change
+    assert "%d->vlan_vid" % (0x1000 | new["left"]) in during
+    assert wave["transition"] is True and wave["vm_move"] is None
+
+
+def test_a_drain_of_two_hosts_is_rolling_one_host_per_wave_with_all_capacity_checked_first():
+    mail = dict(chain("mail", step("w", "wire", "kernel")), match={"udp": True})
+    request = chains(WEB, mail)
+    hosts = deployed(request)
+    first = where(plan(request, hosts))
+    used = sorted(set(first.values()))
+    out = _build([WEB, mail], hosts, policy={"draining": used[:2]}, rolling=True, only_moves=True)
+    names = [w["name"] for w in out["waves"]]
+    assert names == ["drain %s" % h for h in used[:2] if any(v == h for v in first.values())]
+    for wave, gone in zip(out["waves"], used[:2]):
+        assert {m["from"] for m in wave["moves"]} == {gone}
+        assert not set(m["to"] for m in wave["moves"]) & set(used[:2])
+    # nothing fits: refused before any wave
+    tight = copy.deepcopy(hosts)
+    for name in tight:
+        tight[name]["capacity"]["cpu"] = 0.35 if name not in used[:2] else tight[name]["capacity"]["cpu"]
+    with pytest.raises(_deploy.DeployError, match="capacity short"):
+        _build([WEB, mail], tight, policy={"draining": used[:2]}, rolling=True)
+
+
+def test_an_operation_refuses_a_platform_that_is_not_as_described():
+    hosts = deployed()
+    bigger = chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "kernel", 3), step("out", "wire", "process"))
+    mon = ids("web", 1, 2)[0]
+    with pytest.raises(_deploy.DeployError, match="run deploy-chain first; it would install"):
+        _build([bigger], hosts, policy=_move(mon, "mh2"), only_moves=True)
+
+
+def targets(flows):
+    """(trunk, VLAN) pairs the flows send packets to."""
+    out = set()
+    for f in flows:
+        acts = f["actions"].split(",")
+        tags = [int(a.split(":")[1].split("->")[0]) & 0xFFF for a in acts if a.startswith("set_field:") and a.endswith("->vlan_vid")]
+        ports = [a.split(":")[1] for a in acts if a.startswith("output:")] + \
+            [f["match"].split(",")[0].split("=")[1] for a in acts if a == "in_port"]
+        out.update((p, t) for p in ports for t in tags)
+    return out
+
+
+def test_a_vm_moved_by_libvirt_gets_its_own_wave_and_a_switchover():
+    guest = chain("guest", step("pre", "wire", "kernel"), step("vnf", "wire", "vm"))
+    vm_hosts = {h: host(trunk="t%d" % i, kinds=("vm", "kernel", "process")) for i, h in enumerate(("mh1", "mh2", "mh3"), 1)}
+    hosts = deployed(chains(guest), vm_hosts)
+    for name, spec in hosts.items():
+        spec["libvirt_uri"] = "qemu+tcp://%s/system" % name
+    first = where(plan(chains(guest), hosts))
+    vnf = ids("guest", 1, 1)[0]
+    target = next(h for h in ("mh1", "mh2", "mh3") if h != first[vnf])
+    out = _build([guest], hosts, policy=_move(vnf, target), only_moves=True)
+    (wave,) = out["waves"]
+    vm = wave["vm_move"]
+    assert (vm["instance"], vm["from"], vm["to"], vm["how"], vm["carry"]) == (vnf, first[vnf], target, "libvirt", False)
+    assert vm["to_libvirt_uri"] == "qemu+tcp://%s/system" % target and vm["switch"] == "sw1"
+    assert wave["hosts"][target]["install"] == [] and wave["hosts"][first[vnf]]["remove"] == []  # libvirt does both
+    new, old = vm["to_vlans"], vm["from_vlans"]
+    was, goes = hosts[first[vnf]]["trunk"], hosts[target]["trunk"]
+    pre, during = wave["switches"]["sw1"]["flows_pre"], wave["switches"]["sw1"]["flows_during"]
+    # before the switchover traffic still goes to the old copy, and the new tags are already known
+    assert (was, old["left"]) in targets(pre) and (goes, new["left"]) not in targets(pre)
+    assert any(f["match"].startswith("in_port=%s,dl_vlan=%d," % (goes, new["right"])) for f in pre)
+    assert (goes, new["left"]) in targets(during) and (was, old["left"]) not in targets(during)
+    # no host flow names the VM's ports while libvirt moves it
+    for h in hosts:
+        assert not any("fs-%s-" % vnf in f["match"] + f["actions"] for f in wave["hosts"][h]["flows_pre"] or [])
+
+
+def test_a_rerun_of_deploy_chain_is_one_wave_without_transition():
+    hosts = deployed()
+    out = _build([WEB], hosts)
+    (wave,) = out["waves"]
+    assert wave["transition"] is False and wave["moves"] == []
+    assert sorted(i["instance"] for h in wave["hosts"].values() for i in h["install"]) == sorted(where(plan(chains(WEB), hosts)))
+
+
+# -- the compiler: old copies' packets taken onward --------------------------------------------------
+def test_a_draining_copy_is_an_arrival_not_a_target():
+    from ansible_collections.flowstream.platform.plugins.module_utils._compiler import compile_chain
+    (web,) = chains(chain("web", step("a", "wire", "kernel"), step("b", "wire", "kernel")))
+    a, b = _chains.instance_id("web", 0, 0), _chains.instance_id("web", 1, 0)
+    placement = {a: {"step": "a", "n": 0, "host": "mh1", "trunk": "t1", "vlans": {"left": 100, "right": 101}},
+                 b: {"step": "b", "n": 0, "host": "mh2", "trunk": "t2", "vlans": {"left": 100, "right": 101}}}
+    draining = {a + "@mh3": {"step": "a", "n": 0, "host": "mh3", "trunk": "t3", "vlans": {"left": 200, "right": 201}}}
+    plain = compile_chain(web, placement, {"source": "p1", "sink": "p2"})
+    both = compile_chain(web, placement, {"source": "p1", "sink": "p2"}, draining=draining)
+    extra = [f for f in both["flows"] if f not in plain["flows"]]
+    assert sorted((f["match"].split(",")[:2], f["actions"].split(",")[-1]) for f in extra) == [
+        (["in_port=t3", "dl_vlan=200"], "output:p1"), (["in_port=t3", "dl_vlan=201"], "output:t2")]
+    assert not any("200->" in f["actions"] or "201->" in f["actions"] for f in both["flows"])  # never a target
+
+
+# -- the figures of an operation --------------------------------------------------------------------------
+def test_probe_groups_and_move_figures():
+    raw = [{"name": "web", "verify": {"rate": 10000, "flows": 32, "base_port": 8000}},
+           {"name": "guest", "verify": {"rate": 1000, "flows": 8, "base_port": 10240}},
+           {"name": "quiet"}]
+    groups = _operations.probe_groups(raw, names=["guest"], max_rate=500)
+    assert groups == [{"name": "guest", "flows": 8, "rate": 500.0, "destination_port": 10240, "source_port": 21000, "vary": "sport"}]
+    plan_ = {"waves": [{"name": "drain mh1", "moves": [{"instance": "web4b51a", "chain": "web", "step": "mon", "kind": "kernel",
+                                                         "from": "mh1", "to": "mh2", "method": "live", "how": "make_before_break"}],
+                        "hosts": {}}]}
+    times = {"drain mh1": {"started": 100.0, "ended": 104.5}}
+    probe = {"windows": {"drain mh1": {"groups": {"web": {"sent": 45000, "lost": 0, "reordered": 0, "duplicated": 0,
+                                                          "blackout_ms": 1.5, "max_gap_ms": 4.7}}}}}
+    (row,) = _operations.move_figures(probe, plan_, times)
+    assert (row["duration_s"], row["sent"], row["lost"], row["probed"], row["blackout_ms"]) == (4.5, 45000, 0, True, 1.5)
+    assert _operations.wave_windows(times) == [{"name": "drain mh1", "start": 100.0, "end": 104.5}]
+    unprobed = _operations.move_figures({}, plan_, times)[0]
+    assert unprobed["probed"] is False and unprobed["lost"] is None
+    assert _operations.moves_table([row])[1].split()[:5] == ["web4b51a", "web", "mh1", "mh2", "make_before_break"]
+    assert _operations.affected_chains(plan_) == ["web"]
