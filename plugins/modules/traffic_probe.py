@@ -146,8 +146,8 @@ options:
         O(state=started) they are kept for the stop, and a window given at the stop replaces one
         of the same name). See RV(probe.windows).
       - The figures are exact, not estimated - the sender keeps every packet's send time and the
-        receiver every arrival (8 bytes per packet at each end; 10 kpps for 10 minutes is about
-        50 MB at each end), in files of the session (or a temporary) directory.
+        receiver every arrival (8 and 9 bytes per packet; 10 kpps for 10 minutes is about 50 MB
+        at each end), in files of the session (or a temporary) directory.
     type: list
     elements: dict
     suboptions:
@@ -222,7 +222,9 @@ options:
         this many seconds if the session is not stopped before; default 600.
     type: float
   count:
-    description: Total packets to send instead of a duration.
+    description:
+      - Total packets to send instead of a duration. With O(groups), shared in proportion to the
+        groups' rates (so they end together). Not with O(state=started).
     type: int
   size:
     description: UDP payload bytes per datagram (the IP packet is 28 bytes more), 32 to 8972; the first 32 are the probe's header.
