@@ -138,7 +138,7 @@ def test_lab_module_host_vars():
         'flowstream_trunk': 'fsl-mh1-tr',
         'flowstream_host_bridge': 'fs-host',
         'flowstream_port_type': 'afxdp-nonpmd',
-        'flowstream_capacity': {'cpu': 2, 'memory': 1024},
+        'flowstream_capacity': {'cpu': 3, 'memory': 1024},
         'flowstream_kinds': ['vm', 'process', 'kernel', 'click'],
         'flowstream_power': {'driver': 'lab'},
         'flowstream_spare': False,
@@ -755,7 +755,7 @@ def test_corrupt_cache_entry_is_ignored(tmp_path):
     entry['description']['module_hosts'][0]['capacity'] = {'cpu': 'lots'}
     _write_cache_file(cache_file, entry)
     _plugin, inventory = parse_direct(path)
-    assert inventory.get_host('mh1').vars['flowstream_capacity'] == {'cpu': 2, 'memory': 1024}
+    assert inventory.get_host('mh1').vars['flowstream_capacity'] == {'cpu': 3, 'memory': 1024}
 
 
 def test_values_are_never_templated(tmp_path):
@@ -783,7 +783,7 @@ def test_model_of_the_lab():
     assert platform.management_network == '198.18.0.0/24'
     assert [h.name for h in platform.all_module_hosts] == ['mh1', 'mh2', 'mh3', 'spare1']
     assert platform.switch('sw1').uplinks == {'source': 'fsl-up-src', 'sink': 'fsl-up-sink'}
-    assert platform.module_hosts[0].capacity == model.Capacity(cpu=2, memory=1024)
+    assert platform.module_hosts[0].capacity == model.Capacity(cpu=3, memory=1024)
     assert platform.spares[0].spare and platform.spares[0].role == 'spare'
 
 

@@ -1,0 +1,209 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Day-2 operations on the lab, under probe traffic: migrate-module (kernel, process, VM),
+drain-host over two hosts (rolling, marked on the platform, never undone by deploy-chain),
+uncordon, bad requests that change nothing, and a migration killed at every step that leaves
+traffic flowing and is converged by the next run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ansible_runner import BIN, TOP, _env, module, playbook  # noqa: E402  pylint: disable=wrong-import-position
+
+RATE_CAP = ["-e", "flowstream_verify_max_rate=5000"]
+HOSTS = ("mh1", "mh2", "mh3")
+ALL_HOSTS = HOSTS + ("spare1",)
+
+
+def on_host(host, *argv, check=True):
+    enter = ["nsenter", "--mount=/var/lib/flowstream-lab/ns/%s.mnt" % host, "--net=/run/netns/fsl-%s" % host]
+    return subprocess.run(enter + list(argv), capture_output=True, text=True, check=check).stdout
+
+
+def placement():
+    """{instance: [hosts]} from the hosts themselves: leg ports on each host bridge, namespaces, domains."""
+    where = {}
+    for host in ALL_HOSTS:
+        found = set()
+        for port in on_host(host, "ovs-vsctl", "list-ports", "fs-host").split():
+            if port.startswith("fs-") and port[-2:] in ("-l", "-r"):
+                found.add(port[3:-2])
+        found.update(n[3:] for n in on_host(host, "ip", "netns", "list").split() if n.startswith("fs-"))
+        found.update(d[3:] for d in on_host(host, "virsh", "-q", "list", "--all", "--name", check=False).split() if d.startswith("fs-"))
+        for iid in found:
+            where.setdefault(iid, []).append(host)
+    return where
+
+
+def mark(host):
+    out = on_host(host, "ovs-vsctl", "--if-exists", "get", "bridge", "fs-host", "external_ids:flowstream-maintenance", check=False)
+    return out.strip().strip('"') or None
+
+
+def ok(run):
+    assert run.rc == 0 and not run.failures(), run.explain()
+    return run
+
+
+def moves_of(run):
+    """The rows of the 'Move' task (one per move) of an operation playbook."""
+    results = run.task_results("Move").get("localhost", {}).get("results", [])
+    return [r["msg"] for r in results]
+
+
+def probe_clean(seconds=2):
+    """Every chain carries the probe's traffic (deploy-chain's verify plays)."""
+    run = playbook("playbooks/verify_chains.yml", *RATE_CAP)
+    assert run.rc == 0, run.explain()
+    return run
+
+
+def other_host(current, exclude=()):
+    return next(h for h in HOSTS if h not in current and h not in exclude)
+
+
+@pytest.fixture(scope="module")
+def deployed(running_lab):
+    ok(playbook("playbooks/uncordon-host.yml", "-e", "hosts=" + ",".join(ALL_HOSTS)))
+    ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))
+    yield
+    ok(playbook("playbooks/uncordon-host.yml", "-e", "hosts=" + ",".join(ALL_HOSTS)))
+
+
+@pytest.mark.parametrize("prefix, kind", [("web", "kernel"), ("ins", "process")])
+def test_migrate_moves_an_instance_make_before_break_and_loses_nothing(deployed, prefix, kind):
+    where = placement()
+    iid = sorted(i for i in where if i.startswith(prefix))[0]
+    (source,) = where[iid]
+    target = other_host([source])
+    run = ok(playbook("playbooks/migrate-module.yml", "-e", "instance=" + iid, "-e", "to=" + target, *RATE_CAP))
+    (row,) = moves_of(run)
+    assert (row["instance"], row["from"], row["to"], row["how"], row["kind"]) == (iid, source, target, "make_before_break", kind)
+    assert row["probed"] and row["sent"] > 0, row
+    assert (row["lost"], row["reordered"], row["duplicated"]) == (0, 0, 0), row
+    assert placement()[iid] == [target]
+    # the state came along: the new copy reports the old copy's counters (a monitor's flows, a filter's flagged flows)
+    carried = on_host(target, "cat", "/run/flowstream/%s/carried.json" % iid, check=False)
+    assert carried.startswith("{"), "no carried state on %s" % target
+    again = playbook("playbooks/migrate-module.yml", "-e", "instance=" + iid, "-e", "to=" + target)
+    assert again.rc != 0 and "already runs on %s" % target in again.raw, again.explain()
+    probe_clean()
+
+
+def test_drain_two_hosts_rolling_then_deploy_chain_keeps_them_empty(deployed):
+    where = placement()
+    busy = sorted({h for hosts in where.values() for h in hosts if h in HOSTS})
+    drained = busy[:2] if len(busy) >= 2 else [busy[0], other_host(busy)]
+    run = ok(playbook("playbooks/drain-host.yml", "-e", "hosts=" + ",".join(drained), *RATE_CAP))
+    rows = moves_of(run)
+    assert rows, run.explain()
+    assert [r["wave"] for r in rows] == sorted((r["wave"] for r in rows), key=lambda w: [d in w for d in drained].index(True)), rows
+    for row in rows:
+        assert row["from"] in drained and row["to"] not in drained and row["probed"], row
+        if row["how"] == "make_before_break":
+            assert (row["lost"], row["reordered"], row["duplicated"]) == (0, 0, 0), row
+        else:
+            assert row["blackout_ms"] is not None, row
+    after = placement()
+    assert not any(h in drained for hosts in after.values() for h in hosts), after
+    assert [mark(h) for h in drained] == ["drained", "drained"]
+    again = ok(playbook("playbooks/drain-host.yml", "-e", "hosts=" + ",".join(drained), *RATE_CAP))
+    assert again.changed() == 0, again.explain()
+    deploy = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))
+    assert deploy.changed() == 0, deploy.explain()
+    assert placement() == after
+    ok(playbook("playbooks/uncordon-host.yml", "-e", "hosts=" + ",".join(drained)))
+    assert [mark(h) for h in drained] == [None, None]
+    back = ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true"))
+    assert back.changed() == 0 and placement() == after, "nothing moves back by itself"
+
+
+def _snapshot():
+    switch = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "--no-stats", "dump-flows", "fsl-sw"], capture_output=True, text=True,
+                            check=True).stdout
+    return sorted(line.strip() for line in switch.splitlines() if "cookie=" in line), placement(), [mark(h) for h in ALL_HOSTS]
+
+
+def test_bad_requests_fail_before_anything_changes(deployed):
+    where = placement()
+    iid = sorted(i for i in where if i.startswith("web"))[0]
+    (source,) = where[iid]
+    target = other_host([source])
+    before = _snapshot()
+    cases = [
+        (["instance=nosuch", "to=" + target], ["instance nosuch runs on no module host"]),
+        (["instance=" + iid, "to=mh9"], ["to 'mh9' is not a module host"]),
+        (["instance=" + iid, "to=" + source], ["already runs on %s" % source]),
+        (["instance=" + iid], ["migrate-module needs -e instance=<instance id> -e to=<module host>"]),
+    ]
+    for extra, words in cases:
+        argv = [a for e in extra for a in ("-e", e)]
+        run = playbook("playbooks/migrate-module.yml", *argv)
+        assert run.rc != 0, run.explain()
+        for word in words:
+            assert word in run.raw, run.explain()
+    assert _snapshot() == before
+    rc, result = module(target, "module_host_maintenance", state="cordoned", reason="test")
+    assert rc == 0 and result["maintenance"]["state"] == "cordoned", result
+    rc, again = module(target, "module_host_maintenance", state="cordoned", reason="test")
+    assert rc == 0 and again["changed"] is False, again
+    before = _snapshot()
+    run = playbook("playbooks/migrate-module.yml", "-e", "instance=" + iid, "-e", "to=" + target)
+    assert run.rc != 0 and "is marked cordoned on the platform" in run.raw, run.explain()
+    drain = playbook("playbooks/drain-host.yml", "-e", "hosts=mh7")
+    assert drain.rc != 0 and "mh7 is not a module host" in drain.raw, drain.explain()
+    assert _snapshot() == before
+    ok(playbook("playbooks/uncordon-host.yml", "-e", "hosts=" + target))
+    assert mark(target) is None
+
+
+KILL_POINTS = [
+    ": instances of the chains, and the new copies of moving ones",
+    ": the switch's chain flows (flows_during), one atomic bundle",
+    ": old copies quiet, their last state read",
+    ": old copies removed once quiet",
+]
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_a_migration_killed_at_any_step_leaves_traffic_flowing_and_the_next_run_converges(deployed, point):
+    where = placement()
+    iid = sorted(i for i in where if i.startswith("web"))[-1]
+    (source,) = where[iid]
+    target = other_host([source])
+    argv = [str(BIN / "ansible-playbook"), "-i", str(TOP / "inventory/lab"), str(TOP / "playbooks/migrate-module.yml"),
+            "-e", "instance=" + iid, "-e", "to=" + target, "-e", "verify=false"]
+    env = _env({"ANSIBLE_STDOUT_CALLBACK": "default", "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(argv, cwd=TOP, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,  # pylint: disable=consider-using-with
+                            start_new_session=True)
+    seen = []
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        seen.append(line)
+        if point in line and line.startswith("TASK ["):
+            time.sleep(0.3)  # inside the task: its module is running on the hosts
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        if time.monotonic() > deadline:
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "".join(seen[-40:])
+    time.sleep(3)  # what the hosts were doing when the controller died finishes there
+    probe_clean()                   # traffic flows on the old path or the new one
+    rerun = ok(playbook("playbooks/migrate-module.yml", "-e", "instance=" + iid, "-e", "to=" + target, *RATE_CAP)) \
+        if placement().get(iid) != [target] else None
+    assert placement()[iid] == [target], "not converged: %s" % placement()[iid]
+    if rerun is not None:
+        for row in moves_of(rerun):
+            assert row["lost"] == 0, row
+    deploy = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))
+    assert deploy.changed() == 0, "an orphan instance, flow or domain was left: %s" % deploy.explain()
+    ok(playbook("playbooks/migrate-module.yml", "-e", "instance=" + iid, "-e", "to=" + source, "-e", "verify=false"))
