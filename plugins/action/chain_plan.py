@@ -9,7 +9,8 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.flowstream.platform.plugins.module_utils._deploy import DeployError, build_plan, platform_from_vars
+from ansible_collections.flowstream.platform.plugins.module_utils._deploy import DeployError, build_plan
+from ansible_collections.flowstream.platform.plugins.module_utils._hostvars import platform_from_vars
 
 
 class ActionModule(ActionBase):

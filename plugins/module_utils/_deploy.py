@@ -12,7 +12,6 @@ from __future__ import annotations
 from ansible_collections.flowstream.platform.plugins.module_utils import _planner
 from ansible_collections.flowstream.platform.plugins.module_utils._chains import ChainError, match_text, validate
 from ansible_collections.flowstream.platform.plugins.module_utils._compiler import check_overlaps, compile_chain
-from ansible_collections.flowstream.platform.plugins.module_utils._hostvars import platform_from_vars  # noqa: F401 (the planner's half of the contract)
 
 CHAINS_COOKIE = 0xF5C0000000000000
 CHAINS_MASK = 0xFFFF000000000000
@@ -117,9 +116,9 @@ def _check_only_moves(new, removed, moves):
 def _check_blackbox_moves(moves, blackboxes):
     for index, move in enumerate(moves):
         if isinstance(move, dict) and move.get("instance") in blackboxes:
+            ports = ", ".join(sorted(str(p) for p in (blackboxes[move["instance"]].get("ports") or {}).values()))
             raise _planner.PlanError(None, None, "policy.moves[%d]: %s is a black box (an appliance on switch ports %s): only what "
-                                     "runs on a module host can move" % (index, move["instance"],
-                                                                         ", ".join(sorted(str(p) for p in (blackboxes[move["instance"]].get("ports") or {}).values()))))
+                                     "runs on a module host can move" % (index, move["instance"], ports))
 
 
 def _moves(new, steps, hosts):
@@ -273,10 +272,11 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
     if vm is not None:
         entry = new[vm["instance"]]
         chain, step = steps[(entry["chain"], entry["step"])]
+        install = {"instance": vm["instance"], "kind": "vm", "type": step["type"], "params": step["params"], "vlans": entry["vlans"],
+                   "chain": chain["name"], "step": step["name"],
+                   "vm": {k: v for k, v in (step.get("vm") or {}).items() if k in ("image", "memory", "vcpus")}}
         vm_move = dict(vm, switch=chain["switch"], from_libvirt_uri=hosts[vm["from"]].get("libvirt_uri"),
-                       to_libvirt_uri=hosts[vm["to"]].get("libvirt_uri"), install={"instance": vm["instance"], "kind": "vm", "type": step["type"], "params": step["params"],
-                                    "vlans": entry["vlans"], "chain": chain["name"], "step": step["name"],
-                                    "vm": {k: v for k, v in (step.get("vm") or {}).items() if k in ("image", "memory", "vcpus")}})
+                       to_libvirt_uri=hosts[vm["to"]].get("libvirt_uri"), install=install)
     out_switches = {}
     for s in switches:
         final = compiled_final["switches"][s]

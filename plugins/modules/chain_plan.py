@@ -101,7 +101,7 @@ options:
     description:
       - For an operation that moves instances and nothing else (migrate-module, drain-host) - fail,
         naming them, when the platform is not as the chains describe (instances to install or
-        remove: deploy-chain's work), and leave kept instances as they are (deploy-chain converges
+        remove - deploy-chain's work), and leave kept instances as they are (deploy-chain converges
         them).
     type: bool
     default: false

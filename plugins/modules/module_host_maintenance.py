@@ -21,10 +21,10 @@ description:
   - V(draining) - cordoned, and every instance here is to move off (what
     C(playbooks/drain-host.yml) sets before it moves them).
   - V(drained) - cordoned and empty. The module moves nothing itself (moving an instance needs
-    the switch and the other hosts: C(playbooks/drain-host.yml) does it); it sets V(drained) once
+    the switch and the other hosts; C(playbooks/drain-host.yml) does it); it sets V(drained) once
     the host runs no instance - at once, or after waiting for the instances to leave with
     O(wait) - and fails naming the instances still there otherwise.
-  - V(uncordoned) - no mark: the host is in service again. Nothing moves back by itself; new
+  - V(uncordoned) - no mark, the host is in service again. Nothing moves back by itself; new
     instances may be placed here again.
   - C(flowstream_in_service=false) in the platform description stays the static way to keep a host
     out of service.
@@ -169,10 +169,9 @@ def main():
                 waited = round(time.monotonic() - start, 1)
             result["waited"] = waited
             if running:
+                waited_text = "; waited %.0f s" % waited if p["wait"] else ""
                 module.fail_json(msg="%s still runs %s: a host is drained once its instances have moved off (playbooks/drain-host.yml "
-                                 "moves them)%s" % (socket.gethostname(),
-                                                     ", ".join(running), "; waited %.0f s" % waited if p["wait"] else ""),
-                                 instances=running, **result)
+                                 "moves them)%s" % (socket.gethostname(), ", ".join(running), waited_text), instances=running, **result)
         elif want == "drained":
             result["waited"] = 0.0
         same = (have is None and want is None) or (have is not None and want == have["state"]

@@ -152,7 +152,7 @@ options:
     description:
       - With O(state=absent) - before removing, wait until the instance's legs have passed no
         packet for O(quiesce.quiet_ms) (read live from Open vSwitch), at most O(quiesce.timeout)
-        seconds: the switch has already moved its traffic elsewhere and the packets still inside
+        seconds - the switch has already moved its traffic elsewhere and the packets still inside
         it go on their way. RV(quiesce) says how long it took and whether it was quiet.
     type: dict
     suboptions:

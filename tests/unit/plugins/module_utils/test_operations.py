@@ -318,9 +318,9 @@ def test_probe_groups_and_move_figures():
            {"name": "quiet"}]
     groups = _operations.probe_groups(raw, names=["guest"], max_rate=500)
     assert groups == [{"name": "guest", "flows": 8, "rate": 500.0, "destination_port": 10240, "source_port": 21000, "vary": "sport"}]
-    plan_ = {"waves": [{"name": "drain mh1", "moves": [{"instance": "web4b51a", "chain": "web", "step": "mon", "kind": "kernel",
-                                                         "from": "mh1", "to": "mh2", "method": "live", "how": "make_before_break"}],
-                        "hosts": {}}]}
+    move = {"instance": "web4b51a", "chain": "web", "step": "mon", "kind": "kernel", "from": "mh1", "to": "mh2", "method": "live",
+            "how": "make_before_break"}
+    plan_ = {"waves": [{"name": "drain mh1", "moves": [move], "hosts": {}}]}
     times = {"drain mh1": {"started": 100.0, "ended": 104.5}}
     probe = {"windows": {"drain mh1": {"groups": {"web": {"sent": 45000, "lost": 0, "reordered": 0, "duplicated": 0,
                                                           "blackout_ms": 1.5, "max_gap_ms": 4.7}}}}}
