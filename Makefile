@@ -41,12 +41,15 @@ integration:
 # reset first: molecule keeps a scenario's state (e.g. "prepared") under ~/.ansible/tmp, keyed by
 # the checkout's path; a run that was cut short would otherwise skip prepare (lab-up) next time
 # on failure, the failing tasks are printed again last (CI keeps only the tail of the output)
+MOLECULE_SCENARIOS := deploy_chain drain_host
 molecule:
-	$(BIN)/molecule reset -s deploy_chain
 	@mkdir -p .tmp
-	@set -o pipefail; $(BIN)/molecule test -s deploy_chain 2>&1 | tee .tmp/molecule.log || { \
-	  echo "== molecule failed; the failing tasks again:"; \
-	  grep -a -E -B3 -A25 'fatal:|FAILED!|failed: \[' .tmp/molecule.log | tail -80; exit 1; }
+	@for s in $(MOLECULE_SCENARIOS); do \
+	  $(BIN)/molecule reset -s $$s || exit 1; \
+	  set -o pipefail; $(BIN)/molecule test -s $$s 2>&1 | tee .tmp/molecule-$$s.log || { \
+	    echo "== molecule scenario $$s failed; the failing tasks again:"; \
+	    grep -a -E -B3 -A25 'fatal:|FAILED!|failed: \[' .tmp/molecule-$$s.log | tail -80; exit 1; }; \
+	done
 
 lint:
 	$(BIN)/ansible-lint --offline roles playbooks

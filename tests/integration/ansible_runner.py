@@ -36,13 +36,13 @@ class AnsibleRun:
     def failures(self):
         return {h: s for h, s in self.stats.items() if s.get("failures") or s.get("unreachable")}
 
-    def task_results(self, name, suffix=False):
-        """Results of the task(s) called ``name`` (or, with ``suffix``, whose name ends with it:
-        the apply step's tasks start with their wave's name), per host."""
+    def task_results(self, name, prefix=False):
+        """Results of the task(s) called ``name`` (or, with ``prefix``, whose name starts with it:
+        the apply step's tasks end with their wave's name), per host."""
         found = {}
         for play in self.data.get("plays", []):
             for task in play.get("tasks", []):
-                if task["task"]["name"] == name or (suffix and task["task"]["name"].endswith(name)):
+                if task["task"]["name"] == name or (prefix and task["task"]["name"].startswith(name)):
                     found.update(task["hosts"])
         return found
 

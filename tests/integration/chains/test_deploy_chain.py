@@ -22,10 +22,10 @@ RATE_CAP = ["-e", "flowstream_verify_max_rate=5000"]
 HOSTS = ("mh1", "mh2", "mh3", "spare1")
 CHAINS = os.path.join(TOP, "inventory", "lab", "group_vars", "all", "chains.yml")
 # the apply step's tasks (playbooks/tasks/apply_wave.yml), named after their wave
-INSTALL = ": instances of the chains, and the new copies of moving ones"
-SWITCH_DURING = ": the switch's chain flows (flows_during), one atomic bundle"
-REPLACED = ": instances replaced under the same id on this host, removed first (the id names their ports and namespace)"
-REMOVED = ": old copies removed once quiet"
+INSTALL = "Instances of the chains, and the new copies of moving ones ("
+SWITCH_DURING = "The switch's chain flows, one atomic bundle (flows_during, "
+REPLACED = "Instances replaced under the same id on this host, removed first (the id names their ports and namespace) ("
+REMOVED = "Old copies removed once quiet ("
 
 
 def switch_flows():
@@ -187,16 +187,16 @@ def test_a_host_failing_stops_before_the_switch_and_an_inserted_step_keeps_the_c
     before = snapshot()
     run = playbook("playbooks/deploy-chain.yml", *RATE_CAP, inventory=inventory_with(tmp_path / "typo", typo))
     assert run.rc != 0
-    assert "nft rejects 'ip saddr 198.18.1.99 dorp'" in json.dumps(run.task_results(INSTALL, suffix=True)), run.explain()
+    assert "nft rejects 'ip saddr 198.18.1.99 dorp'" in json.dumps(run.task_results(INSTALL, prefix=True)), run.explain()
     assert snapshot() == before
-    assert not run.task_results(SWITCH_DURING, suffix=True), "the run went on to the switches"
+    assert not run.task_results(SWITCH_DURING, prefix=True), "the run went on to the switches"
 
     def insert_tap(chains):
         chains[0]["steps"].insert(1, {"name": "tap", "type": "wire", "kind": "kernel"})
     inv = inventory_with(tmp_path / "tap", insert_tap)
     run = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP, inventory=inv))     # its verify step passes
-    replaced = run.task_results(REPLACED, suffix=True)
-    removed_after = run.task_results(REMOVED, suffix=True)
+    replaced = run.task_results(REPLACED, prefix=True)
+    removed_after = run.task_results(REMOVED, prefix=True)
     first = set(r["item"]["instance"] for res in replaced.values() for r in res.get("results", []) if r.get("changed"))
     after = set(r["item"]["instance"] for res in removed_after.values() for r in res.get("results", []) if r.get("changed"))
     assert first, "inserting a step replaced no instance id"
