@@ -9,8 +9,10 @@ fails here, before any host or switch is touched. Pure: no I/O.
 
 from __future__ import annotations
 
+import hashlib
+
 from ansible_collections.flowstream.platform.plugins.module_utils import _planner
-from ansible_collections.flowstream.platform.plugins.module_utils._chains import ChainError, match_text, validate
+from ansible_collections.flowstream.platform.plugins.module_utils._chains import ChainError, leg_port, match_text, validate
 from ansible_collections.flowstream.platform.plugins.module_utils._compiler import check_overlaps, compile_chain
 
 CHAINS_COOKIE = 0xF5C0000000000000
@@ -26,6 +28,39 @@ class DeployError(Exception):
 IN_FLIGHT = "(in flight)"
 # kinds whose instances carry state to their new copy in a live move (a VM carries its own)
 CARRY_KINDS = ("kernel", "process", "click")
+# The order barrier of a make-before-break move (docs/operations.md#reordering): a marker frame of
+# this EtherType (IEEE 802 local experimental), sent into the old copy once nothing else will
+# enter it, comes out behind everything it still held and is relayed to the new copy, which has
+# held its output until then.
+MARKER_ETHERTYPE = 0x88B5
+MARKER_SOURCE_MAC = "02f54d4b0001"
+HOLD_TIMEOUT = 2.0
+DIRECTIONS = (("fwd", "left", "right"), ("rev", "right", "left"))  # (direction, leg it enters, leg it leaves)
+
+
+def marker_token(move):
+    """A token naming one move (the same on every run of the same move)."""
+    text = "%s %s %s %s %s" % (move["instance"], move["from"], move["to"], sorted((move["from_vlans"] or {}).items()),
+                               sorted(move["to_vlans"].items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def marker_frame(instance, direction, token):
+    """The marker, as the hexadecimal Ethernet frame packet-out sends (broadcast, padded to 60 bytes)."""
+    payload = ("FSMARK1 %s %s %s" % (instance, direction, token)).encode()
+    frame = bytes.fromhex("ff" * 6 + MARKER_SOURCE_MAC + "%04x" % MARKER_ETHERTYPE) + payload
+    return (frame + b"\0" * max(0, 60 - len(frame))).hex()
+
+
+def _marker_relays(move, chain, old_trunk, new_trunk):
+    """Switch flows (during the change) taking a move's markers from the old copy to the new one."""
+    old, new = move["from_vlans"], move["to_vlans"]
+    out = []
+    for _direction, enters, leaves in DIRECTIONS:
+        out.append({"cookie": _cookie(chain["cookie"]), "table": 0, "priority": chain["priority"] + 3,
+                    "match": "in_port=%s,dl_vlan=%d,dl_type=0x%04x" % (old_trunk, old[leaves], MARKER_ETHERTYPE),
+                    "actions": "set_field:%d->vlan_vid,output:%s" % (0x1000 | new[enters], new_trunk)})
+    return out
 
 
 def _cookie(value):
@@ -230,7 +265,7 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
         compiled_pre = _compile(valid, placement(before, in_flight=vm["instance"]), {vm["instance"]: landing}, switches, blackboxes, hosts)
     out_hosts = {}
     for h in hosts:
-        out_hosts[h] = {"remove_first": [], "export": [], "install": [], "remove": [],
+        out_hosts[h] = {"remove_first": [], "export": [], "install": [], "remove": [], "markers": [],
                         "cookie": _cookie(CHAINS_COOKIE), "cookie_mask": _cookie(CHAINS_MASK),
                         "flows_pre": compiled_pre["hosts"][h] if compiled_pre else None,
                         "flows_during": compiled_during["hosts"][h], "flows": compiled_final["hosts"][h]}
@@ -247,6 +282,9 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
         item = {"instance": iid, "kind": step["kind"], "type": step["type"], "params": step["params"],
                 "vlans": entry["vlans"], "chain": chain["name"], "step": step["name"], "new": entry.get("new", False),
                 "reason": entry.get("reason", ""), "carry_from": move["from"] if move and move["carry"] else None}
+        if move and move["from_vlans"]:
+            # the new copy holds what it would send until the old copy's markers come through
+            item["hold"] = {"token": marker_token(move), "timeout": HOLD_TIMEOUT}
         if step["kind"] == "vm":
             item["vm"] = {k: v for k, v in (step.get("vm") or {}).items() if k in ("image", "memory", "vcpus")}
         out_hosts[entry["host"]]["install"].append(item)
@@ -284,6 +322,18 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
                            "flows_pre": compiled_pre["switches"][s]["flows"] if compiled_pre else None,
                            "flows_during": compiled_during["switches"][s]["flows"], "flows": final["flows"],
                            "chains": final["chains"], "absent": final["absent"]}
+    for iid in sorted(ids):
+        move = moves[iid]
+        if move["how"] == "libvirt" or not move["from_vlans"]:
+            continue
+        chain = steps[(new[iid]["chain"], new[iid]["step"])][0]
+        out_switches[chain["switch"]]["flows_during"] = out_switches[chain["switch"]]["flows_during"] + \
+            _marker_relays(move, chain, hosts[move["from"]]["trunk"], hosts[move["to"]]["trunk"])
+        token = marker_token(move)
+        # sent into the old copy by its host bridge, right after that bridge stopped sending it anything
+        out_hosts[move["from"]]["markers"].extend(
+            {"actions": "output:%s" % leg_port(iid, enters), "packet": marker_frame(iid, direction, token)}
+            for direction, enters, _leaves in DIRECTIONS)
     transition = any(v["flows_during"] != v["flows"] for v in out_switches.values()) or \
         any(v["flows_during"] != v["flows"] for v in out_hosts.values())
     return {"index": index, "name": wave["name"], "moves": [moves[i] for i in sorted(ids)], "vm_move": vm_move,

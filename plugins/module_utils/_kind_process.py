@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.flowstream.platform.plugins.module_utils import _packet_programs, _supervisor
+from ansible_collections.flowstream.platform.plugins.module_utils import _hold, _packet_programs, _supervisor
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
 from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_atomic
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import (
@@ -31,7 +31,7 @@ from ansible_collections.flowstream.platform.plugins.module_utils._instance_erro
 from ansible_collections.flowstream.platform.plugins.module_utils._iproute import netns_path
 
 BIN_DIR = STATE_DIR + "/bin"
-PROGRAMS = {"fs-packet.py": _packet_programs, "fs-supervise.py": _supervisor}
+PROGRAMS = {"fs-packet.py": _packet_programs, "fs-supervise.py": _supervisor, "fs_hold.py": _hold}
 BUILTIN_MODES = ("wire", "monitor", "inspect")
 
 

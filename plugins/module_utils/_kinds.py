@@ -31,16 +31,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 import time
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _vm
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
 from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_atomic
-from ansible_collections.flowstream.platform.plugins.module_utils._instance import LEGS, RUN_DIR, port_name
+from ansible_collections.flowstream.platform.plugins.module_utils._instance import LEGS, RUN_DIR, netns_name, port_name
+from ansible_collections.flowstream.platform.plugins.module_utils._iproute import netns_path
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
 from ansible_collections.flowstream.platform.plugins.module_utils._kind_click import ClickKind
 from ansible_collections.flowstream.platform.plugins.module_utils._kind_kernel import KernelKind
-from ansible_collections.flowstream.platform.plugins.module_utils._kind_process import ProcessKind
+from ansible_collections.flowstream.platform.plugins.module_utils._kind_process import BIN_DIR, BUILTIN_MODES, ProcessKind
 from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import Ofctl, OfctlError
 
 HOST_KINDS = ("kernel", "process", "click", "vm")
@@ -96,6 +100,29 @@ def merge_flows(*lists):
     return [out[k] for k in sorted(out)]
 
 
+# -- the order barrier of a move (_hold) ------------------------------------------------------------
+def hold_status(instance):
+    """The hold of a new copy (hold-status.json: per direction how it was released, how many
+    frames it held, for how long), or None."""
+    try:
+        with open("%s/%s/hold-status.json" % (RUN_DIR, instance), encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8") as handle:
+            return handle.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return False
+
+
 # -- waiting for legs to go quiet --------------------------------------------------------------------
 def leg_counters(host_bridge, instance, runner=None):
     """{leg: rx_packets + tx_packets} of the instance's legs, read now from ovs-vswitchd (OVSDB's
@@ -138,6 +165,58 @@ def wait_quiet(host_bridge, instance, quiet_ms=200, timeout=10.0, sleep=None, ru
 class KernelInstances(KernelKind):
     """Linux kernel forwarding elements (see _kind_kernel)."""
 
+    def hold_after_ensure(self, spec, hold):
+        """A fresh copy of a moving instance holds its output in its legs' queues until the old
+        copy's markers come (_hold: a plugged token bucket and an agent that opens it)."""
+        run_dir = "%s/%s" % (RUN_DIR, spec.id)
+        release = ""
+        if spec.type == "shaper":
+            release = "rate %s burst %s latency %s" % (spec.params["rate"], spec.params["burst"], spec.params["latency"])
+        argv = ["nsenter", "--net=%s" % netns_path(netns_name(spec.id)), sys.executable, BIN_DIR + "/fs_hold.py", "agent",
+                "--instance", spec.id, "--token", str(hold["token"]), "--timeout", str(hold.get("timeout", 2.0)),
+                "--run-dir", run_dir, "--release", release]
+        self.log.act("%s holds its output until the markers of the move come (token %s)" % (spec.id, hold["token"]),
+                     self._start_agent, spec.id, run_dir, argv)
+
+    def _start_agent(self, instance, run_dir, argv):
+        ProcessKind(self.log, run=self._run).install_programs()
+        os.makedirs(run_dir, exist_ok=True)
+        status = os.path.join(run_dir, "hold-status.json")
+        if os.path.exists(status):
+            os.unlink(status)
+        with open(os.path.join(run_dir, "hold.log"), "ab") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,  # pylint: disable=consider-using-with
+                                    start_new_session=True)
+        with open(os.path.join(run_dir, "hold-agent.pid"), "w", encoding="ascii") as handle:
+            handle.write("%d\n" % proc.pid)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.path.exists(status):
+                return
+            if proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        tail = ""
+        try:
+            with open(os.path.join(run_dir, "hold.log"), encoding="utf-8", errors="replace") as handle:
+                tail = " | ".join(handle.read().splitlines()[-3:])
+        except OSError:
+            pass
+        raise InstanceError(instance, "hold", "the hold of the new copy did not come up: %s" % (tail or "no word from its agent"))
+
+    def holding(self, instance):
+        try:
+            with open("%s/%s/hold-agent.pid" % (RUN_DIR, instance), encoding="ascii") as handle:
+                return _alive(int(handle.read().strip()))
+        except (OSError, ValueError):
+            return False
+
+    def _ensure_shaping(self, spec, ns, fresh=False):
+        if self.holding(spec.id):
+            self.log.note("%s is holding its output for a move: its queues are left alone until released" % spec.id)
+            return
+        super()._ensure_shaping(spec, ns, fresh=fresh)
+
     def health(self, instance):
         return "running" if self.observe(instance)["running"] else "stopped"
 
@@ -159,12 +238,30 @@ class KernelInstances(KernelKind):
         return merge_flows(super().flows(instance), read_carried(instance).get("flows"))
 
     def remove(self, instance, host_bridge=None):
+        try:
+            with open("%s/%s/hold-agent.pid" % (RUN_DIR, instance), encoding="ascii") as handle:
+                pid = int(handle.read().strip())
+        except (OSError, ValueError):
+            pid = None
+        if pid and self.holding(instance):
+            self.log.act("stopped the hold agent of %s" % instance, os.kill, pid, 15)
         super().remove(instance, host_bridge)
-        _remove_carried(instance, self.log)
+        run_dir = "%s/%s" % (RUN_DIR, instance)
+        if os.path.isdir(run_dir):
+            self.log.act("removed %s" % run_dir, shutil.rmtree, run_dir)
 
 
 class ProcessInstances(ProcessKind):
     """Supervised programs (see _kind_process)."""
+
+    def hold_before_start(self, spec, hold):
+        """A fresh copy of a moving instance starts holding its output until the old copy's
+        markers come: the built-in program reads hold.json at start (_hold.Gate)."""
+        if spec.type not in BUILTIN_MODES or spec.definition.get("process") or self.status(spec.id)["running"]:
+            return
+        text = json.dumps({"instance": spec.id, "token": str(hold["token"]), "timeout": float(hold.get("timeout", 2.0))})
+        self.log.act("%s starts holding its output until the markers of the move come (token %s)" % (spec.id, hold["token"]),
+                     _write_dir_and_file, "%s/%s/hold.json" % (RUN_DIR, spec.id), text + "\n")
 
     def health(self, instance):
         return "running" if self.status(instance)["running"] else "stopped"
@@ -194,6 +291,9 @@ class ProcessInstances(ProcessKind):
 
 class ClickInstances(ClickKind, ProcessInstances):
     """Click configurations run by the userlevel click binary (a process)."""
+
+    def hold_before_start(self, spec, hold):
+        """A Click configuration has no hold (its moves keep no order barrier; docs/operations.md)."""
 
 
 class VmInstances:

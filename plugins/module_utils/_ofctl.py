@@ -738,6 +738,12 @@ class Ofctl:
             return
         self.run(self.argv("add-flows", "-", bundle=True), data="\n".join(lines) + "\n")
 
+    def packet_out(self, actions, packet_hex, in_port="controller"):
+        """Send one packet through the switch's datapath (``ovs-ofctl packet-out``): ``packet_hex``
+        is the whole Ethernet frame in hexadecimal, ``actions`` what to do with it (e.g.
+        ``output:fs-web0a-l``)."""
+        self.run(self.argv("packet-out", "in_port=%s,packet=%s,actions=%s" % (in_port, packet_hex, actions)))
+
 
 def command_talks_to_switch(argv):
     return not any(a in ("parse-flows", "parse-group") for a in argv)

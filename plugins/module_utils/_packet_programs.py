@@ -24,6 +24,11 @@ State carried over from an earlier copy of the instance (a move: make-before-bre
 from ``carried.json`` next to the stats file, at start and whenever it changes: its flagged
 connections are marked from then on, as if this copy had flagged them itself. (Its counters
 are added to this copy's by the host's report, not here.)
+
+A new copy of a moving instance starts *held* when ``hold.json`` is in its run directory (the
+order barrier of a make-before-break move, see _hold.py, installed beside this program as
+``fs_hold.py``): the frames of each direction wait in memory until that direction's marker
+comes through the old copy, then leave in order.
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ import signal
 import socket
 import struct
 import time
+
+try:
+    import fs_hold  # installed beside this program on the module host (plugins/module_utils/_hold.py)
+except ImportError:  # imported as module_utils (its source is what is installed): no hold here
+    fs_hold = None
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -129,6 +139,15 @@ class Program:
         self.dump_now = False
         self.carried = os.path.join(os.path.dirname(args.stats), "carried.json") if args.stats else None
         self.carried_mtime = None
+        self.gate = None
+        if fs_hold is not None and args.stats:
+            run_dir = os.path.dirname(args.stats)
+            hold = fs_hold.read_config(run_dir)
+            if hold:
+                self.gate = fs_hold.Gate(hold.get("instance", ""), hold["token"], hold.get("timeout", 2.0))
+                self.run_dir = run_dir
+                os.unlink(os.path.join(run_dir, "hold.json"))  # a restart later must not hold again
+                fs_hold.write_status(run_dir, self.gate)
 
     def stop(self, *_args):
         self.running = False
@@ -207,9 +226,37 @@ class Program:
             json.dump(data, handle)
         os.replace(tmp, self.args.stats)
 
+    def send(self, out, frames):
+        for frame in frames:
+            try:
+                out.send(frame)
+            except OSError:
+                pass  # the other leg is down: the packet is lost, as on a wire
+
+    def gated(self, out, direction, frame):
+        """Send ``frame`` on, or hold it while the move's marker has not come (see fs_hold)."""
+        if self.gate is None:
+            self.send(out, [frame])
+            return
+        self.send(out, self.gate.offer("fwd" if direction == "left_to_right" else "rev", frame))
+        if self.gate.done():
+            fs_hold.write_status(self.run_dir, self.gate, final=True)
+            self.gate = None
+
+    def settle_gate(self, outs):
+        """Frames whose hold timed out go; a gate that let both directions go is done."""
+        if self.gate is None:
+            return
+        for gate_dir, frames in self.gate.due().items():
+            self.send(outs["left_to_right" if gate_dir == "fwd" else "right_to_left"], frames)
+        if self.gate.done():
+            fs_hold.write_status(self.run_dir, self.gate, final=True)
+            self.gate = None
+
     def run(self):
         left, right = open_leg(self.args.left), open_leg(self.args.right)
         peer = {left.fileno(): (right, "left_to_right"), right.fileno(): (left, "right_to_left")}
+        outs = {"left_to_right": right, "right_to_left": left}
         socks = {left.fileno(): left, right.fileno(): right}
         poller = select.poll()
         for fd in socks:
@@ -235,10 +282,9 @@ class Program:
                     self.totals[direction][1] += len(frame)
                     frame = self.handle(frame, direction)
                     if frame is not None:
-                        try:
-                            out.send(frame)
-                        except OSError:
-                            pass  # the other leg is down: the packet is lost, as on a wire
+                        self.gated(out, direction, frame)
+            if self.gate is not None:
+                self.settle_gate(outs)
             self.load_carried()
             self.dump()
         self.dump(force=True)

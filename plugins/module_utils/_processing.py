@@ -99,7 +99,15 @@ class ProcessingModules:
         if p.get("carried_state") is not None:
             # before the program starts, so a new copy marks a carried flow from its first packet
             engine.import_state(spec.id, p["carried_state"])
+        hold = p.get("hold") if before is None else None  # only a copy made now holds (nothing reaches it yet)
+        if hold and hasattr(engine, "hold_before_start"):
+            engine.hold_before_start(spec, hold)
         engine.ensure(spec)
+        if hold and hasattr(engine, "hold_after_ensure"):
+            engine.hold_after_ensure(spec, hold)
+        status = _kinds.hold_status(spec.id)
+        if status is not None:
+            extra["hold"] = status
         self.view = HostView(self.host_bridge, run=self._run, vm_kind=self.vms)
         return before, self.view.instances().get(instance), extra
 

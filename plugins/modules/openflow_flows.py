@@ -171,6 +171,24 @@ options:
         small limit.
     type: int
     default: 1000
+  packet_out:
+    description:
+      - Packets to send through the switch once the change is committed (OpenFlow packet-out, from
+        the controller port), in order, in the same task - for a barrier that must follow the
+        change at once, such as the markers a make-before-break move sends into an old copy to
+        learn that it has let out everything it held (docs/operations.md). Sent on every run (they
+        change no state, RV(changed) does not count them); not in check mode.
+    type: list
+    elements: dict
+    suboptions:
+      actions:
+        description: What the switch does with the packet, e.g. V(output:fs-web4b51a-l).
+        type: str
+        required: true
+      packet:
+        description: The whole Ethernet frame, in hexadecimal.
+        type: str
+        required: true
 notes:
   - 'All-or-nothing: the difference is sent as one C(ovs-ofctl bundle) (OpenFlow 1.4 bundle,
     atomic and ordered). If the switch rejects any flow or group (an unknown action, a missing
@@ -385,9 +403,15 @@ timings:
   returned: success
   type: dict
   sample: {validate: 0.02, read: 0.31, canonicalise: 0.0, plan: 0.05, apply: 0.48, report: 0.0, total: 0.86}
+packets_out:
+  description: How many packets of O(packet_out) were sent.
+  returned: when packet_out is given, outside check mode
+  type: int
+  sample: 2
 """
 
 import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -415,6 +439,8 @@ def main():
         groups=dict(type="list", elements="raw"),
         group_id_range=dict(type="list", elements="int"),
         report_limit=dict(type="int", default=1000),
+        packet_out=dict(type="list", elements="dict", options=dict(actions=dict(type="str", required=True),
+                                                                   packet=dict(type="str", required=True))),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[("flows_text", "flows_file")])
@@ -445,6 +471,13 @@ def main():
             diff=module._diff,
             check_mode=module.check_mode,
         ).run()
+        if p["packet_out"] and not module.check_mode:
+            for index, item in enumerate(p["packet_out"]):
+                if not re.match(r"^([0-9a-fA-F]{2}){14,}$", item["packet"]):
+                    module.fail_json(msg="packet_out[%d].packet must be a whole Ethernet frame in hexadecimal (at least 14 bytes), "
+                                         "got %r" % (index, item["packet"][:80]), **result)
+                ofctl.packet_out(item["actions"], item["packet"])
+            result["packets_out"] = len(p["packet_out"])
     except (ValueError, OpenFlowError) as exc:
         module.fail_json(msg=str(exc))
     except OfctlError as exc:

@@ -164,6 +164,25 @@ options:
         description: Seconds to wait at most (then it is removed all the same).
         type: float
         default: 10
+  hold:
+    description:
+      - For the new copy of a moving instance (what the operations engine asks) - when the copy is
+        made by this run, it holds what it would send, per direction, until the marker of the move
+        (this O(hold.token)) comes through the old copy, then lets it all out in order: the
+        order barrier of a make-before-break move (the collection's docs/operations.md). A
+        direction whose marker does not come is released O(hold.timeout) seconds after its first
+        held frame. Kernel instances hold in their legs' queues, built-in process types in the
+        program; Click and an operator's own process types do not hold. RV(hold) reports it.
+    type: dict
+    suboptions:
+      token:
+        description: The move's token (the markers carry it).
+        type: str
+        required: true
+      timeout:
+        description: Seconds after a direction's first held frame to let it go without its marker.
+        type: float
+        default: 2.0
   export_state:
     description:
       - With O(state=absent) - return the instance's state (RV(exported_state)) as it was right
@@ -239,6 +258,15 @@ exported_state:
   returned: when export_state is true
   type: dict
   sample: {flows: [{src: 198.18.1.1, dst: 198.18.1.2, proto: 17, sport: 40000, dport: 8000, packets: 1200, bytes: 110400}]}
+hold:
+  description:
+    - The hold of a new copy of a moving instance, once there is one - per direction (V(fwd), V(rev))
+      C(released_by) (V(marker) - in order, V(timeout), null while holding), C(held) (frames),
+      C(held_ms); C(final) once both directions are released.
+  returned: when the instance has held for a move
+  type: dict
+  sample: {token: 3f2a9c1e0b4d, final: true, directions: {fwd: {released_by: marker, held: 812, held_ms: 640.2},
+           rev: {released_by: marker, held: 0, held_ms: 0.0}}}
 quiesce:
   description: With O(quiesce) - C(quiet) (true when the legs went still), C(waited_ms), C(packets_since)
     (packets the legs passed while waiting).
@@ -293,6 +321,7 @@ def main():
             carried_state=dict(type="dict"),
             quiesce=dict(type="dict", options=dict(quiet_ms=dict(type="int", default=200), timeout=dict(type="float", default=10))),
             export_state=dict(type="bool", default=False),
+            hold=dict(type="dict", options=dict(token=dict(type="str", required=True, no_log=False), timeout=dict(type="float", default=2.0))),
         ),
         required_if=[("state", "present", ("kind", "type", "vlans")),
                      ("state", "started", ("kind", "type", "vlans")),
@@ -318,6 +347,8 @@ def main():
         result["exported_state"] = extra.get("exported_state")
     if "quiesce" in extra:
         result["quiesce"] = extra["quiesce"]
+    if "hold" in extra:
+        result["hold"] = extra["hold"]
     if module._diff:
         result["diff"] = {"before": configuration(before), "after": (dict(configuration(before), pending_actions=engine.log.actions)
                                                                      if module.check_mode else configuration(after))}

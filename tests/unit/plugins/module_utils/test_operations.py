@@ -218,6 +218,13 @@ def test_a_make_before_break_move_carries_state_and_keeps_the_old_copy_flowing_u
     # and the switch already sends to the new copy (its left tag) during the change
     assert "%d->vlan_vid" % (0x1000 | new["left"]) in during
     assert wave["transition"] is True and wave["vm_move"] is None
+    # the order barrier: the new copy holds until markers sent into the old copy come through
+    token = _deploy.marker_token(move)
+    assert wave["hosts"][target]["install"][0]["hold"] == {"token": token, "timeout": _deploy.HOLD_TIMEOUT}
+    assert [m["actions"] for m in wave["hosts"][source]["markers"]] == ["output:fs-%s-l" % mon, "output:fs-%s-r" % mon]
+    assert all(m["packet"] == _deploy.marker_frame(mon, d, token) for m, d in zip(wave["hosts"][source]["markers"], ("fwd", "rev")))
+    relays = [f for f in wave["switches"]["sw1"]["flows_during"] if "dl_type=0x88b5" in f["match"]]
+    assert len(relays) == 2 and not any("dl_type=0x88b5" in f["match"] for f in wave["switches"]["sw1"]["flows"])
 
 
 def test_a_drain_of_two_hosts_is_rolling_one_host_per_wave_with_all_capacity_checked_first():
