@@ -1136,6 +1136,7 @@ def send(args, out=sys.stdout):  # pylint: disable=too-many-locals,too-many-bran
     policy = realtime_priority(args.priority)
     stop_file = getattr(args, "stop_file", None)
     report_file = getattr(args, "report", None)
+    watch_pid = getattr(args, "watch_pid", None)
     halt = []
     if stop_file or report_file:
         # a session's sender: it runs until told (SIGTERM, the stop file), at most its count or duration
@@ -1219,6 +1220,9 @@ def send(args, out=sys.stdout):  # pylint: disable=too-many-locals,too-many-bran
                 next_check = now + STOP_CHECK_NS
                 if os.path.exists(stop_file):
                     stopped_by = "stop-file"
+                    break
+                if watch_pid and not os.path.exists("/proc/%d" % watch_pid):
+                    stopped_by = "owner gone (pid %d)" % watch_pid
                     break
         ready = []
         wait = None
@@ -1515,6 +1519,8 @@ def plan_argv(cfg, role, program, python, files=None):
         argv += ["--no-warmup"]
     if files.get("sender_report"):
         argv += ["--report", files["sender_report"], "--stop-file", files["sender_stop"]]
+        if cfg.get("watch_pid"):
+            argv += ["--watch-pid", str(int(cfg["watch_pid"]))]
     if files.get("send_record"):
         argv += ["--record", files["send_record"]]
     return _in_netns(cfg.get("source_netns"), argv)
@@ -1538,7 +1544,8 @@ def defaults(cfg, session=False):  # pylint: disable=too-many-branches
                              "destination_port, source_port, vary and dscp" % clash[0])
     out = {"flows": 16, "sport": 40000, "dport": 9000, "vary": "sport", "rate": 1000.0, "duration": None, "count": None,
            "size": 64, "settle": 0.5, "warmup": True, "dscp": None, "src": None, "source_netns": None,
-           "sink_netns": None, "burst": 32, "run_id": None, "timeout": None, "priority": 0, "groups": None, "windows": None}
+           "sink_netns": None, "burst": 32, "run_id": None, "timeout": None, "priority": 0, "groups": None, "windows": None,
+           "watch_pid": None}
     out.update(given)
     if not out.get("dst"):
         raise ValueError("the sink's address (dst) is required")
@@ -1871,6 +1878,27 @@ def _wait_line(proc, path, err_path, timeout, what):
         time.sleep(0.02)
 
 
+def owner_pid(start=None, names=("ansible-playbook", "ansible-runner")):
+    """The pid of the playbook run this process belongs to: the outermost ancestor whose command
+    line names ``ansible-playbook`` (or ansible-runner), or None (an ad-hoc run, a remote host)."""
+    pid = start or os.getpid()
+    found = None
+    for _depth in range(64):
+        try:
+            with open("/proc/%d/stat" % pid, encoding="utf-8") as handle:
+                ppid = int(handle.read().rsplit(") ", 1)[1].split()[1])
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            break
+        if any(name in cmdline for name in names):
+            found = pid
+        if ppid <= 1:
+            break
+        pid = ppid
+    return found
+
+
 def start_session(cfg, program=None, python=None, root=SESSION_ROOT, limits=None):  # pylint: disable=too-many-locals
     """Start a background session: the receiver, then the sender, both detached (a session of
     their own), both reporting into files of the session directory ``root/<id>``; return at once
@@ -2063,6 +2091,8 @@ def build_parser():
     snd.add_argument("--warmup-wait", type=float, default=0.1, help=argparse.SUPPRESS)
     snd.add_argument("--report", help="write the report into this file (renamed into place when complete), not to stdout")
     snd.add_argument("--stop-file", help="stop sending when this file appears (checked every 50 ms); SIGTERM stops too")
+    snd.add_argument("--watch-pid", type=int, help="with --stop-file: stop sending when this process is gone (the playbook that "
+                     "started the session)")
     snd.add_argument("--record", help="write every packet's send time into this file (per flow, array of int64 ns)")
     rcv = sub.add_parser("receive", help="count the probe's datagrams per flow; print the counts as JSON when stopped")
     _plan_args(rcv)

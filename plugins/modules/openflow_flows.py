@@ -422,6 +422,7 @@ from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import 
 )
 from ansible_collections.flowstream.platform.plugins.module_utils._openflow import (
     OpenFlowError,
+    PortNames,
     Reconciler,
 )
 
@@ -472,11 +473,12 @@ def main():
             check_mode=module.check_mode,
         ).run()
         if p["packet_out"] and not module.check_mode:
+            names = PortNames(ofctl.dump_ports())
             for index, item in enumerate(p["packet_out"]):
                 if not re.match(r"^([0-9a-fA-F]{2}){14,}$", item["packet"]):
                     module.fail_json(msg="packet_out[%d].packet must be a whole Ethernet frame in hexadecimal (at least 14 bytes), "
                                          "got %r" % (index, item["packet"][:80]), **result)
-                ofctl.packet_out(item["actions"], item["packet"])
+                ofctl.packet_out(names.resolve(item["actions"], "packet_out[%d].actions" % index), item["packet"])
             result["packets_out"] = len(p["packet_out"])
     except (ValueError, OpenFlowError) as exc:
         module.fail_json(msg=str(exc))

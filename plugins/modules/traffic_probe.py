@@ -221,6 +221,15 @@ options:
       - With O(state=started), the session's safety bound - the sender stops by itself after
         this many seconds if the session is not stopped before; default 600.
     type: float
+  stop_with_playbook:
+    description:
+      - With O(state=started) - the session also ends when the playbook run that started it is
+        gone (an operation killed half way leaves no traffic running and no port taken until the
+        O(duration) bound). The module looks for its C(ansible-playbook) (or C(ansible-runner))
+        process among its ancestors; on a host where it runs over SSH there is none, and only
+        O(duration) bounds the session.
+    type: bool
+    default: true
   count:
     description:
       - Total packets to send instead of a duration. With O(groups), shared in proportion to the
@@ -734,6 +743,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", default="run", choices=["run", "started", "stopped"]),
+            stop_with_playbook=dict(type="bool", default=True),
             session=dict(type="raw"),
             session_root=dict(type="path", default=_probe.SESSION_ROOT),
             groups=dict(type="list", elements="dict", options=group),
@@ -788,6 +798,8 @@ def main():
     with open(program, "w", encoding="utf-8") as handle:
         handle.write(inspect.getsource(_probe))
     if started:
+        if p["stop_with_playbook"]:
+            cfg["watch_pid"] = _probe.owner_pid()
         try:
             session = _probe.start_session(cfg, program=program, python=sys.executable, root=p["session_root"], limits=_limits(p))
         except (ValueError, OSError, _probe.ProbeError) as exc:
