@@ -60,6 +60,12 @@ PLUG = bytes.fromhex("ff" * 6 + "02f54d4b0002" + "%04x" % MARKER_ETHERTYPE) + b"
 OPEN_TBF = ["rate", "100gbit", "burst", "16mb", "limit", "16mb"]
 
 
+def unicast(frame):
+    """Traffic of a chain is unicast; a new leg's own IPv6 chatter (router solicitations, MLD)
+    is multicast and must not start a hold's timeout before the move's traffic comes."""
+    return len(frame) >= 6 and not frame[0] & 1
+
+
 def marker_of(frame):
     """(instance, direction, token) of a marker frame, else None."""
     if len(frame) < 14 + len(MAGIC):
@@ -113,7 +119,7 @@ class Gate:
         if marker_of(frame) is not None:
             return []  # another move's marker: never sent on
         queue = self.queues[direction]
-        if self.first[direction] is None:
+        if self.first[direction] is None and unicast(frame):
             self.first[direction] = self.clock()
         queue.append(frame)
         if len(queue) >= MAX_HELD:
@@ -126,7 +132,7 @@ class Gate:
         if self.is_marker(frame, direction):
             self.release(direction, "marker")
         elif marker_of(frame) is None:
-            if self.first[direction] is None:
+            if self.first[direction] is None and unicast(frame):
                 self.first[direction] = self.clock()
             self.status[direction]["held"] += 1
 

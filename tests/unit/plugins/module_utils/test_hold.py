@@ -70,6 +70,18 @@ def test_a_direction_whose_marker_never_comes_goes_after_its_timeout_losing_noth
     assert gate.status["rev"]["released_by"] == "timeout" and gate.holding("fwd")
 
 
+def test_multicast_chatter_of_a_new_leg_does_not_start_the_timeout():
+    clock = Clock()
+    gate = _hold.Gate("m1", "tok", timeout=2.0, clock=clock)
+    ipv6_rs = bytes.fromhex("333300000002" + "020000000001" + "86dd") + b"\0" * 50
+    assert gate.offer("fwd", ipv6_rs) == []
+    clock.now += 10
+    assert gate.due() == {} and gate.holding("fwd")
+    gate.offer("fwd", frame(1))
+    clock.now += 2.5
+    assert gate.due() == {"fwd": [ipv6_rs, frame(1)]}   # held in order with the rest, lost nothing
+
+
 def test_a_watched_hold_counts_and_releases_on_its_marker():
     clock = Clock()
     gate = _hold.Gate("k1", "tok", clock=clock)
