@@ -53,11 +53,37 @@ def wave_windows(times):
             for name, t in sorted((times or {}).items(), key=lambda kv: float(kv[1].get("started", 0))) if "ended" in t]
 
 
-def move_figures(probe, plan, times, vm_results=None):
+def hold_results(registered):
+    """{instance: hold} from registered processing_module results (one per host; loops allowed):
+    how each new copy of a moving instance let its held output go."""
+    out = {}
+    for result in registered or []:
+        if not isinstance(result, dict):
+            continue
+        for item in result.get("results") or [result]:
+            if isinstance(item, dict) and item.get("hold") and isinstance(item.get("item"), dict):
+                out[item["item"]["instance"]] = item["hold"]
+    return out
+
+
+def order_of(hold):
+    """How a move kept order: ``marker`` (both directions released by their markers: in order),
+    else what released a direction first otherwise (``timeout``: nothing lost, order not kept
+    for sure), None without a hold (a VM, a Click or operator's process type)."""
+    if not hold:
+        return None
+    ways = [d.get("released_by") or "holding" for d in (hold.get("directions") or {}).values()]
+    others = [w for w in ways if w != "marker"]
+    return others[0] if others else "marker"
+
+
+def move_figures(probe, plan, times, vm_results=None, holds=None):
     """One row per move of ``plan``: where from and to, how, how long its wave took, and what its
-    chain's traffic saw meanwhile (the probe's window of the wave, the chain's group)."""
+    chain's traffic saw meanwhile (the probe's window of the wave, the chain's group); how the
+    new copy's hold kept order (``order``, ``held_ms``)."""
     windows = (probe or {}).get("windows") or {}
     vm_results = vm_results or {}
+    holds = holds or {}
     rows = []
     for wave in (plan or {}).get("waves") or []:
         t = (times or {}).get(wave["name"]) or {}
@@ -73,6 +99,9 @@ def move_figures(probe, plan, times, vm_results=None):
             vm = vm_results.get(move["instance"]) or {}
             if vm:
                 row["downtime_ms"] = vm.get("downtime_ms")
+            hold = holds.get(move["instance"])
+            row["order"] = order_of(hold)
+            row["held_ms"] = max([d.get("held_ms") or 0 for d in (hold or {}).get("directions", {}).values()] or [None]) if hold else None
             rows.append(row)
     return rows
 
@@ -83,9 +112,9 @@ def _cell(value, fmt="%d"):
 
 def moves_table(rows):
     """The rows as lines of a table (the job log's last word on an operation)."""
-    lines = ["instance   chain    from   to     how                 secs    sent   lost  reord   dup  blackout(ms)"]
+    lines = ["instance   chain    from   to     how                 secs    sent   lost  reord   dup  blackout(ms)  order"]
     for r in rows:
-        lines.append("%-10s %-8s %-6s %-6s %-18s %6s %7s %6s %6s %5s %12s" % (
+        lines.append("%-10s %-8s %-6s %-6s %-18s %6s %7s %6s %6s %5s %12s  %s" % (
             r["instance"], r["chain"], r["from"], r["to"], r["how"], _cell(r["duration_s"], "%.1f"), _cell(r["sent"]),
-            _cell(r["lost"]), _cell(r["reordered"]), _cell(r["duplicated"]), _cell(r["blackout_ms"], "%.1f")))
+            _cell(r["lost"]), _cell(r["reordered"]), _cell(r["duplicated"]), _cell(r["blackout_ms"], "%.1f"), r.get("order") or "-"))
     return lines

@@ -338,3 +338,10 @@ def test_probe_groups_and_move_figures():
     assert unprobed["probed"] is False and unprobed["lost"] is None
     assert _operations.moves_table([row])[1].split()[:5] == ["web4b51a", "web", "mh1", "mh2", "make_before_break"]
     assert _operations.affected_chains(plan_) == ["web"]
+    hold = {"directions": {"fwd": {"released_by": "marker", "held_ms": 80.5}, "rev": {"released_by": "marker", "held_ms": 0.0}}}
+    registered = [{"results": [{"item": {"instance": "web4b51a"}, "hold": hold}, {"item": {"instance": "x"}}]}, {"skipped": True}]
+    assert _operations.hold_results(registered) == {"web4b51a": hold}
+    (row,) = _operations.move_figures(probe, plan_, times, holds={"web4b51a": hold})
+    assert (row["order"], row["held_ms"]) == ("marker", 80.5)
+    late = {"directions": {"fwd": {"released_by": "marker"}, "rev": {"released_by": "timeout"}}}
+    assert _operations.order_of(late) == "timeout" and _operations.order_of(None) is None
