@@ -18,12 +18,11 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _hold, _packet_programs, _supervisor
-from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
+from ansible_collections.flowstream.platform.plugins.module_utils._cmd import end_processes, run as _run, run_daemon, wait_for
 from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_atomic
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import (
     LOG_DIR, RUN_DIR, STATE_DIR, NamespaceLegs, instance_dir, netns_name)
@@ -130,14 +129,14 @@ class ProcessKind:
             os.kill(child, signal.SIGUSR1)
         except OSError:
             return stats
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            time.sleep(0.02)
+
+        def rewritten():
             try:
-                if os.stat(path).st_mtime_ns != before:
-                    return self.flows(instance) or stats
+                return os.stat(path).st_mtime_ns != before
             except OSError:
-                break
+                return True
+        if wait_for(rewritten, timeout, interval=0.02):
+            return self.flows(instance) or stats
         return stats
 
     # -- ensure -------------------------------------------------------------------------
@@ -171,19 +170,13 @@ class ProcessKind:
         status = os.path.join(run_dir(instance), "status.json")
         if os.path.exists(status):
             os.unlink(status)
-        subprocess.run(["nsenter", "--net=%s" % netns_path(netns_name(instance)), self.python, BIN_DIR + "/fs-supervise.py",
-                        "--name", instance, "--dir", run_dir(instance), "--log", log_file(instance), "--"] + argv,
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=30)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        run_daemon(["nsenter", "--net=%s" % netns_path(netns_name(instance)), self.python, BIN_DIR + "/fs-supervise.py",
+                    "--name", instance, "--dir", run_dir(instance), "--log", log_file(instance), "--"] + argv, timeout=30)
+        if wait_for(lambda: self.status(instance)["running"] and self.status(instance).get("child_pid"), 10):
+            time.sleep(0.3)  # a program that dies at once is a failed start, not a running one
             state = self.status(instance)
-            if state["running"] and state.get("child_pid"):
-                time.sleep(0.3)  # a program that dies at once is a failed start, not a running one
-                state = self.status(instance)
-                if state.get("child_pid") and state.get("restarts", 0) == 0:
-                    return
-                break
-            time.sleep(0.05)
+            if state.get("child_pid") and state.get("restarts", 0) == 0:
+                return
         tail = _tail(log_file(instance))
         self.stop(instance)
         raise InstanceError(instance, "process", "the program did not stay up; its log says: %s" % (tail or "nothing"))
@@ -192,12 +185,7 @@ class ProcessKind:
         state = self.status(instance)
         pid = state.get("supervisor_pid")
         if pid:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 6
-            while time.monotonic() < deadline and _pid_alive(pid, "--name %s " % instance):
-                time.sleep(0.05)
-            if _pid_alive(pid, "--name %s " % instance):
-                os.kill(pid, signal.SIGKILL)
+            end_processes([pid], grace=6)
 
     def remove(self, instance, host_bridge):
         if self.status(instance)["running"]:

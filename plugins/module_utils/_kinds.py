@@ -32,12 +32,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _vm
-from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
+from ansible_collections.flowstream.platform.plugins.module_utils._cmd import alive, end_processes, run as _run, spawn, wait_for
 from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_atomic
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import LEGS, RUN_DIR, netns_name, port_name
 from ansible_collections.flowstream.platform.plugins.module_utils._iproute import netns_path
@@ -111,18 +110,6 @@ def hold_status(instance):
         return None
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        with open("/proc/%d/stat" % pid, encoding="utf-8") as handle:
-            return handle.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return False
-
-
 # -- waiting for legs to go quiet --------------------------------------------------------------------
 def leg_counters(host_bridge, instance, runner=None):
     """{leg: rx_packets + tx_packets} of the instance's legs, read now from ovs-vswitchd (OVSDB's
@@ -184,18 +171,11 @@ class KernelInstances(KernelKind):
         status = os.path.join(run_dir, "hold-status.json")
         if os.path.exists(status):
             os.unlink(status)
-        with open(os.path.join(run_dir, "hold.log"), "ab") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,  # pylint: disable=consider-using-with
-                                    start_new_session=True)
+        proc = spawn(argv, os.path.join(run_dir, "hold.log"))
         with open(os.path.join(run_dir, "hold-agent.pid"), "w", encoding="ascii") as handle:
             handle.write("%d\n" % proc.pid)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if os.path.exists(status):
-                return
-            if proc.poll() is not None:
-                break
-            time.sleep(0.02)
+        if wait_for(lambda: os.path.exists(status) or proc.poll() is not None, 10, interval=0.02) and os.path.exists(status):
+            return
         tail = ""
         try:
             with open(os.path.join(run_dir, "hold.log"), encoding="utf-8", errors="replace") as handle:
@@ -207,7 +187,7 @@ class KernelInstances(KernelKind):
     def holding(self, instance):
         try:
             with open("%s/%s/hold-agent.pid" % (RUN_DIR, instance), encoding="ascii") as handle:
-                return _alive(int(handle.read().strip()))
+                return alive(int(handle.read().strip()))
         except (OSError, ValueError):
             return False
 
@@ -244,7 +224,7 @@ class KernelInstances(KernelKind):
         except (OSError, ValueError):
             pid = None
         if pid and self.holding(instance):
-            self.log.act("stopped the hold agent of %s" % instance, os.kill, pid, 15)
+            self.log.act("stopped the hold agent of %s" % instance, end_processes, [pid])
         super().remove(instance, host_bridge)
         run_dir = "%s/%s" % (RUN_DIR, instance)
         if os.path.isdir(run_dir):

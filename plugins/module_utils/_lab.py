@@ -26,13 +26,11 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import signal
-import time
 import uuid
 
 from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import (
-    CommandError, run as _run, run_daemon as _run_daemon)
+    CommandError, end_processes, run as _run, run_daemon as _run_daemon, wait_for)
 from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_if_changed
 from ansible_collections.flowstream.platform.plugins.module_utils._iproute import (
     IPRoute, link_is_up, netns_path, stable_mac)
@@ -137,39 +135,6 @@ def pids_in_namespaces(net_inode=None, mnt_inode=None):
         elif mnt_inode is not None and ns_inode("/proc/%d/ns/mnt" % pid) == mnt_inode:
             found.append(pid)
     return sorted(found)
-
-
-def end_processes(pids, grace=5.0):
-    """SIGTERM the given pids, wait up to ``grace`` seconds, then SIGKILL the rest."""
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-            alive.append(pid)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = [pid for pid in alive if _exists(pid)]
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 2.0
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = [pid for pid in alive if _exists(pid)]
-    return alive
-
-
-def _exists(pid):
-    try:
-        with open("/proc/%d/stat" % pid, encoding="utf-8") as handle:
-            return handle.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return False
 
 
 def record_created_path(state_dir, path):
@@ -687,12 +652,8 @@ class LabHost(ActionLog):
 
     @staticmethod
     def _wait(predicate, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise LabError("%s did not come up within %ss" % (what, timeout))
+        if not wait_for(predicate, timeout):
+            raise LabError("%s did not come up within %ss" % (what, timeout))
 
     def _ensure_host_bridge(self):
         bridge = self.p["host_bridge"]

@@ -36,7 +36,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
 
-from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
+from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run, wait_for
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import (
     EXT, LEGS, check_id, check_vlans, port_name)
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
@@ -674,14 +674,9 @@ class VmKind:
 
     def _wait_for_ports(self, spec):
         names = [port_name(spec["id"], leg) for leg in LEGS]
-        deadline = time.monotonic() + self.start_wait
-        while True:
-            if all(self.ovs.port_bridge(n) == spec["host_bridge"] for n in names):
-                return
-            if time.monotonic() > deadline:
-                raise InstanceError(spec["id"], "host_bridge", "the domain started but its leg ports %s did not appear "
-                                    "on %s within %.0f s" % (", ".join(names), spec["host_bridge"], self.start_wait))
-            time.sleep(0.1)
+        if not wait_for(lambda: all(self.ovs.port_bridge(n) == spec["host_bridge"] for n in names), self.start_wait, interval=0.1):
+            raise InstanceError(spec["id"], "host_bridge", "the domain started but its leg ports %s did not appear "
+                                "on %s within %.0f s" % (", ".join(names), spec["host_bridge"], self.start_wait))
 
     # -- leg port labels (external_ids) ----------------------------------------------------------
     @staticmethod

@@ -120,7 +120,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _maintenance
-from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
+from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError, wait_for
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import HostView
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
 from ansible_collections.flowstream.platform.plugins.module_utils._processing import vm_kind
@@ -162,10 +162,8 @@ def main():
             waited = 0.0
             if p["wait"] and not module.check_mode:
                 start = time.monotonic()
-                deadline = start + p["wait_timeout"]
-                while running and time.monotonic() < deadline:
-                    time.sleep(max(0.2, p["wait_sleep"]))
-                    running = instances()
+                wait_for(lambda: not instances(), p["wait_timeout"], interval=max(0.2, p["wait_sleep"]))
+                running = instances()
                 waited = round(time.monotonic() - start, 1)
             result["waited"] = waited
             if running:
