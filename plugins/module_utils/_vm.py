@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import uuid
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
