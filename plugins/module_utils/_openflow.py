@@ -399,18 +399,28 @@ def group_item_text(item, index):
 # ---------------------------------------------------------------------------------------------
 
 class PortNames:
-    """Resolve port names in flow/group text to the numbers the switch reports."""
+    """Resolve port names in flow/group text to the numbers the switch reports.
 
-    def __init__(self, ports):
+    ``placeholders`` (check mode): a name the switch does not have yet - the port of an instance
+    that the same run would create before this task - stands for a number of its own from
+    PLACEHOLDER_PORT on (listed in ``missing``), instead of failing the task."""
+
+    PLACEHOLDER_PORT = 0xfe00
+
+    def __init__(self, ports, placeholders=False):
         self.by_name = dict((p.name, p.number) for p in ports)
         names = sorted(self.by_name, key=len, reverse=True)
         self._any = re.compile("|".join(re.escape(n) for n in names)) if names else None
+        self.placeholders = placeholders
+        self.missing = {}
 
     def _lookup(self, raw, where, strict):
         name = json.loads(raw) if raw.startswith('"') else raw
         if _NUMBER_RE.match(name) or name.upper() in RESERVED_PORTS:
             return None
         number = self.by_name.get(name)
+        if number is None and strict and self.placeholders:
+            number = self.missing.setdefault(name, str(self.PLACEHOLDER_PORT + len(self.missing)))
         if number is None and strict:
             known = ", ".join("%s=%s" % (n, self.by_name[n]) for n in sorted(self.by_name)) or "none"
             raise OpenFlowError("%s names port %r, which the switch does not have (ports: %s)" % (where, name, known))
@@ -421,7 +431,7 @@ class PortNames:
         named = self._any is not None and self._any.search(text) is not None
         if not named and '"' not in text and not _suspect(text):
             return text                  # numbers and reserved ports only: nothing to do
-        if not named and '"' not in text:
+        if not named and '"' not in text and not self.placeholders:
             self._check_unknown(text, where)
             return text
 
@@ -651,10 +661,12 @@ class Reconciler:
 
         # Port names -> numbers (one dump-ports-desc, only when some text may name a port).
         texts = self.flow_texts_raw + self.group_texts_raw
+        self.missing_ports = {}
         if needs_port_names(texts):
-            names = PortNames(ofctl.dump_ports())
+            names = PortNames(ofctl.dump_ports(), placeholders=self.check_mode)
             flow_texts = names.resolve_many(self.flow_texts_raw, self._flow_label)
             group_texts = names.resolve_many(self.group_texts_raw, lambda i: "groups[%d]" % i)
+            self.missing_ports = names.missing
             t = self._tick("read", t)
         else:
             flow_texts, group_texts = self.flow_texts_raw, self.group_texts_raw
@@ -1104,6 +1116,8 @@ class Reconciler:
             "truncated": t1 or t2 or t3,
             "timings": self.timings,
         }
+        if getattr(self, "missing_ports", None):
+            result["ports_not_there"] = {name: int(number) for name, number in sorted(self.missing_ports.items())}
         if self.want_diff:
             result["diff"] = self._diff(plan, have_flows, have_groups)
         return result

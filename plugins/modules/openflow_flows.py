@@ -403,6 +403,15 @@ timings:
   returned: success
   type: dict
   sample: {validate: 0.02, read: 0.31, canonicalise: 0.0, plan: 0.05, apply: 0.48, report: 0.0, total: 0.86}
+ports_not_there:
+  description:
+    - In check mode, the port names the flows use that the switch does not have yet (the ports of
+      instances the same run would create before this task), with the placeholder numbers that
+      stand for them in RV(added), RV(modified) and the diff. Outside check mode such a name fails
+      the task, naming the port.
+  returned: in check mode, when a flow names a port the switch does not have
+  type: dict
+  sample: {fs-web4b51a-l: 65024}
 packets_out:
   description: How many packets of O(packet_out) were sent.
   returned: when packet_out is given, outside check mode
@@ -472,6 +481,10 @@ def main():
             diff=module._diff,
             check_mode=module.check_mode,
         ).run()
+        if result.get("ports_not_there"):
+            module.warn("check mode: ports %s are not on the switch yet (the run would make them before this task); their flows "
+                        "are shown with the numbers %s" % (", ".join(result["ports_not_there"]),
+                                                           ", ".join(str(n) for n in result["ports_not_there"].values())))
         if p["packet_out"] and not module.check_mode:
             names = PortNames(ofctl.dump_ports())
             for index, item in enumerate(p["packet_out"]):
