@@ -968,3 +968,14 @@ def test_flow_cookies_replaced_converges_and_spares_the_outside(before, outside,
     assert inside == sorted((cookie, fake_parse(text).text()) for text, cookie, own in wanted.values())
     assert sorted((f.cookie, f.text()) for f in sw.flows.values() if f.cookie & RANGE_MASK != RANGE) == outside_before
     assert chains(sw, state="replaced", flows=items)["changed"] is False
+
+
+def test_check_mode_names_ports_the_run_would_create_with_placeholders():
+    """A run that creates an instance and then programs flows naming its legs: in check mode the
+    legs are not there, so they stand for numbers of their own instead of failing the task."""
+    names = of.PortNames(PORTS, placeholders=True)
+    out = names.resolve("in_port=fs-new-l,udp,actions=output:fs-new-r,output:fs-new-l", "flows[0]")
+    assert names.missing == {"fs-new-l": "65024", "fs-new-r": "65025"}
+    assert out == "in_port=65024,udp,actions=output:65025,output:65024"
+    with pytest.raises(of.OpenFlowError, match="fs-new-l"):
+        of.PortNames(PORTS).resolve("in_port=fs-new-l,udp,actions=drop", "flows[0]")
