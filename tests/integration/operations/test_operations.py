@@ -98,6 +98,21 @@ def test_migrate_moves_an_instance_make_before_break_and_loses_nothing(deployed,
     probe_clean()
 
 
+def test_migrate_a_vm_live_moves_the_switch_with_it(deployed):
+    where = placement()
+    vm = sorted(i for i in where if i.startswith("gue"))[0]
+    (source,) = where[vm]
+    target = other_host([source])
+    run = ok(playbook("playbooks/migrate-module.yml", "-e", "instance=" + vm, "-e", "to=" + target, *RATE_CAP))
+    (row,) = moves_of(run)
+    assert (row["instance"], row["from"], row["to"], row["how"]) == (vm, source, target, "libvirt"), row
+    assert row["probed"] and row["sent"] > 0 and row["blackout_ms"] is not None and row["downtime_ms"] is not None, row
+    assert row["reordered"] == 0, row
+    assert placement()[vm] == [target]
+    again = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))     # its verify: the guest's chain carries traffic
+    assert again.changed() == 0, again.explain()
+
+
 def test_drain_two_hosts_rolling_then_deploy_chain_keeps_them_empty(deployed):
     where = placement()
     busy = sorted({h for hosts in where.values() for h in hosts if h in HOSTS})
