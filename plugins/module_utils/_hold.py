@@ -42,7 +42,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 
 MARKER_ETHERTYPE = 0x88B5
@@ -282,4 +281,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -177,7 +177,7 @@ options:
         the controller port), in order, in the same task - for a barrier that must follow the
         change at once, such as the markers a make-before-break move sends into an old copy to
         learn that it has let out everything it held (docs/operations.md). Sent on every run (they
-        change no state, RV(changed) does not count them); not in check mode.
+        change no state, C(changed) does not count them); not in check mode.
     type: list
     elements: dict
     suboptions:

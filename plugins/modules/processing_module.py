@@ -168,7 +168,7 @@ options:
     description:
       - For the new copy of a moving instance (what the operations engine asks) - when the copy is
         made by this run, it holds what it would send, per direction, until the marker of the move
-        (this O(hold.token)) comes through the old copy, then lets it all out in order: the
+        (this O(hold.token)) comes through the old copy, then lets it all out in order - the
         order barrier of a make-before-break move (the collection's docs/operations.md). A
         direction whose marker does not come is released O(hold.timeout) seconds after its first
         held frame. Kernel instances hold in their legs' queues, built-in process types in the
