@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """What a live migration of a VM instance costs the traffic crossing it, by the way the switch flips.
 
-    .venv/bin/python bench/vm_migrate.py [--moves 10] [--rates 1000,10000] [--flows 16] [--seconds 8]
+    .venv/bin/python bench/vm_migrate.py [--moves 10] [--rates 1000,10000] [--flows 16] [--seconds 10]
                                          [--methods source_suspended,destination_resumed,naive] [--keep-lab] [--no-lab-up]
 
 Run as root from the checkout. It brings up the lab of tests/integration/vm/test_vm_migrate.py
@@ -19,7 +19,10 @@ flows at each rate. Methods, interleaved move by move so that the machine's nois
   retargeted XML; QEMU's default max downtime), and the same prepared bundle applied as soon as
   virsh returns - the lower bound of "migrate, then run openflow_flows".
 
-A ``none`` row per rate is the probe with no move (what the guest path loses anyway).
+A ``none`` row per rate is the probe with no move (what the guest path loses anyway). A move
+after which the guest no longer forwards (the lab's QEMU sometimes breaks the guest's memory,
+docs/vm-modules.md) is counted as ``guest crashed`` with the guest's console words, the guest
+is restarted, and the move is left out of the medians.
 Per move: the probe's blackout (the longest gap of any one flow), lost, reordered, duplicated;
 libvirt's downtime; the flip's delay after its event. Prints medians and p95 per method and
 rate, and writes every move as JSON to bench/results/. The lab is taken down at the end unless
@@ -128,7 +131,31 @@ def one(method, rate, flows, seconds):
     if row["flip_ns"] is not None:
         # the flip must fall well inside the probe's run, or the run says nothing about it
         row["flip_inside_probe"] = row["flip_ns"] < probe.start_ns + int((seconds - 0.5) * 1e9)
+    row["guest_crashed"] = None
+    if not alive():
+        row["guest_crashed"] = crash_words(dst if method != "none" else src)
+        restart_guest()
     return row
+
+
+def alive(tries=3):
+    return any(mlab.ping(count=1, wait=1).returncode == 0 for _ in range(tries))
+
+
+def crash_words(host):
+    """What the guest printed on its serial console on ``host`` (the log starts afresh when the
+    guest arrives there): the panic's first lines, or a note that it printed nothing."""
+    return mlab.guest_crash(mlab.console(host)) or "no forwarding after the move, nothing on the console of %s" % host
+
+
+def restart_guest():
+    """A guest that stopped forwarding (it crashed): destroyed and started again where it is."""
+    host = where_is_the_guest()
+    uri = mlab.HOSTS[host]["uri"]
+    mlab.sh("virsh", "-c", uri, "destroy", mlab.DOMAIN, check=False)
+    mlab.sh("virsh", "-c", uri, "start", mlab.DOMAIN)
+    print("  the guest stopped forwarding; restarted on %s, forwarding again after %.1f s"
+          % (host, mlab.wait_forwarding()), flush=True)
 
 
 def pct(values, fraction):
@@ -142,14 +169,15 @@ def table(rows):
     keys = (("blackout_ms", "blackout ms"), ("lost", "lost"), ("reordered", "reord"), ("duplicated", "dup"),
             ("downtime_ms", "libvirt downtime ms"), ("flip_delay_ms", "flip delay ms"), ("migration_ms", "migrate call ms"),
             ("ovs_socket_drops_total", "host OVS socket drops"))
-    head = "| rate (pps) | method | moves | " + " | ".join("%s median / p95" % name for _k, name in keys) + " |"
-    lines = [head, "|" + "---|" * (3 + len(keys))]
+    head = "| rate (pps) | method | moves | guest crashed | " + " | ".join("%s median / p95" % name for _k, name in keys) + " |"
+    lines = [head, "|" + "---|" * (4 + len(keys))]
     seen = []
     for r in rows:
         if (r["rate"], r["method"]) not in seen:
             seen.append((r["rate"], r["method"]))
     for rate, method in seen:
-        group = [r for r in rows if (r["rate"], r["method"]) == (rate, method)]
+        every = [r for r in rows if (r["rate"], r["method"]) == (rate, method)]
+        group = [r for r in every if not r.get("guest_crashed")]
         cells = []
         for key, _name in keys:
             values = [r.get(key) for r in group]
@@ -158,7 +186,7 @@ def table(rows):
                 continue
             med, p95 = statistics.median([v for v in values if v is not None]), pct(values, 0.95)
             cells.append("%s / %s" % (_fmt(med), _fmt(p95)))
-        lines.append("| %d | %s | %d | %s |" % (rate, method, len(group), " | ".join(cells)))
+        lines.append("| %d | %s | %d | %d | %s |" % (rate, method, len(group), len(every) - len(group), " | ".join(cells)))
     return "\n".join(lines)
 
 
@@ -171,7 +199,7 @@ def main():
     ap.add_argument("--moves", type=int, default=10, help="moves per method and rate")
     ap.add_argument("--rates", default="1000,10000")
     ap.add_argument("--flows", type=int, default=16)
-    ap.add_argument("--seconds", type=float, default=8.0, help="probe duration around each move")
+    ap.add_argument("--seconds", type=float, default=10.0, help="probe duration around each move")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--baseline", type=int, default=3, help="probe runs with no move per rate")
     ap.add_argument("--keep-lab", action="store_true", help="leave the fsm lab up at the end")
@@ -224,6 +252,8 @@ def _say(row):
           " | OVS socket drops %s" % (row["method"], row["rate"], row["from"], row["to"], row["blackout_ms"], row["lost"],
                                      row["reordered"], row["duplicated"], row.get("downtime_ms"), row.get("flip_delay_ms"),
                                      row.get("flip_event"), row.get("migration_ms"), row.get("ovs_socket_drops") or 0), flush=True)
+    if row.get("guest_crashed"):
+        print("  GUEST CRASHED (left out of the medians): %s" % row["guest_crashed"], flush=True)
 
 
 if __name__ == "__main__":

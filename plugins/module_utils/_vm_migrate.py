@@ -120,7 +120,12 @@ def event_name(event, detail):
 # ------------------------------------------------------------------------------------------------
 # the switch: a prepared bundle and its inverse
 class _PlanOnly(Reconciler):
-    """The Reconciler's plan and the bundle lines it renders, kept (run it in check mode)."""
+    """The Reconciler's plan and the bundle lines it renders, kept and never sent.
+
+    It runs as a real (not check-mode) Reconciler whose apply step only keeps the lines: in check
+    mode the Reconciler lets a flow name a port the switch does not have yet (a placeholder
+    number, for a port the same playbook would create first), which a bundle prepared for a
+    real flip must never carry."""
 
     plan = None
     lines = None
@@ -129,6 +134,9 @@ class _PlanOnly(Reconciler):
         lines = super()._render(plan)
         self.plan, self.lines = plan, lines
         return lines
+
+    def _apply(self, lines, plan):
+        """Nothing is sent: the lines wait for the switchover."""
 
 
 def inverse_lines(plan):
@@ -156,7 +164,7 @@ class SwitchFlip:
                  report_limit=100, prespawn=True):
         self.ofctl = ofctl
         self.kwargs = dict(cookie=cookie, cookie_mask=cookie_mask, state="replaced", flows=flows, flows_text=flows_text,
-                           flow_cookies=flow_cookies, report_limit=report_limit, check_mode=True)
+                           flow_cookies=flow_cookies, report_limit=report_limit, check_mode=False)
         self.prespawn = prespawn and isinstance(ofctl, Ofctl)
         self.report = None
         self.lines = []

@@ -247,7 +247,10 @@ flip:
   type: dict
   contains:
     "on": {description: The O(flip_on) asked., type: str, returned: always}
-    event: {description: "The event it flipped in (C(source suspended/migrated), C(destination resumed/migrated)) or C(migration returned).", type: str, returned: always}
+    event:
+      description: The event it flipped in (C(source suspended/migrated), C(destination resumed/migrated)) or C(migration returned).
+      type: str
+      returned: always
     event_ns: {description: CLOCK_REALTIME ns when the event reached the module., type: int, returned: always}
     applied_ns: {description: CLOCK_REALTIME ns when the switch had confirmed the bundle., type: int, returned: always}
     delay_ms: {description: Milliseconds from the event to the confirmed bundle., type: float, returned: always}

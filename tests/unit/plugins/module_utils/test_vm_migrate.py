@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _vm
 from ansible_collections.flowstream.platform.plugins.module_utils import _vm_migrate as vmm
-from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import OfctlError
+from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import OfctlError, Port
 from ansible_collections.flowstream.platform.plugins.module_utils._openflow import OpenFlowError
 
 from test_openflow import FakeSwitch  # pylint: disable=import-error  # the in-memory switch of the Reconciler's tests
@@ -125,6 +125,18 @@ def test_nothing_to_flip_when_the_flows_are_in_place():
     flip.apply()
     flip.restore()
     assert sw.bundles == []
+
+
+def test_a_port_the_switch_does_not_have_fails_while_preparing():
+    """Never a placeholder port number in a bundle prepared for a real flip (the Reconciler's
+    check mode would put one in for a port the same run creates first)."""
+    sw = FakeSwitch(flows=[(COOKIE, f) for f in via(3, 101, 102)], ports=[Port("3", "fsm-mh1-tr"), Port("4", "fsm-mh2-tr")])
+    flip = vmm.SwitchFlip(sw, cookie=COOKIE, flows=["priority=100,in_port=fsm-nope,actions=output:fsm-mh2-tr"], prespawn=False)
+    with pytest.raises(OpenFlowError, match="names port 'fsm-nope', which the switch does not have"):
+        flip.prepare()
+    flip = vmm.SwitchFlip(sw, cookie=COOKIE, flows=["priority=100,in_port=fsm-mh1-tr,actions=output:fsm-mh2-tr"], prespawn=False)
+    flip.prepare()
+    assert flip.lines and all("fsm-" not in line for line in flip.lines) and sw.bundles == []
 
 
 def test_bad_flows_fail_while_preparing():
