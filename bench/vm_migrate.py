@@ -36,7 +36,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -139,7 +138,7 @@ def one(method, rate, flows, seconds):
 
 
 def alive(tries=3):
-    return any(mlab.ping(count=1, wait=1).returncode == 0 for _ in range(tries))
+    return any(mlab.ping(count=1, wait=1).returncode == 0 for _try in range(tries))
 
 
 def crash_words(host):
@@ -226,10 +225,10 @@ def main():
         else:
             mlab.set_flows(where_is_the_guest())
         for rate in rates:
-            for _ in range(args.baseline):
+            for _run in range(args.baseline):
                 rows.append(one("none", rate, args.flows, args.seconds))
                 _say(rows[-1])
-            for _ in range(args.moves):
+            for _move in range(args.moves):
                 for method in methods:
                     rows.append(one(method, rate, args.flows, args.seconds))
                     _say(rows[-1])
@@ -248,10 +247,11 @@ def main():
 
 
 def _say(row):
+    figures = (row["method"], row["rate"], row["from"], row["to"], row["blackout_ms"], row["lost"], row["reordered"],
+               row["duplicated"], row.get("downtime_ms"), row.get("flip_delay_ms"), row.get("flip_event"),
+               row.get("migration_ms"), row.get("ovs_socket_drops") or 0)
     print("%-19s %5d pps %s->%s: blackout %7s ms lost %5d reord %d dup %d | downtime %s ms, flip +%s ms (%s), migrate call %s ms"
-          " | OVS socket drops %s" % (row["method"], row["rate"], row["from"], row["to"], row["blackout_ms"], row["lost"],
-                                     row["reordered"], row["duplicated"], row.get("downtime_ms"), row.get("flip_delay_ms"),
-                                     row.get("flip_event"), row.get("migration_ms"), row.get("ovs_socket_drops") or 0), flush=True)
+          " | OVS socket drops %s" % figures, flush=True)
     if row.get("guest_crashed"):
         print("  GUEST CRASHED (left out of the medians): %s" % row["guest_crashed"], flush=True)
 

@@ -542,12 +542,13 @@ class Migrator:
                 raise self._fail("runs on %s already; the switch %s refused its flows: %s" % (
                     self.destination_uri, self.flip.target, exc.msg)) from exc
         ended = self.clock()
+        actions = ["%s runs on %s already" % (self.name, self.destination_uri)]
+        if changed:
+            verb = "would flip" if check_mode else "flipped"
+            actions.append("%s the switch %s (%d bundle lines)" % (verb, self.flip.target, len(self.flip.lines)))
         return {"changed": changed, "instance": self.instance, "domain": self.name, "source": self.source_uri,
                 "destination": self.destination_uri, "migrated": False, "switch": self._switch_report(report),
-                "actions": ["%s runs on %s already" % (self.name, self.destination_uri)]
-                + (["%s the switch %s (%d bundle lines)" % ("would flip" if check_mode else "flipped", self.flip.target,
-                                                             len(self.flip.lines))] if changed else []),
-                "started_ns": started_ns, "ended_ns": ended, "duration_ms": _ms(ended - started_ns),
+                "actions": actions, "started_ns": started_ns, "ended_ns": ended, "duration_ms": _ms(ended - started_ns),
                 "warnings": list(self.warnings)}
 
     def _migrate(self, src, dst, dom, params):  # pylint: disable=too-many-locals,too-many-branches,too-many-statements
@@ -609,8 +610,8 @@ class Migrator:
             try:
                 ddom.setAutostart(1)
             except LibvirtError as exc:
-                self.warnings.append("could not turn autostart on for %s on %s: %s" % (self.name, self.destination_uri,
-                                                                                    _words(exc)))
+                self.warnings.append("could not turn autostart on for %s on %s: %s"
+                                     % (self.name, self.destination_uri, _words(exc)))
         return {"migrated": True, "migration_ms": _ms(returned_ns - migrate_ns), "downtime_ms": job.get("downtime"),
                 "libvirt_job": job, "flip": switch.report(), "events": switch.events}
 

@@ -131,7 +131,7 @@ options:
     description: More such flows, one per line as an C(ovs-ofctl) flow file (C(#) comments).
     type: str
   report_limit:
-    description: At most this many flows are listed in each of RV(switch.added), RV(switch.removed), RV(switch.modified).
+    description: At most this many flows are listed in each of C(added), C(removed), C(modified) of RV(switch).
     type: int
     default: 100
 requirements:

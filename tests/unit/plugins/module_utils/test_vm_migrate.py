@@ -487,7 +487,11 @@ def test_events_of_other_domains_and_a_second_trigger_flip_nothing_more(world):
 
 def test_callback_never_raises_into_libvirt():
     sw = vmm.Switchover("fs-w1", "source_suspended", FakeFlip(), clock=CLOCK.now)
-    broken = type("Dom", (), {"name": lambda _self: (_ for _ in ()).throw(RuntimeError("gone"))})()
+
+    def gone(_self):
+        raise RuntimeError("gone")
+
+    broken = type("Dom", (), {"name": gone})()
     sw.callback("source")(None, broken, 3, 1, None)
     assert isinstance(sw.error, RuntimeError) and not sw.flipped
 
