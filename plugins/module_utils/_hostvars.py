@@ -47,6 +47,7 @@ def module_host_vars(platform, management_network, host):
         "flowstream_trunk": host.trunk,
         "flowstream_host_bridge": host.host_bridge,
         "flowstream_port_type": host.port_type,
+        "flowstream_leg_port_type": host.leg_port_type or host.port_type,
         "flowstream_capacity": host.capacity.as_dict(),
         "flowstream_kinds": list(host.kinds),
         "flowstream_power": dict(host.power),

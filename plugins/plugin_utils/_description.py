@@ -53,8 +53,8 @@ SWITCH_KEYS = (
 )
 SSL_KEYS = ('private_key', 'certificate', 'ca_cert')
 MODULE_HOST_KEYS = (
-    'name', 'management_address', 'switch', 'trunk', 'host_bridge', 'port_type', 'capacity',
-    'kinds', 'power', 'libvirt_uri',
+    'name', 'management_address', 'switch', 'trunk', 'host_bridge', 'port_type', 'leg_port_type',
+    'capacity', 'kinds', 'power', 'libvirt_uri',
 )
 #: How the controller reaches a module host's libvirt (live migration of VM processing modules):
 #: ``{address}`` and ``{name}`` are the host's management address and name.
@@ -207,6 +207,7 @@ class ModuleHost:
     power: dict[str, t.Any]
     spare: bool = False
     libvirt_uri: str = ''
+    leg_port_type: str = ''
 
     @property
     def role(self) -> str:
@@ -221,6 +222,7 @@ class ModuleHost:
             'trunk': self.trunk,
             'host_bridge': self.host_bridge,
             'port_type': self.port_type,
+            'leg_port_type': self.leg_port_type or self.port_type,
             'capacity': self.capacity.as_dict(),
             'kinds': list(self.kinds),
             'power': dict(self.power),
@@ -835,13 +837,13 @@ def _merge_defaults(defaults: Mapping, host: Mapping) -> tuple[dict[str, t.Any],
     return merged, inherited
 
 
-def _check_port_type(entity: _Entity, value: t.Any) -> str:
+def _check_port_type(entity: _Entity, value: t.Any, field: str = 'port_type', default: str = DEFAULT_PORT_TYPE) -> str:
     if value is None:
-        return DEFAULT_PORT_TYPE
+        return default
     if value not in PORT_TYPES:
         hint = _suggest(value, PORT_TYPES) if isinstance(value, str) else ''
-        entity.error('port_type', f'port_type must be one of {_known(PORT_TYPES)}, '
-                                  f'got {_show(value)}{hint}')
+        entity.error(field, f'{field} must be one of {_known(PORT_TYPES)}, '
+                            f'got {_show(value)}{hint}')
         return INVALID
     return str(value)
 
@@ -1058,6 +1060,7 @@ def _check_module_host(report: _Report, kind: str, index: int, item: t.Any, defa
     result['host_bridge'] = (DEFAULT_HOST_BRIDGE if host_bridge is None else
                              _check_bridge(entity, 'host_bridge', host_bridge, ifname=True))
     result['port_type'] = _check_port_type(entity, merged.get('port_type'))
+    result['leg_port_type'] = _check_port_type(entity, merged.get('leg_port_type'), 'leg_port_type', result['port_type'])
     result['capacity'] = _check_capacity(entity, merged.get('capacity'))
     result['kinds'] = _check_kinds(entity, merged.get('kinds'))
     result['power'] = _check_power(entity, merged.get('power'))
@@ -1226,7 +1229,7 @@ def parse_description(data: t.Any, *, source: str | None = None, plugin: str | N
         return ModuleHost(
             name=entry['name'], management_address=str(entry['management_address']),
             switch=entry['switch'], trunk=entry['trunk'], host_bridge=entry['host_bridge'],
-            port_type=entry['port_type'], capacity=entry['capacity'], kinds=entry['kinds'],
+            port_type=entry['port_type'], leg_port_type=entry['leg_port_type'], capacity=entry['capacity'], kinds=entry['kinds'],
             power=entry['power'], spare=entry['spare'], libvirt_uri=entry['libvirt_uri'],
         )
 

@@ -138,6 +138,7 @@ def test_lab_module_host_vars():
         'flowstream_trunk': 'fsl-mh1-tr',
         'flowstream_host_bridge': 'fs-host',
         'flowstream_port_type': 'afxdp-nonpmd',
+        'flowstream_leg_port_type': 'system',
         'flowstream_capacity': {'cpu': 3, 'memory': 1024},
         'flowstream_kinds': ['vm', 'process', 'kernel', 'click'],
         'flowstream_power': {'driver': 'lab'},
@@ -980,3 +981,14 @@ def test_generated_platforms_round_trip(hosts):
     platform = model.parse_description(data)
     assert [(h.trunk, h.capacity.cpu, h.capacity.memory) for h in platform.module_hosts] == hosts
     assert model.parse_description(platform.as_dict()) == platform
+
+
+def test_leg_port_type_defaults_to_port_type_and_is_checked():
+    data = copy.deepcopy(LAB_DATA)
+    del data['module_host_defaults']['leg_port_type']
+    platform = model.parse_description(data, plugin=PLUGIN)
+    assert [(h.port_type, h.leg_port_type) for h in platform.module_hosts] == [('afxdp-nonpmd', 'afxdp-nonpmd')] * 3
+    data['module_hosts'][1]['leg_port_type'] = 'afxdp'
+    with pytest.raises(model.DescriptionError) as err:
+        model.parse_description(data, plugin=PLUGIN)
+    assert "module_hosts[1] 'mh2': leg_port_type must be one of system, afxdp-nonpmd, got 'afxdp'" in str(err.value)
