@@ -34,7 +34,9 @@ CARRY_KINDS = ("kernel", "process", "click")
 # held its output until then.
 MARKER_ETHERTYPE = 0x88B5
 MARKER_SOURCE_MAC = "02f54d4b0001"
-HOLD_TIMEOUT = 2.0
+# a new copy lets a direction go without its marker this long after its first held packet (the
+# marker may come one Ansible task after the switch moved: the old copy's host bridge sends it)
+HOLD_TIMEOUT = 10.0
 DIRECTIONS = (("fwd", "left", "right"), ("rev", "right", "left"))  # (direction, leg it enters, leg it leaves)
 
 
@@ -321,7 +323,8 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
         out_switches[s] = {"cookie": _cookie(CHAINS_COOKIE), "cookie_mask": _cookie(CHAINS_MASK),
                            "flows_pre": compiled_pre["switches"][s]["flows"] if compiled_pre else None,
                            "flows_during": compiled_during["switches"][s]["flows"], "flows": final["flows"],
-                           "chains": final["chains"], "absent": final["absent"]}
+                           "chains": final["chains"], "absent": final["absent"], "markers": []}
+    compiled_before = None
     for iid in sorted(ids):
         move = moves[iid]
         if move["how"] == "libvirt" or not move["from_vlans"]:
@@ -330,10 +333,21 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
         out_switches[chain["switch"]]["flows_during"] = out_switches[chain["switch"]]["flows_during"] + \
             _marker_relays(move, chain, hosts[move["from"]]["trunk"], hosts[move["to"]]["trunk"])
         token = marker_token(move)
-        # sent into the old copy by its host bridge, right after that bridge stopped sending it anything
-        out_hosts[move["from"]]["markers"].extend(
-            {"actions": "output:%s" % leg_port(iid, enters), "packet": marker_frame(iid, direction, token)}
-            for direction, enters, _leaves in DIRECTIONS)
+        if compiled_before is None:
+            compiled_before = _compile(valid, placement(before), {}, switches, blackboxes, hosts)
+        local_in = " ".join(f["actions"] for f in compiled_before["hosts"].get(move["from"]) or [])
+        for direction, enters, _leaves in DIRECTIONS:
+            marker = marker_frame(iid, direction, token)
+            if "output:%s" % leg_port(iid, enters) in local_in:
+                # a neighbour on the old host sends into the old copy on its own bridge: the marker
+                # follows once that bridge stopped (its bundle, the task after the switch's)
+                out_hosts[move["from"]]["markers"].append({"actions": "output:%s" % leg_port(iid, enters), "packet": marker})
+            else:
+                # only the switch sends into the old copy: the marker follows the switch's own bundle
+                tag = move["from_vlans"][enters]
+                out_switches[chain["switch"]]["markers"].append({
+                    "actions": "push_vlan:0x8100,set_field:%d->vlan_vid,output:%s" % (0x1000 | tag, hosts[move["from"]]["trunk"]),
+                    "packet": marker})
     transition = any(v["flows_during"] != v["flows"] for v in out_switches.values()) or \
         any(v["flows_during"] != v["flows"] for v in out_hosts.values())
     return {"index": index, "name": wave["name"], "moves": [moves[i] for i in sorted(ids)], "vm_move": vm_move,

@@ -182,7 +182,7 @@ options:
       timeout:
         description: Seconds after a direction's first held frame to let it go without its marker.
         type: float
-        default: 2.0
+        default: 10.0
   export_state:
     description:
       - With O(state=absent) - return the instance's state (RV(exported_state)) as it was right
@@ -321,7 +321,7 @@ def main():
             carried_state=dict(type="dict"),
             quiesce=dict(type="dict", options=dict(quiet_ms=dict(type="int", default=200), timeout=dict(type="float", default=10))),
             export_state=dict(type="bool", default=False),
-            hold=dict(type="dict", options=dict(token=dict(type="str", required=True, no_log=False), timeout=dict(type="float", default=2.0))),
+            hold=dict(type="dict", options=dict(token=dict(type="str", required=True, no_log=False), timeout=dict(type="float", default=10.0))),
         ),
         required_if=[("state", "present", ("kind", "type", "vlans")),
                      ("state", "started", ("kind", "type", "vlans")),
