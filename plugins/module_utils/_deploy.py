@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _planner
-from ansible_collections.flowstream.platform.plugins.module_utils._chains import ChainError, leg_port, match_text, validate
+from ansible_collections.flowstream.platform.plugins.module_utils._chains import ChainError, match_text, validate
 from ansible_collections.flowstream.platform.plugins.module_utils._compiler import check_overlaps, compile_chain
 
 CHAINS_COOKIE = 0xF5C0000000000000
@@ -87,8 +87,9 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
     1. ``remove_first`` (an id replaced on the same host: the id names its ports) and
        ``export`` (the state of the instances a live move takes along, read on their old host);
     2. ``install``: new instances, and the new copies of moving ones (with that state);
-    3. ``flows_pre`` (a VM moved by libvirt only): the switch learns the VM's new tags as
-       arrivals and hosts stop sending to it locally, while the traffic still goes to it;
+    3. ``flows_pre`` (a wave that moves instances): host bridges stop sending moving instances
+       anything on their own (their neighbours there send up the trunk, the switch still sends
+       them down), and the switch learns a VM's new tags as arrivals;
     4. ``flows_during``: the switch sends to the new places, while packets still inside old
        copies (``draining``) are taken onward from them - on the switch first, then on the
        host bridges; for a VM this switch bundle is applied at libvirt's switchover event;
@@ -227,7 +228,7 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
     first = bool(wave.get("changes"))
     converge = converge and first
 
-    def placement(finished, in_flight=None):
+    def placement(finished, in_flight=()):
         where = {}
         for iid, entry in new.items():
             move = moves.get(iid)
@@ -238,7 +239,7 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
                 where[iid] = here
             else:
                 where[iid] = entry
-            if iid == in_flight:
+            if iid in in_flight:
                 where[iid] = dict(where[iid], host=IN_FLIGHT)
         return where
 
@@ -262,12 +263,18 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
                                switches, blackboxes, hosts)
     compiled_final = _compile(valid, after, {}, switches, blackboxes, hosts)
     compiled_pre = None
-    if vm is not None:
-        landing = dict(new[vm["instance"]], host=IN_FLIGHT)
-        compiled_pre = _compile(valid, placement(before, in_flight=vm["instance"]), {vm["instance"]: landing}, switches, blackboxes, hosts)
+    moving = {iid for iid in ids if moves[iid]["from_vlans"]}
+    if moving:
+        # before the switch moves: no host bridge sends a moving instance anything on its own any
+        # more (its neighbours there send up the trunk, the switch still sends it down), so once
+        # the switch has moved, nothing enters the old copy but through the switch - and the
+        # switch's markers follow its last packets (docs/operations.md#reordering); a VM's new
+        # tags are arrivals already
+        landing = {vm["instance"]: dict(new[vm["instance"]], host=IN_FLIGHT)} if vm is not None else {}
+        compiled_pre = _compile(valid, placement(before, in_flight=moving), landing, switches, blackboxes, hosts)
     out_hosts = {}
     for h in hosts:
-        out_hosts[h] = {"remove_first": [], "export": [], "install": [], "remove": [], "markers": [],
+        out_hosts[h] = {"remove_first": [], "export": [], "install": [], "remove": [],
                         "cookie": _cookie(CHAINS_COOKIE), "cookie_mask": _cookie(CHAINS_MASK),
                         "flows_pre": compiled_pre["hosts"][h] if compiled_pre else None,
                         "flows_during": compiled_during["hosts"][h], "flows": compiled_final["hosts"][h]}
@@ -324,7 +331,6 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
                            "flows_pre": compiled_pre["switches"][s]["flows"] if compiled_pre else None,
                            "flows_during": compiled_during["switches"][s]["flows"], "flows": final["flows"],
                            "chains": final["chains"], "absent": final["absent"], "markers": []}
-    compiled_before = None
     for iid in sorted(ids):
         move = moves[iid]
         if move["how"] == "libvirt" or not move["from_vlans"]:
@@ -333,21 +339,13 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
         out_switches[chain["switch"]]["flows_during"] = out_switches[chain["switch"]]["flows_during"] + \
             _marker_relays(move, chain, hosts[move["from"]]["trunk"], hosts[move["to"]]["trunk"])
         token = marker_token(move)
-        if compiled_before is None:
-            compiled_before = _compile(valid, placement(before), {}, switches, blackboxes, hosts)
-        local_in = " ".join(f["actions"] for f in compiled_before["hosts"].get(move["from"]) or [])
         for direction, enters, _leaves in DIRECTIONS:
-            marker = marker_frame(iid, direction, token)
-            if "output:%s" % leg_port(iid, enters) in local_in:
-                # a neighbour on the old host sends into the old copy on its own bridge: the marker
-                # follows once that bridge stopped (its bundle, the task after the switch's)
-                out_hosts[move["from"]]["markers"].append({"actions": "output:%s" % leg_port(iid, enters), "packet": marker})
-            else:
-                # only the switch sends into the old copy: the marker follows the switch's own bundle
-                tag = move["from_vlans"][enters]
-                out_switches[chain["switch"]]["markers"].append({
-                    "actions": "push_vlan:0x8100,set_field:%d->vlan_vid,output:%s" % (0x1000 | tag, hosts[move["from"]]["trunk"]),
-                    "packet": marker})
+            # into the old copy's input leg from the switch, right after the switch's bundle: since
+            # the host bridges' flows_pre nothing else sends it anything
+            tag = move["from_vlans"][enters]
+            out_switches[chain["switch"]]["markers"].append({
+                "actions": "push_vlan:0x8100,set_field:%d->vlan_vid,output:%s" % (0x1000 | tag, hosts[move["from"]]["trunk"]),
+                "packet": marker_frame(iid, direction, token)})
     transition = any(v["flows_during"] != v["flows"] for v in out_switches.values()) or \
         any(v["flows_during"] != v["flows"] for v in out_hosts.values())
     return {"index": index, "name": wave["name"], "moves": [moves[i] for i in sorted(ids)], "vm_move": vm_move,

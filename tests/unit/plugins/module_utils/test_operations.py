@@ -221,20 +221,15 @@ def test_a_make_before_break_move_carries_state_and_keeps_the_old_copy_flowing_u
     # the order barrier: the new copy holds until markers sent into the old copy come through
     token = _deploy.marker_token(move)
     assert wave["hosts"][target]["install"][0]["hold"] == {"token": token, "timeout": _deploy.HOLD_TIMEOUT}
-    # a marker per direction: from the old host's bridge where a neighbour there sends into the old
-    # copy on that bridge (it follows that bridge's bundle), else from the switch (it follows the switch's)
-    on_host, on_switch = wave["hosts"][source]["markers"], wave["switches"]["sw1"]["markers"]
-    assert len(on_host) + len(on_switch) == 2
-    before = plan(chains(WEB), hosts)
-    local = {"left": False, "right": False}
-    for iid, entry in before["instances"].items():
-        if iid != mon and entry["host"] == source and entry["step"] in ("fw", "out"):
-            local["left" if entry["step"] == "fw" else "right"] = True
-    for marker in on_host:
-        leg = "left" if marker["actions"].endswith("-l") else "right"
-        assert local[leg] and marker["packet"] == _deploy.marker_frame(mon, "fwd" if leg == "left" else "rev", token)
-    for marker in on_switch:
-        assert marker["actions"].endswith("output:%s" % hosts[source]["trunk"]) and marker["actions"].startswith("push_vlan:0x8100,")
+    # a marker per direction, from the switch into the old copy's input leg on its old trunk
+    trunk = hosts[source]["trunk"]
+    assert [m["actions"] for m in wave["switches"]["sw1"]["markers"]] == [
+        "push_vlan:0x8100,set_field:%d->vlan_vid,output:%s" % (0x1000 | old[leg]["vlan"], trunk) for leg in ("left", "right")]
+    assert [m["packet"] for m in wave["switches"]["sw1"]["markers"]] == [_deploy.marker_frame(mon, d, token) for d in ("fwd", "rev")]
+    # and before the switch moves, no host bridge sends the moving instance anything on its own
+    for h, lists in wave["hosts"].items():
+        assert not any("output:fs-%s-" % mon in f["actions"] for f in lists["flows_pre"]), h
+    assert wave["switches"]["sw1"]["flows_pre"] is not None
     relays = [f for f in wave["switches"]["sw1"]["flows_during"] if "dl_type=0x88b5" in f["match"]]
     assert len(relays) == 2 and not any("dl_type=0x88b5" in f["match"] for f in wave["switches"]["sw1"]["flows"])
 
