@@ -140,6 +140,8 @@ class Program:
         self.carried = os.path.join(os.path.dirname(args.stats), "carried.json") if args.stats else None
         self.carried_mtime = None
         self.gate = None
+        self.backlog = {"left_to_right": [], "right_to_left": []}
+        self.backlog_at = {}
         if fs_hold is not None and args.stats:
             run_dir = os.path.dirname(args.stats)
             hold = fs_hold.read_config(run_dir)
@@ -234,24 +236,54 @@ class Program:
                 pass  # the other leg is down: the packet is lost, as on a wire
 
     def gated(self, out, direction, frame):
-        """Send ``frame`` on, or hold it while the move's marker has not come (see fs_hold)."""
-        if self.gate is None:
-            self.send(out, [frame])
+        """Send ``frame`` on - or keep it: while the move's marker has not come (see fs_hold), and
+        behind what a released hold still lets go at its pace."""
+        gate_dir = "fwd" if direction == "left_to_right" else "rev"
+        if self.gate is not None and self.gate.holding(gate_dir):
+            released = self.gate.offer(gate_dir, frame)
+            if not self.gate.holding(gate_dir):
+                self.start_backlog(direction, released, self.gate.pace(gate_dir)[0])
+            self.finish_gate()
             return
-        self.send(out, self.gate.offer("fwd" if direction == "left_to_right" else "rev", frame))
-        if self.gate.done():
+        if self.backlog.get(direction):
+            if fs_hold is None or fs_hold.marker_of(frame) is None:
+                self.backlog[direction].append(frame)
+            return
+        self.send(out, [frame])
+
+    def start_backlog(self, direction, frames, rate):
+        """A released hold's frames go out at ``rate`` frames/s, in order, new ones behind them."""
+        if frames:
+            self.backlog[direction] = list(frames)
+            self.backlog_at[direction] = (time.monotonic(), float(rate), 0)
+
+    def drain_backlogs(self, outs):
+        """Let go what the paces allow now; True while something waits."""
+        waiting = False
+        for direction, queue in self.backlog.items():
+            if not queue:
+                continue
+            start, rate, sent = self.backlog_at[direction]
+            due = int((time.monotonic() - start) * rate) + 1 - sent
+            if due > 0:
+                self.send(outs[direction], queue[:due])
+                del queue[:due]
+                self.backlog_at[direction] = (start, rate, sent + due)
+            waiting = waiting or bool(queue)
+        return waiting
+
+    def finish_gate(self):
+        if self.gate is not None and self.gate.done():
             fs_hold.write_status(self.run_dir, self.gate, final=True)
             self.gate = None
 
-    def settle_gate(self, outs):
-        """Frames whose hold timed out go; a gate that let both directions go is done."""
+    def settle_gate(self, outs):  # pylint: disable=unused-argument
+        """Directions whose hold timed out go (at their pace); a gate that let both go is done."""
         if self.gate is None:
             return
         for gate_dir, frames in self.gate.due().items():
-            self.send(outs["left_to_right" if gate_dir == "fwd" else "right_to_left"], frames)
-        if self.gate.done():
-            fs_hold.write_status(self.run_dir, self.gate, final=True)
-            self.gate = None
+            self.start_backlog("left_to_right" if gate_dir == "fwd" else "right_to_left", frames, self.gate.pace(gate_dir)[0])
+        self.finish_gate()
 
     def run(self):
         left, right = open_leg(self.args.left), open_leg(self.args.right)
@@ -266,7 +298,8 @@ class Program:
         signal.signal(signal.SIGUSR1, self.request_dump)
         self.load_carried()
         while self.running:
-            for fd, _event in poller.poll(200):
+            waiting = self.drain_backlogs(outs) if self.backlog_at else False
+            for fd, _event in poller.poll(1 if waiting else 200):
                 src = socks[fd]
                 out, direction = peer[fd]
                 for _burst in range(64):

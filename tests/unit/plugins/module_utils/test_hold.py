@@ -101,3 +101,39 @@ def test_every_move_of_kernel_or_process_kind_gets_relays_markers_and_a_hold():
         ("in_port=t1,dl_vlan=102,dl_type=0x88b5", "set_field:4197->vlan_vid,output:t2")]   # rev: out of old left, into new right
     assert _deploy.marker_token(move) == _deploy.marker_token(dict(move))
     assert _deploy.marker_token(move) != _deploy.marker_token(dict(move, to="mh3"))
+
+
+def test_a_released_hold_goes_at_twice_the_rate_it_came_in():
+    clock = Clock()
+    gate = _hold.Gate("m1", "tok", clock=clock)
+    for n in range(100):
+        gate.offer("fwd", frame(n % 250))
+    clock.now += 0.05   # 100 frames in 50 ms: 2000 frames/s
+    gate.offer("fwd", marker("m1", "fwd", "tok"))
+    frames, rate_bytes = gate.pace("fwd")
+    assert frames == _hold.MIN_PACE  # 2 x 2000 = 4000/s is below the floor
+    assert rate_bytes == frames * 64  # bytes per frame counted at least as a minimal Ethernet frame
+
+
+def test_the_program_lets_a_released_hold_go_in_order_behind_which_new_frames_wait(monkeypatch):
+    import argparse
+    from ansible_collections.flowstream.platform.plugins.module_utils import _packet_programs
+    monkeypatch.setattr(_packet_programs, "fs_hold", _hold)
+    program = _packet_programs.Program(argparse.Namespace(mode="wire", stats=None, pattern=None, action="drop", dscp=8,
+                                                          left="left", right="right"))
+    program.gate = _hold.Gate("w1", "tok", timeout=10.0)
+    program.run_dir = "/nonexistent"
+    monkeypatch.setattr(_hold, "write_status", lambda *a, **k: None)
+    sent = []
+    program.send = lambda out, frames: sent.extend(frames)
+    outs = {"left_to_right": "R", "right_to_left": "L"}
+    for n in range(50):
+        program.gated("R", "left_to_right", frame(n))
+    assert sent == []
+    program.gated("R", "left_to_right", marker("w1", "fwd", "tok"))
+    program.gated("R", "left_to_right", frame(99))          # new: behind the held ones
+    while program.drain_backlogs(outs):
+        pass
+    assert sent == [frame(n) for n in range(50)] + [frame(99)]
+    program.gated("L", "right_to_left", frame(7))           # the other direction still holds
+    assert sent[-1] == frame(99)
