@@ -79,7 +79,7 @@ def lab():
 @pytest.mark.parametrize("old, new, words", [
     ("trunk: fsl-mh2-tr}", "trunc: fsl-mh2-tr}", ["module_hosts[1]", "mh2", "trunc"]),
     ("management_address: 198.18.0.13,", "management_address: 198.18.9.13,", ["mh3", "management_address"]),
-    ("capacity: {cpu: 1, memory: 1024}", "capacity: {cpu: 1, memory: 1G}", ["capacity.memory"]),
+    ("capacity: {cpu: 3, memory: 1024}", "capacity: {cpu: 3, memory: 1G}", ["capacity.memory"]),
 ])
 def test_bad_description_builds_nothing(lab, tmp_path, old, new, words):
     """A bad platform description stops lab-up before any object exists."""

@@ -234,6 +234,30 @@ def test_a_make_before_break_move_carries_state_and_keeps_the_old_copy_flowing_u
     assert len(relays) == 2 and not any("dl_type=0x88b5" in f["match"] for f in wave["switches"]["sw1"]["flows"])
 
 
+def test_a_resumed_move_never_sends_the_switch_back_to_the_old_copy():
+    """Killed after the switch's bundle, a move's rerun finds both copies: before the switch's
+    change it already sends to the target's copy, and the old copy's output stays an arrival
+    (sending back to the old copy would strand what the new one holds)."""
+    raw = [WEB]
+    hosts = deployed(chains(WEB))
+    first = where(plan(chains(WEB), hosts))
+    mon = ids("web", 1, 2)[0]
+    source = first[mon]
+    target = next(h for h in ("mh1", "mh2", "mh3") if h != source)
+    old = hosts[source]["report"]["instances"][mon]["legs"]
+    half = copy.deepcopy(hosts)
+    copy_of = copy.deepcopy(hosts[source]["report"]["instances"][mon])
+    copy_of["legs"] = {"left": {"vlan": 900}, "right": {"vlan": 901}}
+    half[target]["report"]["instances"][mon] = copy_of
+    (wave,) = _build(raw, half, policy=_move(mon, target), only_moves=True)["waves"]
+    pre = "\n".join(f["match"] + " " + f["actions"] for f in wave["switches"]["sw1"]["flows_pre"])
+    sends = "set_field:%d->vlan_vid,output:%s"
+    assert sends % (0x1000 | 900, hosts[target]["trunk"]) in pre
+    assert sends % (0x1000 | old["left"]["vlan"], hosts[source]["trunk"]) not in pre
+    for trunk, tag in ((hosts[target]["trunk"], 901), (hosts[source]["trunk"], old["right"]["vlan"])):
+        assert "in_port=%s,dl_vlan=%d" % (trunk, tag) in pre, (trunk, tag)
+
+
 def test_a_drain_of_two_hosts_is_rolling_one_host_per_wave_with_all_capacity_checked_first():
     mail = dict(chain("mail", step("w", "wire", "kernel")), match={"udp": True})
     request = chains(WEB, mail)
