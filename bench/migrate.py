@@ -72,6 +72,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
+
 TOP = Path(__file__).resolve().parents[1]
 BIN = TOP / ".venv" / "bin"
 PREFIX = "fsb"
@@ -139,24 +142,9 @@ def sh(*argv, check=True, timeout=300):
     return proc
 
 
-def on_host(host, *argv, check=True):
-    enter = ["nsenter", "--mount=%s/ns/%s.mnt" % (STATE, host), "--net=/run/netns/%s-%s" % (PREFIX, host)]
-    return sh(*(enter + list(argv)), check=check).stdout
-
-
-def placement():
-    """{instance: [hosts]} read on the hosts: leg ports on the host bridge, namespaces, domains."""
-    where = {}
-    for host in HOSTS:
-        found = set()
-        for port in on_host(host, "ovs-vsctl", "list-ports", "fs-host").split():
-            if port.startswith("fs-") and port[-2:] in ("-l", "-r"):
-                found.add(port[3:-2])
-        found.update(n[3:] for n in on_host(host, "ip", "netns", "list").split() if n.startswith("fs-"))
-        found.update(d[3:] for d in on_host(host, "virsh", "-q", "list", "--all", "--name", check=False).split() if d.startswith("fs-"))
-        for iid in found:
-            where.setdefault(iid, []).append(host)
-    return where
+LAB = LabHosts(HOSTS, prefix=PREFIX, state=STATE)
+on_host = LAB.run
+placement = LAB.placement
 
 
 def leg_packets(host, iid):

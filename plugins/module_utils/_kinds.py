@@ -129,6 +129,10 @@ def leg_counters(host_bridge, instance, runner=None):
     return out
 
 
+# the argument spec of the modules' ``quiesce`` option (doc fragment flowstream.platform.quiesce)
+QUIESCE_OPTION = dict(type="dict", options=dict(quiet_ms=dict(type="int", default=200), timeout=dict(type="float", default=10)))
+
+
 def wait_quiet(host_bridge, instance, quiet_ms=200, timeout=10.0, sleep=None, runner=None, clock=time.monotonic, pause=time.sleep):
     """Wait until the instance's legs have passed no packet for ``quiet_ms`` (bounded by
     ``timeout`` seconds). Returns {quiet, waited_ms, packets_since (after the first look)}."""

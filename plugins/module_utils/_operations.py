@@ -94,7 +94,7 @@ def move_figures(probe, plan, times, vm_results=None, holds=None):
                    "from": move["from"], "to": move["to"], "method": move["method"], "how": move["how"], "wave": wave["name"],
                    "duration_s": round(float(t["ended"]) - float(t["started"]), 2) if "ended" in t and "started" in t else None,
                    "probed": figures is not None}
-            for key in ("sent", "lost", "reordered", "duplicated", "blackout_ms", "max_gap_ms"):
+            for key in ("sent", "lost", "reordered", "duplicated", "blackout_ms", "max_gap_ms", "lost_bursts"):
                 row[key] = (figures or {}).get(key)
             vm = vm_results.get(move["instance"]) or {}
             if vm:

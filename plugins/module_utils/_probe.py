@@ -736,14 +736,36 @@ def _count(values, start, end):
     return bisect.bisect_right(values, end) - bisect.bisect_left(values, start)
 
 
+BURST_GAP_NS = 10 * 1000000  # lost packets sent within 10 ms of each other are one burst
+BURSTS_KEPT = 5
+
+
 def _window_entry():
     return {"sent": 0, "received": 0, "lost": 0, "reordered": 0, "duplicated": 0, "max_gap_ns": None, "max_gap_flow": None,
-            "blackout_ns": None}
+            "blackout_ns": None, "lost_tx": []}
+
+
+def loss_bursts(lost_tx, start_ns):
+    """When the lost packets were sent: bursts of losses (send times less than 10 ms apart), the
+    5 largest in time order, each {after_ms: from the window's start, ms: how long, lost}."""
+    times = sorted(lost_tx)
+    bursts = []
+    for t in times:
+        if bursts and t - bursts[-1][1] <= BURST_GAP_NS:
+            bursts[-1][1] = t
+            bursts[-1][2] += 1
+        else:
+            bursts.append([t, t, 1])
+    kept = sorted(sorted(bursts, key=lambda b: -b[2])[:BURSTS_KEPT])
+    return [{"after_ms": _ms(b[0] - start_ns), "ms": _ms(b[1] - b[0]), "lost": b[2]} for b in kept]
 
 
 def _window_add(entry, tl, start, end):
     sent = _count(tl.tx, start, end)
     lost = _count(tl.lost_tx, start, end)
+    if lost:
+        lo = bisect.bisect_left(tl.lost_tx, start)
+        entry["lost_tx"].extend(tl.lost_tx[lo:lo + lost])
     dup = _count(tl.duplicated, start, end)
     entry["sent"] += sent
     entry["lost"] += lost
@@ -759,11 +781,12 @@ def _window_add(entry, tl, start, end):
             entry["blackout_ns"] = blackout
 
 
-def _window_out(entry):
+def _window_out(entry, start_ns):
     out = {k: entry[k] for k in ("sent", "received", "lost", "reordered", "duplicated")}
     out["max_gap_ms"] = _ms(entry["max_gap_ns"])
     out["max_gap_flow"] = entry["max_gap_flow"]
     out["blackout_ms"] = _ms(entry["blackout_ns"])
+    out["lost_bursts"] = loss_bursts(entry["lost_tx"], start_ns)
     return out
 
 
@@ -799,8 +822,8 @@ def window_figures(windows, flows, send_times, arrivals):
             _window_add(total, tl, start, end)
             _window_add(per[tl.group], tl, start, end)
         entry = {"start_ns": start, "end_ns": end}
-        entry.update(_window_out(total))
-        entry["groups"] = {g: _window_out(per[g]) for g in groups}
+        entry.update(_window_out(total, start))
+        entry["groups"] = {g: _window_out(per[g], start) for g in groups}
         out[win["name"]] = entry
     return out
 

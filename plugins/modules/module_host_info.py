@@ -19,6 +19,7 @@ author:
   - Flowstream Platform Maintainers (@flowstream)
 extends_documentation_fragment:
   - flowstream.platform.attributes
+  - flowstream.platform.quiesce
   - flowstream.platform.attributes.info_module
 options:
   host_bridge:
@@ -47,22 +48,6 @@ options:
     type: list
     elements: str
     default: []
-  quiesce:
-    description:
-      - With O(export_state) - first wait until each of those instances' legs have passed no
-        packet for O(quiesce.quiet_ms) (live Open vSwitch counters), at most O(quiesce.timeout)
-        seconds each, so the state read is final (a make-before-break move reads its old copy's
-        state once the switch has sent its traffic elsewhere and the copy has gone quiet).
-    type: dict
-    suboptions:
-      quiet_ms:
-        description: How long the legs must be still.
-        type: int
-        default: 200
-      timeout:
-        description: Seconds to wait at most per instance.
-        type: float
-        default: 10
 """
 
 EXAMPLES = r"""
@@ -144,7 +129,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
 from ansible_collections.flowstream.platform.plugins.module_utils._host_info import report
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
-from ansible_collections.flowstream.platform.plugins.module_utils._kinds import wait_quiet
+from ansible_collections.flowstream.platform.plugins.module_utils._kinds import QUIESCE_OPTION, wait_quiet
 from ansible_collections.flowstream.platform.plugins.module_utils._processing import ProcessingModules, vm_kind
 
 
@@ -156,7 +141,7 @@ def main():
             sample_seconds=dict(type="float", default=0.5),
             flows=dict(type="bool", default=False),
             export_state=dict(type="list", elements="str", default=[]),
-            quiesce=dict(type="dict", options=dict(quiet_ms=dict(type="int", default=200), timeout=dict(type="float", default=10))),
+            quiesce=QUIESCE_OPTION,
         ),
         supports_check_mode=True,
     )

@@ -33,6 +33,7 @@ author:
   - Flowstream Platform Maintainers (@flowstream)
 extends_documentation_fragment:
   - flowstream.platform.attributes
+  - flowstream.platform.quiesce
 attributes:
   check_mode:
     support: full
@@ -148,22 +149,6 @@ options:
         and counted with what the instance counts itself; a process reads flagged connections
         from it before its first packet and whenever it changes. Only a different state is a change.
     type: dict
-  quiesce:
-    description:
-      - With O(state=absent) - before removing, wait until the instance's legs have passed no
-        packet for O(quiesce.quiet_ms) (read live from Open vSwitch), at most O(quiesce.timeout)
-        seconds - the switch has already moved its traffic elsewhere and the packets still inside
-        it go on their way. RV(quiesce) says how long it took and whether it was quiet.
-    type: dict
-    suboptions:
-      quiet_ms:
-        description: How long the legs must be still.
-        type: int
-        default: 200
-      timeout:
-        description: Seconds to wait at most (then it is removed all the same).
-        type: float
-        default: 10
   hold:
     description:
       - For the new copy of a moving instance (what the operations engine asks) - when the copy is
@@ -285,6 +270,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
 from ansible_collections.flowstream.platform.plugins.module_utils._host_info import instance_state
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
+from ansible_collections.flowstream.platform.plugins.module_utils._kinds import QUIESCE_OPTION
 from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import PORT_TYPES
 from ansible_collections.flowstream.platform.plugins.module_utils._processing import ProcessingModules
 
@@ -319,7 +305,7 @@ def main():
                                               vcpus=dict(type="int"))),
             click_binary=dict(type="path"),
             carried_state=dict(type="dict"),
-            quiesce=dict(type="dict", options=dict(quiet_ms=dict(type="int", default=200), timeout=dict(type="float", default=10))),
+            quiesce=QUIESCE_OPTION,
             export_state=dict(type="bool", default=False),
             hold=dict(type="dict", options=dict(token=dict(type="str", required=True, no_log=False), timeout=dict(type="float", default=10.0))),
         ),

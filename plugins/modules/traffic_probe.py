@@ -565,7 +565,9 @@ probe:
           before a flow's first arrival the interval starts at its first send time, after its
           last arrival it ends at its last send time) and C(max_gap_flow), whose; C(blackout_ms),
           the longest such gap less its flow's normal spacing (its group's flows / rate), never
-          negative; C(start_ns) and C(end_ns); and C(groups), the same figures per group.
+          negative; C(lost_bursts), when the lost packets were sent - bursts of losses less than
+          10 ms apart, the 5 largest in time order, each C(after_ms) (from the window's start),
+          C(ms) and C(lost); C(start_ns) and C(end_ns); and C(groups), the same figures per group.
         - The gap is per flow on purpose - a moved instance stops the flows that cross it while
           the others keep flowing, which the total gap would hide. C(max_gap_ms) and
           C(blackout_ms) are null when no arrival interval of any flow overlaps the window (a
@@ -574,8 +576,9 @@ probe:
       type: dict
       sample: {move: {start_ns: 1764139200250000000, end_ns: 1764139202750000000, sent: 10000, received: 9702, lost: 298,
                       reordered: 0, duplicated: 0, max_gap_ms: 151.2, max_gap_flow: 3, blackout_ms: 147.2,
+                      lost_bursts: [{after_ms: 1210.4, ms: 146.9, lost: 298}],
                       groups: {web: {sent: 8000, received: 7702, lost: 298, reordered: 0, duplicated: 0, max_gap_ms: 151.2,
-                                     max_gap_flow: 3, blackout_ms: 147.2}}}}
+                                     max_gap_flow: 3, blackout_ms: 147.2, lost_bursts: [{after_ms: 1210.4, ms: 146.9, lost: 298}]}}}}
     session:
       description:
         - With O(state=stopped) - C(id), C(dir), C(started_ns), C(stopped_ns) (CLOCK_REALTIME),

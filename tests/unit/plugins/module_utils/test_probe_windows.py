@@ -353,3 +353,14 @@ def test_two_groups_and_a_window_for_real_over_loopback():
     assert win["blackout_ms"] < 200
     assert res["settings"]["groups"][1]["name"] == "b" and res["settings"]["windows"][0]["name"] == "all"
     assert "group a: 4 flows" in pr.format_table(res) and "window all: sent 600" in pr.format_table(res)
+
+
+def test_loss_bursts_say_when_in_the_window_the_lost_packets_were_sent():
+    start = 10 ** 12
+    ms = 1000000
+    lost = [start + 5 * ms + i * ms // 10 for i in range(30)] + [start + 900 * ms] + [start + 2000 * ms + i * ms for i in range(5)]
+    assert pr.loss_bursts(lost, start) == [{"after_ms": 5.0, "ms": 2.9, "lost": 30}, {"after_ms": 900.0, "ms": 0.0, "lost": 1},
+                                           {"after_ms": 2000.0, "ms": 4.0, "lost": 5}]
+    many = [start + i * 50 * ms for i in range(8)]  # 8 single losses: the 5 kept are the first 5 (ties keep time order)
+    assert [b["after_ms"] for b in pr.loss_bursts(many, start)] == [0.0, 50.0, 100.0, 150.0, 200.0]
+    assert pr.loss_bursts([], start) == []

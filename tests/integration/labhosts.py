@@ -1,0 +1,35 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What runs where on a lab, read on its module hosts themselves (their mount and network
+namespaces): used by the operations tests and bench/migrate.py."""
+
+from __future__ import annotations
+
+import subprocess
+
+
+class LabHosts:
+    """The module hosts of the lab with prefix ``prefix`` and state directory ``state``."""
+
+    def __init__(self, hosts, prefix="fsl", state="/var/lib/flowstream-lab"):
+        self.hosts, self.prefix, self.state = tuple(hosts), prefix, state
+
+    def run(self, host, *argv, check=True):
+        """``argv`` run inside ``host`` (its mount and network namespaces); its stdout."""
+        enter = ["nsenter", "--mount=%s/ns/%s.mnt" % (self.state, host), "--net=/run/netns/%s-%s" % (self.prefix, host)]
+        return subprocess.run(enter + list(argv), capture_output=True, text=True, check=check, timeout=300).stdout
+
+    def placement(self):
+        """{instance: [hosts]}: leg ports on each host bridge, namespaces, libvirt domains."""
+        where = {}
+        for host in self.hosts:
+            found = set()
+            for port in self.run(host, "ovs-vsctl", "list-ports", "fs-host").split():
+                if port.startswith("fs-") and port[-2:] in ("-l", "-r"):
+                    found.add(port[3:-2])
+            found.update(n[3:] for n in self.run(host, "ip", "netns", "list").split() if n.startswith("fs-"))
+            found.update(d[3:] for d in self.run(host, "virsh", "-q", "list", "--all", "--name", check=False).split()
+                         if d.startswith("fs-"))
+            for iid in found:
+                where.setdefault(iid, []).append(host)
+        return where
