@@ -137,3 +137,39 @@ def test_the_program_lets_a_released_hold_go_in_order_behind_which_new_frames_wa
     assert sent == [frame(n) for n in range(50)] + [frame(99)]
     program.gated("L", "right_to_left", frame(7))           # the other direction still holds
     assert sent[-1] == frame(99)
+
+
+class _Sock:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, frame):
+        self.sent.append(frame)
+
+
+def test_a_pace_under_which_the_queue_does_not_shrink_doubles_until_it_drains():
+    """The arrival rate seen while holding was too low: the queue stands still at the first pace,
+    so the pace doubles until the queue drains - never a standing queue let out in one burst."""
+    now = [0.0]
+    changes = []
+    queue = [400]
+
+    def depth(_dev):
+        if changes and changes[-1][1] != "%dbit" % (100000 * 8):
+            queue[0] = max(0, queue[0] - 30)  # faster than what comes in: it drains
+        return queue[0]
+
+    def pause(seconds):
+        now[0] += seconds
+
+    paced = _hold._open("left", "", _Sock(), pace_bytes=100000, clock=lambda: now[0], pause=pause, depth=depth, change=changes.append)
+    assert [c[1] for c in changes[:2]] == ["%dbit" % (100000 * 8), "%dbit" % (200000 * 8)]
+    assert paced["left"] <= 1 and paced["paced_ms"] < 1000 and paced["rate"] == 200000
+    assert changes[-1] == _hold.OPEN_TBF  # then wide open
+
+
+def test_nothing_queued_nothing_paced():
+    changes = []
+    assert _hold._open("left", "rate 400mbit burst 256kb latency 50ms", _Sock(), pace_bytes=100000, depth=lambda _d: 0,
+                       change=changes.append) is None
+    assert changes == [["rate", "400mbit", "burst", "256kb", "latency", "50ms"]]
