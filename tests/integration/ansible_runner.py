@@ -46,9 +46,23 @@ class AnsibleRun:
                     found.update(task["hosts"])
         return found
 
+    def changed_tasks(self):
+        """[task name, host, item, actions] of every result that reported a change."""
+        out = []
+        for play in self.data.get("plays", []):
+            for task in play.get("tasks", []):
+                for host, res in task["hosts"].items():
+                    for one in res.get("results") or [res]:
+                        if isinstance(one, dict) and one.get("changed"):
+                            item = one.get("_ansible_item_label", one.get("item"))
+                            out.append([task["task"]["name"], host, str(item)[:120] if item is not None else None,
+                                        one.get("actions") or one.get("diff") or one.get("msg")])
+        return out
+
     def explain(self):
-        return "%s\nrc=%s\nstderr:\n%s\nstdout (tail):\n%s" % (
-            " ".join(self.argv), self.rc, self.stderr[-3000:], self.raw[-6000:])
+        changed = "".join("\n  %s" % json.dumps(c, default=str)[:1500] for c in self.changed_tasks())
+        return "%s\nrc=%s\nchanged:%s\nstderr:\n%s\nstdout (tail):\n%s" % (
+            " ".join(self.argv), self.rc, changed or " none", self.stderr[-3000:], self.raw[-6000:])
 
 
 def _env(extra=None):
