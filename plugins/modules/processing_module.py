@@ -247,10 +247,13 @@ hold:
   description:
     - The hold of a new copy of a moving instance, once there is one - per direction (V(fwd), V(rev))
       C(released_by) (V(marker) - in order, V(timeout), null while holding), C(held) (frames),
-      C(held_ms); C(final) once both directions are released.
+      C(held_ms); for a kernel instance, how its release was paced - C(paced_ms), C(rate) (the last
+      pace, bytes/s) and C(left) (frames still queued when pacing ended); C(final) once both
+      directions are released.
   returned: when the instance has held for a move
   type: dict
-  sample: {token: 3f2a9c1e0b4d, final: true, directions: {fwd: {released_by: marker, held: 812, held_ms: 640.2},
+  sample: {token: 3f2a9c1e0b4d, final: true, directions: {fwd: {released_by: marker, held: 812, held_ms: 640.2, paced_ms: 74.4,
+                                                                rate: 598849, left: 0},
            rev: {released_by: marker, held: 0, held_ms: 0.0}}}
 quiesce:
   description: With O(quiesce) - C(quiet) (true when the legs went still), C(waited_ms), C(packets_since)
