@@ -161,6 +161,13 @@ class Gate:
         first = self.first[direction]
         self.status[direction] = {"released_by": why, "held": len(queue) or self.status[direction]["held"],
                                   "held_ms": round((self.clock() - first) * 1000.0, 1) if first is not None else 0.0}
+        if why == "marker":
+            # the other direction's timeout runs from now at the latest: a direction that carries
+            # nothing and whose marker does not come must not stay plugged (and its agent alive)
+            # until the agent's lifetime ends
+            for other in LEGS:
+                if other != direction and self.holding(other) and self.first[other] is None:
+                    self.first[other] = self.clock()
         return queue
 
     def done(self):

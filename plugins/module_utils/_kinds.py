@@ -197,8 +197,7 @@ class KernelInstances(KernelKind):
 
     def _ensure_shaping(self, spec, ns, fresh=False):
         if self.holding(spec.id):
-            self.log.note("%s is holding its output for a move: its queues are left alone until released" % spec.id)
-            return
+            return  # holding for a move (its result says so under "hold"): its queues are the agent's until released
         super()._ensure_shaping(spec, ns, fresh=fresh)
 
     def health(self, instance):

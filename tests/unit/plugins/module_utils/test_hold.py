@@ -173,3 +173,15 @@ def test_nothing_queued_nothing_paced():
     assert _hold._open("left", "rate 400mbit burst 256kb latency 50ms", _Sock(), pace_bytes=100000, depth=lambda _d: 0,
                        change=changes.append) is None
     assert changes == [["rate", "400mbit", "burst", "256kb", "latency", "50ms"]]
+
+
+def test_a_direction_without_traffic_or_marker_is_let_go_a_timeout_after_the_other_s_marker():
+    now = [100.0]
+    gate = _hold.Gate("web4b50a", "tok", timeout=10.0, clock=lambda: now[0])
+    gate.watch("fwd", bytes.fromhex(_deploy.marker_frame("web4b50a", "fwd", "tok")))
+    assert not gate.holding("fwd") and gate.holding("rev")
+    now[0] += 9.9
+    assert gate.due() == {}
+    now[0] += 0.2
+    assert "rev" in gate.due() and gate.done()
+    assert gate.status["rev"]["released_by"] == "timeout"
