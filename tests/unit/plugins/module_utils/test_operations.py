@@ -172,18 +172,11 @@ def test_moving_an_instance_that_is_being_removed_or_not_ours_is_refused():
 
 def test_an_interrupted_move_is_resumed_not_undone():
     """Killed half way, a move leaves a copy on each host; running it again keeps the target's."""
-    hosts = deployed()
-    first = where(plan(chains(WEB), hosts))
-    mon = ids("web", 1, 2)[0]
-    target = next(h for h in ("mh1", "mh2", "mh3") if h != first[mon])
-    half = copy.deepcopy(hosts)
-    copy_of = copy.deepcopy(hosts[first[mon]]["report"]["instances"][mon])
-    copy_of["legs"] = {"left": {"vlan": 900}, "right": {"vlan": 901}}
-    half[target]["report"]["instances"][mon] = copy_of
-    result = plan(chains(WEB), half, policy=_move(mon, target))
+    hosts, mon, source, target = _monitor_move()
+    result = plan(chains(WEB), _half_moved(hosts, mon, source, target), policy=_move(mon, target))
     entry = result["instances"][mon]
     assert (entry["host"], entry["vlans"], entry["new"], entry["action"]) == (target, {"left": 900, "right": 901}, False, "migrate")
-    assert result["remove"][mon]["hosts"] == [first[mon]]
+    assert result["remove"][mon]["hosts"] == [source]
     assert "resumed" in entry["reason"]
 
 
@@ -192,13 +185,27 @@ def _build(request, hosts, **kw):
     return _deploy.build_plan(request, {}, hosts, SWITCHES, {}, **kw)
 
 
+def _monitor_move():
+    """The deployed web chain, its first monitor, the host it runs on and another one."""
+    hosts = deployed(chains(WEB))
+    mon = ids("web", 1, 2)[0]
+    source = where(plan(chains(WEB), hosts))[mon]
+    return hosts, mon, source, next(h for h in ("mh1", "mh2", "mh3") if h != source)
+
+
+def _half_moved(hosts, mon, source, target):
+    """``hosts`` as a move killed half way leaves them: a second copy of ``mon`` on ``target``
+    (tags 900/901)."""
+    half = copy.deepcopy(hosts)
+    copy_of = copy.deepcopy(hosts[source]["report"]["instances"][mon])
+    copy_of["legs"] = {"left": {"vlan": 900}, "right": {"vlan": 901}}
+    half[target]["report"]["instances"][mon] = copy_of
+    return half
+
+
 def test_a_make_before_break_move_carries_state_and_keeps_the_old_copy_flowing_until_the_end():
     raw = [WEB]
-    hosts = deployed(chains(WEB))
-    first = where(plan(chains(WEB), hosts))
-    mon = ids("web", 1, 2)[0]
-    source = first[mon]
-    target = next(h for h in ("mh1", "mh2", "mh3") if h != source)
+    hosts, mon, source, target = _monitor_move()
     out = _build(raw, hosts, policy=_move(mon, target), only_moves=True)
     (wave,) = out["waves"]
     (move,) = wave["moves"]
@@ -239,16 +246,9 @@ def test_a_resumed_move_never_sends_the_switch_back_to_the_old_copy():
     change it already sends to the target's copy, and the old copy's output stays an arrival
     (sending back to the old copy would strand what the new one holds)."""
     raw = [WEB]
-    hosts = deployed(chains(WEB))
-    first = where(plan(chains(WEB), hosts))
-    mon = ids("web", 1, 2)[0]
-    source = first[mon]
-    target = next(h for h in ("mh1", "mh2", "mh3") if h != source)
+    hosts, mon, source, target = _monitor_move()
     old = hosts[source]["report"]["instances"][mon]["legs"]
-    half = copy.deepcopy(hosts)
-    copy_of = copy.deepcopy(hosts[source]["report"]["instances"][mon])
-    copy_of["legs"] = {"left": {"vlan": 900}, "right": {"vlan": 901}}
-    half[target]["report"]["instances"][mon] = copy_of
+    half = _half_moved(hosts, mon, source, target)
     (wave,) = _build(raw, half, policy=_move(mon, target), only_moves=True)["waves"]
     pre = "\n".join(f["match"] + " " + f["actions"] for f in wave["switches"]["sw1"]["flows_pre"])
     sends = "set_field:%d->vlan_vid,output:%s"
