@@ -295,10 +295,13 @@ def _open(dev, release, sock, pace_bytes=None, clock=time.monotonic, pause=time.
     depth = depth or backlog
     change = change or (lambda options: tc(["qdisc", "change", "dev", dev, "root", "tbf"] + options))
     paced = None
+    def pace(rate):  # a bucket deep enough for two full-size frames and 2 ms of the pace
+        change(["rate", "%dbit" % int(rate * 8), "burst", "%d" % max(3200, int(rate * 0.002)), "limit", HOLD_LIMIT])
+
     if pace_bytes and depth(dev):
         rate = float(pace_bytes)
         started = clock()
-        change(["rate", "%dbit" % int(rate * 8), "burst", "%d" % _pace_burst(rate), "limit", HOLD_LIMIT])
+        pace(rate)
         kick(sock)
         left, last, step_at = depth(dev), None, started + PACE_STEP
         while left > 1 and clock() - started < PACE_SECONDS:
@@ -306,7 +309,7 @@ def _open(dev, release, sock, pace_bytes=None, clock=time.monotonic, pause=time.
             if now >= step_at:
                 if last is not None and left >= last and rate < MAX_PACE_BYTES:
                     rate = min(rate * 2, MAX_PACE_BYTES)
-                    change(["rate", "%dbit" % int(rate * 8), "burst", "%d" % _pace_burst(rate), "limit", HOLD_LIMIT])
+                    pace(rate)
                 last, step_at = left, now + PACE_STEP
             pause(0.005)
             left = depth(dev)
@@ -315,11 +318,6 @@ def _open(dev, release, sock, pace_bytes=None, clock=time.monotonic, pause=time.
     change(options)
     kick(sock)
     return paced
-
-
-def _pace_burst(rate):
-    """A bucket deep enough for two full-size frames and 2 ms of the pace."""
-    return max(3200, int(rate * 0.002))
 
 
 def main(argv=None):
