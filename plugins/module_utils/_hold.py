@@ -295,6 +295,7 @@ def _open(dev, release, sock, pace_bytes=None, clock=time.monotonic, pause=time.
     depth = depth or backlog
     change = change or (lambda options: tc(["qdisc", "change", "dev", dev, "root", "tbf"] + options))
     paced = None
+
     def pace(rate):  # a bucket deep enough for two full-size frames and 2 ms of the pace
         change(["rate", "%dbit" % int(rate * 8), "burst", "%d" % max(3200, int(rate * 0.002)), "limit", HOLD_LIMIT])
 
