@@ -23,8 +23,10 @@ description:
     for example C(platform.flowstream.yml: module_hosts[1] 'mh2': capacity.memory must be a
     number of MiB, got '2G').
   - "Groups: C(flowstream_switches), C(flowstream_module_hosts), C(flowstream_spares) (a child
-    of C(flowstream_module_hosts): a spare is a module host on standby) and
-    C(flowstream_blackboxes)."
+    of C(flowstream_module_hosts): a spare is a module host on standby),
+    C(flowstream_blackboxes), and C(flowstream_failed) - empty in the inventory; at run time
+    C(playbooks/gather_hosts.yml) puts into it the module hosts fenced after a failure that do
+    not answer, and every play on module hosts leaves them out."
   - Every variable is prefixed C(flowstream_) except C(ansible_host), the management address
     of module hosts and spares, and C(ansible_connection=local) for switches and black boxes,
     which the controller reaches over OpenFlow. All values from the file are marked unsafe,
@@ -339,6 +341,7 @@ from ansible_collections.flowstream.platform.plugins.plugin_utils._description i
 )
 from ansible_collections.flowstream.platform.plugins.module_utils._hostvars import (
     GROUP_BLACKBOXES,
+    GROUP_FAILED,
     GROUP_MODULE_HOSTS,
     GROUP_SPARES,
     GROUP_SWITCHES,
@@ -468,7 +471,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return entries
 
     def _populate(self, entries):
-        for group in (GROUP_SWITCHES, GROUP_MODULE_HOSTS, GROUP_SPARES, GROUP_BLACKBOXES):
+        # flowstream_failed stays empty here: gather_hosts.yml puts the fenced hosts that do not
+        # answer into it at run time, and every play on module hosts leaves them out
+        for group in (GROUP_SWITCHES, GROUP_MODULE_HOSTS, GROUP_SPARES, GROUP_BLACKBOXES, GROUP_FAILED):
             self.inventory.add_group(group)
         # A spare is a module host on standby: it is in flowstream_module_hosts through this.
         self.inventory.add_child(GROUP_MODULE_HOSTS, GROUP_SPARES)

@@ -17,7 +17,7 @@ from ansible_collections.flowstream.platform.plugins.module_utils._instance impo
 from ansible_collections.flowstream.platform.plugins.module_utils._iproute import IPRoute, link_is_up
 from ansible_collections.flowstream.platform.plugins.module_utils import _kinds
 from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
-from ansible_collections.flowstream.platform.plugins.module_utils import _maintenance
+from ansible_collections.flowstream.platform.plugins.module_utils import _maintenance, _trunk
 
 VLAN_MIN, VLAN_MAX = 2, 4094
 
@@ -74,6 +74,16 @@ def instance_state(instance, info, run=_run):
     return "incomplete"  # a namespace or port without the rest: left by a failure
 
 
+def _trunk_report(ovs, host_bridge):
+    """The host end of the trunk: its port, link and BFD session (None when the host bridge has
+    no port marked as the trunk)."""
+    port = _trunk.host_trunk_port(ovs, host_bridge)
+    if port is None:
+        return None
+    info = _trunk.read(ovs, port)
+    return None if info is None else {k: info[k] for k in ("port", "link_state", "bfd")}
+
+
 def report(host_bridge, capacity=None, interval=0.5, flows=False, run=_run, vm_kind=None):
     view = HostView(host_bridge, run=run, vm_kind=vm_kind)
     instances = view.instances()
@@ -100,6 +110,7 @@ def report(host_bridge, capacity=None, interval=0.5, flows=False, run=_run, vm_k
         "vlans": {"in_use": {str(k): v for k, v in sorted(in_use.items())}, "free": ranges(free), "free_count": len(free)},
         "host_bridge": host_bridge,
         "maintenance": _maintenance.read(view.ovs, host_bridge),
+        "trunk": _trunk_report(view.ovs, host_bridge),
     }
     if capacity:
         cap = {k: float(v) for k, v in capacity.items() if k in ("cpu", "memory", "pps")}

@@ -15,6 +15,9 @@ GROUP_SWITCHES = "flowstream_switches"
 GROUP_MODULE_HOSTS = "flowstream_module_hosts"
 GROUP_SPARES = "flowstream_spares"
 GROUP_BLACKBOXES = "flowstream_blackboxes"
+#: module hosts fenced after a failure that do not answer (gather_hosts.yml fills it at run time):
+#: every play on module hosts leaves them out
+GROUP_FAILED = "flowstream_failed"
 DEFAULT_HOST_BRIDGE = "fs-host"
 
 
@@ -73,6 +76,18 @@ def blackbox_vars(platform, box):
 
 
 # -- reading (the planner's side) -------------------------------------------------------------------
+def switch_module_hosts(hostvars, groups, switch):
+    """[{name, trunk, address}] of the module hosts (spares included) whose trunk is plugged into
+    ``switch``: what failure_info looks at."""
+    out = []
+    for name in groups.get(GROUP_MODULE_HOSTS, []):
+        hv = hostvars[name]
+        if hv.get("flowstream_switch") in (None, switch) and hv.get("flowstream_trunk") is not None:
+            out.append({"name": name, "trunk": str(hv["flowstream_trunk"]),
+                        "address": hv.get("flowstream_management_address") or hv.get("ansible_host") or name})
+    return out
+
+
 def platform_from_vars(hostvars, groups):
     """The platform as the inventory plugin describes it: (hosts, switches, blackboxes).
 
@@ -80,6 +95,11 @@ def platform_from_vars(hostvars, groups):
     result; None when it failed or was unreachable); ``in_service`` is False when the platform
     description says so (``flowstream_in_service: false``)."""
     hosts, switches, boxes = {}, {}, {}
+    looks = {}  # failure_info's verdicts per module host, from the switches' looks (gather_hosts.yml)
+    for name in groups.get(GROUP_SWITCHES, []):
+        seen = hostvars[name].get("flowstream_failures")
+        if isinstance(seen, dict) and not (seen.get("failed") is True or seen.get("skipped")):
+            looks.update(seen.get("hosts") or {})
     for name in groups.get(GROUP_MODULE_HOSTS, []):
         hv = hostvars[name]
         report = hv.get("flowstream_host_report")
@@ -89,7 +109,8 @@ def platform_from_vars(hostvars, groups):
                        "spare": bool(hv.get("flowstream_spare")), "in_service": hv.get("flowstream_in_service", True) is not False,
                        "trunk": hv.get("flowstream_trunk"), "switch": hv.get("flowstream_switch"),
                        "host_bridge": hv.get("flowstream_host_bridge", DEFAULT_HOST_BRIDGE),
-                       "libvirt_uri": hv.get("flowstream_libvirt_uri"), "report": report}
+                       "libvirt_uri": hv.get("flowstream_libvirt_uri"), "report": report,
+                       "fence": (looks.get(name) or {}).get("fence")}
     for name in groups.get(GROUP_SWITCHES, []):
         hv = hostvars[name]
         switches[name] = {"uplinks": dict(hv.get("flowstream_uplinks") or {}), "openflow_target": hv.get("flowstream_openflow_target"),

@@ -738,6 +738,12 @@ class Ofctl:
             return
         self.run(self.argv("add-flows", "-", bundle=True), data="\n".join(lines) + "\n")
 
+    def mod_port(self, port, action):
+        """Change a port's OpenFlow configuration (``ovs-ofctl mod-port``): ``action`` is one of
+        up, down, flood, no-flood, receive, no-receive, forward, no-forward, stp, no-stp. ``down``
+        turns the port's link off (Open vSwitch also takes the netdev down)."""
+        self.run(self.argv("mod-port", str(port), action))
+
     def packet_out(self, actions, packet_hex, in_port="controller"):
         """Send one packet through the switch's datapath (``ovs-ofctl packet-out``): ``packet_hex``
         is the whole Ethernet frame in hexadecimal, ``actions`` what to do with it (e.g.

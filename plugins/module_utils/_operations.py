@@ -106,6 +106,55 @@ def move_figures(probe, plan, times, vm_results=None, holds=None):
     return rows
 
 
+def failover_report(probe, plan, times, started, failed):
+    """One row per chain a failover restored: the instances it placed anew (id -> host), what the
+    chain's traffic saw while the change ran (the probe's windows of the waves: sent, lost,
+    reordered, duplicated, blackout), and ``restored_s`` - seconds from the failover's start
+    (``started``, epoch) until the chain carried traffic again (the end of the outage the probe saw
+    at the start of the change; the change's start when it saw none; None without a probe)."""
+    windows = (probe or {}).get("windows") or {}
+    placed = {}
+    for wave in (plan or {}).get("waves") or []:
+        for host, work in sorted((wave.get("hosts") or {}).items()):
+            for item in work.get("install") or []:
+                if item.get("new") or item.get("carry_from"):
+                    placed.setdefault(item["chain"], {})[item["instance"]] = host
+        for move in wave.get("moves") or []:
+            placed.setdefault(move["chain"], {})[move["instance"]] = move["to"]
+    rows = []
+    for chain in affected_chains(plan):
+        row = {"chain": chain, "failed_hosts": list(failed or []), "placed": placed.get(chain, {}), "probed": False,
+               "restored_s": None}
+        for key in ("sent", "lost", "reordered", "duplicated", "blackout_ms"):
+            row[key] = None
+        for wave in (plan or {}).get("waves") or []:
+            figures = ((windows.get(wave["name"]) or {}).get("groups") or {}).get(chain)
+            t = (times or {}).get(wave["name"]) or {}
+            if figures is None:
+                continue
+            row["probed"] = True
+            for key in ("sent", "lost", "reordered", "duplicated"):
+                row[key] = (row[key] or 0) + (figures.get(key) or 0)
+            row["blackout_ms"] = max(row["blackout_ms"] or 0, figures.get("blackout_ms") or 0)
+            if row["restored_s"] is None and "started" in t and started is not None:
+                outage = [b for b in figures.get("lost_bursts") or [] if b["after_ms"] <= 50]
+                back = float(t["started"]) + ((outage[0]["after_ms"] + outage[0]["ms"]) / 1000.0 if outage else 0.0)
+                row["restored_s"] = round(back - float(started), 2)
+        rows.append(row)
+    return rows
+
+
+def failover_table(rows):
+    """The failover's rows as lines of a table."""
+    lines = ["chain    restored(s)    sent   lost  reord   dup  blackout(ms)  placed"]
+    for r in rows:
+        lines.append("%-8s %11s %7s %6s %6s %5s %13s  %s" % (
+            r["chain"], _cell(r["restored_s"], "%.2f"), _cell(r["sent"]), _cell(r["lost"]), _cell(r["reordered"]),
+            _cell(r["duplicated"]), _cell(r["blackout_ms"], "%.1f"),
+            ", ".join("%s on %s" % kv for kv in sorted(r["placed"].items())) or "-"))
+    return lines
+
+
 def _cell(value, fmt="%d"):
     return "-" if value is None else fmt % value
 

@@ -29,13 +29,15 @@ class OVSDB:
     """``ovs-vsctl`` against the local database, optionally inside another host's
     namespaces (``wrap`` is an argv prefix such as ``nsenter --mount=... --net=...``)."""
 
-    def __init__(self, wrap=(), run=_run, timeout=10):
+    def __init__(self, wrap=(), run=_run, timeout=10, db=None):
         self.wrap = list(wrap)
         self._run = run
         self.timeout = timeout
+        self.db = db  # another database than the local one, e.g. tcp:192.0.2.1:6640
 
     def vsctl(self, *args, **kwargs):
-        argv = self.wrap + ["ovs-vsctl", "--timeout=%d" % self.timeout] + [str(a) for a in args]
+        argv = self.wrap + ["ovs-vsctl", "--timeout=%d" % self.timeout] + (["--db=%s" % self.db] if self.db else []) \
+            + [str(a) for a in args]
         return self._run(argv, **kwargs)
 
     def reachable(self):

@@ -168,6 +168,9 @@ class _HostState(object):
         self.switch = spec.get("switch")
         self.cordoned = self.draining = False
         self.why_cordoned = self.why_draining = None
+        self.fence = spec.get("fence")
+        if self.fence is not None and not isinstance(self.fence, dict):
+            raise PlanError(None, None, "%s: fence must be the fence mark (state, since, reason) or null, got %r" % (where, self.fence))
         report = spec.get("report")
         if report is not None and not isinstance(report, dict):
             raise PlanError(None, None, "%s: report must be module_host_info's result or null, got %r" % (where, type(report).__name__))
@@ -250,6 +253,9 @@ class _HostState(object):
         ``placing``: for a new instance (a cordoned host keeps what it runs, takes nothing new)."""
         if not self.in_service:
             return "is out of service"
+        if self.fence:
+            return "is fenced on the switch (failed%s; playbooks/uncordon-host.yml brings it back)" % (
+                " since %s" % self.fence["since"] if self.fence.get("since") else "")
         if self.draining:
             return self.why_draining
         if placing and self.cordoned:
@@ -317,6 +323,8 @@ class _HostState(object):
     def summary(self):
         if not self.in_service:
             status = "out of service"
+        elif self.fence:
+            status = "fenced"
         elif self.draining:
             status = "draining"
         elif self.cordoned:
@@ -672,7 +680,8 @@ def _sort_out(states, wanted, by_name, policy):
                 if not need.move:
                     need.previous, need.why_previous, need.move = state.name, why, True
                     need.previous_vlans = _legs(info)
-                    need.method = need.method or "live"
+                    # a fenced host carries no traffic: its copy is re-created, nothing to carry over
+                    need.method = need.method or ("cold" if state.fence else "live")
         needs[iid] = need
     for iid, (chain, step, n) in wanted.items():
         if iid not in kept and iid not in needs:

@@ -117,6 +117,17 @@ maintenance:
   returned: always
   type: dict
   sample: {state: drained, since: "2026-12-04T06:10:00Z", reason: "kernel upgrade"}
+trunk:
+  description:
+    - The host's end of its trunk to the switch (the host bridge's port marked
+      C(external_ids:flowstream-role=trunk)) - C(port), C(link_state) and C(bfd) (C(enabled),
+      C(min_tx), C(min_rx), C(detect_ms), C(state), C(forwarding), C(remote_state),
+      C(diagnostic), C(flap_count)); M(flowstream.platform.host_trunk) sets BFD up. Null when the
+      host bridge has no trunk port.
+  returned: always
+  type: dict
+  sample: {port: trunk0, link_state: up, bfd: {enabled: true, min_tx: 100, min_rx: 100, detect_ms: 300, state: up,
+           forwarding: true, remote_state: up, diagnostic: null, flap_count: 1}}
 host_bridge:
   description: The host bridge reported on.
   returned: always

@@ -43,7 +43,7 @@ LAB = REPO / 'inventory' / 'lab' / 'platform.flowstream.yml'
 EXAMPLE = REPO / 'inventory' / 'example'
 PLUGIN = 'flowstream.platform.platform'
 GROUPS = {'flowstream_switches', 'flowstream_module_hosts', 'flowstream_spares',
-          'flowstream_blackboxes'}
+          'flowstream_blackboxes', 'flowstream_failed'}
 LAB_DATA = yaml.safe_load(LAB.read_text())
 
 

@@ -376,3 +376,20 @@ def test_probe_groups_and_move_figures():
     assert (row["order"], row["held_ms"]) == ("marker", 80.5)
     late = {"directions": {"fwd": {"released_by": "marker"}, "rev": {"released_by": "timeout"}}}
     assert _operations.order_of(late) == "timeout" and _operations.order_of(None) is None
+
+
+def test_failover_report_says_when_each_chain_carried_traffic_again():
+    plan = {"waves": [{"name": "changes", "moves": [], "hosts": {
+        "spare1": {"install": [{"instance": "web4b50a", "chain": "web", "new": True}]},
+        "mh1": {"install": [{"instance": "ins14a0a", "chain": "inspect", "new": False}]}}}]}
+    probe = {"windows": {"changes": {"groups": {"web": {
+        "sent": 5000, "lost": 1200, "reordered": 0, "duplicated": 0, "blackout_ms": 2400.0,
+        "lost_bursts": [{"after_ms": 0.1, "ms": 2399.0, "lost": 1200}]}}}}}
+    rows = _operations.failover_report(probe, plan, {"changes": {"started": 1000.5, "ended": 1004.0}}, 998.0, ["mh2"])
+    assert rows == [{"chain": "web", "failed_hosts": ["mh2"], "placed": {"web4b50a": "spare1"}, "probed": True,
+                     "restored_s": 4.9, "sent": 5000, "lost": 1200, "reordered": 0, "duplicated": 0, "blackout_ms": 2400.0}]
+    # without a probe the figures are unknown, not zero
+    bare = _operations.failover_report({}, plan, {}, 998.0, ["mh2"])[0]
+    assert bare["probed"] is False and bare["lost"] is None and bare["restored_s"] is None
+    table = _operations.failover_table(rows + [bare])
+    assert table[1].split()[:3] == ["web", "4.90", "5000"] and table[2].split()[1:3] == ["-", "-"]

@@ -674,3 +674,53 @@ def test_deploy_removes_an_id_replaced_on_the_same_host_before_installing_it():
     down = _deploy.build_plan(before, {}, hosts2, SWITCHES, {})
     assert down["hosts"]["mh1"]["remove_first"] == []
     assert [e["instance"] for e in down["hosts"]["mh1"]["remove"]] == [_chains.instance_id("web", 1, 1)]
+
+
+# -- failover: a failed host (no report) and a fenced one ------------------------------------------------------
+FENCE = {"state": "fenced", "since": "2026-12-04T12:00:00Z", "reason": "failed"}
+
+
+def test_a_failed_hosts_instances_are_placed_again_on_the_rest_and_the_spares():
+    request = chains(chain("web", step("fw", "firewall", "kernel", 2), step("mon", "monitor", "process", 3)))
+    first = plan(request, THREE)
+    hosts = feed_back(first, THREE)
+    lost = sorted(iid for iid, h in by_host(first).items() if h == "mh2")
+    # mh2 died: no report, fenced on the switch
+    hosts["mh2"]["report"], hosts["mh2"]["fence"] = None, FENCE
+    hosts["mh1"]["capacity"]["cpu"] = hosts["mh3"]["capacity"]["cpu"] = 0.25  # what runs there stays, nothing more fits
+    result = plan(request, hosts, policy={"allow_spares": True})
+    assert lost and all(result["instances"][i]["host"] == "spare1" and result["instances"][i]["new"] for i in lost)
+    assert result["hosts"]["mh2"]["status"] == "fenced" and result["remove"] == {}
+    without_spares = pytest.raises(PlanError, plan, request, hosts)
+    assert "spare1" in str(without_spares.value) and "fenced on the switch" in str(without_spares.value)
+
+
+def test_a_fenced_host_that_comes_back_loses_its_stale_copies_and_takes_nothing_new():
+    request = chains(chain("web", step("mon", "monitor", "process", 3)))
+    first = plan(request, THREE)
+    before = feed_back(first, THREE)
+    stale = {iid: copy.deepcopy(i) for iid, i in before["mh2"]["report"]["instances"].items()}
+    before["mh2"]["report"], before["mh2"]["fence"] = None, FENCE
+    healed = feed_back(plan(request, before, policy={"allow_spares": True}), before)
+    # mh2 answers again, still running its old copies, still fenced
+    healed["mh2"]["report"] = host(instances=stale)["report"]
+    result = plan(request, healed, policy={"allow_spares": True})
+    assert stale and sorted(result["remove"]) == sorted(stale)
+    for iid in stale:
+        assert result["instances"][iid]["host"] != "mh2" and not result["instances"][iid]["new"]
+        assert result["remove"][iid]["hosts"] == ["mh2"]
+    assert result["moves"] == [] and result["hosts"]["mh2"]["instances"] == []
+
+
+def test_a_copy_only_on_a_fenced_host_is_re_created_cold():
+    request = chains(chain("web", step("mon", "monitor", "process")))
+    first = plan(request, THREE)
+    hosts = feed_back(first, THREE)
+    iid = ids("web", 0, 1)[0]
+    on = first["instances"][iid]["host"]
+    hosts[on]["fence"] = FENCE
+    result = plan(request, hosts)
+    assert result["moves"] == [iid] and result["instances"][iid]["method"] == "cold"
+    assert "fenced on the switch" in result["instances"][iid]["reason"]
+    with pytest.raises(PlanError, match="fence must be the fence mark"):
+        plan(request, dict(hosts, mh1=dict(hosts["mh1"], fence="yes")))

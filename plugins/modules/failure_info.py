@@ -1,0 +1,194 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: failure_info
+short_description: Which module hosts have failed - BFD on their trunks and SSH, with hysteresis
+version_added: 0.3.0
+description:
+  - Looks at every module host of O(hosts) through two independent witnesses, from the switch's
+    side (run it where the switch's OVSDB is - the controller, in the lab) - the data plane (the
+    BFD session on the switch's end of the host's trunk, set by M(flowstream.platform.host_trunk);
+    the trunk's link where BFD is off) and the management plane (the host's SSH server greets on
+    its management address).
+  - A host is V(failed) only when BOTH witnesses found it down in every look for O(grace)
+    seconds without a break; until then it is V(suspect), and one good look starts the count
+    again (hysteresis - a flapping link never triggers a failover). A host with one witness down
+    is V(degraded) (e.g. its trunk cut while the host answers), not failed. A host whose trunk the
+    platform has fenced is V(fenced), whatever it answers.
+  - The module looks again every O(interval) seconds while a host is suspect, up to O(grace);
+    when every host is healthy at the first look it returns at once.
+author:
+  - Flowstream Platform Maintainers (@flowstream)
+extends_documentation_fragment:
+  - flowstream.platform.attributes
+  - flowstream.platform.attributes.info_module
+options:
+  bridge:
+    description: The switch's bridge (its trunk ports are read from its OVSDB).
+    type: str
+    required: true
+  ovsdb:
+    description: The switch's OVSDB (C(ovs-vsctl --db)); the local one when left out.
+    type: str
+  hosts:
+    description: The module hosts to look at.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: The host's name.
+        type: str
+        required: true
+      trunk:
+        description: The switch port of its trunk.
+        type: str
+        required: true
+      address:
+        description: Its management address (where its SSH server listens).
+        type: str
+        required: true
+  grace:
+    description: Seconds both witnesses must find a host down, in every look, before it counts as failed.
+    type: float
+    default: 3.0
+  interval:
+    description: Seconds between two looks at a suspect host.
+    type: float
+    default: 0.5
+  ssh_port:
+    description: The management SSH port.
+    type: int
+    default: 22
+  ssh_timeout:
+    description: Seconds one SSH look may take.
+    type: float
+    default: 1.0
+seealso:
+  - module: flowstream.platform.host_trunk
+notes:
+  - "C(playbooks/failover.yml) runs it, fences what it finds failed and re-places the failed
+    hosts' instances; docs/operations.md#failover explains the rules."
+"""
+
+EXAMPLES = r"""
+- name: Who has failed
+  flowstream.platform.failure_info:
+    bridge: fsl-sw
+    hosts:
+      - {name: mh1, trunk: fsl-mh1-tr, address: 198.18.0.11}
+      - {name: mh2, trunk: fsl-mh2-tr, address: 198.18.0.12}
+    grace: 3
+  register: failures
+"""
+
+RETURN = r"""
+hosts:
+  description:
+    - Per host - C(status) (V(healthy), V(degraded), V(suspect), V(failed), V(fenced)),
+      C(dataplane) and C(ssh) at the last look, C(down_for) (seconds both were down without a
+      break), C(flaps) (changes seen between looks), C(looks), C(trunk) (the switch's end, as
+      M(flowstream.platform.host_trunk) returns it), C(fence) (the mark or null).
+  returned: always
+  type: dict
+  sample:
+    mh2: {status: failed, dataplane: false, ssh: false, down_for: 3.02, flaps: 0, looks: 7, fence: null,
+          trunk: {port: fsl-mh2-tr, link_state: up, bfd: {enabled: true, state: down, forwarding: false, diagnostic: "Control Detection Time Expired"}}}
+failed:
+  description: The hosts found failed (not yet fenced).
+  returned: always
+  type: list
+  elements: str
+fenced:
+  description: The hosts fenced on the switch.
+  returned: always
+  type: list
+  elements: str
+degraded:
+  description: Hosts with one witness down.
+  returned: always
+  type: list
+  elements: str
+suspect:
+  description: Hosts down at the last look, but not for the whole grace.
+  returned: always
+  type: list
+  elements: str
+seconds:
+  description: How long the module looked.
+  returned: always
+  type: float
+"""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.flowstream.platform.plugins.module_utils import _failure, _trunk
+from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
+from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import OVSDB
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            bridge=dict(type="str", required=True),
+            ovsdb=dict(type="str"),
+            hosts=dict(type="list", elements="dict", required=True, options=dict(
+                name=dict(type="str", required=True),
+                trunk=dict(type="str", required=True),
+                address=dict(type="str", required=True),
+            )),
+            grace=dict(type="float", default=3.0),
+            interval=dict(type="float", default=0.5),
+            ssh_port=dict(type="int", default=22),
+            ssh_timeout=dict(type="float", default=1.0),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["grace"] < 0 or p["interval"] <= 0:
+        module.fail_json(msg="grace must be >= 0 and interval > 0 seconds, got grace=%s interval=%s" % (p["grace"], p["interval"]))
+    names = [h["name"] for h in p["hosts"]]
+    if len(set(names)) != len(names):
+        module.fail_json(msg="hosts: %s named more than once" % ", ".join(sorted({n for n in names if names.count(n) > 1})))
+    ovs = OVSDB(db=p["ovsdb"])
+    try:
+        if not ovs.bridge_exists(p["bridge"]):
+            module.fail_json(msg="switch bridge %s does not exist in %s" % (p["bridge"], p["ovsdb"] or "the local OVSDB"))
+        ports = [h["trunk"] for h in p["hosts"]]
+        history = {h["name"]: [] for h in p["hosts"]}
+        start = time.monotonic()
+        with ThreadPoolExecutor(max_workers=min(16, max(1, len(p["hosts"])))) as pool:
+            while True:
+                now = time.monotonic()
+                ssh = dict(zip(names, pool.map(lambda h: _failure.ssh_answers(h["address"], p["ssh_port"], p["ssh_timeout"]),
+                                               p["hosts"])))
+                trunks = _trunk.read_all(ovs, ports)
+                for h in p["hosts"]:
+                    history[h["name"]].append((now, _failure.dataplane_up(trunks[h["trunk"]]), ssh[h["name"]]))
+                fenced = {h["name"]: (trunks[h["trunk"]] or {}).get("fence") for h in p["hosts"]}
+                verdicts = _failure.assess(history, p["grace"], fenced)
+                if not any(v["status"] == "suspect" for v in verdicts.values()) or time.monotonic() - start > p["grace"] + p["interval"]:
+                    break
+                time.sleep(p["interval"])
+    except CommandError as exc:
+        module.fail_json(msg=str(exc))
+    for h in p["hosts"]:
+        trunk = trunks[h["trunk"]]
+        verdicts[h["name"]]["trunk"] = None if trunk is None else {k: v for k, v in trunk.items() if k not in ("bfd_config", "fence")}
+        verdicts[h["name"]]["fence"] = fenced[h["name"]]
+    result = {"changed": False, "hosts": verdicts, "seconds": round(time.monotonic() - start, 3)}
+    for status, key in (("failed", "failed"), ("fenced", "fenced"), ("degraded", "degraded"), ("suspect", "suspect")):
+        result[key] = sorted(n for n, v in verdicts.items() if v["status"] == status)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

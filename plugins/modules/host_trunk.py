@@ -1,0 +1,239 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: flowstream.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: host_trunk
+short_description: A module host's trunk to the switch - BFD on either end, and the fence of a failed host
+version_added: 0.3.0
+description:
+  - Manages one end of the trunk between a Flowstream module host and the switch, on the Open
+    vSwitch it runs against - the switch's trunk port (run it where the switch's OVSDB is) or
+    the host bridge's (run it on the module host).
+  - O(bfd) turns Bidirectional Forwarding Detection on (or off) on that end, in ovs-vswitchd
+    itself, so a host whose trunk, Open vSwitch or box dies is seen within O(bfd.min_rx) x 3 ms
+    (Open vSwitch's detect multiplier is fixed at 3). deploy-chain sets it on both ends of every
+    trunk. Keys of the C(bfd) column the module does not manage (e.g. C(bfd_src_ip)) are left alone.
+  - O(fence=fenced) - only on the switch's end - keeps a failed host away from the traffic: the
+    mark goes into the switch's trunk Port C(external_ids) (C(flowstream-fence), C(-since),
+    C(-reason)), and the trunk's OpenFlow port is set C(down) (C(ovs-ofctl mod-port)), so nothing
+    the host sends reaches the switch and nothing is sent to it, whatever still runs there when
+    it comes back. The planner (M(flowstream.platform.chain_plan)) never places on a fenced host.
+    A run with the mark present and the port up again (e.g. ovs-vswitchd restarted) takes the
+    port down again. O(fence=unfenced) takes the mark away and the port up (C(playbooks/uncordon-host.yml)).
+author:
+  - Flowstream Platform Maintainers (@flowstream)
+extends_documentation_fragment:
+  - flowstream.platform.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+options:
+  bridge:
+    description: The bridge the trunk port is on - the switch's bridge, or the host bridge.
+    type: str
+    required: true
+  port:
+    description:
+      - The trunk port. On a host bridge it may be left out - the port whose Interface carries
+        C(external_ids:flowstream-role=trunk) is the trunk.
+    type: str
+  ovsdb:
+    description: The OVSDB to talk to (C(ovs-vsctl --db)), e.g. C(tcp:192.0.2.1:6640); the local one when left out.
+    type: str
+  openflow_target:
+    description:
+      - How C(ovs-ofctl) reaches the bridge for O(fence) (the port's OpenFlow state); the bridge's
+        name (the local switch) when left out.
+    type: str
+  bfd:
+    description: BFD on this end. Left out, BFD is not touched.
+    type: dict
+    suboptions:
+      enabled:
+        description: BFD on (V(true)) or off.
+        type: bool
+        default: true
+      min_tx:
+        description: Fastest rate, in ms, at which this end sends BFD control packets.
+        type: int
+        default: 100
+      min_rx:
+        description: Fastest rate, in ms, at which this end wants to receive them; the remote declares the session down after 3 x this without one.
+        type: int
+        default: 100
+      decay_min_rx:
+        description: When no traffic but BFD crosses the link for this many ms, slow down to it (0, the default, never).
+        type: int
+        default: 0
+  fence:
+    description: Fence the host behind this trunk (V(fenced)) or take the fence away (V(unfenced)). Left out, the fence is not touched.
+    type: str
+    choices: [fenced, unfenced]
+  reason:
+    description: Why the host is fenced (kept with the mark).
+    type: str
+seealso:
+  - module: flowstream.platform.failure_info
+  - module: flowstream.platform.module_host_info
+notes:
+  - BFD packets are consumed by ovs-vswitchd on each end before the flow table, so they need no
+    flow; both ends must run BFD for a session to come up (deploy-chain sets both).
+"""
+
+EXAMPLES = r"""
+- name: BFD on the host bridge's end of the trunk (the port marked flowstream-role=trunk)
+  flowstream.platform.host_trunk:
+    bridge: fs-host
+    bfd: {min_tx: 100, min_rx: 100}
+
+- name: And on the switch's end
+  flowstream.platform.host_trunk:
+    bridge: fsl-sw
+    port: fsl-mh1-tr
+    bfd: {min_tx: 100, min_rx: 100}
+  delegate_to: "{{ groups['flowstream_switches'][0] }}"
+
+- name: Fence mh2 (failed)
+  flowstream.platform.host_trunk:
+    bridge: fsl-sw
+    port: fsl-mh2-tr
+    fence: fenced
+    reason: BFD down and no SSH for 3 s
+"""
+
+RETURN = r"""
+trunk:
+  description:
+    - The trunk end after the run - C(port), C(ofport), C(link_state), C(admin_state), C(bfd)
+      (C(enabled), C(min_tx), C(min_rx), C(detect_ms), C(state), C(forwarding), C(remote_state),
+      C(diagnostic), C(flap_count)), C(fence) (null or C(state), C(since), C(reason)).
+  returned: always
+  type: dict
+  sample:
+    port: fsl-mh1-tr
+    ofport: 3
+    link_state: up
+    admin_state: up
+    bfd: {enabled: true, min_tx: 100, min_rx: 100, detect_ms: 300, state: up, forwarding: true, remote_state: up,
+          diagnostic: null, flap_count: 1}
+    fence: null
+actions:
+  description: What was changed (or would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: ["bfd on fsl-mh1-tr: enable=true, min_rx=100, min_tx=100"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.flowstream.platform.plugins.module_utils import _trunk
+from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
+from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import Ofctl, OfctlError
+from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import OVSDB
+
+
+def _text(info):
+    if info is None:
+        return "(no such port)\n"
+    bfd = info["bfd_config"]
+    lines = ["bfd: %s" % (", ".join("%s=%s" % kv for kv in sorted(bfd.items())) or "(none)")]
+    fence = info["fence"]
+    lines.append("fence: %s" % ("fenced since %s%s" % (fence["since"], " (%s)" % fence["reason"] if fence.get("reason") else "")
+                                if fence else "none"))
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            bridge=dict(type="str", required=True),
+            port=dict(type="str"),
+            ovsdb=dict(type="str"),
+            openflow_target=dict(type="str"),
+            bfd=dict(type="dict", options=dict(
+                enabled=dict(type="bool", default=True),
+                min_tx=dict(type="int", default=100),
+                min_rx=dict(type="int", default=100),
+                decay_min_rx=dict(type="int", default=0),
+            )),
+            fence=dict(type="str", choices=["fenced", "unfenced"]),
+            reason=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    ovs = OVSDB(db=p["ovsdb"])
+    actions = []
+    try:
+        want_bfd = None
+        if p["bfd"] is not None:
+            try:
+                want_bfd = _trunk.bfd_want(p["bfd"]["enabled"], p["bfd"]["min_tx"], p["bfd"]["min_rx"], p["bfd"]["decay_min_rx"])
+            except ValueError as exc:
+                module.fail_json(msg="%s: %s" % (p["bridge"], exc))
+        if not ovs.bridge_exists(p["bridge"]):
+            module.fail_json(msg="bridge %s does not exist in %s" % (p["bridge"], p["ovsdb"] or "the local OVSDB"))
+        port = p["port"] or _trunk.host_trunk_port(ovs, p["bridge"])
+        if port is None:
+            module.fail_json(msg="%s has no port marked external_ids:flowstream-role=trunk: name the trunk with port" % p["bridge"])
+        if ovs.port_bridge(port) != p["bridge"]:
+            module.fail_json(msg="%s is not a port of %s (it is on %s)" % (port, p["bridge"], ovs.port_bridge(port) or "no bridge"))
+        before = _trunk.read(ovs, port)
+        ofctl = None
+        port_down = None
+        if p["fence"] is not None:
+            ofctl = Ofctl(p["openflow_target"] or p["bridge"], version="OpenFlow13", timeout=10)
+            desc = [d for d in ofctl.dump_ports() if d.name == port]
+            port_down = bool(desc) and "PORT_DOWN" in desc[0].config
+        steps = []
+        if want_bfd is not None:
+            to_set, to_remove = _trunk.bfd_changes(before["bfd_config"], want_bfd)
+            if to_set or to_remove:
+                actions.append("bfd on %s: %s" % (port, ", ".join(["%s=%s" % kv for kv in sorted(to_set.items())]
+                                                                  + ["no %s" % k for k in to_remove])))
+                steps.append(lambda: _trunk.set_bfd(ovs, port, to_set, to_remove))
+        if p["fence"] == "fenced":
+            mark = before["fence"]
+            if mark is None or (p["reason"] is not None and p["reason"] != mark.get("reason")):
+                actions.append("fence mark on %s%s" % (port, " (%s)" % p["reason"] if p["reason"] else ""))
+                steps.append(lambda: _trunk.write_fence(ovs, port, True, p["reason"] or (mark or {}).get("reason")))
+            if not port_down:
+                actions.append("OpenFlow port %s down" % port)
+                steps.append(lambda: ofctl.mod_port(port, "down"))
+        elif p["fence"] == "unfenced" and before["fence"] is not None:
+            actions.append("fence mark off %s" % port)
+            steps.append(lambda: _trunk.write_fence(ovs, port, False))
+            if port_down:
+                actions.append("OpenFlow port %s up" % port)
+                steps.append(lambda: ofctl.mod_port(port, "up"))
+        if not module.check_mode:
+            for step in steps:
+                step()
+        after = _trunk.read(ovs, port) if steps and not module.check_mode else before
+        result = {"changed": bool(steps), "actions": actions, "trunk": {k: v for k, v in after.items() if k != "bfd_config"}}
+        if module._diff:
+            predicted = dict(before, bfd_config=dict({k: v for k, v in before["bfd_config"].items() if k not in _trunk.BFD_KEYS},
+                                                     **want_bfd) if want_bfd is not None else before["bfd_config"])
+            if p["fence"] == "fenced" and steps:
+                predicted["fence"] = {"state": "fenced", "since": (before["fence"] or {}).get("since") or "(now)",
+                                      "reason": p["reason"] or (before["fence"] or {}).get("reason")}
+            elif p["fence"] == "unfenced":
+                predicted["fence"] = None
+            result["diff"] = {"before_header": "%s %s" % (p["bridge"], port), "after_header": "%s %s" % (p["bridge"], port),
+                              "before": _text(before), "after": _text(after if not module.check_mode else predicted)}
+    except (CommandError, OfctlError) as exc:
+        module.fail_json(msg=str(exc), actions=actions)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
