@@ -11,8 +11,10 @@ dead host - its Open vSwitch gone, its link down, its box off - stops answering 
 
 The fence lives on the SWITCH's trunk port, not on the host (a failed host cannot be written
 to): the Port's ``external_ids`` (``flowstream-fence``, ``-since``, ``-reason``) carry the mark,
-and the trunk's OpenFlow port is set ``down`` (``ovs-ofctl mod-port``), so nothing the host
-sends reaches the switch and nothing is sent to it, whatever still runs there.
+the trunk's OpenFlow port is set ``down`` (``ovs-ofctl mod-port``), and a drop flow for
+everything arriving on it sits above every chain flow (``fence_flow``) - so nothing the host
+sends reaches the chains, whatever still runs there, even when its link comes up again (a
+restarted switch, a cable re-plugged: Open vSwitch follows the link, not the earlier port-mod).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ import time
 from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import quote_value
 
 FENCE_KEY = "flowstream-fence"
+#: cookie of a fence's drop flow (0xF5FE in the top 16 bits - outside the chains' 0xF5C0 space -
+#: the trunk's OpenFlow port number below); priority above every chain flow
+FENCE_COOKIE = 0xF5FE << 48
+FENCE_PRIORITY = 65535
 #: the host-side trunk port is found on the host bridge by this external_ids pair
 ROLE_KEY, ROLE_TRUNK = "flowstream-role", "trunk"
 #: bfd column keys the platform manages (others set by an operator are left alone)
@@ -113,6 +119,16 @@ def set_bfd(ovs, port, to_set, to_remove):
         args += ["--", "remove", "Interface", port, "bfd"] + list(to_remove)
     if args:
         ovs.vsctl(*args)
+
+
+def fence_cookie(ofport):
+    return FENCE_COOKIE | (int(ofport) & 0xFFFFFFFF)
+
+
+def fence_flow(ofport):
+    """The fence's drop flow for the trunk's OpenFlow port (a bundle line's flow part): whatever
+    the fenced host sends is dropped before any chain flow sees it."""
+    return "cookie=0x%x,table=0,priority=%d,in_port=%d,actions=drop" % (fence_cookie(ofport), FENCE_PRIORITY, int(ofport))
 
 
 def fence_mark(external_ids):

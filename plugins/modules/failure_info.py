@@ -99,22 +99,22 @@ hosts:
   sample:
     mh2: {status: failed, dataplane: false, ssh: false, down_for: 3.02, flaps: 0, looks: 7, fence: null,
           trunk: {port: fsl-mh2-tr, link_state: up, bfd: {enabled: true, state: down, forwarding: false, diagnostic: "Control Detection Time Expired"}}}
-failed:
+failed_hosts:
   description: The hosts found failed (not yet fenced).
   returned: always
   type: list
   elements: str
-fenced:
+fenced_hosts:
   description: The hosts fenced on the switch.
   returned: always
   type: list
   elements: str
-degraded:
+degraded_hosts:
   description: Hosts with one witness down.
   returned: always
   type: list
   elements: str
-suspect:
+suspect_hosts:
   description: Hosts down at the last look, but not for the whole grace.
   returned: always
   type: list
@@ -185,8 +185,9 @@ def main():
         verdicts[h["name"]]["trunk"] = None if trunk is None else {k: v for k, v in trunk.items() if k not in ("bfd_config", "fence")}
         verdicts[h["name"]]["fence"] = fenced[h["name"]]
     result = {"changed": False, "hosts": verdicts, "seconds": round(time.monotonic() - start, 3)}
-    for status, key in (("failed", "failed"), ("fenced", "fenced"), ("degraded", "degraded"), ("suspect", "suspect")):
-        result[key] = sorted(n for n, v in verdicts.items() if v["status"] == status)
+    # (never a key named "failed": Ansible reads it as the task's own failure)
+    for status in ("failed", "fenced", "degraded", "suspect"):
+        result[status + "_hosts"] = sorted(n for n, v in verdicts.items() if v["status"] == status)
     module.exit_json(**result)
 
 

@@ -19,11 +19,13 @@ description:
     trunk. Keys of the C(bfd) column the module does not manage (e.g. C(bfd_src_ip)) are left alone.
   - O(fence=fenced) - only on the switch's end - keeps a failed host away from the traffic: the
     mark goes into the switch's trunk Port C(external_ids) (C(flowstream-fence), C(-since),
-    C(-reason)), and the trunk's OpenFlow port is set C(down) (C(ovs-ofctl mod-port)), so nothing
-    the host sends reaches the switch and nothing is sent to it, whatever still runs there when
-    it comes back. The planner (M(flowstream.platform.chain_plan)) never places on a fenced host.
-    A run with the mark present and the port up again (e.g. ovs-vswitchd restarted) takes the
-    port down again. O(fence=unfenced) takes the mark away and the port up (C(playbooks/uncordon-host.yml)).
+    C(-reason)), the trunk's OpenFlow port is set C(down) (C(ovs-ofctl mod-port)), and a flow
+    above every chain flow (cookie C(0xF5FE...), priority 65535) drops whatever arrives on it - so
+    nothing the host still runs reaches the chains when it comes back, even when its link comes
+    up again (Open vSwitch follows the link, not the earlier port-mod). The planner
+    (M(flowstream.platform.chain_plan)) never places on a fenced host. A run with the mark present
+    puts back what is missing (e.g. after ovs-vswitchd restarted: port up, flow gone).
+    O(fence=unfenced) takes the mark, the flow and the port-down away (C(playbooks/uncordon-host.yml)).
 author:
   - Flowstream Platform Maintainers (@flowstream)
 extends_documentation_fragment:
@@ -190,10 +192,15 @@ def main():
         before = _trunk.read(ovs, port)
         ofctl = None
         port_down = None
+        drop_flow = None
         if p["fence"] is not None:
             ofctl = Ofctl(p["openflow_target"] or p["bridge"], version="OpenFlow13", timeout=10)
             desc = [d for d in ofctl.dump_ports() if d.name == port]
             port_down = bool(desc) and "PORT_DOWN" in desc[0].config
+            if not isinstance(before["ofport"], int) or before["ofport"] < 1:
+                module.fail_json(msg="%s has no OpenFlow port number (ofport %r): %s" % (port, before["ofport"],
+                                                                                          before.get("link_state")))
+            drop_flow = bool(ofctl.dump_flows(cookie=_trunk.fence_cookie(before["ofport"]), cookie_mask=(1 << 64) - 1))
         steps = []
         if want_bfd is not None:
             to_set, to_remove = _trunk.bfd_changes(before["bfd_config"], want_bfd)
@@ -206,12 +213,18 @@ def main():
             if mark is None or (p["reason"] is not None and p["reason"] != mark.get("reason")):
                 actions.append("fence mark on %s%s" % (port, " (%s)" % p["reason"] if p["reason"] else ""))
                 steps.append(lambda: _trunk.write_fence(ovs, port, True, p["reason"] or (mark or {}).get("reason")))
+            if not drop_flow:
+                actions.append("drop flow for everything from %s" % port)
+                steps.append(lambda: ofctl.bundle(["flow add " + _trunk.fence_flow(before["ofport"])]))
             if not port_down:
                 actions.append("OpenFlow port %s down" % port)
                 steps.append(lambda: ofctl.mod_port(port, "down"))
         elif p["fence"] == "unfenced" and before["fence"] is not None:
             actions.append("fence mark off %s" % port)
             steps.append(lambda: _trunk.write_fence(ovs, port, False))
+            if drop_flow:
+                actions.append("drop flow from %s removed" % port)
+                steps.append(lambda: ofctl.bundle(["flow delete cookie=0x%x/-1" % _trunk.fence_cookie(before["ofport"])]))
             if port_down:
                 actions.append("OpenFlow port %s up" % port)
                 steps.append(lambda: ofctl.mod_port(port, "up"))
