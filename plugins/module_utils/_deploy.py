@@ -172,6 +172,9 @@ def _moves(new, steps, hosts):
                     "from": where["moved_from"], "to": where["host"], "method": method, "how": how,
                     "carry": how == "make_before_break" and kind in CARRY_KINDS,
                     "from_vlans": where.get("previous_vlans"), "to_vlans": where["vlans"],
+                    # the order barrier (markers through the old copy): not from a fenced host,
+                    # whose trunk passes nothing - its copy carried no traffic since the failure
+                    "barrier": how != "libvirt" and bool(where.get("previous_vlans")) and not hosts[where["moved_from"]].get("fence"),
                     "to_host_bridge": hosts[where["host"]].get("host_bridge", "fs-host"),
                     "reason": where.get("reason", "")}
     return out
@@ -297,7 +300,7 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
         item = {"instance": iid, "kind": step["kind"], "type": step["type"], "params": step["params"],
                 "vlans": entry["vlans"], "chain": chain["name"], "step": step["name"], "new": entry.get("new", False),
                 "reason": entry.get("reason", ""), "carry_from": move["from"] if move and move["carry"] else None}
-        if move and move["from_vlans"]:
+        if move and move["barrier"]:
             # the new copy holds what it would send until the old copy's markers come through
             item["hold"] = {"token": marker_token(move), "timeout": HOLD_TIMEOUT}
         if step["kind"] == "vm":
@@ -339,7 +342,7 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
                            "chains": final["chains"], "absent": final["absent"], "markers": []}
     for iid in sorted(ids):
         move = moves[iid]
-        if move["how"] == "libvirt" or not move["from_vlans"]:
+        if not move["barrier"]:
             continue
         chain = steps[(new[iid]["chain"], new[iid]["step"])][0]
         out_switches[chain["switch"]]["flows_during"] = out_switches[chain["switch"]]["flows_during"] + \

@@ -9,11 +9,14 @@ A host is **failed** when BOTH witnesses say so for a whole grace period:
   without BFD, the switch's trunk link is down);
 * the management plane - its SSH server does not answer on its management address.
 
-One witness alone is not enough (a trunk cut with the host alive is ``degraded``: the host
-answers, its instances can be removed by the controller; an sshd restart is not a failure), and
-one bad look is not enough either: a host is ``suspect`` until every look for ``grace`` seconds
-found it down; a single good look in between starts the count again (hysteresis - a flapping
-link never triggers a failover).
+One witness alone is not a failure: a host whose trunk is down while it answers over SSH is
+``isolated`` once the trunk has been down for the whole grace - its chains are black-holed, so a
+failover fences it and re-places its instances like a failed host's, but the controller can
+still reach it and removes its old copies at once; a host that stops answering SSH while its
+trunk forwards is ``degraded`` (traffic flows; an sshd restart is no failover). One bad look is
+not enough either: a host is ``suspect`` until every look for ``grace`` seconds found it down; a
+single good look in between starts the count again (hysteresis - a flapping link never triggers
+a failover).
 
 :func:`assess` is pure (looks in, verdicts out) so the rules are tested without a platform.
 """
@@ -22,7 +25,9 @@ from __future__ import annotations
 
 import socket
 
-STATUSES = ("healthy", "degraded", "suspect", "failed", "fenced")
+STATUSES = ("healthy", "degraded", "suspect", "isolated", "failed", "fenced")
+#: the statuses a failover acts on (fences and re-places)
+FAILOVER = ("failed", "isolated")
 
 
 def assess(history, grace, fenced=None):
@@ -33,27 +38,26 @@ def assess(history, grace, fenced=None):
     ``fenced``: {host: fence mark or None}.
 
     Returns {host: {status, dataplane, ssh, down_for, flaps, looks}}; ``down_for`` is how long
-    (s) the host has been down in every look (0 when the last look found it up).
+    (s) the host has been down in every look (0 when the last look found it up) - for an isolated
+    or suspect host with SSH up, how long its data plane has been.
     """
     out = {}
     for host, looks in history.items():
         if not looks:
             raise ValueError("host %s: no look at it" % host)
         t_last, dp, ssh = looks[-1]
-        down_since = None
-        for t, d, s in reversed(looks):
-            if d or s:
-                break
-            down_since = t
-        down_for = 0.0 if down_since is None else round(t_last - down_since, 3)
+        down_for = _down_for(looks, lambda d, s: not d and not s)
+        dp_down_for = _down_for(looks, lambda d, s: not d)
         states = [(bool(d), bool(s)) for _t, d, s in looks]
         flaps = sum(1 for a, b in zip(states, states[1:]) if a != b)
         if (fenced or {}).get(host):
             status = "fenced"
         elif dp and ssh:
             status = "healthy"
-        elif dp or ssh:
+        elif dp:
             status = "degraded"
+        elif ssh:
+            status, down_for = ("isolated" if dp_down_for >= grace else "suspect"), dp_down_for
         elif down_for >= grace:
             status = "failed"
         else:
@@ -61,6 +65,17 @@ def assess(history, grace, fenced=None):
         out[host] = {"status": status, "dataplane": bool(dp), "ssh": bool(ssh), "down_for": down_for, "flaps": flaps,
                      "looks": len(looks)}
     return out
+
+
+def _down_for(looks, down):
+    """Seconds from the first of the trailing looks for which ``down(dataplane, ssh)`` holds to
+    the last look (0.0 when the last look does not hold)."""
+    since = None
+    for t, d, s in reversed(looks):
+        if not down(d, s):
+            break
+        since = t
+    return 0.0 if since is None else round(looks[-1][0] - since, 3)
 
 
 def dataplane_up(trunk):

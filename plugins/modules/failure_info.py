@@ -17,9 +17,12 @@ description:
     its management address).
   - A host is V(failed) only when BOTH witnesses found it down in every look for O(grace)
     seconds without a break; until then it is V(suspect), and one good look starts the count
-    again (hysteresis - a flapping link never triggers a failover). A host with one witness down
-    is V(degraded) (e.g. its trunk cut while the host answers), not failed. A host whose trunk the
-    platform has fenced is V(fenced), whatever it answers.
+    again (hysteresis - a flapping link never triggers a failover). A host whose trunk has been
+    down for the whole grace while it answers over SSH is V(isolated) - its chains are
+    black-holed, so C(playbooks/failover.yml) fences and re-places it like a failed one (and,
+    since it answers, removes its old copies at once). A host that does not answer SSH while its
+    trunk forwards is V(degraded): traffic flows, no failover. A host whose trunk the platform
+    has fenced is V(fenced), whatever it answers.
   - The module looks again every O(interval) seconds while a host is suspect, up to O(grace);
     when every host is healthy at the first look it returns at once.
 author:
@@ -90,9 +93,9 @@ EXAMPLES = r"""
 RETURN = r"""
 hosts:
   description:
-    - Per host - C(status) (V(healthy), V(degraded), V(suspect), V(failed), V(fenced)),
-      C(dataplane) and C(ssh) at the last look, C(down_for) (seconds both were down without a
-      break), C(flaps) (changes seen between looks), C(looks), C(trunk) (the switch's end, as
+    - Per host - C(status) (V(healthy), V(degraded), V(suspect), V(isolated), V(failed),
+      V(fenced)), C(dataplane) and C(ssh) at the last look, C(down_for) (seconds both were down
+      without a break; for an isolated host, its trunk), C(flaps) (changes seen between looks), C(looks), C(trunk) (the switch's end, as
       M(flowstream.platform.host_trunk) returns it), C(fence) (the mark or null).
   returned: always
   type: dict
@@ -109,8 +112,13 @@ fenced_hosts:
   returned: always
   type: list
   elements: str
+isolated_hosts:
+  description: Hosts whose trunk has been down for the whole grace while they answer over SSH.
+  returned: always
+  type: list
+  elements: str
 degraded_hosts:
-  description: Hosts with one witness down.
+  description: Hosts that do not answer over SSH while their trunk forwards.
   returned: always
   type: list
   elements: str
@@ -186,7 +194,7 @@ def main():
         verdicts[h["name"]]["fence"] = fenced[h["name"]]
     result = {"changed": False, "hosts": verdicts, "seconds": round(time.monotonic() - start, 3)}
     # (never a key named "failed": Ansible reads it as the task's own failure)
-    for status in ("failed", "fenced", "degraded", "suspect"):
+    for status in ("failed", "isolated", "fenced", "degraded", "suspect"):
         result[status + "_hosts"] = sorted(n for n, v in verdicts.items() if v["status"] == status)
     module.exit_json(**result)
 

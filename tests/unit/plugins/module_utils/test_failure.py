@@ -37,11 +37,17 @@ def test_one_good_look_starts_the_count_again():
     assert v["status"] == "suspect" and v["down_for"] == 1.0 and v["flaps"] == 2
 
 
-def test_one_witness_down_is_degraded_not_failed():
+def test_one_witness_down_is_not_a_failure():
+    # the trunk cut while the host answers: isolated once the grace is over (a failover fences it)
     trunk_cut = _failure.assess({"mh1": looks(*["du"] * 10)}, grace=1.0)["mh1"]
+    assert (trunk_cut["status"], trunk_cut["down_for"], trunk_cut["dataplane"], trunk_cut["ssh"]) == ("isolated", 4.5, False, True)
+    assert _failure.assess({"mh1": looks("du", "du")}, grace=1.0)["mh1"]["status"] == "suspect"
+    # the trunk forwards but SSH is gone: traffic flows, no failover
     sshd_gone = _failure.assess({"mh1": looks(*["ud"] * 10)}, grace=1.0)["mh1"]
-    assert trunk_cut["status"] == sshd_gone["status"] == "degraded"
-    assert (trunk_cut["dataplane"], trunk_cut["ssh"]) == (False, True)
+    assert sshd_gone["status"] == "degraded"
+    # a trunk down for the whole grace, SSH flapping in between: still isolated (the data plane decides)
+    assert _failure.assess({"mh1": looks("du", "dd", "du", "dd", "du")}, grace=2.0)["mh1"]["status"] == "isolated"
+    assert sorted(_failure.FAILOVER) == ["failed", "isolated"]
 
 
 def test_a_fenced_host_stays_fenced_whatever_it_answers():

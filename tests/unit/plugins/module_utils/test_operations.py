@@ -393,3 +393,24 @@ def test_failover_report_says_when_each_chain_carried_traffic_again():
     assert bare["probed"] is False and bare["lost"] is None and bare["restored_s"] is None
     table = _operations.failover_table(rows + [bare])
     assert table[1].split()[:3] == ["web", "4.90", "5000"] and table[2].split()[1:3] == ["-", "-"]
+
+
+def test_moves_off_a_fenced_host_are_cold_and_wait_for_no_marker():
+    """A failover: the host's trunk is fenced (nothing passes), so its copies are re-created with
+    no order barrier - a marker sent into them would never come back, and the new copies would
+    hold their output until the timeout."""
+    hosts, mon, source, target = _monitor_move()
+    hosts = copy.deepcopy(hosts)
+    hosts[source]["fence"] = {"state": "fenced", "since": "2026-12-04T12:00:00Z", "reason": "isolated"}
+    out = _build([WEB], hosts, policy={"allow_spares": True})
+    moves = [m for w in out["waves"] for m in w["moves"]]
+    assert mon in [m["instance"] for m in moves]
+    assert all(m["method"] == "cold" and m["barrier"] is False and m["from"] == source for m in moves)
+    for wave in out["waves"]:
+        assert wave["switches"]["sw1"]["markers"] == []
+        assert not any("dl_type=0x88b5" in f["match"] for f in wave["switches"]["sw1"]["flows_during"])
+        for lists in wave["hosts"].values():
+            assert all("hold" not in item for item in lists["install"])
+    # the same move off a host that is not fenced keeps its barrier
+    live = _build([WEB], _monitor_move()[0], policy=_move(mon, target), only_moves=True)
+    assert [m["barrier"] for w in live["waves"] for m in w["moves"]] == [True]
