@@ -21,7 +21,7 @@ description:
     down for the whole grace while it answers over SSH is V(isolated) - its chains are
     black-holed, so C(playbooks/failover.yml) fences and re-places it like a failed one (and,
     since it answers, removes its old copies at once). A host that does not answer SSH while its
-    trunk forwards is V(degraded): traffic flows, no failover. A host whose trunk the platform
+    trunk forwards is V(degraded) - traffic flows, no failover. A host whose trunk the platform
     has fenced is V(fenced), whatever it answers.
   - The module looks again every O(interval) seconds while a host is suspect, up to O(grace);
     when every host is healthy at the first look it returns at once.

@@ -17,14 +17,14 @@ description:
     itself, so a host whose trunk, Open vSwitch or box dies is seen within O(bfd.min_rx) x 3 ms
     (Open vSwitch's detect multiplier is fixed at 3). deploy-chain sets it on both ends of every
     trunk. Keys of the C(bfd) column the module does not manage (e.g. C(bfd_src_ip)) are left alone.
-  - O(fence=fenced) - only on the switch's end - keeps a failed host away from the traffic: the
+  - O(fence=fenced) - only on the switch's end - keeps a failed host away from the traffic. The
     mark goes into the switch's trunk Port C(external_ids) (C(flowstream-fence), C(-since),
     C(-reason)), the trunk's OpenFlow port is set C(down) (C(ovs-ofctl mod-port)), and a flow
     above every chain flow (cookie C(0xF5FE...), priority 65535) drops whatever arrives on it - so
     nothing the host still runs reaches the chains when it comes back, even when its link comes
     up again (Open vSwitch follows the link, not the earlier port-mod). The planner
     (M(flowstream.platform.chain_plan)) never places on a fenced host. A run with the mark present
-    puts back what is missing (e.g. after ovs-vswitchd restarted: port up, flow gone).
+    puts back what is missing (e.g. after ovs-vswitchd restarted, the port up and the flow gone).
     O(fence=unfenced) takes the mark, the flow and the port-down away (C(playbooks/uncordon-host.yml)).
 author:
   - Flowstream Platform Maintainers (@flowstream)

@@ -5,6 +5,8 @@ namespaces): used by the operations tests and bench/migrate.py."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 
 
@@ -33,3 +35,22 @@ class LabHosts:
             for iid in found:
                 where.setdefault(iid, []).append(host)
         return where
+
+    def kill_all(self, host):
+        """The host dies: SIGKILL to every process in its network or mount namespace (sshd, its
+        Open vSwitch, libvirtd, instances, guests) - as the power going off would. Returns the
+        pids ended."""
+        net = os.stat("/run/netns/%s-%s" % (self.prefix, host)).st_ino
+        mnt = os.stat("%s/ns/%s.mnt" % (self.state, host)).st_ino
+        ended = []
+        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+            if pid == os.getpid():
+                continue
+            try:
+                inside = os.stat("/proc/%d/ns/net" % pid).st_ino == net or os.stat("/proc/%d/ns/mnt" % pid).st_ino == mnt
+                if inside:
+                    os.kill(pid, signal.SIGKILL)
+                    ended.append(pid)
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+        return ended
