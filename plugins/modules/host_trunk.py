@@ -198,8 +198,8 @@ def main():
             desc = [d for d in ofctl.dump_ports() if d.name == port]
             port_down = bool(desc) and "PORT_DOWN" in desc[0].config
             if not isinstance(before["ofport"], int) or before["ofport"] < 1:
-                module.fail_json(msg="%s has no OpenFlow port number (ofport %r): %s" % (port, before["ofport"],
-                                                                                          before.get("link_state")))
+                module.fail_json(msg="%s has no OpenFlow port number (ofport %r, link %s): is it plugged in?"
+                                 % (port, before["ofport"], before.get("link_state")))
             drop_flow = bool(ofctl.dump_flows(cookie=_trunk.fence_cookie(before["ofport"]), cookie_mask=(1 << 64) - 1))
         steps = []
         if want_bfd is not None:

@@ -95,8 +95,8 @@ def test_bfd_runs_on_both_ends_of_every_trunk_and_nothing_failed_changes_nothing
         assert rc == 0 and report["trunk"]["bfd"]["forwarding"] is True and report["trunk"]["port"] == "trunk0", report
     run = ok(playbook("playbooks/failover.yml", *RATE_CAP))
     assert run.changed() == 0, run.explain()
-    (said,) = run.task_results("What the look found").values()
-    assert said["msg"].startswith("nothing failed"), said
+    said = run.task_results("What the look found").get("localhost", {})
+    assert said.get("msg", "").startswith("nothing failed"), said
 
 
 def test_a_dead_host_is_fenced_its_chains_restored_and_it_stays_out_until_uncordoned(deployed):

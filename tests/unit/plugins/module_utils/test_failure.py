@@ -74,7 +74,7 @@ def test_the_data_plane_witness_is_bfd_when_on_else_the_link():
 
 def test_ssh_witness_wants_a_greeting_not_just_a_port():
     def serve(sock, greeting):
-        conn, _ = sock.accept()
+        conn = sock.accept()[0]
         conn.sendall(greeting)
         conn.close()
 
