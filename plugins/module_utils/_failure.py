@@ -67,6 +67,21 @@ def assess(history, grace, fenced=None):
     return out
 
 
+def switch_at_fault(verdicts):
+    """When EVERY host that is not fenced (two or more) has its data plane down at once, the
+    fault is the switch's (restarted, its BFD sessions starting again) or the witness's, not the
+    hosts': nobody is failed or isolated then - they are ``suspect``, and the verdicts say why.
+    A failover never fences a whole platform. Returns True when it relabelled."""
+    live = [v for v in verdicts.values() if v["status"] != "fenced"]
+    if len(live) < 2 or any(v["dataplane"] for v in live):
+        return False
+    for v in live:
+        if v["status"] in FAILOVER:
+            v["status"] = "suspect"
+        v["why"] = "every trunk is down at once: the switch is at fault, not the hosts"
+    return True
+
+
 def _down_for(looks, down):
     """Seconds from the first of the trailing looks for which ``down(dataplane, ssh)`` holds to
     the last look (0.0 when the last look does not hold)."""

@@ -23,6 +23,9 @@ description:
     since it answers, removes its old copies at once). A host that does not answer SSH while its
     trunk forwards is V(degraded) - traffic flows, no failover. A host whose trunk the platform
     has fenced is V(fenced), whatever it answers.
+  - When every host (two or more, fenced ones aside) has its trunk down at once, the switch is at
+    fault (e.g. restarted, its BFD sessions coming up again), not the hosts - none is failed or
+    isolated then (RV(switch_at_fault)).
   - The module looks again every O(interval) seconds while a host is suspect, up to O(grace);
     when every host is healthy at the first look it returns at once.
 author:
@@ -38,6 +41,20 @@ options:
   ovsdb:
     description: The switch's OVSDB (C(ovs-vsctl --db)); the local one when left out.
     type: str
+  openflow_target:
+    description:
+      - How C(ovs-ofctl) reaches the switch, to count its chain flows (RV(chain_flows)); the bridge's
+        name (the local switch) when left out. The action plugin takes C(flowstream_openflow_target).
+    type: str
+  private_key:
+    description: For an C(ssl:) O(openflow_target) - the controller's private key.
+    type: path
+  certificate:
+    description: For an C(ssl:) O(openflow_target) - the controller's certificate.
+    type: path
+  ca_cert:
+    description: For an C(ssl:) O(openflow_target) - the switch's CA.
+    type: path
   hosts:
     description: The module hosts to look at.
     type: list
@@ -127,6 +144,20 @@ suspect_hosts:
   returned: always
   type: list
   elements: str
+chain_flows:
+  description:
+    - How many flows the switch holds in the chains' cookie space (C(0xF5C0...)). 0 on a switch
+      that should carry chains means it lost its flow table (ovs-vswitchd restarted, a switch
+      rebooted); C(playbooks/failover.yml) then pushes every chain again.
+  returned: always
+  type: int
+switch_at_fault:
+  description:
+    - True when every host that is not fenced (two or more) had its trunk down at once - the
+      switch restarting, not the hosts failing. No host is failed or isolated then (they are
+      V(suspect), with C(why)): a failover never fences a whole platform.
+  returned: always
+  type: bool
 seconds:
   description: How long the module looked.
   returned: always
@@ -140,6 +171,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _failure, _trunk
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
+from ansible_collections.flowstream.platform.plugins.module_utils._deploy import CHAINS_COOKIE, CHAINS_MASK
+from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import Ofctl, OfctlError
 from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import OVSDB
 
 
@@ -157,6 +190,10 @@ def main():
             interval=dict(type="float", default=0.5),
             ssh_port=dict(type="int", default=22),
             ssh_timeout=dict(type="float", default=1.0),
+            openflow_target=dict(type="str"),
+            private_key=dict(type="path"),
+            certificate=dict(type="path"),
+            ca_cert=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -183,16 +220,21 @@ def main():
                     history[h["name"]].append((now, _failure.dataplane_up(trunks[h["trunk"]]), ssh[h["name"]]))
                 fenced = {h["name"]: (trunks[h["trunk"]] or {}).get("fence") for h in p["hosts"]}
                 verdicts = _failure.assess(history, p["grace"], fenced)
+                switch_down = _failure.switch_at_fault(verdicts)
                 if not any(v["status"] == "suspect" for v in verdicts.values()) or time.monotonic() - start > p["grace"] + p["interval"]:
                     break
                 time.sleep(p["interval"])
-    except CommandError as exc:
+        ofctl = Ofctl(p["openflow_target"] or p["bridge"], timeout=10, private_key=p["private_key"], certificate=p["certificate"],
+                      ca_cert=p["ca_cert"])
+        chain_flows = len(ofctl.dump_flows(cookie=CHAINS_COOKIE, cookie_mask=CHAINS_MASK))
+    except (CommandError, OfctlError, ValueError) as exc:
         module.fail_json(msg=str(exc))
     for h in p["hosts"]:
         trunk = trunks[h["trunk"]]
         verdicts[h["name"]]["trunk"] = None if trunk is None else {k: v for k, v in trunk.items() if k not in ("bfd_config", "fence")}
         verdicts[h["name"]]["fence"] = fenced[h["name"]]
-    result = {"changed": False, "hosts": verdicts, "seconds": round(time.monotonic() - start, 3)}
+    result = {"changed": False, "hosts": verdicts, "seconds": round(time.monotonic() - start, 3), "switch_at_fault": switch_down,
+              "chain_flows": chain_flows}
     # (never a key named "failed": Ansible reads it as the task's own failure)
     for status in ("failed", "isolated", "fenced", "degraded", "suspect"):
         result[status + "_hosts"] = sorted(n for n, v in verdicts.items() if v["status"] == status)

@@ -1,16 +1,18 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Failure detection and cold failover on the lab, under probe traffic: BFD up on both ends of
-every trunk after deploy-chain; a failover with nothing failed changes nothing; a host that dies
-(every process of it killed) is fenced on the switch and its chains restored on the rest and the
-spare, verified; it comes back still fenced, its stale copies are removed, uncordon-host refuses
-until then and unfences it after; a host whose trunk is cut while it answers is isolated, fenced
-and emptied in one run."""
+every trunk after deploy-chain; a failover with nothing failed changes nothing; with the
+failover rulebook running (ansible-rulebook for real, its trunk_watch event source), a host that
+dies (every process of it killed) is fenced on the switch and its chains restored on the rest and
+the spare, verified, without anyone running a playbook; it comes back still fenced, its stale
+copies are removed, uncordon-host refuses until then and unfences it after; a host whose trunk is
+cut while it answers is isolated, fenced and emptied in one run."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import module, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_runner import BIN, TOP, _env, module, playbook  # noqa: E402  pylint: disable=wrong-import-position
 from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
 
 RATE_CAP = ["-e", "flowstream_verify_max_rate=5000"]
@@ -99,18 +101,67 @@ def test_bfd_runs_on_both_ends_of_every_trunk_and_nothing_failed_changes_nothing
     assert said.get("msg", "").startswith("nothing failed"), said
 
 
-def test_a_dead_host_is_fenced_its_chains_restored_and_it_stays_out_until_uncordoned(deployed):
+class Rulebook:
+    """extensions/eda/rulebooks/failover.yml under ansible-rulebook, its output in a file."""
+
+    def __init__(self, tmp_path):
+        self.log = tmp_path / "rulebook.log"
+        varsfile = tmp_path / "vars.yml"
+        varsfile.write_text("flowstream_inventory: %s\nflowstream_failover_grace: 2\nflowstream_verify_max_rate: 5000\n"
+                            % (TOP / "inventory" / "lab"))
+        argv = [str(BIN / "ansible-rulebook"), "-i", str(TOP / "inventory" / "lab"), "--rulebook",
+                str(TOP / "extensions" / "eda" / "rulebooks" / "failover.yml"), "--vars", str(varsfile), "-v"]
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(argv, cwd=TOP, env=_env({"ANSIBLE_STDOUT_CALLBACK": "default"}), stdout=out,
+                                         stderr=subprocess.STDOUT)
+
+    def text(self):
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, words, seconds):
+        deadline = time.monotonic() + seconds
+        while words not in self.text():
+            assert self.proc.poll() is None, "ansible-rulebook ended (rc %s):\n%s" % (self.proc.returncode, self.text()[-6000:])
+            assert time.monotonic() < deadline, "no %r in %d s:\n%s" % (words, seconds, self.text()[-6000:])
+            time.sleep(0.5)
+        return time.monotonic()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def test_a_dead_host_is_failed_over_by_the_rulebook_and_stays_out_until_uncordoned(deployed, tmp_path):
     where = LAB.placement()
     (dead,) = where["ins14a0a"]  # a process instance: its supervisor dies with the host
     lost = sorted(i for i, hosts in where.items() if dead in hosts)
-    assert LAB.kill_all(dead)
-    run = ok(playbook("playbooks/failover.yml", "-e", "grace=2", *RATE_CAP))
-    rows = restored(run)
-    assert rows and all(r["probed"] and r["failed_hosts"] == [dead] for r in rows), json.dumps(rows)
-    assert all(r["restored_s"] is not None and 0 < r["restored_s"] < 60 for r in rows), json.dumps(rows)
-    placed = {i: h for r in rows for i, h in r["placed"].items()}
-    assert sorted(placed) == lost and dead not in placed.values(), (placed, lost)
-    assert verified(run), run.explain()
+    rulebook = Rulebook(tmp_path)
+    try:
+        rulebook.wait_for("Waiting for events", 120)
+        time.sleep(2)  # the source's first looks: every host healthy, nothing said
+        assert "host_status" not in rulebook.text(), rulebook.text()[-3000:]
+        killed = time.monotonic()
+        assert LAB.kill_all(dead)
+        # the event source's verdict, the rule, the playbook: nobody runs anything by hand
+        done = rulebook.wait_for("PLAY [Verify the chains with traffic]", 300)
+        rulebook.wait_for("The probe's figures, chain by chain", 120)
+        ended = rulebook.wait_for("PLAY RECAP", 60)
+    finally:
+        rulebook.stop()
+    text = rulebook.text()
+    assert '"status": "failed"' in text or "'status': 'failed'" in text, text[-6000:]
+    assert not re.search(r"(failed|unreachable)=[1-9]", text), text[-8000:]
+    print("\nrulebook: failure -> chains restored %.1f s, -> verified %.1f s" % (done - killed, ended - killed))
+    assert done - killed < 120, text[-6000:]
+    table = text[text.index("The failover, chain by chain"):text.index("PLAY [Verify the chains with traffic]")]
+    assert all(i in table for i in lost), table
+    after = LAB.placement()
+    assert sorted(i for i in after if i in lost) == lost and not any(dead in hosts for i, hosts in after.items() if i in lost), after
     config, drops, mark = switch_port(dead)
     assert "PORT_DOWN" in config and len(drops) == 1 and mark == "fenced", (config, drops, mark)
     assert look()["hosts"][dead]["status"] == "fenced"
@@ -156,3 +207,21 @@ def test_a_host_whose_trunk_is_cut_is_isolated_fenced_and_emptied_in_one_run(dep
     assert mark == "fenced" and len(drops) == 1 and look()["hosts"][cut]["status"] == "fenced", (config, drops)
     ok(playbook("playbooks/uncordon-host.yml", "-e", "hosts=" + cut))
     assert switch_port(cut)[2] is None and healthy_again(cut) == "healthy"
+
+
+def test_a_switch_that_restarted_gets_every_chain_back(deployed):
+    """ovs-vswitchd of the switch restarted: its ports and trunks come back from OVSDB, its flow
+    table does not. Every trunk's BFD starts again from down - the switch's fault, not the hosts'."""
+    subprocess.run(["ovs-appctl", "-t", "ovs-vswitchd", "exit"], check=True, capture_output=True)
+    subprocess.run(["/usr/share/openvswitch/scripts/ovs-ctl", "--no-ovsdb-server", "start", "--system-id=random"],
+                   check=True, capture_output=True)
+    assert look()["chain_flows"] == 0
+    run = ok(playbook("playbooks/failover.yml", "-e", "grace=3", *RATE_CAP))
+    said = run.task_results("What the look found").get("localhost", {}).get("msg", "")
+    assert "no chain flow on switch sw1" in said and "failed now" not in said, said
+    lost = run.task_results("What the switches had lost").get("localhost", {}).get("results", [])
+    assert [r["msg"].split(":")[0] for r in lost] == ["sw1"] and "no chain flow before" in lost[0]["msg"], lost
+    assert verified(run), run.explain()
+    after = look()
+    assert after["chain_flows"] > 0 and after["fenced_hosts"] == [], json.dumps(after)
+    assert all(healthy_again(h) == "healthy" for h in ALL_HOSTS)

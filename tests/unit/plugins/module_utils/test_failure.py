@@ -137,3 +137,18 @@ def test_read_all_takes_bfd_link_and_fence_from_two_tables():
     assert got["fsl-mh2-tr"]["fence"] == {"state": "fenced", "since": "T", "reason": None}
     assert got["fsl-mh2-tr"]["bfd"]["enabled"] is False and got["fsl-mh9-tr"] is None
     assert [_failure.dataplane_up(got[p]) for p in sorted(got)] == [True, False, False]
+
+
+def test_every_trunk_down_at_once_is_the_switch_not_the_hosts():
+    down = looks(*["du"] * 8)
+    out = _failure.assess({"mh1": down, "mh2": down, "mh3": looks(*["dd"] * 8)}, grace=1.0)
+    assert sorted(v["status"] for v in out.values()) == ["failed", "isolated", "isolated"]
+    assert _failure.switch_at_fault(out) is True
+    assert {v["status"] for v in out.values()} == {"suspect"} and "switch is at fault" in out["mh1"]["why"]
+    # one trunk still forwarding: the others are the hosts' own fault
+    out = _failure.assess({"mh1": down, "mh2": looks(*["uu"] * 8)}, grace=1.0)
+    assert _failure.switch_at_fault(out) is False and out["mh1"]["status"] == "isolated"
+    # fenced hosts do not count, and one host alone is never "the switch"
+    mark = {"state": "fenced", "since": "T", "reason": "failed"}
+    out = _failure.assess({"mh1": down, "mh2": down}, grace=1.0, fenced={"mh2": mark})
+    assert _failure.switch_at_fault(out) is False and out["mh1"]["status"] == "isolated"
