@@ -111,12 +111,19 @@ def host_trunk_port(ovs, bridge):
     return found[0] if found else None
 
 
-def set_bfd(ovs, port, to_set, to_remove):
+def bfd_args(port, to_set, to_remove):
+    """The ovs-vsctl commands (one transaction's part) that make the port's bfd column so."""
     args = []
     if to_set:
         args += ["--", "set", "Interface", port] + ["bfd:%s=%s" % (k, quote_value(v)) for k, v in sorted(to_set.items())]
     if to_remove:
         args += ["--", "remove", "Interface", port, "bfd"] + list(to_remove)
+    return args
+
+
+def set_bfd(ovs, changes):
+    """``changes``: {port: (to_set, to_remove)}, written in ONE OVSDB transaction."""
+    args = [a for port, (to_set, to_remove) in sorted(changes.items()) for a in bfd_args(port, to_set, to_remove)]
     if args:
         ovs.vsctl(*args)
 

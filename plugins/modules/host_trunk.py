@@ -47,6 +47,12 @@ options:
       - The trunk port. On a host bridge it may be left out - the port whose Interface carries
         C(external_ids:flowstream-role=trunk) is the trunk.
     type: str
+  ports:
+    description:
+      - Several trunk ports of the bridge at once, for O(bfd) only (the switch's end of every trunk
+        in one run and one OVSDB transaction, as deploy-chain does); not with O(port) or O(fence).
+    type: list
+    elements: str
   ovsdb:
     description: The OVSDB to talk to (C(ovs-vsctl --db)), e.g. C(tcp:192.0.2.1:6640); the local one when left out.
     type: str
@@ -112,12 +118,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+trunks:
+  description: With O(ports) - per port, as RV(trunk).
+  returned: when ports is given
+  type: dict
 trunk:
   description:
     - The trunk end after the run - C(port), C(ofport), C(link_state), C(admin_state), C(bfd)
       (C(enabled), C(min_tx), C(min_rx), C(detect_ms), C(state), C(forwarding), C(remote_state),
       C(diagnostic), C(flap_count)), C(fence) (null or C(state), C(since), C(reason)).
-  returned: always
+  returned: unless ports is given
   type: dict
   sample:
     port: fsl-mh1-tr
@@ -154,11 +164,38 @@ def _text(info):
     return "\n".join(lines) + "\n"
 
 
+def _bfd_on_many(module, ovs, bridge, ports, want):
+    """BFD on several ports of ``bridge`` in one OVSDB transaction; exits the module."""
+    on_bridge = set(ovs.ports(bridge))
+    stray = [pt for pt in ports if pt not in on_bridge]
+    if stray:
+        module.fail_json(msg="%s: not a port of %s" % (", ".join(stray), bridge))
+    before = _trunk.read_all(ovs, ports)
+    changes = {pt: _trunk.bfd_changes(before[pt]["bfd_config"], want) for pt in ports}
+    changes = {pt: c for pt, c in changes.items() if c[0] or c[1]}
+    actions = ["bfd on %s: %s" % (pt, ", ".join(["%s=%s" % kv for kv in sorted(c[0].items())] + ["no %s" % k for k in c[1]]))
+               for pt, c in sorted(changes.items())]
+    if changes and not module.check_mode:
+        _trunk.set_bfd(ovs, changes)
+    after = _trunk.read_all(ovs, ports) if changes and not module.check_mode else before
+    result = {"changed": bool(changes), "actions": actions,
+              "trunks": {pt: {k: v for k, v in after[pt].items() if k != "bfd_config"} for pt in ports}}
+    if module._diff:
+        def text(infos):
+            return "".join("%s %s" % (pt, _text(infos[pt])) for pt in ports)
+        predicted = {pt: dict(before[pt], bfd_config=dict({k: v for k, v in before[pt]["bfd_config"].items()
+                                                           if k not in _trunk.BFD_KEYS}, **want)) for pt in ports}
+        result["diff"] = {"before_header": "%s trunks" % bridge, "after_header": "%s trunks" % bridge,
+                          "before": text(before), "after": text(predicted if module.check_mode else after)}
+    module.exit_json(**result)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             bridge=dict(type="str", required=True),
             port=dict(type="str"),
+            ports=dict(type="list", elements="str"),
             ovsdb=dict(type="str"),
             openflow_target=dict(type="str"),
             bfd=dict(type="dict", options=dict(
@@ -171,6 +208,7 @@ def main():
             reason=dict(type="str"),
         ),
         supports_check_mode=True,
+        mutually_exclusive=[("port", "ports"), ("ports", "fence")],
     )
     p = module.params
     ovs = OVSDB(db=p["ovsdb"])
@@ -184,6 +222,10 @@ def main():
                 module.fail_json(msg="%s: %s" % (p["bridge"], exc))
         if not ovs.bridge_exists(p["bridge"]):
             module.fail_json(msg="bridge %s does not exist in %s" % (p["bridge"], p["ovsdb"] or "the local OVSDB"))
+        if p["ports"] is not None:
+            if want_bfd is None:
+                module.fail_json(msg="ports is for bfd: give bfd (or use port for one trunk)")
+            _bfd_on_many(module, ovs, p["bridge"], p["ports"], want_bfd)
         port = p["port"] or _trunk.host_trunk_port(ovs, p["bridge"])
         if port is None:
             module.fail_json(msg="%s has no port marked external_ids:flowstream-role=trunk: name the trunk with port" % p["bridge"])
@@ -207,7 +249,7 @@ def main():
             if to_set or to_remove:
                 actions.append("bfd on %s: %s" % (port, ", ".join(["%s=%s" % kv for kv in sorted(to_set.items())]
                                                                   + ["no %s" % k for k in to_remove])))
-                steps.append(lambda: _trunk.set_bfd(ovs, port, to_set, to_remove))
+                steps.append(lambda: _trunk.set_bfd(ovs, {port: (to_set, to_remove)}))
         if p["fence"] == "fenced":
             mark = before["fence"]
             if mark is None or (p["reason"] is not None and p["reason"] != mark.get("reason")):

@@ -21,10 +21,13 @@ class LabHosts:
         enter = ["nsenter", "--mount=%s/ns/%s.mnt" % (self.state, host), "--net=/run/netns/%s-%s" % (self.prefix, host)]
         return subprocess.run(enter + list(argv), capture_output=True, text=True, check=check, timeout=300).stdout
 
-    def placement(self):
-        """{instance: [hosts]}: leg ports on each host bridge, namespaces, libvirt domains."""
+    def placement(self, skip=()):
+        """{instance: [hosts]}: leg ports on each host bridge, namespaces, libvirt domains (of every
+        host but those in ``skip``, e.g. one that is dead)."""
         where = {}
         for host in self.hosts:
+            if host in skip:
+                continue
             found = set()
             for port in self.run(host, "ovs-vsctl", "list-ports", "fs-host").split():
                 if port.startswith("fs-") and port[-2:] in ("-l", "-r"):

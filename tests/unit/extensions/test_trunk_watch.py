@@ -60,7 +60,9 @@ def test_the_platform_comes_from_ansible_inventory():
     listing = {"_meta": {"hostvars": {
         "sw1": {"flowstream_bridge": "fsl-sw", "flowstream_openflow_target": "unix:/run/openvswitch/fsl-sw.mgmt",
                 "flowstream_chains": [{"name": "web", "switch": "sw1"}, {"name": "old", "state": "absent"}, {"name": "x", "switch": "sw2"}]},
-        "mh1": {"flowstream_switch": "sw1", "flowstream_trunk": "fsl-mh1-tr", "flowstream_management_address": "198.18.0.11"},
+        # ansible-core 2.19 marks what came from the description as unsafe in its JSON
+        "mh1": {"flowstream_switch": {"__ansible_unsafe": "sw1"}, "flowstream_trunk": {"__ansible_unsafe": "fsl-mh1-tr"},
+                "flowstream_management_address": "198.18.0.11"},
         "spare1": {"flowstream_switch": "sw1", "flowstream_trunk": "fsl-spare1-tr", "ansible_host": "198.18.0.21"}}},
         "flowstream_switches": {"hosts": ["sw1"]},
         "flowstream_module_hosts": {"hosts": ["mh1"], "children": ["flowstream_spares"]},

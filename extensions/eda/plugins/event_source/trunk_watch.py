@@ -48,19 +48,41 @@ try:
     from ansible_collections.flowstream.platform.plugins.module_utils._deploy import CHAINS_COOKIE, CHAINS_MASK
     from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import Ofctl, OfctlError
     from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import OVSDB
-except ImportError:  # ansible-rulebook loads this file by path: the collection's root on sys.path
-    sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 7)))
+except ImportError:  # ansible-rulebook loads this file by path: put the collection's root on sys.path
+    def _root(here):
+        """The directory holding ansible_collections/flowstream/platform (an installed collection's
+        root, or a checkout's collections/ directory)."""
+        while here != os.path.dirname(here):
+            for top in (here, os.path.join(here, "collections")):
+                if os.path.isdir(os.path.join(top, "ansible_collections", "flowstream", "platform")):
+                    return top
+            here = os.path.dirname(here)
+        raise ImportError("trunk_watch: the flowstream.platform collection is not above %s" % __file__)
+
+    sys.path.insert(0, _root(os.path.dirname(os.path.abspath(__file__))))
     from ansible_collections.flowstream.platform.plugins.module_utils import _failure, _hostvars, _trunk
     from ansible_collections.flowstream.platform.plugins.module_utils._deploy import CHAINS_COOKIE, CHAINS_MASK
     from ansible_collections.flowstream.platform.plugins.module_utils._ofctl import Ofctl, OfctlError
     from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import OVSDB
 
 
+def _plain(value):
+    """ansible-inventory's JSON with its markers taken off (ansible-core 2.19 writes a value from
+    the description as {"__ansible_unsafe": value})."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "__ansible_unsafe" in value:
+            return _plain(value["__ansible_unsafe"])
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def platform_from_inventory(inventory, run=subprocess.run):
     """{switch: {"bridge", "openflow_target", "chains" (how many present chains it carries),
     "hosts": [{name, trunk, address}]}} from ``ansible-inventory --list``."""
     out = run(["ansible-inventory", "-i", inventory, "--list"], capture_output=True, text=True, check=True).stdout
-    data = json.loads(out)
+    data = _plain(json.loads(out))
     hostvars = (data.get("_meta") or {}).get("hostvars") or {}
 
     def members(group):
