@@ -155,7 +155,7 @@ switch_at_fault:
   description:
     - True when every host that is not fenced (two or more) had its trunk down at once - the
       switch restarting, not the hosts failing. No host is failed or isolated then (they are
-      V(suspect), with C(why)): a failover never fences a whole platform.
+      V(suspect), with C(why)) - a failover never fences a whole platform.
   returned: always
   type: bool
 seconds:
