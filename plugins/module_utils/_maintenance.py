@@ -16,9 +16,7 @@ instance back on a cordoned or drained host.
 
 from __future__ import annotations
 
-import time
-
-from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import quote_value
+from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import read_mark
 
 KEY = "flowstream-maintenance"
 MARKS = ("cordoned", "draining", "drained")
@@ -27,23 +25,9 @@ MARKS = ("cordoned", "draining", "drained")
 def read(ovs, bridge):
     """{state, since, reason} of the host bridge's mark, or None when there is none."""
     rows = ovs.list_table("Bridge", ["name", "external_ids"], [bridge])
-    ext = (rows[0].get("external_ids") or {}) if rows else {}
-    state = ext.get(KEY)
-    if state not in MARKS:
-        return None
-    return {"state": state, "since": ext.get(KEY + "-since"), "reason": ext.get(KEY + "-reason") or None}
+    return read_mark((rows[0].get("external_ids") or {}) if rows else {}, KEY, MARKS)
 
 
 def write(ovs, bridge, state, reason=None):
     """Set the mark (``state`` one of MARKS) or clear it (``state`` None), in one transaction."""
-    keys = [KEY, KEY + "-since", KEY + "-reason"]
-    if state is None:
-        ovs.vsctl("remove", "Bridge", bridge, "external_ids", *keys)
-        return
-    ids = {KEY: state, KEY + "-since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if reason:
-        ids[KEY + "-reason"] = reason
-    args = ["set", "Bridge", bridge] + ["external_ids:%s=%s" % (k, quote_value(v)) for k, v in sorted(ids.items())]
-    if not reason:
-        args += ["--", "remove", "Bridge", bridge, "external_ids", KEY + "-reason"]
-    ovs.vsctl(*args)
+    ovs.write_mark("Bridge", bridge, KEY, state, reason)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
 
@@ -116,9 +117,32 @@ class OVSDB:
             self.vsctl("set", table, record,
                        *["external_ids:%s=%s" % (k, quote_value(v)) for k, v in sorted(ids.items())])
 
+    def write_mark(self, table, record, key, state, reason=None):
+        """A platform mark in ``record``'s external_ids: ``key`` = ``state`` with ``key-since``
+        (UTC, now) and ``key-reason``, in one transaction; ``state`` None takes it away."""
+        if state is None:
+            self.vsctl("remove", table, record, "external_ids", key, key + "-since", key + "-reason")
+            return
+        ids = {key: state, key + "-since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if reason:
+            ids[key + "-reason"] = reason
+        args = ["set", table, record] + ["external_ids:%s=%s" % (k, quote_value(v)) for k, v in sorted(ids.items())]
+        if not reason:
+            args += ["--", "remove", table, record, "external_ids", key + "-reason"]
+        self.vsctl(*args)
+
     def interface_error(self, iface):
         value = self.get("Interface", iface, "error")
         return None if value in (None, "[]", "") else value.strip('"')
+
+
+def read_mark(external_ids, key, states):
+    """{state, since, reason} of a mark written by OVSDB.write_mark, or None (no mark, or a state
+    not in ``states``)."""
+    ext = external_ids or {}
+    if ext.get(key) not in states:
+        return None
+    return {"state": ext[key], "since": ext.get(key + "-since"), "reason": ext.get(key + "-reason") or None}
 
 
 def decode_datum(value):

@@ -19,9 +19,7 @@ restarted switch, a cable re-plugged: Open vSwitch follows the link, not the ear
 
 from __future__ import annotations
 
-import time
-
-from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import quote_value
+from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import quote_value, read_mark
 
 FENCE_KEY = "flowstream-fence"
 #: cookie of a fence's drop flow (0xF5FE in the top 16 bits - outside the chains' 0xF5C0 space -
@@ -140,21 +138,9 @@ def fence_flow(ofport):
 
 def fence_mark(external_ids):
     """{state: fenced, since, reason} from a Port's external_ids, or None."""
-    if (external_ids or {}).get(FENCE_KEY) != "fenced":
-        return None
-    return {"state": "fenced", "since": external_ids.get(FENCE_KEY + "-since"), "reason": external_ids.get(FENCE_KEY + "-reason") or None}
+    return read_mark(external_ids, FENCE_KEY, ("fenced",))
 
 
 def write_fence(ovs, port, fenced, reason=None):
     """Set (``fenced`` True) or clear the fence mark on the switch's trunk Port, one transaction."""
-    keys = [FENCE_KEY, FENCE_KEY + "-since", FENCE_KEY + "-reason"]
-    if not fenced:
-        ovs.vsctl("remove", "Port", port, "external_ids", *keys)
-        return
-    ids = {FENCE_KEY: "fenced", FENCE_KEY + "-since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if reason:
-        ids[FENCE_KEY + "-reason"] = reason
-    args = ["set", "Port", port] + ["external_ids:%s=%s" % (k, quote_value(v)) for k, v in sorted(ids.items())]
-    if not reason:
-        args += ["--", "remove", "Port", port, "external_ids", FENCE_KEY + "-reason"]
-    ovs.vsctl(*args)
+    ovs.write_mark("Port", port, FENCE_KEY, "fenced" if fenced else None, reason)
