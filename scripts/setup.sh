@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up step for flowstream.platform on Debian 12 (run as root):
 #   Debian packages, the .venv with pinned Python packages, the collection importable by its
-#   FQCN from this checkout, openvswitch.openvswitch in collections/, Open vSwitch running.
+#   FQCN from this checkout, openvswitch.openvswitch in collections/, Click (userlevel, built once
+#   from the pinned source: scripts/click.sh), Open vSwitch running.
 # A second run only checks, and prints "setup: nothing to do" for each part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,7 +85,10 @@ print("setup: extracted %d files of openvswitch.openvswitch %s" % (len(members),
 PY
 fi
 
-# 5. Open vSwitch running (no systemd here: ovs-ctl, as LAB.md measured) --------------------
+# 5. Click, built once from the pinned source (scripts/click.sh) ------------------------------
+scripts/click.sh
+
+# 6. Open vSwitch running (no systemd here: ovs-ctl, as LAB.md measured) --------------------
 if timeout 5 ovs-vsctl --timeout=3 show >/dev/null 2>&1; then
   say "Open vSwitch: running, nothing to do"
 else

@@ -36,8 +36,10 @@ BUILTIN_TYPES = {
     "firewall": {
         "description": "Packet filter: nftables rules (bridge family) applied in order to traffic in both "
                        "directions, then a default policy. Each rule is an nftables rule body, e.g. "
-                       "'ip saddr 198.18.1.0/28 udp dport 53 drop'.",
-        "kinds": ["kernel"],
+                       "'ip saddr 198.18.1.0/28 udp dport 53 drop'; the click kind takes the same for "
+                       "addresses, protocols and ports (as IPFilter patterns), or IPFilter's own "
+                       "'allow|deny EXPR'.",
+        "kinds": ["kernel", "click"],
         "resources": {"cpu": 0.1, "memory": 16},
         "params": {
             "rules": {"type": "list", "default": []},
@@ -45,8 +47,9 @@ BUILTIN_TYPES = {
         },
     },
     "shaper": {
-        "description": "Rate limiter: a token bucket (tc tbf) on each direction.",
-        "kinds": ["kernel"],
+        "description": "Rate limiter on each direction: a token bucket (tc tbf) in the kernel, a "
+                       "BandwidthShaper (paced, burst and latency size its queue) in Click.",
+        "kinds": ["kernel", "click"],
         "resources": {"cpu": 0.1, "memory": 16},
         "params": {
             "rate": {"type": "rate", "required": True},
@@ -55,8 +58,9 @@ BUILTIN_TYPES = {
         },
     },
     "monitor": {
-        "description": "Per-flow packet and byte counters (5-tuple), both directions; traffic passes unchanged.",
-        "kinds": ["kernel", "process"],
+        "description": "Counts traffic that passes unchanged, both directions: per flow (5-tuple) in the "
+                       "kernel and process kinds, per direction (packets, bytes) in Click.",
+        "kinds": ["kernel", "process", "click"],
         "resources": {"cpu": 0.1, "memory": 32},
         "params": {},
     },
@@ -69,6 +73,19 @@ BUILTIN_TYPES = {
         "params": {
             "patterns": {"type": "list", "required": True},
             "action": {"type": "str", "choices": ["drop", "mark", "count"], "default": "drop"},
+            "dscp": {"type": "int", "min": 0, "max": 63, "default": 8},
+        },
+    },
+    "classify": {
+        "description": "Quick filter (the paper's flow splitting): packets that match any of the expressions "
+                       "(Click IPClassifier syntax: header fields, and payload bytes at fixed offsets, e.g. "
+                       "'udp && transp[8:4] == 0x45564c31') are marked with an IP DSCP for the switch to "
+                       "split them off to a deeper step, or dropped, or only counted; the rest passes.",
+        "kinds": ["click"],
+        "resources": {"cpu": 0.1, "memory": 16},
+        "params": {
+            "match": {"type": "list", "required": True},
+            "action": {"type": "str", "choices": ["mark", "drop", "count"], "default": "mark"},
             "dscp": {"type": "int", "min": 0, "max": 63, "default": 8},
         },
     },

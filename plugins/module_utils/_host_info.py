@@ -98,6 +98,8 @@ def report(host_bridge, capacity=None, interval=0.5, flows=False, run=_run, vm_k
             elif info.get("kind") == "process":
                 stats = _kinds.kind("process", ActionLog(), run=run).flows(name) or {}
                 info["flows"] = stats.get("flows", [])
+        if info.get("kind") == "click" and info["state"] == "running":
+            info["click"] = _kinds.kind("click", ActionLog(), run=run).report(name)
         if info.get("kind") in ("process",) and info.get("type") == "inspect":
             stats = _kinds.kind("process", ActionLog(), run=run).flows(name) or {}
             info["inspection"] = stats.get("totals", {})

@@ -36,6 +36,7 @@ import sys
 import time
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _vm
+from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import alive, end_processes, run as _run, spawn, wait_for
 from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_atomic
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import LEGS, RUN_DIR, netns_name, port_name
@@ -272,11 +273,47 @@ class ProcessInstances(ProcessKind):
         return stats
 
 
+CLICK_TOTALS = ("packets_in", "packets_out", "dropped")
+
+
 class ClickInstances(ClickKind, ProcessInstances):
-    """Click configurations run by the userlevel click binary (a process)."""
+    """Click configurations run by the userlevel click binary (a process). A monitor's counters
+    are its state: a copy elsewhere carries them and reports the whole history."""
 
     def hold_before_start(self, spec, hold):
         """A Click configuration has no hold (its moves keep no order barrier; docs/operations.md)."""
+
+    def report(self, instance):
+        """The counters read over the control socket (None when it does not answer), with what
+        earlier copies counted added to the totals (``carried``)."""
+        now = self.counters(instance)
+        carried = read_carried(instance).get("counters") or {}
+        if now is None:
+            return None
+        for key in CLICK_TOTALS:
+            now[key] += int(carried.get(key, 0))
+        if carried:
+            now["carried"] = {key: int(carried.get(key, 0)) for key in CLICK_TOTALS}
+        return now
+
+    def export_state(self, instance, spec_type=None):
+        if spec_type not in (None, "monitor"):
+            return None
+        seen = self.report(instance) or {key: int((read_carried(instance).get("counters") or {}).get(key, 0)) for key in CLICK_TOTALS}
+        return {"counters": {key: seen[key] for key in CLICK_TOTALS}}
+
+    def import_state(self, instance, state):
+        return write_carried(instance, {"counters": (state or {}).get("counters") or {}}, self.log)
+
+    def flows(self, instance):
+        return None  # Click counts per direction, not per flow
+
+    def _hotconfig(self, instance, text):
+        """A new router starts its counters at zero: what the old one counted is carried."""
+        seen = self.report(instance)
+        super()._hotconfig(instance, text)
+        if seen is not None:
+            write_carried(instance, {"counters": {key: seen[key] for key in CLICK_TOTALS}}, ActionLog())
 
 
 class VmInstances:

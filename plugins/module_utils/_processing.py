@@ -105,6 +105,8 @@ class ProcessingModules:
         engine.ensure(spec)
         if hold and hasattr(engine, "hold_after_ensure"):
             engine.hold_after_ensure(spec, hold)
+        if getattr(engine, "reconfigured", None):
+            extra["reconfigured"] = engine.reconfigured
         status = _kinds.hold_status(spec.id)
         if status is not None:
             extra["hold"] = status

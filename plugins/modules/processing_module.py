@@ -21,10 +21,11 @@ description:
     an nftables ruleset (bridge family; checked with C(nft -c), applied in one C(nft -f)
     transaction) and tc token buckets; V(process) - a program in the instance namespace moving
     packets between the legs, supervised (restarted when it dies) without needing systemd;
-    V(click) - a Click configuration run by the userlevel C(click) binary; V(vm) - a libvirt
+    V(click) - a Click configuration run by the userlevel C(click) binary (with a ControlSocket
+    in C(/run/flowstream/<id>/click.sock); checked by Click itself before anything changes); V(vm) - a libvirt
     domain (QEMU) with two virtio NICs on the host bridge."
   - The type comes from the catalogue (built-in types V(wire), V(firewall), V(shaper),
-    V(monitor), V(inspect), plus the operator's own in O(catalogue)); each type states which
+    V(monitor), V(inspect), V(classify), plus the operator's own in O(catalogue)); each type states which
     kinds can run it.
   - The whole request is validated first (type, kind, the host's kinds, parameters, VLAN tags
     against the tags already used on the host bridge, nftables rules, images, memory); a bad
@@ -139,7 +140,9 @@ options:
         description: Virtual CPUs.
         type: int
   click_binary:
-    description: Path of the userlevel Click binary, when it is not C(click) on the PATH.
+    description:
+      - Path of the userlevel Click binary. Default - C(click) on the PATH, else
+        C(/opt/flowstream/click/bin/click), where the project's set-up builds it.
     type: path
   carried_state:
     description:
@@ -175,8 +178,13 @@ options:
     type: bool
     default: false
 notes:
-  - Click is not packaged for Debian 12 or PyPI. Without a C(click) binary on the host, a
-    V(click) instance fails saying so and how to build it; nothing is started.
+  - Click is not packaged for Debian 12 or PyPI; the project's set-up builds it from the pinned
+    source (the collection's C(scripts/click.sh)). Without a C(click) binary on the host, a
+    V(click) instance fails saying so and how to provide it; nothing is started.
+  - A running V(click) instance takes a new configuration without a restart when it can - its
+    elements' C(config) handlers when only their arguments changed, else the driver's
+    C(hotconfig) (a new router swapped in, queues carried over) - and restarts only when Click
+    refuses both. RV(reconfigured) says which.
 """
 
 EXAMPLES = r"""
@@ -261,6 +269,14 @@ quiesce:
   returned: when quiesce is given and the instance was there
   type: dict
   sample: {quiet: true, waited_ms: 240, packets_since: 3}
+reconfigured:
+  description:
+    - How a running V(click) instance took its new configuration - C(how) V(handlers) (its
+      elements' config handlers, C(elements) lists them), V(hotconfig) (a new router swapped in;
+      C(why) not the handlers) or V(restart) (C(why)).
+  returned: when a running click instance's configuration changed
+  type: dict
+  sample: {how: handlers, elements: [fw_fwd, fw_rev]}
 field:
   description: On failure, the field of the request at fault.
   returned: failed
@@ -338,6 +354,8 @@ def main():
         result["quiesce"] = extra["quiesce"]
     if "hold" in extra:
         result["hold"] = extra["hold"]
+    if "reconfigured" in extra:
+        result["reconfigured"] = extra["reconfigured"]
     if module._diff:
         result["diff"] = {"before": configuration(before), "after": (dict(configuration(before), pending_actions=engine.log.actions)
                                                                      if module.check_mode else configuration(after))}

@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One module host runs an instance of every kind at once (kernel, process, VM under TCG);
-traffic crosses all three in series, both ways; module_host_info reports them with live
-counters; Click without its binary fails plainly; a black box on switch ports is health-checked."""
+"""One module host runs an instance of every kind at once (kernel, process, Click, VM under TCG);
+traffic crosses all four in series, both ways; module_host_info reports them with live
+counters; a Click binary that is not there fails plainly; a black box on switch ports is
+health-checked."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ WIRE_IMAGE = {"kernel": STATE + "/images/wire/vmlinuz", "initrd": STATE + "/imag
 KINDS = {
     "ek": dict(kind="kernel", type="wire", vlans={"left": 301, "right": 302}),
     "ep": dict(kind="process", type="monitor", vlans={"left": 303, "right": 304}),
+    "ec": dict(kind="click", type="wire", vlans={"left": 307, "right": 308}),
     "ev": dict(kind="vm", type="wire", vlans={"left": 305, "right": 306}, vm={"image": WIRE_IMAGE, "memory": 96, "vcpus": 1}),
 }
 
@@ -45,7 +47,7 @@ def every_kind(running_lab):
 
 
 def test_every_kind_at_once_in_series_with_live_counters(every_kind):
-    hops = [("fsl-mh3-tr", KINDS[i]["vlans"]["left"], KINDS[i]["vlans"]["right"]) for i in ("ek", "ep", "ev")]
+    hops = [("fsl-mh3-tr", KINDS[i]["vlans"]["left"], KINDS[i]["vlans"]["right"]) for i in ("ek", "ep", "ec", "ev")]
     steer_chain(hops)
     deadline = time.monotonic() + 60
     while ping(1) != 1:  # the guest boots under TCG (about 7 s to forwarding)
@@ -55,7 +57,8 @@ def test_every_kind_at_once_in_series_with_live_counters(every_kind):
     rc, info = module("mh3", "module_host_info", flows=True, capacity={"cpu": 1, "memory": 1024})
     assert rc == 0
     instances = info["instances"]
-    assert {i: instances[i]["kind"] for i in KINDS} == {"ek": "kernel", "ep": "process", "ev": "vm"}
+    assert {i: instances[i]["kind"] for i in KINDS} == {"ek": "kernel", "ep": "process", "ec": "click", "ev": "vm"}
+    assert instances["ec"]["click"]["packets_in"] >= 610 and instances["ec"]["click"]["packets_out"] >= 610, instances["ec"]
     for inst in KINDS:
         legs = instances[inst]["legs"]
         assert instances[inst]["state"] == "running", (inst, instances[inst])
@@ -66,15 +69,16 @@ def test_every_kind_at_once_in_series_with_live_counters(every_kind):
     rc, info = module("mh3", "module_host_info", flows=True, capacity={"cpu": 1, "memory": 1024})
     counted = {f["dport"]: f["packets"] for f in info["instances"]["ep"]["flows"] if f["proto"] == 17}
     assert counted == {8001: 300, 8002: 300}
-    # reservations: the guest's 96 MiB and 1 vCPU, the kernel wire's 16 MiB, the monitor's 32 MiB
-    assert info["capacity"]["reserved"] == {"cpu": 1.15, "memory": 144.0}, info["capacity"]
+    # reservations: the guest's 96 MiB and 1 vCPU, the kernel and Click wires' 16 MiB, the monitor's 32 MiB
+    assert info["capacity"]["reserved"] == {"cpu": 1.2, "memory": 160.0}, info["capacity"]
     # a re-run of every instance changes nothing
     for inst, args in KINDS.items():
         assert ok(module("mh3", "processing_module", instance=inst, chain="all", step=inst, **args))["changed"] is False
 
 
 def test_click_without_its_binary_fails_plainly_and_starts_nothing(running_lab):
-    rc, res = module("mh2", "processing_module", instance="ck1", kind="click", type="wire", vlans={"left": 311, "right": 312})
+    rc, res = module("mh2", "processing_module", instance="ck1", kind="click", type="wire", vlans={"left": 311, "right": 312},
+                     click_binary="/opt/flowstream/no-click/bin/click")
     assert rc != 0 and res["field"] == "kind"
     assert "click binary" in res["msg"] and "not packaged for Debian 12" in res["msg"] and "ck1" in res["msg"]
     rc, info = module("mh2", "module_host_info")
