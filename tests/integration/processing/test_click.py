@@ -18,7 +18,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import TOP, module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_runner import TOP, module, playbook  # noqa: E402  pylint: disable=wrong-import-position
 from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
 from traffic import exchange, steer_chain, unsteer  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -40,6 +40,11 @@ def ok(result):
     rc, res = result
     assert rc == 0 and not res.get("failed"), json.dumps(res, indent=1)[:4000]
     return res
+
+
+def ok_run(run):
+    assert run.rc == 0 and not run.failures(), run.explain()
+    return run
 
 
 def ensure(instance, **changes):
@@ -171,3 +176,21 @@ def test_a_configuration_click_refuses_changes_nothing(click_chain):
     assert snapshot("mh2") == before and "ckbad" not in before
     assert "ckbad" not in ok(module("mh2", "module_host_info"))["instances"]
     assert probe(duration=1)["lost"] == 0
+
+
+def test_the_click_role_copies_the_controllers_build_to_a_module_host_once(running_lab, tmp_path):
+    prefix = "/opt/flowstream-ckrole/click"
+    play = tmp_path / "click.yml"
+    play.write_text("- hosts: mh1\n  gather_facts: false\n  roles:\n    - role: flowstream.platform.click\n"
+                    "      vars: {flowstream_click_prefix: %s}\n" % prefix)
+    LAB.run("mh1", "rm", "-rf", os.path.dirname(prefix))
+    try:
+        first = ok_run(playbook(str(play)))
+        assert first.changed() > 0
+        assert LAB.run("mh1", prefix + "/bin/click", "-e", "InfiniteSource(LIMIT 4, STOP true) -> c :: Counter -> Discard;",
+                       "-h", "c.count").split() == ["4"]
+        with open("/opt/flowstream/click/.flowstream-click", encoding="utf-8") as handle:
+            assert LAB.run("mh1", "cat", prefix + "/.flowstream-click") == handle.read()
+        assert ok_run(playbook(str(play))).changed() == 0
+    finally:
+        LAB.run("mh1", "rm", "-rf", os.path.dirname(prefix))

@@ -70,7 +70,7 @@ def test_firewall_policy_and_non_ip_frames():
 
 
 def test_shaper_paces_at_the_rate_and_sizes_its_queue():
-    decls, _ = click.declarations(click.config_for(spec("shaper", {"rate": "400mbit", "burst": "256kb", "latency": "50ms"})))
+    decls = click.declarations(click.config_for(spec("shaper", {"rate": "400mbit", "burst": "256kb", "latency": "50ms"})))[0]
     assert decls["shape_right"] == ("BandwidthShaper", "50000000Bps")
     assert decls["q_right"] == ("Queue", "1842")  # (50e6 B/s x 50 ms + 256 KiB) / 1500 B
 
@@ -140,7 +140,7 @@ class StandIn(threading.Thread):
         self.got = []
 
     def run(self):
-        conn, _ = self.server.accept()
+        conn = self.server.accept()[0]
         conn.sendall(b"Click::ControlSocket/1.3\r\n")
         buffer = b""
         while True:
