@@ -271,6 +271,17 @@ def config_for(spec):
     raise InstanceError(spec.id, "type", "type '%s' has no Click configuration" % spec.type)
 
 
+def _param_at_fault(spec, message):
+    """The parameter a refusal of a built-in type's configuration is about: Click numbers an
+    IPFilter's or IPClassifier's patterns as the rules or expressions were given."""
+    match = re.search(r"While configuring '(fw|cl)_[a-z]+ :: [A-Za-z]+':\s*\|\s*pattern ([0-9]+):", message)
+    if match:
+        name = "rules" if match.group(1) == "fw" else "match"
+        if int(match.group(2)) < len(spec.params.get(name) or []):
+            return "params.%s[%s]" % (name, match.group(2))
+    return "params"
+
+
 def config_path(instance):
     return "%s/config.click" % instance_dir(instance)
 
@@ -372,7 +383,13 @@ class ClickKind(ProcessKind):
         if not self.find_binary():
             raise InstanceError(spec.id, "kind", MISSING)
         own = (spec.definition.get("click") or {})
-        self.check_config(spec.id, text, "click.config" if own.get("config") or own.get("elements") else "params")
+        if own.get("config") or own.get("elements"):
+            self.check_config(spec.id, text)
+            return
+        try:
+            self.check_config(spec.id, text, "params")
+        except InstanceError as exc:
+            raise InstanceError(spec.id, _param_at_fault(spec, exc.message), exc.message) from exc
 
     def check_config(self, instance, text, field="click.config"):
         """Click's own verdict on ``text``: every element configured and initialised (``click

@@ -163,7 +163,7 @@ def test_a_configuration_click_refuses_changes_nothing(click_chain):
     config = LAB.run("mh2", "cat", "/var/lib/flowstream/instances/ckf/config.click")
     pid = child_pid("ckf")
     rc, res = ensure("ckf", params={"rules": ["deny srcx 198.18.1.1"]})
-    assert rc != 0 and res["field"] == "params"
+    assert rc != 0 and res["field"] == "params.rules[0]"
     assert "instance ckf" in res["msg"] and "Click refuses the configuration: ckf.click:" in res["msg"], res["msg"]
     assert "While configuring 'fw_fwd :: IPFilter'" in res["msg"] and "srcx" in res["msg"]
     assert LAB.run("mh2", "cat", "/var/lib/flowstream/instances/ckf/config.click") == config and child_pid("ckf") == pid

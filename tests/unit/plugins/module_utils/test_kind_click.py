@@ -117,8 +117,8 @@ def test_a_built_in_type_error_names_params_and_a_given_configuration_names_clic
     kind = click.ClickKind(None, run=run, binary=str(binary))
     with pytest.raises(InstanceError) as err:
         kind.validate(spec("firewall", {"rules": ["deny srcx 1"]}))
-    assert err.value.field == "params"
-    assert str(err.value) == ("instance ck1: params: Click refuses the configuration: ck1.click:4: While configuring "
+    assert err.value.field == "params.rules[0]"
+    assert str(err.value) == ("instance ck1: params.rules[0]: Click refuses the configuration: ck1.click:4: While configuring "
                               "'fw_fwd :: IPFilter': | pattern 0: garbage")
     assert seen[0][:3] == ["unshare", "--net", "sh"]  # a namespace of its own: nothing on the host changes
     own = Spec("ck1", "click", "wire", {}, {"click": {"config": "Idle -> Discard;"}}, {"left": 1, "right": 2}, "fs-host")
