@@ -202,6 +202,19 @@ EXAMPLES = r"""
     chain: web
     step: "0"
 
+- name: The same firewall as a Click configuration (new rules on a later run change it live)
+  flowstream.platform.processing_module:
+    instance: fw2
+    kind: click
+    type: firewall
+    params:
+      rules:                                      # the kernel kind's rules, as IPFilter patterns
+        - ip saddr 198.18.1.0/28 udp dport 53 drop
+        - tcp dport 23 drop
+        - deny src host 198.18.1.99               # or IPFilter's own form
+    vlans: {left: 105, right: 106}
+  register: fw2
+
 - name: A per-flow monitor as a supervised process
   flowstream.platform.processing_module:
     instance: mon1
