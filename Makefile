@@ -36,7 +36,7 @@ sanity:
 	scripts/sanity.sh
 
 integration:
-	$(PYTEST) -v -s tests/integration
+	$(PYTEST) -v -s --durations=30 tests/integration
 
 # reset first: molecule keeps a scenario's state (e.g. "prepared") under ~/.ansible/tmp, keyed by
 # the checkout's path; a run that was cut short would otherwise skip prepare (lab-up) next time

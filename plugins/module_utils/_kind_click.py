@@ -31,6 +31,7 @@ Click is built from the pinned source by the project's set-up (``scripts/click.s
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -320,7 +321,7 @@ def argument_changes(old, new):
 
 
 # -- counters read over the control socket ------------------------------------------------------------
-COUNTER_HANDLERS = ("count", "byte_count", "drops", "kernel_drops", "length")
+COUNTER_HANDLERS = ("count", "byte_count", "drops", "kernel_drops", "length")  # kernel_drops: see _kernel_drop_totals
 
 
 def counters(instance, timeout=3.0):
@@ -328,7 +329,8 @@ def counters(instance, timeout=3.0):
     read over its control socket; None when it does not answer. ``packets_in`` adds the
     FromDevice counts, ``packets_out`` the ``out_<leg>`` Counters (the generated configurations'
     names; an operator's configuration reports them when it uses the same names), ``dropped``
-    the queues' drops and the ``denied_*``/``drop*`` counters."""
+    the queues' drops, what the packet sockets dropped (``kernel_drops``) and the
+    ``denied_*``/``drop*`` counters."""
     try:
         with ClickControl(socket_path(instance), timeout=timeout) as ctl:
             elements = {}
@@ -347,6 +349,7 @@ def counters(instance, timeout=3.0):
                     elements[name] = values
     except (ClickControlError, OSError):
         return None
+    _kernel_drop_totals(instance, elements)
     summary = {"elements": elements, "packets_in": 0, "packets_out": 0, "dropped": 0}
     for name, values in elements.items():
         if values["class"] == "FromDevice":
@@ -355,8 +358,29 @@ def counters(instance, timeout=3.0):
             summary["packets_out"] += values.get("count", 0)
         elif (name.startswith("denied_") or name.startswith("drop")) and values["class"] == "Counter":
             summary["dropped"] += values.get("count", 0)
-        summary["dropped"] += values.get("drops", 0)
+        summary["dropped"] += values.get("drops", 0) + values.get("kernel_drops", 0)
     return summary
+
+
+def _kernel_drop_totals(instance, elements):
+    """A FromDevice's ``kernel_drops`` is the packet socket's PACKET_STATISTICS, which the kernel
+    clears at every read: the reads are added up in ``kernel-drops.json`` beside the instance, so
+    the report says what the sockets dropped since the instance was made."""
+    path = "%s/%s/kernel-drops.json" % (RUN_DIR, instance)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            totals = json.load(handle)
+    except (OSError, ValueError):
+        totals = {}
+    seen = {name: values["kernel_drops"] for name, values in elements.items() if "kernel_drops" in values}
+    for name, dropped in seen.items():
+        totals[name] = int(totals.get(name, 0)) + dropped
+        elements[name]["kernel_drops"] = totals[name]
+    if any(seen.values()) or (seen and not os.path.exists(path)):
+        try:
+            write_atomic(path, json.dumps(totals, sort_keys=True) + "\n", 0o644)
+        except OSError:
+            pass
 
 
 class ClickKind(ProcessKind):

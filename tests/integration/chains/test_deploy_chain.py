@@ -17,6 +17,9 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ansible_runner import TOP, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
+
+LAB = LabHosts(("mh1", "mh2", "mh3", "spare1"))
 
 RATE_CAP = ["-e", "flowstream_verify_max_rate=5000"]
 HOSTS = ("mh1", "mh2", "mh3", "spare1")
@@ -194,12 +197,20 @@ def test_a_host_failing_stops_before_the_switch_and_an_inserted_step_keeps_the_c
     def insert_tap(chains):
         chains[0]["steps"].insert(1, {"name": "tap", "type": "wire", "kind": "kernel"})
     inv = inventory_with(tmp_path / "tap", insert_tap)
+    where_before = LAB.placement()
     run = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP, inventory=inv))     # its verify step passes
+    where_after = LAB.placement()
     replaced = run.task_results(REPLACED, prefix=True)
     removed_after = run.task_results(REMOVED, prefix=True)
     first = set(r["item"]["instance"] for res in replaced.values() for r in res.get("results", []) if r.get("changed"))
     after = set(r["item"]["instance"] for res in removed_after.values() for r in res.get("results", []) if r.get("changed"))
-    assert first, "inserting a step replaced no instance id"
+    # the ids after the inserted step name other steps now: where the planner put one on the host
+    # that ran its old step, the old one went first; elsewhere the old one went once quiet
+    web = sorted(i for i in where_before if i.startswith("web"))
+    shifted = [i for i in web if i[-2] >= "1"]
+    assert shifted, web
+    assert first == {i for i in shifted if where_after.get(i) == where_before[i]}, (first, where_before, where_after)
+    assert {i for i in shifted if where_after.get(i) != where_before[i]} <= after, (after, where_before, where_after)
     assert not first & after, "an instance made in this run was removed again: %s" % (first & after)
     again = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP, inventory=inv))
     assert again.changed() == 0, again.explain()

@@ -248,7 +248,11 @@ def test_operator_type_from_the_inventory_catalogue_runs():
     (dict(kind="kernel", type="shaper", params={"rate": "fast"}), "params.rate", "a tc rate"),
     (dict(kind="kernel", type="wire", vlans={"left": 101, "right": 199}), "vlans.left", "VLAN 101 is already the tag of port fs-kw1-l"),
     (dict(kind="kernel", type="wire", instance="Bad_Name"), "instance", "1-10 characters"),
-    (dict(kind="click", type="wire"), "kind", "click binary"),
+    (dict(kind="click", type="wire", click_binary="/nonexistent/click"), "kind", "click binary"),
+    (dict(kind="click", type="firewall", params={"rules": ["udp dport 53 drop", "deny srcx 198.18.1.1"]}),
+     "params.rules[1]", "Click refuses the configuration: bad1.click:"),
+    (dict(kind="click", type="firewall", params={"rules": ["ct state established accept"]}),
+     "params.rules[0]", "cannot translate 'ct state established'"),
     (dict(kind="vm", type="wire", vm={"image": {"kernel": "/nonexistent/vmlinuz", "initrd": "/nonexistent/initrd.img"}}),
      "vm.image.kernel", "/nonexistent/vmlinuz does not exist"),
 ])

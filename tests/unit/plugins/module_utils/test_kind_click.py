@@ -192,3 +192,14 @@ def test_control_socket_reads_writes_and_reports_errors(tmp_path):
 def test_an_instance_that_does_not_answer_has_no_counters(tmp_path, monkeypatch):
     monkeypatch.setattr(click, "socket_path", lambda instance: str(tmp_path / "none.sock"))
     assert click.counters("ck1", timeout=0.5) is None
+
+
+def test_socket_drops_are_added_up_across_reads(tmp_path, monkeypatch):
+    """The kernel clears PACKET_STATISTICS at every read: the reads are kept as totals."""
+    monkeypatch.setattr(click, "RUN_DIR", str(tmp_path))
+    (tmp_path / "ck1").mkdir()
+    first = {"in_left": {"class": "FromDevice", "kernel_drops": 3}, "in_right": {"class": "FromDevice", "kernel_drops": 0}}
+    click._kernel_drop_totals("ck1", first)  # pylint: disable=protected-access
+    second = {"in_left": {"class": "FromDevice", "kernel_drops": 2}, "in_right": {"class": "FromDevice", "kernel_drops": 0}}
+    click._kernel_drop_totals("ck1", second)  # pylint: disable=protected-access
+    assert (first["in_left"]["kernel_drops"], second["in_left"]["kernel_drops"], second["in_right"]["kernel_drops"]) == (3, 5, 0)
