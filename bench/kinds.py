@@ -212,9 +212,11 @@ def latency(names, paths, probes, seconds):
                 row = {"error": str(exc)}
             row["attempt"] = attempt
             runs[name].append(row)
-            print("  latency %-17s run %d: %s" % (label(name), attempt, "error: %s" % row["error"] if "error" in row else
-                                                  "p50 %s ms  p99 %s ms  lost %d" % (row["latency_ms"]["p50"], row["latency_ms"]["p99"],
-                                                                                      row["lost"])), flush=True)
+            if "error" in row:
+                said = "error: %s" % row["error"]
+            else:
+                said = "p50 %s ms  p99 %s ms  lost %d" % (row["latency_ms"]["p50"], row["latency_ms"]["p99"], row["lost"])
+            print("  latency %-17s run %d: %s" % (label(name), attempt, said), flush=True)
     out = {}
     for name, rows in runs.items():
         good = [r for r in rows if "error" not in r and r["latency_ms"]["p50"] is not None]
