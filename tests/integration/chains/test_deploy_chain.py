@@ -87,7 +87,7 @@ def test_example_chains_deploy_verify_and_rerun_unchanged(deployed):
     again = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))
     assert again.changed() == 0, again.explain()
     rows = again.task_results("The probe's figures, chain by chain")["localhost"]["msg"]
-    assert [r.split()[0] for r in rows[1:]] == ["web", "inspect", "guest", "edge"], rows
+    assert [r.split()[0] for r in rows[1:]] == ["web", "inspect", "guest"], rows
     for row in rows[1:]:
         cols = row.split()
         assert cols[3] == cols[4] and cols[5] == "0" and cols[6] == "0", row  # sent == received, 0 lost, 0 reordered

@@ -160,7 +160,9 @@ def test_running_instances_take_new_configurations_under_traffic_without_a_resta
         explained = dropped_by(seen) - dropped_by(counters_before[instance])
         print("%s: given %d, taken back %d, dropped by rule or socket %d" % (
             instance, now["given"] - boundary[instance]["given"], now["taken"] - boundary[instance]["taken"], explained))
-        assert lost_inside == explained, (instance, boundary[instance], now, counters_before[instance], seen)
+        # the two reads of the legs are not one instant: a frame or two may be inside the instance
+        # at either read (the upstream hotconfig lost ~140 here)
+        assert abs(lost_inside - explained) <= 3, (instance, boundary[instance], now, counters_before[instance], seen)
     assert figures["reordered"] == 0 and figures["duplicated"] == 0, figures
     # the new router counts on from what the old one had counted
     assert report("ckc")["click"]["packets_in"] - counted >= figures["received"]  # every frame received passed ckc
