@@ -10,9 +10,10 @@
 # and content, below the archive's top directory) must be the pinned one. That is the same for
 # the vendored `git archive` and for GitHub's archive of the same commit, whose top directory and
 # compression differ. Then the project's patches (scripts/click-*.patch) are applied:
-#   click-fromdevice-hotswap.patch - a hot-swapped FromDevice keeps the old router's packet
-#     socket, so a configuration swapped in with hotconfig loses no frame (upstream's drops the
-#     frames that arrive while the new configuration is parsed: ~15 ms of traffic).
+#   click-hotswap.patch - a hot-swapped FromDevice keeps the old router's packet socket, so a
+#     configuration swapped in with hotconfig loses no frame (upstream's drops the frames that
+#     arrive while the new configuration is parsed: ~15 ms of traffic), and FromDevice, Counter
+#     and the queues count on from the old router's counts and drops instead of from zero.
 # A stamp in the prefix records the commit, tree and patches; when it matches, nothing is built
 # again (a second `make test` or `make demo` takes no time here).
 set -euo pipefail

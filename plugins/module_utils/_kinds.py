@@ -36,7 +36,6 @@ import sys
 import time
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _vm
-from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import alive, end_processes, run as _run, spawn, wait_for
 from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_atomic
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import LEGS, RUN_DIR, netns_name, port_name
@@ -307,13 +306,6 @@ class ClickInstances(ClickKind, ProcessInstances):
 
     def flows(self, instance):
         return None  # Click counts per direction, not per flow
-
-    def _hotconfig(self, instance, text):
-        """A new router starts its counters at zero: what the old one counted is carried."""
-        seen = self.report(instance)
-        super()._hotconfig(instance, text)
-        if seen is not None:
-            write_carried(instance, {"counters": {key: seen[key] for key in CLICK_TOTALS}}, ActionLog())
 
 
 class VmInstances:

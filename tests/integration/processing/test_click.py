@@ -80,10 +80,14 @@ def snapshot(host):
                                               ("ovs-vsctl", "list-ports", "fs-host"))]
 
 
+def kernel_drops(click):
+    """Frames an instance's packet sockets dropped (full while the machine was busy)."""
+    return sum(v.get("kernel_drops", 0) for v in click["elements"].values())
+
+
 def dropped_by(click):
     """Frames an instance dropped: by a rule (the firewall's denied_* counters) or by its sockets."""
-    return sum(v.get("count", 0) for n, v in click["elements"].items() if n.startswith("denied_")) + \
-        sum(v.get("kernel_drops", 0) for v in click["elements"].values())
+    return sum(v.get("count", 0) for n, v in click["elements"].items() if n.startswith("denied_")) + kernel_drops(click)
 
 
 def child_pid(instance):
@@ -163,8 +167,16 @@ def test_running_instances_take_new_configurations_under_traffic_without_a_resta
         # the two reads of the legs are not one instant: a frame or two may be inside the instance
         # at either read (the upstream hotconfig lost ~140 here)
         assert abs(lost_inside - explained) <= 3, (instance, boundary[instance], now, counters_before[instance], seen)
+        # and the instance's own counts say the same across the swap: the new router counted on
+        # from what the old one had counted up to the swap (the patch again), not from zero. Not
+        # to the frame: on the lab a swap with no traffic at all adds 1 to both counts (unexplained
+        # so far; a restarted-from-zero router would be ~30000 short)
+        read_in = seen["packets_in"] - counters_before[instance]["packets_in"]
+        socket_drops = kernel_drops(seen) - kernel_drops(counters_before[instance])
+        sent_out = seen["packets_out"] - counters_before[instance]["packets_out"]
+        assert abs(read_in + socket_drops - (now["given"] - boundary[instance]["given"])) <= 5, (instance, read_in, socket_drops)
+        assert abs(sent_out - (now["taken"] - boundary[instance]["taken"])) <= 5, (instance, sent_out)
     assert figures["reordered"] == 0 and figures["duplicated"] == 0, figures
-    # the new router counts on from what the old one had counted
     assert report("ckc")["click"]["packets_in"] - counted >= figures["received"]  # every frame received passed ckc
     assert exchange([(40101, 8062), (40102, 8063)], 100, rate=2000) == {8062: 0, 8063: 100}
 
