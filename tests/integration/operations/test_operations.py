@@ -134,9 +134,10 @@ def test_migrate_a_vm_live_moves_the_switch_with_it(deployed):
 
 def test_drain_two_hosts_rolling_then_deploy_chain_keeps_them_empty(deployed):
     """The two hosts without the guest VM (a VM's live move is the test above; everything else
-    fits on the third host): drained one after the other, under probe traffic."""
+    fits on the third host): drained one after the other, under probe traffic. The guest chain's
+    Click meter moves with the rest when it is on one of them."""
     where = placement()
-    vm_hosts = {h for i, hosts in where.items() if i.startswith("gue") for h in hosts}
+    vm_hosts = {h for i, hosts in where.items() for h in hosts if kind_of(i, h) == "vm"}
     drained = [h for h in HOSTS if h not in vm_hosts][:2]
     run = ok(playbook("playbooks/drain-host.yml", "-e", "hosts=" + ",".join(drained), *RATE_CAP))
     rows = moves_of(run)
