@@ -120,6 +120,56 @@ def probe(rate, seconds):
             "latency_ms": {k: lat.get(k) for k in ("min", "avg", "p50", "p99", "max")}}
 
 
+# --- where the CPU goes --------------------------------------------------------------------------
+
+TICKS = os.sysconf("SC_CLK_TCK")
+CPUS = os.cpu_count() or 1
+
+
+def machine_ticks():
+    """(busy, softirq, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]          # idle + iowait
+    return sum(fields) - idle, fields[6], sum(fields)
+
+
+def instance_ticks(instance):
+    """CPU jiffies (user + system, all threads) of the processes that run ``instance``: those whose
+    command line names it (the click or process kind's program and its supervisor; the QEMU of a
+    VM, ``guest=fs-<id>``). None when no process does (the kernel kind works in softirq)."""
+    total, found = 0, False
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                argv = handle.read().split(b"\0")
+            if not any(instance.encode() in arg for arg in argv) or int(pid) == os.getpid():
+                continue
+            with open("/proc/%s/stat" % pid, encoding="ascii") as handle:
+                stat = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(stat[11]) + int(stat[12])   # utime, stime
+        found = True
+    return total if found else None
+
+
+def probe_with_cpu(rate, seconds, instance):
+    """probe() plus where the CPU went meanwhile: ``instance_cores`` (the instance's own processes,
+    in cores; None for the kernel kind and the direct path), ``softirq_cores`` and
+    ``machine_busy_cores`` (of CPUS)."""
+    m0, i0, t0 = machine_ticks(), instance_ticks(instance) if instance else None, time.monotonic()
+    row = probe(rate, seconds)
+    m1, i1, wall = machine_ticks(), instance_ticks(instance) if instance else None, time.monotonic() - t0
+    share = CPUS / max(1, m1[2] - m0[2])
+    row["machine_busy_cores"] = round((m1[0] - m0[0]) * share, 2)
+    row["softirq_cores"] = round((m1[1] - m0[1]) * share, 2)
+    row["instance_cores"] = round((i1 - i0) / TICKS / wall, 2) if i0 is not None and i1 is not None else None
+    return row
+
+
 # --- steering ------------------------------------------------------------------------------------
 
 STEERED = [None]
@@ -254,14 +304,17 @@ def sweep(names, paths, rates, seconds):
                     continue   # this rate already failed for this path: its remaining probes tell nothing new
                 steer(name, paths)
                 try:
-                    row = probe(rate, seconds)
+                    row = probe_with_cpu(rate, seconds, None if name == DIRECT else INSTANCES[name][0])
                 except _probe.ProbeError as exc:
                     row = {"error": str(exc)}
                 row.update(attempt=attempt)
                 runs[name].append(row)
                 print("  %6d pps %-17s run %d: %s" % (rate, label(name), attempt, "error: %s" % row["error"] if "error" in row else
-                                                      "achieved %8.1f pps  lost %6d  socket drops %d" % (
-                                                          row["achieved_pps"], row["lost"], row["socket_drops"])), flush=True)
+                                                      "achieved %8.1f pps  lost %6d  socket drops %d  cpu: instance %s, "
+                                                      "softirq %.2f, machine %.2f of %d cores" % (
+                                                          row["achieved_pps"], row["lost"], row["socket_drops"],
+                                                          cell(row["instance_cores"]), row["softirq_cores"],
+                                                          row["machine_busy_cores"], CPUS)), flush=True)
         still = []
         for name in active:
             good = [r for r in runs[name] if "error" not in r]
@@ -269,14 +322,22 @@ def sweep(names, paths, rates, seconds):
             rows.append({"path": label(name), "offered_pps": rate, "verdict": v,
                          "lost": "/".join(str(r["lost"]) if "error" not in r else "err" for r in runs[name]),
                          "achieved_min_pps": min(r["achieved_pps"] for r in good) if good else None,
-                         "socket_drops": sum(r["socket_drops"] for r in good), "runs": runs[name]})
+                         "socket_drops": sum(r["socket_drops"] for r in good),
+                         "instance_cores": peak(good, "instance_cores"), "softirq_cores": peak(good, "softirq_cores"),
+                         "machine_busy_cores": peak(good, "machine_busy_cores"), "runs": runs[name]})
+            cpu = {k: rows[-1][k] for k in ("instance_cores", "softirq_cores", "machine_busy_cores")}
             if v == "ok":
-                capacity[name]["pps"] = rate
+                capacity[name].update(pps=rate, cpu_at_capacity=cpu)
                 still.append(name)
             else:
-                capacity[name].update(stopped_by=v, stopped_at=rate)
+                capacity[name].update(stopped_by=v, stopped_at=rate, cpu_at_stop=cpu)
         active = still
     return rows, capacity
+
+
+def peak(rows, key):
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return max(values) if values else None
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -310,6 +371,15 @@ def capacity_text(cap, rates):
     return "%d%s" % (cap["pps"], "" if cap["stopped_by"] == "lost" else " *")
 
 
+def cpu_text(cap):
+    """Where the CPU went at the rate that stopped the sweep (else at the top rate): the instance's
+    own processes / softirq / the whole machine, in cores."""
+    cpu = cap.get("cpu_at_stop") or cap.get("cpu_at_capacity")
+    if not cpu:
+        return None
+    return "%s / %s / %s" % tuple(cell(cpu[k]) for k in ("instance_cores", "softirq_cores", "machine_busy_cores"))
+
+
 def ratio(a, b):
     return round(a / b, 2) if a is not None and b else None
 
@@ -322,7 +392,7 @@ def summary_rows(results, rates):
         floor = results["direct_latency"].get("p50_ms")
         if typ == "wire" and results["direct_capacity"]:
             d = results["direct_capacity"]
-            rows.append({"type": "-", "kind": "direct (no instance)", "capacity": capacity_text(d, rates),
+            rows.append({"type": "-", "kind": "direct (no instance)", "capacity": capacity_text(d, rates), "cpu": cpu_text(d),
                          "p50": results["direct_latency"].get("p50_ms"), "p99": results["direct_latency"].get("p99_ms")})
         for kind in TYPES[typ]:
             if kind not in res["capacity"]:
@@ -330,7 +400,7 @@ def summary_rows(results, rates):
                     rows.append({"type": typ, "kind": kind, "capacity": "unavailable: %s" % res["unavailable"][kind][:70]})
                 continue
             cap, lat = res["capacity"][kind], res["latency"][kind]
-            rows.append({"type": typ, "kind": kind, "capacity": capacity_text(cap, rates),
+            rows.append({"type": typ, "kind": kind, "capacity": capacity_text(cap, rates), "cpu": cpu_text(cap),
                          "cap_ratio": ratio(cap["pps"], ref_cap), "p50": lat["p50_ms"], "p50_ratio": ratio(lat["p50_ms"], ref_lat.get("p50_ms")),
                          "p99": lat["p99_ms"], "p99_ratio": ratio(lat["p99_ms"], ref_lat.get("p99_ms")),
                          "above": round(lat["p50_ms"] - floor, 3) if lat["p50_ms"] is not None and floor is not None else None})
@@ -461,9 +531,11 @@ def main():
               LATENCY_RATE, FLOWS, results["settings"]["latency_probes"], results["settings"]["latency_seconds"]))
     shown = [dict(r, **{k: "%.2f" % r[k] for k in ("cap_ratio", "p50_ratio", "p99_ratio") if r.get(k) is not None})
              for r in results["summary"]]
-    print(table(shown, ["type", "kind", "capacity", "cap_ratio", "p50", "p50_ratio", "p99", "p99_ratio", "above"],
-                ["type", "kind", "capacity pps", "capacity / kernel", "p50 ms", "p50 / kernel", "p99 ms", "p99 / kernel",
-                 "p50 above direct ms"]))
+    print("cpu at the limit: cores used by the instance's own processes / softirq / the whole machine (of %d) during the "
+          "busiest probe at the rate that stopped the sweep (else its top rate)" % CPUS)
+    print(table(shown, ["type", "kind", "capacity", "cap_ratio", "cpu", "p50", "p50_ratio", "p99", "p99_ratio", "above"],
+                ["type", "kind", "capacity pps", "capacity / kernel", "cpu at the limit", "p50 ms", "p50 / kernel", "p99 ms",
+                 "p99 / kernel", "p50 above direct ms"]))
     out = TOP / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     path = out / ("kinds-%s.json" % started)
