@@ -975,6 +975,71 @@ def crossing_report(probe_result, instances_by_step, before=None, min_packets=1)
     return {"ok": not problems, "steps": steps, "flows": [per_flow[f["flow"]] for f in flows], "problems": problems}
 
 
+def instances_by_step(reports, chain):
+    """{step: {instance: per-flow counters}} of ``chain``'s monitors, from module_host_info results
+    (one per host; those of hosts that did not answer are skipped)."""
+    out = {}
+    for report in reports or []:
+        for inst, info in ((report or {}).get("instances") or {}).items():
+            if info.get("chain") == chain and info.get("flows") is not None:
+                out.setdefault(info.get("step"), {})[inst] = info.get("flows") or []
+    return out
+
+
+def group_result(probe_result, name):
+    """The part of a grouped probe result that is group ``name``'s: its flows, its totals and rate."""
+    group = (probe_result.get("groups") or {}).get(name)
+    if group is None:
+        return None
+    return {"flows": [f for f in probe_result.get("flows") or [] if f.get("group") == name],
+            "totals": group.get("totals") or {}, "rate": group.get("rate") or {}}
+
+
+VERIFY_PROBLEMS = 3           # the crossing problems a chain's verdict names (then: how many more)
+VERIFY_HEADER = "chain    flows     pps     sent received   lost  reord   dup   gap(ms)  parallel"
+
+
+def chain_verdicts(probe_result, chains, after, before=None):
+    """Each chain of one grouped probe run (a group per chain, named after it) judged on its own:
+    its loss, reordering and duplicates against its ``verify`` limits (``max_lost``,
+    ``max_reordered``: 0 unless given; duplicates: 0), and its flows' crossings of its monitored
+    steps (:func:`crossing_report` with the monitors' counters read ``before`` and ``after``).
+    Returns {ok, chains: [{chain, ok, problems, figures, instances}], table: [header, row per chain]}:
+    a chain that failed names itself and what went wrong; the others still report."""
+    out, table = [], [VERIFY_HEADER]
+    for chain in chains or []:
+        name = chain["name"]
+        mine = group_result(probe_result, name)
+        if mine is None:
+            continue
+        verify = chain.get("verify") or {}
+        totals, problems = mine["totals"], []
+        for figure, limit in (("lost", verify.get("max_lost", 0)), ("reordered", verify.get("max_reordered", 0)),
+                              ("duplicated", 0)):
+            if int(totals.get(figure) or 0) > int(limit):
+                problems.append("%d packets %s (at most %d)" % (totals[figure], figure, int(limit)))
+        if not totals.get("sent"):
+            problems.append("the probe sent nothing on the chain's ports")
+        crossing = crossing_report(mine, instances_by_step(after, name),
+                                   instances_by_step(before, name) if before is not None else None)
+        problems += crossing["problems"][:VERIFY_PROBLEMS]
+        if len(crossing["problems"]) > VERIFY_PROBLEMS:
+            problems.append("... and %d more of the kind" % (len(crossing["problems"]) - VERIFY_PROBLEMS))
+        # the monitored steps' instances that the flows crossed ("none": a step they all missed)
+        crossed = [sorted(i for i, e in entry["instances"].items() if e["flows"]) for entry in crossing["steps"].values()]
+        parallel = " ".join("+".join(i) or "none" for i in crossed) or "-"
+        figures = {k: totals.get(k) for k in ("sent", "received", "lost", "reordered", "duplicated", "max_gap_ms")}
+        figures["achieved_pps"] = mine["rate"].get("achieved_pps")
+        table.append("%-8s %5d %7.0f %8d %8d %6d %6d %5d %9.1f  %s" % (
+            name, len(mine["flows"]), figures["achieved_pps"] or 0, totals.get("sent") or 0, totals.get("received") or 0,
+            totals.get("lost") or 0, totals.get("reordered") or 0, totals.get("duplicated") or 0,
+            totals.get("max_gap_ms") or 0, parallel))
+        out.append({"chain": name, "ok": not problems, "problems": problems, "figures": figures,
+                    "said": "chain %s: %s" % (name, "; ".join(problems) if problems else "proven"),
+                    "instances": {step: entry["instances"] for step, entry in crossing["steps"].items()}})
+    return {"ok": all(c["ok"] for c in out), "chains": out, "table": table}
+
+
 # ---------------------------------------------------------------------------------------------
 # Presentation (pure)
 # ---------------------------------------------------------------------------------------------

@@ -95,6 +95,30 @@ def test_example_chains_deploy_verify_and_rerun_unchanged(deployed):
     assert len(web[-1].split("+")) == 2, "web's two parallel monitors should both carry probe flows: %s" % rows[1]
 
 
+def test_one_probe_proves_every_chain_and_a_broken_chain_fails_alone_named(deployed):
+    """verify_chains runs the probe ONCE through every chain and judges each on its own: with the
+    web chain's switch flows removed by hand (its traffic then takes the lab's direct path, around
+    its monitors), web fails and says why, inspect and guest still pass and report; a deploy-chain
+    run repairs web."""
+    run = ok(playbook("playbooks/verify_chains.yml", *RATE_CAP))
+    probe = run.task_results("Probe through web, inspect, guest")["localhost"]
+    assert sorted(probe["probe"]["groups"]) == ["guest", "inspect", "web"]          # one run, a group per chain
+    cookie = next(line.split("cookie=")[1].split(",")[0] for line in switch_flows() if "tp_dst=0x1f40/0xffc0" in line)
+    subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "del-flows", "fsl-sw", "cookie=%s/-1" % cookie], check=True)
+    broken = playbook("playbooks/verify_chains.yml", *RATE_CAP)
+    assert broken.rc != 0
+    verdicts = broken.task_results("Verdicts, chain by chain")["localhost"]
+    by = {c["chain"]: c for c in verdicts["ansible_facts"]["flowstream_verdicts"]["chains"]}
+    assert not by["web"]["ok"] and "crossed no instance" in by["web"]["problems"][0], by["web"]
+    assert by["inspect"]["ok"] and by["guest"]["ok"], (by["inspect"], by["guest"])
+    failed = broken.task_results("Every chain proven")["localhost"]
+    assert failed["msg"].startswith("chain web: step 'mon': flow 0 ") and "inspect" not in failed["msg"], failed["msg"]
+    rows = broken.task_results("The probe's figures, chain by chain")["localhost"]["msg"]
+    assert [r.split()[0] for r in rows[1:]] == ["web", "inspect", "guest"] and rows[1].split()[-1] == "none", rows
+    repaired = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))
+    assert repaired.changed("sw1") > 0 and cookie in "".join(switch_flows())
+
+
 def test_consecutive_steps_on_one_host_meet_on_its_bridge(deployed):
     """Host-local chaining on the real lab: where the plan put consecutive steps of a chain on one
     host, that host's bridge holds the chain's flows (its cookie), the probe's traffic (the

@@ -436,3 +436,81 @@ def test_a_receive_port_in_use_is_named_and_nothing_is_left_open(capsys):
         again.close()
     finally:
         busy.close()
+
+
+# --- one probe run for many chains, each judged on its own ------------------------------------
+
+def grouped_result(groups):
+    """A grouped probe result as merge() makes it: ``groups`` {name: (flows, sent, lost, reordered)}."""
+    flows, out, n = [], {}, 0
+    for g, (count, sent, lost, reordered) in groups.items():
+        ids = []
+        for i in range(count):
+            flows.append({"flow": n, "group": g, "src": "198.18.33.1", "dst": "198.18.33.2", "sport": 40000 + n,
+                          "dport": 9000, "received": (sent - lost) // count if count else 0})
+            ids.append(n)
+            n += 1
+        out[g] = {"flows": ids, "rate": {"achieved_pps": 1000.0},
+                  "totals": {"sent": sent, "received": sent - lost, "lost": lost, "reordered": reordered, "duplicated": 0,
+                             "max_gap_ms": 2.5}}
+    return {"flows": flows, "groups": out}
+
+
+def host_report(chain, step, instances):
+    """A module_host_info result with monitors ``instances`` {id: [flow numbers]} of chain/step."""
+    return {"instances": {i: {"chain": chain, "step": step, "flows": counters(f, packets=100)} for i, f in instances.items()}}
+
+
+CHAINS = [{"name": "web", "verify": {"base_port": 8000}}, {"name": "inspect", "verify": {"base_port": 8960, "max_lost": 5}},
+          {"name": "guest", "verify": {"base_port": 10240}}, {"name": "unverified"}]
+
+
+def test_one_run_for_three_chains_judges_each_on_its_own_and_a_failed_chain_names_itself():
+    res = grouped_result({"web": (4, 400, 0, 0), "inspect": (2, 200, 3, 0), "guest": (2, 200, 7, 0)})
+    after = [host_report("web", "mon", {"web-a": [0, 2], "web-b": [1, 3]}), host_report("guest", "meter", {"gue-a": [6, 7]})]
+    before = [host_report("web", "mon", {}), {"instances": {}}]
+    verdicts = pr.chain_verdicts(res, CHAINS, after, before=before)
+    by = {c["chain"]: c for c in verdicts["chains"]}
+    assert [c["chain"] for c in verdicts["chains"]] == ["web", "inspect", "guest"]   # the chains' order; no group, no row
+    assert by["web"]["ok"] and by["web"]["instances"] == {"mon": {"web-a": {"flows": 2, "packets": 200},
+                                                                  "web-b": {"flows": 2, "packets": 200}}}
+    assert by["inspect"]["ok"]                                   # 3 lost, within its max_lost 5
+    assert not by["guest"]["ok"] and by["guest"]["problems"] == ["7 packets lost (at most 0)"]
+    assert not verdicts["ok"] and by["guest"]["said"] == "chain guest: 7 packets lost (at most 0)"
+    assert verdicts["table"][0] == pr.VERIFY_HEADER and len(verdicts["table"]) == 4
+    assert verdicts["table"][1].split() == ["web", "4", "1000", "400", "400", "0", "0", "0", "2.5", "web-a+web-b"]
+    assert verdicts["table"][2].split()[-1] == "-"               # no monitored step
+
+
+def test_a_flow_of_one_chain_on_two_instances_fails_that_chain_only():
+    res = grouped_result({"web": (2, 200, 0, 0), "guest": (2, 200, 0, 0)})
+    # web's flow 1 crossed both monitors; the guest monitor counted only guest's flows
+    after = [host_report("web", "mon", {"web-a": [0, 1], "web-b": [1]}), host_report("guest", "meter", {"gue-a": [2, 3]})]
+    verdicts = pr.chain_verdicts(res, CHAINS, after, before=[{"instances": {}}])
+    by = {c["chain"]: c for c in verdicts["chains"]}
+    assert not by["web"]["ok"] and "crossed 2 instances (web-a, web-b)" in by["web"]["problems"][0]
+    assert by["guest"]["ok"], by["guest"]["problems"]
+
+
+def test_a_chain_that_went_around_its_monitors_fails_naming_a_few_flows_and_how_many_more():
+    res = grouped_result({"web": (8, 800, 0, 0)})
+    verdicts = pr.chain_verdicts(res, CHAINS, [host_report("web", "mon", {"web-a": [], "web-b": []})], before=[])
+    (web,) = verdicts["chains"]
+    assert len(web["problems"]) == pr.VERIFY_PROBLEMS + 1 and web["problems"][-1] == "... and 5 more of the kind"
+    assert "flow 0 (198.18.33.1:40000 -> 198.18.33.2:9000) crossed no instance" in web["problems"][0]
+    assert verdicts["table"][1].split()[-1] == "none"          # the monitored step no flow crossed
+
+
+def test_a_chain_whose_group_sent_nothing_or_reordered_fails():
+    res = grouped_result({"web": (2, 0, 0, 0), "guest": (2, 200, 0, 4)})
+    verdicts = pr.chain_verdicts(res, CHAINS, [], before=[])
+    by = {c["chain"]: c for c in verdicts["chains"]}
+    assert by["web"]["problems"] == ["the probe sent nothing on the chain's ports"]
+    assert by["guest"]["problems"] == ["4 packets reordered (at most 0)"]
+
+
+def test_probe_crossing_of_a_grouped_run_checks_only_the_chains_group():
+    from ansible_collections.flowstream.platform.plugins.filter.probe_crossing import probe_crossing
+    res = grouped_result({"web": (2, 200, 0, 0), "guest": (2, 200, 0, 0)})
+    rep = probe_crossing(res, [host_report("web", "mon", {"web-a": [0, 1]})], chain="web")
+    assert rep["ok"] and [f["flow"] for f in rep["flows"]] == [0, 1]
