@@ -7,12 +7,12 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTEST := $(BIN)/pytest -p no:cacheprovider
 
-.PHONY: setup demo test unit sanity integration molecule lint changelog-lint lab-up lab-down bench clean help
+.PHONY: setup demo test unit sanity integration molecule lint changelog-lint lab-up lab-down bench ee clean help
 
 help:
 	@echo "make demo   - set up, bring up the lab, deploy the example chains, prove them with the probe, draw the platform"
 	@echo "make test   - set up, then unit tests, changelog lint, ansible-lint, ansible-test sanity, integration tests"
-	@echo "make lab-up / make lab-down / make bench / make setup"
+	@echo "make lab-up / make lab-down / make bench / make setup / make ee (execution environment build context)"
 
 setup:
 	@scripts/setup.sh
@@ -53,6 +53,13 @@ molecule:
 
 lint:
 	$(BIN)/ansible-lint --offline roles playbooks
+
+# the execution environment's build context (execution-environment.yml; docs in README "AWX"):
+# the collection's artifact, then ansible-builder create into .tmp/ee/context (podman build it)
+ee: setup
+	@mkdir -p .tmp/ee
+	$(BIN)/ansible-galaxy collection build --force --output-path .tmp/ee .
+	$(BIN)/ansible-builder create -f execution-environment.yml -c .tmp/ee/context --output-filename Containerfile
 
 lab-up: setup
 	$(BIN)/ansible-playbook playbooks/lab-up.yml
