@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The execution environment for AWX: `make ee` builds the collection's artifact and runs the real
+"""What Galaxy, Automation Hub and AWX do with the collection, for real. Galaxy's importer
+(galaxy-importer, with its ansible-lint run; its ansible-test run needs containers) accepts the
+built artifact with no error and no warning. The execution environment for AWX: `make ee` builds the collection's artifact and runs the real
 ansible-builder create on execution-environment.yml; the build context installs THIS collection
 from that artifact (byte for byte), with ansible-core and ansible-runner; and ansible-builder's
 introspection of the installed artifact finds the collection's Python requirements and system
@@ -64,3 +66,26 @@ def test_make_ee_makes_a_context_that_installs_this_collection_and_its_requireme
                     "iproute [platform:rpm]"):
         assert package in found, (package, found)
     assert "# from collection flowstream.platform" in found, found
+
+
+IMPORTER_CONFIG = """[galaxy-importer]
+RUN_ANSIBLE_TEST = False
+RUN_ANSIBLE_LINT = True
+CHECK_REQUIRED_TAGS = False
+LOG_LEVEL_MAIN = INFO
+"""
+
+
+def test_galaxy_importer_accepts_the_artifact_without_an_error_or_a_warning(tmp_path):
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), str(TOP)],
+                   capture_output=True, text=True, check=True)
+    (artifact,) = tmp_path.glob("flowstream-platform-*.tar.gz")
+    config = tmp_path / "galaxy-importer.cfg"
+    config.write_text(IMPORTER_CONFIG)
+    env = dict(os.environ, GALAXY_IMPORTER_CONFIG=str(config), PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
+    # from a directory of its own: the checkout's ansible.cfg must not steer the importer's checks
+    proc = subprocess.run([os.path.join(BIN, "python"), "-m", "galaxy_importer.main", str(artifact)], capture_output=True,
+                          text=True, check=False, env=env, cwd=str(tmp_path), timeout=600)
+    out = proc.stdout + proc.stderr
+    said = [line for line in out.splitlines() if line.startswith(("ERROR", "WARNING"))]
+    assert proc.returncode == 0 and "Importer processing completed successfully" in out and not said, (said, out[-4000:])
