@@ -168,6 +168,21 @@ def test_drain_two_hosts_rolling_then_deploy_chain_keeps_them_empty(deployed):
     assert back.changed() == 0 and placement() == after, "nothing moves back by itself"
 
 
+def descendants(pid):
+    """Every process below ``pid`` (children's children too), read from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            with open("/proc/%d/task/%d/children" % (parent, parent), encoding="ascii") as handle:
+                kids = [int(k) for k in handle.read().split()]
+        except OSError:
+            continue
+        out += kids
+        todo += kids
+    return out
+
+
 def kind_of(iid, host):
     return on_host(host, "ovs-vsctl", "get", "Port", "fs-%s-l" % iid, "external_ids:flowstream-kind").strip().strip('"')
 
@@ -239,7 +254,15 @@ def test_a_migration_killed_at_any_step_leaves_traffic_flowing_and_the_next_run_
         seen.append(line)
         if line.startswith("TASK [" + point):
             time.sleep(0.3)  # inside the task: its module is running on the hosts
+            # Ansible's workers run in sessions of their own: the group kill misses them, and
+            # orphaned they would wait on their pipe for ever. Every descendant dies with it.
+            family = descendants(proc.pid)
             os.killpg(proc.pid, signal.SIGKILL)
+            for pid in family:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             break
         if time.monotonic() > deadline:
             break
