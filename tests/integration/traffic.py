@@ -83,6 +83,15 @@ def ping(count=5, dst="198.18.1.2", ns="fsl-source"):
     return 0
 
 
+def first_reply(within=60.0, **kwargs):
+    """Single pings until one is answered (a path's first crossing waits for ARP through every
+    box on it, and a guest may still be booting); seconds it took. Fails after ``within``."""
+    started = time.monotonic()
+    while ping(1, **kwargs) != 1:
+        assert time.monotonic() - started < within, "no echo reply within %.0f s" % within
+    return time.monotonic() - started
+
+
 def settle(seconds=0.3):
     time.sleep(seconds)
 
