@@ -63,7 +63,7 @@ def _flatten(exc):
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 CHAIN_KEYS = {"name", "state", "switch", "match", "from", "to", "steps", "cookie", "priority", "description", "verify", "tag"}
-STEP_KEYS = {"name", "type", "kind", "params", "instances", "blackbox", "split", "only_split", "vm"}
+STEP_KEYS = {"name", "type", "kind", "params", "instances", "blackbox", "split", "only_split", "vm", "apart"}
 SPLIT_KEYS = {"to", "match"}
 # OpenFlow match fields a chain may use (ovs-ofctl names); the reverse direction swaps the
 # source/destination pairs.
@@ -282,7 +282,11 @@ def _validate_steps(chain, steps, types, blackboxes, switch):
             if not isinstance(step, dict):
                 raise ChainError(chain, index, "steps[%d]" % index, "must be a mapping")
             sname = _check_named(step, index, names, STEP_KEYS, "step", chain)
-            norm = {"name": sname, "index": index, "only_split": bool(step.get("only_split", False)), "split": None}
+            norm = {"name": sname, "index": index, "only_split": bool(step.get("only_split", False)), "split": None,
+                    "apart": step.get("apart", False)}
+            if not isinstance(norm["apart"], bool):
+                raise ChainError(chain, sname, "apart", "must be true (its instances never share a module host) or false, got %r"
+                                 % (norm["apart"],))
             if step.get("blackbox"):
                 box = step["blackbox"]
                 if box not in blackboxes:

@@ -33,10 +33,13 @@ from __future__ import annotations
 
 import math
 
+from ansible_collections.flowstream.platform.plugins.module_utils import _consolidate
 from ansible_collections.flowstream.platform.plugins.module_utils._chains import chain_short, instance_id
 
 DEFAULT_VLAN_RANGE = (100, 4094)
-OBJECTIVES = ("spread",)
+OBJECTIVES = ("spread", "pack")
+# objective pack (quiet-hours consolidation): its options and their defaults
+PACK_DEFAULTS = {"headroom": 0.2, "keep_free": 1, "min_freed": 1, "min_interval": 0, "last": None, "now": None}
 METHODS = ("live", "cold")
 # marks a host carries on the platform (module_host_maintenance) -> (takes nothing new, must be emptied)
 MARKS = {None: (False, False), "cordoned": (True, False), "draining": (True, True), "drained": (True, True)}
@@ -273,6 +276,8 @@ class _HostState(object):
         fixed = self.usable_for(need, placing=True)
         if fixed:
             return fixed
+        if need.step.get("apart") and self.per_step.get(need.label):
+            return "runs an instance of %s already (the step keeps its instances apart)" % need.label
         if self.cpu_left() < need.cpu:
             return "%s left" % _fmt_cpu(max(self.cpu_left(), 0))
         if self.cap_mem - self.reserved_mem < need.mem:
@@ -357,13 +362,14 @@ def host_states(hosts, vlan_range=DEFAULT_VLAN_RANGE):
     return states
 
 
-def choose(states, need, allow_spares=False):
+def choose(states, need, allow_spares=False, pack=False):
     """The host for ``need`` and the reason, or (None, {host: why it does not fit}).
 
     Candidates are the hosts where ``need`` fits now; the best has the fewest instances of the
     same chain step, then the most instances of its neighbouring steps (host-local chaining),
-    then the lowest ``load()``, then the first name. ``allow_spares`` is for a failover plan;
-    normal placement never uses spares.
+    then the lowest ``load()`` (``pack``: the highest - the fullest host that fits, so that
+    consolidation keeps hosts free), then the first name. ``allow_spares`` is for a failover
+    plan; normal placement never uses spares.
     """
     fits = []
     refused = {}
@@ -375,18 +381,18 @@ def choose(states, need, allow_spares=False):
             refused[state.name] = why
         else:
             near = sum(state.per_step.get(label, 0) for label in need.near)
-            fits.append((state.per_step.get(need.label, 0), -near, state.load(), state.name, state))
+            fits.append((state.per_step.get(need.label, 0), -near, -state.load() if pack else state.load(), state.name, state))
     if not fits:
         return None, refused
     fits.sort(key=_ranks)
-    return fits[0][4], _reason(need, fits)
+    return fits[0][4], _reason(need, fits, pack)
 
 
 def _ranks(candidate):
     return candidate[:4]
 
 
-def _reason(need, fits):
+def _reason(need, fits, pack=False):
     """Why the first of ``fits`` (sorted candidates) won: the criterion that beat the runner-up."""
     same, near, load, name, state = fits[0]
     if len(fits) == 1:
@@ -412,7 +418,8 @@ def _reason(need, fits):
             parts.append("next to %d instance(s) of the steps before and after it" % -near)
         tied = sum(1 for f in fits if f[:2] == (same, near))
         if load < r_load:
-            parts.append("least loaded of %d hosts (%s; next %s at %.2f)" % (tied, _load_text(state), r_name, r_load))
+            parts.append(("fullest of %d hosts where it fits, to keep hosts free (%s; next %s at %.2f)" if pack else
+                          "least loaded of %d hosts (%s; next %s at %.2f)") % (tied, _load_text(state), r_name, abs(r_load)))
         else:
             parts.append("as loaded as %s (%s), first by name" % (r_name, _load_text(state)))
     return "%s: %s" % (name, "; ".join(parts))
@@ -522,11 +529,12 @@ def check_policy(policy, states):
     method}]``, instances that must go to a given host, ``method`` ``live`` (the default: a VM by
     libvirt live migration, other kinds make-before-break with their state carried) or ``cold``
     (re-created there); ``allow_spares``: spares may take instances (a failover; explicit moves
-    to a spare need it too); ``objective``: ``spread`` (placement as always)."""
+    to a spare need it too); ``objective``: ``spread`` (placement as always) or ``pack``
+    (consolidation: the fewest hosts, see ``consolidate``), with its options in ``pack``."""
     policy = {} if policy is None else policy
     if not isinstance(policy, dict):
-        raise PlanError(None, None, "policy must be a mapping (cordoned, draining, moves, allow_spares, objective), got %r" % (policy,))
-    known = ("cordoned", "draining", "moves", "allow_spares", "objective")
+        raise PlanError(None, None, "policy must be a mapping (cordoned, draining, moves, allow_spares, objective, pack), got %r" % (policy,))
+    known = ("cordoned", "draining", "moves", "allow_spares", "objective", "pack")
     unknown = sorted(set(policy) - set(known))
     if unknown:
         raise PlanError(None, None, "policy: unknown key(s) %s (known: %s)" % (", ".join(unknown), ", ".join(known)))
@@ -535,8 +543,8 @@ def check_policy(policy, states):
     if not isinstance(out["allow_spares"], bool):
         raise PlanError(None, None, "policy.allow_spares must be true or false, got %r" % (out["allow_spares"],))
     if out["objective"] not in OBJECTIVES:
-        raise PlanError(None, None, "policy.objective %r is not built (known: %s; 'pack' comes with quiet-hours consolidation)"
-                        % (out["objective"], ", ".join(OBJECTIVES)))
+        raise PlanError(None, None, "policy.objective must be one of %s, got %r" % (", ".join(OBJECTIVES), out["objective"]))
+    out["pack"] = _pack_options(policy.get("pack"))
     for key, verb in (("cordoned", "cordon"), ("draining", "drain")):
         names = policy.get(key) or []
         if isinstance(names, str):
@@ -572,6 +580,108 @@ def check_policy(policy, states):
     return out
 
 
+def _pack_options(given):
+    """policy.pack checked, with defaults: ``headroom`` (the share of each host's CPU and memory
+    a packing leaves unused, 0 to 0.9), ``keep_free`` (hosts kept on and empty for a failover,
+    declared spares counted), ``min_freed`` (fewer hosts to power off than this: nothing moves),
+    ``min_interval`` (seconds; since the ``last`` consolidation - epoch seconds - at ``now``:
+    sooner, nothing moves)."""
+    given = {} if given is None else given
+    if not isinstance(given, dict):
+        raise PlanError(None, None, "policy.pack must be a mapping (%s), got %r" % (", ".join(PACK_DEFAULTS), given))
+    unknown = sorted(set(given) - set(PACK_DEFAULTS))
+    if unknown:
+        raise PlanError(None, None, "policy.pack: unknown key(s) %s (known: %s)" % (", ".join(unknown), ", ".join(PACK_DEFAULTS)))
+    out = dict(PACK_DEFAULTS)
+    out.update((k, v) for k, v in given.items() if v is not None)
+    if not _number(out["headroom"]) or not 0 <= out["headroom"] <= 0.9:
+        raise PlanError(None, None, "policy.pack.headroom must be a fraction from 0 to 0.9 (0.2 leaves a fifth of every host unused), "
+                        "got %r" % (out["headroom"],))
+    for key in ("keep_free", "min_freed"):
+        if isinstance(out[key], bool) or not isinstance(out[key], int) or out[key] < 0:
+            raise PlanError(None, None, "policy.pack.%s must be a whole number of hosts >= 0, got %r" % (key, out[key]))
+    for key in ("min_interval", "last", "now"):
+        if out[key] is not None and (not _number(out[key]) or out[key] < 0):
+            raise PlanError(None, None, "policy.pack.%s must be a number of seconds >= 0%s, got %r"
+                            % (key, "" if key == "min_interval" else " (epoch)", out[key]))
+    return out
+
+
+def consolidate(states, wanted, policy):
+    """Objective ``pack``: which hosts the instances fit on with the headroom asked
+    (_consolidate.pack), which of the others are powered off and which stay on empty
+    (``keep_free``, declared spares counted), and - when that is worth it - the marks and moves
+    that get there: the hosts to free are drained, each instance that changes host is an asked
+    move (live) to the host the packing chose, and the hosts to power off and to keep free take
+    nothing new. Changes ``states`` and ``policy`` in place; returns what it decided and why."""
+    opts = policy["pack"]
+    keep = 1.0 - float(opts["headroom"])
+    bins, why_fixed = [], {}
+    described = {chain["name"] for chain, _step, _n in wanted.values()}
+    candidates = [st for st in states.values() if st.in_service and st.known and not st.fence and not st.draining and not st.spare]
+    for st in candidates:
+        foreign = [iid for iid, info in st.instances.items() if iid not in wanted and info.get("chain") not in described]
+        base_cpu = sum(_milli((st.instances[i].get("resources") or {}).get("cpu")) for i in foreign)
+        base_mem = sum(_milli((st.instances[i].get("resources") or {}).get("memory")) for i in foreign)
+        if foreign:
+            why_fixed[st.name] = "runs %s, of no chain this request describes" % ", ".join(sorted(foreign)[:5])
+        bins.append(_consolidate.Bin(st.name, int(st.cap_cpu * keep), int(st.cap_mem * keep), kinds=st.kinds, switch=st.switch,
+                                     base_cpu=base_cpu, base_mem=base_mem, fixed=why_fixed.get(st.name), is_open=not st.cordoned))
+    names = set(b.name for b in bins)
+    items = []
+    for iid, (chain, step, n) in wanted.items():
+        need = _Need(iid, chain, step, n)
+        home = next((st.name for st in states.values() if iid in st.instances and _matches(st.instances[iid], chain, step) is None
+                     and st.name in names), None)
+        items.append(_consolidate.Item(iid, need.cpu, need.mem, kind=need.kind, switch=need.switch,
+                                       group=need.label if step.get("apart") else None, home=home, label="%s (%s)" % (iid, need.label)))
+    try:
+        packed = _consolidate.pack(items, bins)
+    except _consolidate.PackError as exc:
+        item = exc.item
+        chain, step, _n = wanted[item.iid] if item is not None else (None, None, None)
+        raise PlanError(chain["name"] if chain else None, step["name"] if step else None,
+                        "cannot consolidate with headroom %.0f %%: %s" % (opts["headroom"] * 100, exc)) from None
+    on_before = sorted(st.name for st in candidates if st.instances)
+    active = packed["active"]
+    free_after = sorted(names - set(active))
+    spares_on = sorted(st.name for st in states.values() if st.spare and st.in_service and not st.fence)
+    standby_count = max(0, opts["keep_free"] - len(spares_on))
+    standby = sorted(sorted(free_after, key=lambda h: (-states[h].cap_cpu, -states[h].cap_mem, h))[:standby_count])
+    power_off = sorted(h for h in free_after if h not in standby)
+    freed = sorted(h for h in on_before if h not in active)
+    homes = {i.iid: i.home for i in items}
+    out = {"headroom": opts["headroom"], "keep_free": opts["keep_free"], "min_freed": opts["min_freed"],
+           "lower_bound": packed["lower_bound"], "exact": packed["exact"], "before": on_before, "after": active,
+           "freed": freed, "power_off": power_off, "standby": standby, "spares": spares_on, "fixed": why_fixed,
+           "moves": [{"instance": iid, "from": homes[iid], "to": packed["assignment"][iid]} for iid in packed["moves"]]}
+    why_not = None
+    if len(power_off) < opts["min_freed"]:
+        why_not = "not worth it: %d host(s) could be powered off (%s), at least %d asked (min_freed)" % (
+            len(power_off), ", ".join(power_off) or "none", opts["min_freed"])
+    elif opts["min_interval"] and opts["last"] is not None and opts["now"] is not None \
+            and opts["now"] - opts["last"] < opts["min_interval"]:
+        why_not = "too soon: the last consolidation was %d s ago, at least %d s asked (min_interval)" % (
+            opts["now"] - opts["last"], opts["min_interval"])
+    out["worth_it"] = why_not is None
+    if why_not:
+        out.update(why=why_not, moves=[], freed=[], power_off=[], standby=[])
+        return out
+    out["why"] = "%d host(s) hold every instance with %.0f %% headroom (lower bound %d%s) instead of %d: %s powered off%s" % (
+        len(active), opts["headroom"] * 100, packed["lower_bound"], ", the fewest possible" if packed["exact"] else "",
+        len(on_before), ", ".join(power_off) or "none", "; %s kept on, empty (keep_free)" % ", ".join(standby) if standby else "")
+    text = "consolidation: %d host(s) instead of %d" % (len(active), len(on_before))
+    for host in power_off:
+        states[host].drain("is freed by %s, to be powered off" % text)
+    for host in standby:
+        states[host].cordon("is kept on and empty by %s (keep_free)" % text)
+    for move in out["moves"]:
+        if move["instance"] not in policy["moves"]:
+            policy["moves"][move["instance"]] = {"to": move["to"], "method": "live", "index": len(policy["moves"]),
+                                                 "where": "consolidation (%s)" % text}
+    return out
+
+
 def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None):
     """Place every instance of ``chains`` on ``hosts``; see the module docstring and docs/planner.md.
 
@@ -580,6 +690,7 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None):
     states = host_states(hosts, vlan_range)
     policy = check_policy(policy, states)
     wanted, by_name = _wanted(chains)
+    consolidation = consolidate(states, wanted, policy) if policy["objective"] == "pack" else None
     kept, needs, remove = _sort_out(states, wanted, by_name, policy)
     out = _keep(kept, states)
     moves = _place(needs, states, out, policy)
@@ -595,6 +706,7 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None):
                    "draining": sorted(n for n, st in states.items() if st.draining),
                    "moves": [dict(instance=iid, to=m["to"], method=m["method"]) for iid, m in sorted(policy["moves"].items())],
                    "allow_spares": policy["allow_spares"], "objective": policy["objective"]},
+        "consolidation": consolidation,
     }
 
 
@@ -741,7 +853,7 @@ def _place(needs, states, out, policy):
         if need.pin:
             state, why = _pinned(need, states[need.pin], policy)
         else:
-            state, why = choose(states.values(), need, allow_spares=policy["allow_spares"])
+            state, why = choose(states.values(), need, allow_spares=policy["allow_spares"], pack=policy["objective"] == "pack")
         if state is None:
             raise _short(need, why, out, states)
         vlans = state.new_vlans()

@@ -123,7 +123,9 @@ def _move(iid, to, **extra):
     (lambda m, f: dict(_move(m, "mhx"), cordoned=["mhx"]), ["is cordoned by this operation"]),
     (lambda m, f: _move(m, "mh2", method="teleport"), ["method must be one of live, cold"]),
     (lambda m, f: {"moves": [{"instance": m, "to": "mh2"}, {"instance": m, "to": "mh3"}]}, ["moved twice"]),
-    (lambda m, f: {"objective": "pack"}, ["objective 'pack' is not built"]),
+    (lambda m, f: {"objective": "fill"}, ["policy.objective must be one of spread, pack, got 'fill'"]),
+    (lambda m, f: {"objective": "pack", "pack": {"headroom": 1.5}}, ["policy.pack.headroom must be a fraction from 0 to 0.9"]),
+    (lambda m, f: {"objective": "pack", "pack": {"keep_spare": 1}}, ["policy.pack: unknown key(s) keep_spare"]),
     (lambda m, f: {"draining": ["mh7"]}, ["policy.draining: 'mh7' is not a module host"]),
     (lambda m, f: {"evict": True}, ["unknown key(s) evict"]),
 ])
@@ -256,6 +258,12 @@ def test_a_resumed_move_never_sends_the_switch_back_to_the_old_copy():
     assert sends % (0x1000 | old["left"]["vlan"], hosts[source]["trunk"]) not in pre
     for trunk, tag in ((hosts[target]["trunk"], 901), (hosts[source]["trunk"], old["right"]["vlan"])):
         assert "in_port=%s,dl_vlan=%d" % (trunk, tag) in pre, (trunk, tag)
+    # and the markers follow that bundle (relayed to the new copy already), not one two tasks later
+    switch = wave["switches"]["sw1"]
+    assert [m["packet"] for m in switch["markers_pre"]] == [_deploy.marker_frame(mon, d, _deploy.marker_token(wave["moves"][0]))
+                                                           for d in ("fwd", "rev")]
+    assert switch["markers"] == []
+    assert len([f for f in switch["flows_pre"] if "dl_type=0x88b5" in f["match"]]) == 2
 
 
 def test_a_drain_of_two_hosts_is_rolling_one_host_per_wave_with_all_capacity_checked_first():
