@@ -65,9 +65,9 @@ def platform(count, seed=20091):
 def request(chains, steps, instances):
     descs = []
     for c in range(chains):
-        # c000, c001, ...: chain_short keeps 4 letters and 8 bits of hash, so 100 names sharing
-        # their first four letters ("chain000" ...) collide and the planner refuses them
-        descs.append({"name": "c%03d" % c, "from": "source", "to": "sink", "match": {"tcp": True, "tp_dst": 1000 + c},
+        # c000, c001, ...: chain_short keeps 3 letters and a few bits of hash, so names sharing
+        # their first letters collide and validate refuses them: each chain gets its own tag
+        descs.append({"name": "c%03d" % c, "tag": "c%03d" % c, "from": "source", "to": "sink", "match": {"tcp": True, "tp_dst": 1000 + c},
                       "steps": [{"name": "s%d" % s, "type": STEP_TYPES[s % len(STEP_TYPES)][0], "kind": STEP_TYPES[s % len(STEP_TYPES)][1],
                                  "params": STEP_TYPES[s % len(STEP_TYPES)][2], "instances": instances} for s in range(steps)]})
     return descs

@@ -211,6 +211,8 @@ options:
             (C(lan) or C(lanplus)); C(redfish) takes C(address) (required), C(username),
             C(system_id) and C(validate_certs); C(wol) takes C(mac) (required) and
             C(broadcast); C(lab) and C(none) take nothing else.
+          - Every driver takes C(idle_watts) - what the host draws idle, in watts - for the energy
+            estimate of C(playbooks/power-down.yml).
           - A C(password) is refused - put it in the vaulted variable
             C(flowstream_power_password) of the host or its group.
         type: dict

@@ -138,7 +138,8 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
     out_switches = {s: dict(final["switches"][s], flows_pre=None, flows_during=final["switches"][s]["flows"]) for s in switches}
     return {"waves": out_waves, "hosts": out_hosts, "switches": out_switches, "chains": final["chains"],
             "instances": new, "moves": [moves[i] for i in sorted(moves)], "capacity": plan.get("hosts", {}),
-            "policy": plan.get("policy", {}), "warnings": plan.get("warnings", [])}
+            "policy": plan.get("policy", {}), "warnings": plan.get("warnings", []),
+            "consolidation": plan.get("consolidation")}
 
 
 def _check_only_moves(new, removed, moves):

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import socket
 
-STATUSES = ("healthy", "degraded", "suspect", "isolated", "failed", "fenced")
+STATUSES = ("healthy", "degraded", "suspect", "isolated", "failed", "fenced", "powered_off")
+#: statuses of hosts the platform took out itself (the fence mark on the switch's trunk port)
+FENCED = ("fenced", "powered_off")
 #: the statuses a failover acts on (fences and re-places)
 FAILOVER = ("failed", "isolated")
 
@@ -50,8 +52,9 @@ def assess(history, grace, fenced=None):
         dp_down_for = _down_for(looks, lambda d, s: not d)
         states = [(bool(d), bool(s)) for _t, d, s in looks]
         flaps = sum(1 for a, b in zip(states, states[1:]) if a != b)
-        if (fenced or {}).get(host):
-            status = "fenced"
+        mark = (fenced or {}).get(host)
+        if mark:
+            status = "powered_off" if isinstance(mark, dict) and mark.get("state") == "powered_off" else "fenced"
         elif dp and ssh:
             status = "healthy"
         elif dp:
@@ -72,7 +75,7 @@ def switch_at_fault(verdicts):
     fault is the switch's (restarted, its BFD sessions starting again) or the witness's, not the
     hosts': nobody is failed or isolated then - they are ``suspect``, and the verdicts say why.
     A failover never fences a whole platform. Returns True when it relabelled."""
-    live = [v for v in verdicts.values() if v["status"] != "fenced"]
+    live = [v for v in verdicts.values() if v["status"] not in FENCED]
     if len(live) < 2 or any(v["dataplane"] for v in live):
         return False
     for v in live:

@@ -682,6 +682,27 @@ class LabHost(ActionLog):
     def _result(self):
         return {"namespace": self.netns}
 
+    # -- stopped (the lab's power driver: off) ------------------------------------------------
+    def stopped(self):
+        """The host as a machine switched off: every process in its namespaces ended by pid
+        (Open vSwitch, libvirtd, sshd, whatever runs there), its links down on the machine's
+        side (the switch sees the trunk lose its link, the management network the host); its
+        namespaces, files and Open vSwitch database stay, as a disk does. ``present`` powers
+        it on again: links up, services started from what they kept."""
+        if not self.netns_exists():
+            raise LabError("host %s does not exist (lab-up makes it): nothing to power off" % self.name)
+        net_ino = ns_inode(netns_path(self.netns))
+        mnt_ino = ns_inode(self.mnt_file) if self.mnt_file in mountpoints() else None
+        pids = pids_in_namespaces(net_inode=net_ino, mnt_inode=mnt_ino)
+        if pids:
+            self.act("ended %d processes of %s (%s)" % (
+                len(pids), self.name, ", ".join(sorted({process_comm(p) or "?" for p in pids}))),
+                self._end_all, pids)
+        for spec in (self.uplink, self.mgmt):
+            if spec and self.root_ip.link(spec["port"]) is not None and link_is_up(self.root_ip.link(spec["port"])):
+                self.act("set %s down" % spec["port"], self.root_ip.set_down, spec["port"])
+        return self._result()
+
     # -- absent ---------------------------------------------------------------------------
     def absent(self):
         net_ino = ns_inode(netns_path(self.netns))

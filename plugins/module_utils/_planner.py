@@ -256,6 +256,8 @@ class _HostState(object):
         ``placing``: for a new instance (a cordoned host keeps what it runs, takes nothing new)."""
         if not self.in_service:
             return "is out of service"
+        if self.fence and self.fence.get("state") == "powered_off":
+            return "is powered off (since %s; playbooks/power-up.yml brings it back)" % (self.fence.get("since") or "?")
         if self.fence:
             return "is fenced on the switch (failed%s; playbooks/uncordon-host.yml brings it back)" % (
                 " since %s" % self.fence["since"] if self.fence.get("since") else "")
@@ -329,7 +331,7 @@ class _HostState(object):
         if not self.in_service:
             status = "out of service"
         elif self.fence:
-            status = "fenced"
+            status = "powered off" if self.fence.get("state") == "powered_off" else "fenced"
         elif self.draining:
             status = "draining"
         elif self.cordoned:
@@ -534,7 +536,7 @@ def check_policy(policy, states):
     policy = {} if policy is None else policy
     if not isinstance(policy, dict):
         raise PlanError(None, None, "policy must be a mapping (cordoned, draining, moves, allow_spares, objective, pack), got %r" % (policy,))
-    known = ("cordoned", "draining", "moves", "allow_spares", "objective", "pack")
+    known = ("cordoned", "draining", "moves", "allow_spares", "objective", "pack", "respread")
     unknown = sorted(set(policy) - set(known))
     if unknown:
         raise PlanError(None, None, "policy: unknown key(s) %s (known: %s)" % (", ".join(unknown), ", ".join(known)))
@@ -545,6 +547,11 @@ def check_policy(policy, states):
     if out["objective"] not in OBJECTIVES:
         raise PlanError(None, None, "policy.objective must be one of %s, got %r" % (", ".join(OBJECTIVES), out["objective"]))
     out["pack"] = _pack_options(policy.get("pack"))
+    out["respread"] = policy.get("respread", False)
+    if not isinstance(out["respread"], bool):
+        raise PlanError(None, None, "policy.respread must be true or false, got %r" % (out["respread"],))
+    if out["respread"] and out["objective"] != "spread":
+        raise PlanError(None, None, "policy.respread goes with objective spread (it undoes a pack), not %s" % out["objective"])
     for key, verb in (("cordoned", "cordon"), ("draining", "drain")):
         names = policy.get(key) or []
         if isinstance(names, str):
@@ -678,8 +685,35 @@ def consolidate(states, wanted, policy):
     for move in out["moves"]:
         if move["instance"] not in policy["moves"]:
             policy["moves"][move["instance"]] = {"to": move["to"], "method": "live", "index": len(policy["moves"]),
-                                                 "where": "consolidation (%s)" % text}
+                                                 "where": "consolidation (%s)" % text, "why": "%s: packed onto %s" % (text, move["to"])}
     return out
+
+
+def respread(chains, hosts, vlan_range, states, wanted, policy):
+    """``policy.respread`` (power-up, after a pack): the layout placement makes from empty on the
+    hosts as they are now (instances of chains not described left where they are), and a move
+    (live) for every instance that runs elsewhere. Changes ``policy`` in place; returns the moves."""
+    empty = {}
+    for name, spec in hosts.items():
+        spec = dict(spec)
+        report = spec.get("report")
+        if isinstance(report, dict):
+            report = dict(report, instances={iid: info for iid, info in (report.get("instances") or {}).items() if iid not in wanted})
+            spec["report"] = report
+        empty[name] = spec
+    asked = {"cordoned": [n for n, st in states.items() if st.cordoned and not st.draining],
+             "draining": [n for n, st in states.items() if st.draining], "allow_spares": policy["allow_spares"]}
+    fresh = plan(chains, empty, vlan_range, policy=asked)
+    moves = []
+    for iid, entry in sorted(fresh["instances"].items()):
+        home = next((st.name for st in states.values() if iid in st.instances and st.usable_for(_Need(iid, *wanted[iid])) is None),
+                    None)
+        if home is not None and home != entry["host"] and iid not in policy["moves"]:
+            policy["moves"][iid] = {"to": entry["host"], "method": "live", "index": len(policy["moves"]),
+                                    "where": "re-spread (the layout placement makes from empty)",
+                                    "why": "re-spread: the layout placement makes from empty has it on %s" % entry["host"]}
+            moves.append({"instance": iid, "from": home, "to": entry["host"]})
+    return moves
 
 
 def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None):
@@ -691,6 +725,8 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None):
     policy = check_policy(policy, states)
     wanted, by_name = _wanted(chains)
     consolidation = consolidate(states, wanted, policy) if policy["objective"] == "pack" else None
+    if policy["respread"]:
+        respread(chains, hosts, vlan_range, states, wanted, policy)
     kept, needs, remove = _sort_out(states, wanted, by_name, policy)
     out = _keep(kept, states)
     moves = _place(needs, states, out, policy)
@@ -761,13 +797,13 @@ def _sort_out(states, wanted, by_name, policy):
                 for other, _info in found:
                     if other is not state:
                         drop(iid, other, "moves off %s to %s (asked; the copy there exists already)" % (other.name, state.name))
-                need.previous, need.why_previous, need.move = source[0].name, "asked to move to %s" % asked["to"], True
+                need.previous, need.why_previous, need.move = source[0].name, asked.get("why") or "asked to move to %s" % asked["to"], True
                 need.previous_vlans = _legs(source[1])
                 continue
             if stay:
                 state, info = stay[0]
                 drop(iid, state, "moves off %s to %s (asked)" % (state.name, asked["to"]))
-                need.previous, need.why_previous, need.move = state.name, "asked to move to %s" % asked["to"], True
+                need.previous, need.why_previous, need.move = state.name, asked.get("why") or "asked to move to %s" % asked["to"], True
                 need.previous_vlans = _legs(info)
                 for other, _info in found:
                     if other is not state:

@@ -22,6 +22,9 @@ from __future__ import annotations
 from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import quote_value, read_mark
 
 FENCE_KEY = "flowstream-fence"
+#: the fence's states: a failed host (``fenced``), a host the platform powered off (``powered_off``:
+#: playbooks/power-down.yml - the same fence, so nothing mistakes the host for a failed one)
+FENCE_STATES = ("fenced", "powered_off")
 #: cookie of a fence's drop flow (0xF5FE in the top 16 bits - outside the chains' 0xF5C0 space -
 #: the trunk's OpenFlow port number below); priority above every chain flow
 FENCE_COOKIE = 0xF5FE << 48
@@ -137,10 +140,13 @@ def fence_flow(ofport):
 
 
 def fence_mark(external_ids):
-    """{state: fenced, since, reason} from a Port's external_ids, or None."""
-    return read_mark(external_ids, FENCE_KEY, ("fenced",))
+    """{state: fenced or powered_off, since, reason} from a Port's external_ids, or None."""
+    return read_mark(external_ids, FENCE_KEY, FENCE_STATES)
 
 
-def write_fence(ovs, port, fenced, reason=None):
-    """Set (``fenced`` True) or clear the fence mark on the switch's trunk Port, one transaction."""
-    ovs.write_mark("Port", port, FENCE_KEY, "fenced" if fenced else None, reason)
+def write_fence(ovs, port, state, reason=None):
+    """Set (``state``: one of FENCE_STATES) or clear (None) the fence mark on the switch's trunk
+    Port, one transaction."""
+    if state is not None and state not in FENCE_STATES:
+        raise ValueError("fence state must be one of %s, got %r" % (", ".join(FENCE_STATES), state))
+    ovs.write_mark("Port", port, FENCE_KEY, state, reason)

@@ -89,9 +89,51 @@ options:
         type: bool
         default: false
       objective:
-        description: V(spread) - placement as deploy-chain does it (the only objective built so far).
+        description:
+          - V(spread) - placement as deploy-chain does it.
+          - V(pack) - consolidation for quiet hours - the fewest module hosts that hold every instance
+            with O(policy.pack.headroom) left, preferring the hosts that hold the most already (fewest
+            moves). The hosts to free are drained (their instances move live, each to the host the
+            packing chose), the hosts to power off and the ones kept on empty take nothing new, and
+            RV(plan.consolidation) says which hosts go off and why. Proven the fewest on platforms
+            of up to 6 hosts and 10 instances (exhaustive search), at most one host above the lower
+            bound on the benchmark's workloads beyond that (C(bench/consolidate.py)).
         type: str
+        choices: [spread, pack]
         default: spread
+      respread:
+        description:
+          - With O(policy.objective=spread) - every instance goes where placement would put it on the
+            platform as it is, from empty (live moves; instances of chains the request does not
+            describe stay). C(playbooks/power-up.yml) undoes a pack with it once the hosts are back.
+        type: bool
+        default: false
+      pack:
+        description: Options of O(policy.objective=pack).
+        type: dict
+        suboptions:
+          headroom:
+            description: The share of each host's declared CPU and memory the packing leaves unused (0 to 0.9).
+            type: float
+            default: 0.2
+          keep_free:
+            description: Hosts kept on and empty (for a failover); declared spares count.
+            type: int
+            default: 1
+          min_freed:
+            description: When fewer hosts than this could be powered off, nothing moves (RV(plan.consolidation.why) says so).
+            type: int
+            default: 1
+          min_interval:
+            description: Seconds that must have passed since O(policy.pack.last) at O(policy.pack.now); sooner, nothing moves.
+            type: float
+            default: 0
+          last:
+            description: When the last consolidation ran (epoch seconds), or null.
+            type: float
+          now:
+            description: The time now (epoch seconds), for O(policy.pack.min_interval).
+            type: float
   rolling:
     description: One wave per draining host (in the order of O(policy.draining)), instead of one
       wave for everything; a VM that libvirt moves always has a wave of its own.
@@ -157,6 +199,19 @@ plan:
       description: The policy as applied - cordoned and draining hosts (the operation's and the
         platform's marks together), moves, allow_spares, objective.
       type: dict
+    consolidation:
+      description:
+        - With O(policy.objective=pack), what the packing decided (null otherwise) - C(worth_it) and
+          C(why); C(before) and C(after) (hosts holding instances); C(freed), C(power_off) (every
+          host left empty that is not kept on), C(standby) (kept on empty for O(policy.pack.keep_free)),
+          C(spares); C(lower_bound) and C(exact) (whether the count is proven the fewest); C(fixed)
+          (hosts that stay on because they run instances of chains the request does not describe,
+          and why); C(moves) (C(instance), C(from), C(to)); C(headroom), C(keep_free), C(min_freed).
+      type: dict
+      sample: {worth_it: true, why: "1 host(s) hold every instance with 20 % headroom (lower bound 1, the fewest possible)
+               instead of 3: mh3 powered off; mh2 kept on, empty (keep_free)", before: [mh1, mh2, mh3], after: [mh1],
+               freed: [mh2, mh3], power_off: [mh3], standby: [mh2], spares: [], lower_bound: 1, exact: true, fixed: {},
+               moves: [{instance: web4b51a, from: mh2, to: mh1}], headroom: 0.2, keep_free: 1, min_freed: 1}
 unreported_hosts:
   description: Module hosts without a report.
   returned: success

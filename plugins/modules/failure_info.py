@@ -111,7 +111,7 @@ RETURN = r"""
 hosts:
   description:
     - Per host - C(status) (V(healthy), V(degraded), V(suspect), V(isolated), V(failed),
-      V(fenced)), C(dataplane) and C(ssh) at the last look, C(down_for) (seconds both were down
+      V(fenced), V(powered_off) - fenced by C(playbooks/power-down.yml)), C(dataplane) and C(ssh) at the last look, C(down_for) (seconds both were down
       without a break; for an isolated host, its trunk), C(flaps) (changes seen between looks), C(looks), C(trunk) (the switch's end, as
       M(flowstream.platform.host_trunk) returns it), C(fence) (the mark or null).
   returned: always
@@ -125,7 +125,12 @@ failed_hosts:
   type: list
   elements: str
 fenced_hosts:
-  description: The hosts fenced on the switch.
+  description: The hosts fenced on the switch after a failure.
+  returned: always
+  type: list
+  elements: str
+powered_off_hosts:
+  description: The hosts the platform powered off (C(playbooks/power-down.yml)), fenced on the switch.
   returned: always
   type: list
   elements: str
@@ -236,7 +241,7 @@ def main():
     result = {"changed": False, "hosts": verdicts, "seconds": round(time.monotonic() - start, 3), "switch_at_fault": switch_down,
               "chain_flows": chain_flows}
     # (never a key named "failed": Ansible reads it as the task's own failure)
-    for status in ("failed", "isolated", "fenced", "degraded", "suspect"):
+    for status in ("failed", "isolated", "fenced", "powered_off", "degraded", "suspect"):
         result[status + "_hosts"] = sorted(n for n, v in verdicts.items() if v["status"] == status)
     module.exit_json(**result)
 

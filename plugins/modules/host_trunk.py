@@ -82,9 +82,13 @@ options:
         type: int
         default: 0
   fence:
-    description: Fence the host behind this trunk (V(fenced)) or take the fence away (V(unfenced)). Left out, the fence is not touched.
+    description:
+      - Fence the host behind this trunk (V(fenced)), fence it as powered off by the platform
+        (V(powered_off) - C(playbooks/power-down.yml); the same drop flow and port down, and
+        M(flowstream.platform.failure_info) reports it V(powered_off), not failed), or take the
+        fence away (V(unfenced)). Left out, the fence is not touched.
     type: str
-    choices: [fenced, unfenced]
+    choices: [fenced, powered_off, unfenced]
   reason:
     description: Why the host is fenced (kept with the mark).
     type: str
@@ -204,7 +208,7 @@ def main():
                 min_rx=dict(type="int", default=100),
                 decay_min_rx=dict(type="int", default=0),
             )),
-            fence=dict(type="str", choices=["fenced", "unfenced"]),
+            fence=dict(type="str", choices=["fenced", "powered_off", "unfenced"]),
             reason=dict(type="str"),
         ),
         supports_check_mode=True,
@@ -250,11 +254,12 @@ def main():
                 actions.append("bfd on %s: %s" % (port, ", ".join(["%s=%s" % kv for kv in sorted(to_set.items())]
                                                                   + ["no %s" % k for k in to_remove])))
                 steps.append(lambda: _trunk.set_bfd(ovs, {port: (to_set, to_remove)}))
-        if p["fence"] == "fenced":
+        if p["fence"] in _trunk.FENCE_STATES:
             mark = before["fence"]
-            if mark is None or (p["reason"] is not None and p["reason"] != mark.get("reason")):
-                actions.append("fence mark on %s%s" % (port, " (%s)" % p["reason"] if p["reason"] else ""))
-                steps.append(lambda: _trunk.write_fence(ovs, port, True, p["reason"] or (mark or {}).get("reason")))
+            if mark is None or mark["state"] != p["fence"] or (p["reason"] is not None and p["reason"] != mark.get("reason")):
+                actions.append("%s mark on %s%s" % ("fence" if p["fence"] == "fenced" else "powered-off", port,
+                                                     " (%s)" % p["reason"] if p["reason"] else ""))
+                steps.append(lambda: _trunk.write_fence(ovs, port, p["fence"], p["reason"] or (mark or {}).get("reason")))
             if not drop_flow:
                 actions.append("drop flow for everything from %s" % port)
                 steps.append(lambda: ofctl.bundle(["flow add " + _trunk.fence_flow(before["ofport"])]))
@@ -278,8 +283,8 @@ def main():
         if module._diff:
             predicted = dict(before, bfd_config=dict({k: v for k, v in before["bfd_config"].items() if k not in _trunk.BFD_KEYS},
                                                      **want_bfd) if want_bfd is not None else before["bfd_config"])
-            if p["fence"] == "fenced" and steps:
-                predicted["fence"] = {"state": "fenced", "since": (before["fence"] or {}).get("since") or "(now)",
+            if p["fence"] in _trunk.FENCE_STATES and steps:
+                predicted["fence"] = {"state": p["fence"], "since": (before["fence"] or {}).get("since") or "(now)",
                                       "reason": p["reason"] or (before["fence"] or {}).get("reason")}
             elif p["fence"] == "unfenced":
                 predicted["fence"] = None

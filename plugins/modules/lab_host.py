@@ -60,9 +60,13 @@ options:
     type: path
     required: true
   state:
-    description: Whether the host should exist.
+    description:
+      - Whether the host should exist (V(present), V(absent)), or exist switched off
+        (V(stopped) - the lab's power driver - every process in its namespaces ended by pid,
+        its links down on the machine's side, its namespaces, files and Open vSwitch database
+        kept; V(present) powers it on again).
     type: str
-    choices: [present, absent]
+    choices: [present, stopped, absent]
     default: present
   hostname:
     description: Hostname inside the host. Defaults to O(name).
@@ -219,7 +223,7 @@ def main():
             name=dict(type="str", required=True),
             namespace=dict(type="str", required=True),
             state_dir=dict(type="path", required=True),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+            state=dict(type="str", choices=["present", "stopped", "absent"], default="present"),
             hostname=dict(type="str"),
             management=dict(type="dict", options=dict(
                 bridge=dict(type="str", required=True),
@@ -247,7 +251,7 @@ def main():
     host = LabHost(module.params, check_mode=module.check_mode)
     before = host.observe() if module._diff else None
     try:
-        result = host.present() if module.params["state"] == "present" else host.absent()
+        result = {"present": host.present, "stopped": host.stopped, "absent": host.absent}[module.params["state"]]()
     except (LabError, CommandError, OSError) as exc:
         module.fail_json(msg="lab host %s: %s" % (module.params["name"], exc), actions=host.actions)
     result.update(changed=bool(host.actions), actions=host.actions)

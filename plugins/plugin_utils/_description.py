@@ -87,12 +87,13 @@ HEALTH_TYPES = ('none', 'port_status')
 DEFAULT_HEALTH_TYPE = 'port_status'
 
 #: Power drivers and the keys each accepts besides ``driver`` (required keys first).
+#: ``idle_watts`` (what the host draws idle: the energy estimate of a power-down) goes with every driver.
 POWER_DRIVERS: dict[str, dict[str, tuple[str, ...]]] = {
-    'lab': {'required': (), 'optional': ()},
-    'ipmi': {'required': ('address',), 'optional': ('username', 'port', 'interface')},
-    'redfish': {'required': ('address',), 'optional': ('username', 'system_id', 'validate_certs')},
-    'wol': {'required': ('mac',), 'optional': ('broadcast',)},
-    'none': {'required': (), 'optional': ()},
+    'lab': {'required': (), 'optional': ('idle_watts',)},
+    'ipmi': {'required': ('address',), 'optional': ('username', 'port', 'interface', 'idle_watts')},
+    'redfish': {'required': ('address',), 'optional': ('username', 'system_id', 'validate_certs', 'idle_watts')},
+    'wol': {'required': ('mac',), 'optional': ('broadcast', 'idle_watts')},
+    'none': {'required': (), 'optional': ('idle_watts',)},
 }
 DEFAULT_POWER_DRIVER = 'none'
 #: The keys of the nested mappings ``module_host_defaults`` merges key-wise.
@@ -960,6 +961,13 @@ def _check_power(entity: _Entity, value: t.Any) -> dict[str, t.Any]:
                 checked = bool(raw)
             else:
                 entity.error(field, f'{field} must be true or false, got {_show(raw)}')
+                checked = INVALID
+        elif key == 'idle_watts':
+            if _is_number(raw) and 0 < raw <= 100000:
+                checked = float(raw)
+            else:
+                entity.error(field, f'{field} must be what the host draws idle, in watts (a number above 0, '
+                                    f'e.g. 120), got {_show(raw)}')
                 checked = INVALID
         elif key == 'mac':
             checked = _check_mac(entity, field, raw)

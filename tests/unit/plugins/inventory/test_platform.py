@@ -141,7 +141,7 @@ def test_lab_module_host_vars():
         'flowstream_leg_port_type': 'system',
         'flowstream_capacity': {'cpu': 3, 'memory': 1024},
         'flowstream_kinds': ['vm', 'process', 'kernel', 'click'],
-        'flowstream_power': {'driver': 'lab'},
+        'flowstream_power': {'driver': 'lab', 'idle_watts': 90.0},
         'flowstream_spare': False,
         'flowstream_libvirt_uri': 'qemu+tcp://198.18.0.11/system',
     }
@@ -410,6 +410,10 @@ def _power_option_of_other_driver(data):
                                         'address': '10.0.0.1'}
 
 
+def _bad_watts(data):
+    data['module_hosts'][0]['power'] = {'driver': 'lab', 'idle_watts': -5}
+
+
 def _bad_mac(data):
     data['module_hosts'][0]['power'] = {'driver': 'wol', 'mac': '52:54:00:12:34'}
 
@@ -576,7 +580,11 @@ BAD = [
     ]),
     ('power option of another driver', _power_option_of_other_driver, [
         "module_hosts[0] 'mh1': power.address is not an option of power driver 'wol' (its "
-        "options: mac, broadcast)",
+        "options: mac, broadcast, idle_watts)",
+    ]),
+    ('bad idle watts', _bad_watts, [
+        "module_hosts[0] 'mh1': power.idle_watts must be what the host draws idle, in watts (a number above 0, "
+        "e.g. 120), got -5",
     ]),
     ('bad mac', _bad_mac, [
         "module_hosts[0] 'mh1': power.mac must be a MAC address such as 52:54:00:12:34:56, got "
@@ -855,7 +863,8 @@ def test_normalisation():
     platform = model.parse_description(data)
     assert platform.management_network == '2001:db8::/64'
     assert platform.module_hosts[0].management_address == '2001:db8::1'
-    assert platform.module_hosts[0].power == {'driver': 'wol', 'mac': '52:54:00:ab:cd:ef'}
+    # idle_watts comes from module_host_defaults (every driver takes it)
+    assert platform.module_hosts[0].power == {'driver': 'wol', 'mac': '52:54:00:ab:cd:ef', 'idle_watts': 90.0}
     assert platform.switches[0].openflow_versions == ('OpenFlow13', 'OpenFlow15')
 
 

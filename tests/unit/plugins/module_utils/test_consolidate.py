@@ -124,3 +124,118 @@ def test_larger_platforms_stay_within_one_host_of_the_lower_bound(seed):
     out = pack(items, bins)
     assert feasible(out["assignment"], items, bins)
     assert len(out["active"]) <= out["lower_bound"] + 1, (len(out["active"]), out["lower_bound"])
+
+
+# -- through the planner: policy objective pack -------------------------------------------------------
+from ansible_collections.flowstream.platform.plugins.module_utils import _deploy  # noqa: E402 pylint: disable=wrong-import-position
+from ansible_collections.flowstream.platform.plugins.module_utils._planner import PlanError, plan  # noqa: E402 pylint: disable=wrong-import-position
+
+from test_planner import SWITCHES, chain, chains, feed_back, host, ids, step  # noqa: E402 pylint: disable=import-error,wrong-import-position
+
+WEB = chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "kernel", 2), step("out", "wire", "process"))
+
+
+def spread_over(hosts, request):
+    """The platform as deploy-chain leaves it: spread over every host."""
+    return feed_back(plan(request, hosts), hosts)
+
+
+def four_hosts(**extra):
+    hosts = {"mh%d" % n: host(trunk="t%d" % n) for n in range(1, 5)}
+    hosts.update(extra)
+    return hosts
+
+
+def test_pack_moves_everything_onto_the_fewest_hosts_live_and_says_why():
+    request = chains(WEB)
+    hosts = spread_over(four_hosts(), request)
+    before = {e["host"] for e in plan(request, hosts)["instances"].values()}
+    assert len(before) >= 2
+    result = plan(request, hosts, policy={"objective": "pack", "pack": {"keep_free": 0}})
+    report = result["consolidation"]
+    assert report["worth_it"] and report["exact"]
+    after = {e["host"] for e in result["instances"].values()}
+    assert sorted(after) == report["after"] and len(after) == 1        # 4 small instances fit on one host
+    assert sorted(report["power_off"]) == sorted(set(hosts) - after)
+    for iid in result["moves"]:
+        entry = result["instances"][iid]
+        assert entry["action"] == "migrate" and entry["method"] == "live"
+        assert "consolidation: 1 host(s) instead of" in entry["reason"]
+    for name in report["power_off"]:
+        assert result["hosts"][name]["status"] == "draining" and result["hosts"][name]["instances"] == []
+
+
+def test_pack_keeps_a_host_free_for_failover_and_counts_declared_spares():
+    request = chains(WEB)
+    hosts = spread_over(four_hosts(), request)
+    report = plan(request, hosts, policy={"objective": "pack"})["consolidation"]   # keep_free 1 by default
+    assert len(report["standby"]) == 1 and len(report["power_off"]) == 2
+    with_spare = spread_over(four_hosts(spare1=host(spare=True, trunk="t9")), request)
+    report = plan(request, with_spare, policy={"objective": "pack"})["consolidation"]
+    assert report["standby"] == [] and report["spares"] == ["spare1"] and len(report["power_off"]) == 3
+
+
+def test_pack_that_is_not_worth_it_moves_nothing_and_says_why():
+    request = chains(WEB)
+    hosts = spread_over(four_hosts(), request)
+    result = plan(request, hosts, policy={"objective": "pack", "pack": {"min_freed": 4}})
+    assert result["moves"] == [] and not result["consolidation"]["worth_it"]
+    assert "not worth it: 2 host(s) could be powered off" in result["consolidation"]["why"]
+    soon = plan(request, hosts, policy={"objective": "pack", "pack": {"min_interval": 3600, "last": 1000, "now": 1600}})
+    assert soon["moves"] == [] and "too soon: the last consolidation was 600 s ago" in soon["consolidation"]["why"]
+
+
+def test_pack_twice_moves_nothing_the_second_time():
+    request = chains(WEB)
+    hosts = spread_over(four_hosts(), request)
+    first = plan(request, hosts, policy={"objective": "pack", "pack": {"keep_free": 0}})
+    again = feed_back(first, hosts)
+    second = plan(request, again, policy={"objective": "pack", "pack": {"keep_free": 0}})
+    assert second["moves"] == [] and second["consolidation"]["freed"] == []
+
+
+def test_pack_keeps_apart_what_the_chain_asks_apart_and_leaves_others_instances_where_they_are():
+    apart = chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "kernel", 2, apart=True), step("out", "wire", "process"))
+    request = chains(apart)
+    hosts = spread_over(four_hosts(), request)
+    hosts["mh4"]["report"]["instances"]["handmade"] = {"chain": "other", "kind": "kernel", "legs": {},
+                                                       "resources": {"cpu": 0.1, "memory": 16}}
+    result = plan(request, hosts, policy={"objective": "pack", "pack": {"keep_free": 0}})
+    mons = [result["instances"][i]["host"] for i in ids("web", 1, 2)]
+    assert mons[0] != mons[1]
+    report = result["consolidation"]
+    assert "mh4" in report["after"] and "handmade" in report["fixed"]["mh4"]
+    assert len(report["after"]) == 2
+
+
+def test_pack_that_cannot_fit_with_the_headroom_names_the_instance():
+    big = chain("big", step("vnf", "wire", "process", params={}))
+    request = chains(big)
+    hosts = spread_over({"mh1": host(cpu=0.1, trunk="t1")}, request)
+    with pytest.raises(PlanError, match=r"chain 'big': step 'vnf': cannot consolidate with headroom 60 %: big2a20a \(big/vnf\) fits on no"):
+        plan(request, hosts, policy={"objective": "pack", "pack": {"headroom": 0.6}})
+
+
+def test_a_pack_plan_is_a_make_before_break_plan():
+    request = chains(WEB)
+    hosts = spread_over(four_hosts(), request)
+    out = _deploy.build_plan([WEB], {}, hosts, SWITCHES, {}, policy={"objective": "pack", "pack": {"keep_free": 0}}, only_moves=True)
+    moves = [m for wave in out["waves"] for m in wave["moves"]]
+    assert moves and all(m["how"] == "make_before_break" and m["carry"] for m in moves)
+    assert out["consolidation"]["worth_it"]
+
+
+def test_respread_after_a_pack_restores_the_layout_placement_makes_from_empty():
+    request = chains(WEB)
+    hosts = four_hosts()
+    day = plan(request, hosts)
+    deployed = feed_back(day, hosts)
+    night = feed_back(plan(request, deployed, policy={"objective": "pack", "pack": {"keep_free": 0}}), deployed)
+    assert len({i["host"] for i in plan(request, night)["instances"].values()}) == 1
+    morning = plan(request, night, policy={"respread": True})
+    assert {i: e["host"] for i, e in morning["instances"].items()} == {i: e["host"] for i, e in day["instances"].items()}
+    assert morning["moves"] and all("re-spread" in morning["instances"][i]["reason"] for i in morning["moves"])
+    again = plan(request, feed_back(morning, night), policy={"respread": True})
+    assert again["moves"] == []
+    with pytest.raises(PlanError, match="policy.respread goes with objective spread"):
+        plan(request, night, policy={"respread": True, "objective": "pack"})

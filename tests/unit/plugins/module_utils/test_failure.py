@@ -56,6 +56,13 @@ def test_a_fenced_host_stays_fenced_whatever_it_answers():
     assert v["status"] == "fenced"
 
 
+def test_a_host_powered_off_by_the_platform_is_not_a_failed_one():
+    mark = {"state": "powered_off", "since": "2026-12-04T01:00:00Z", "reason": "quiet hours"}
+    out = _failure.assess({"mh2": looks("dd", "dd", "dd"), "mh1": looks("dd", "dd", "dd")}, grace=0.5, fenced={"mh2": mark})
+    assert out["mh2"]["status"] == "powered_off" and out["mh1"]["status"] == "failed"
+    assert "powered_off" not in _failure.FAILOVER
+
+
 def test_healthy_and_a_zero_grace():
     out = _failure.assess({"mh1": looks("uu"), "mh2": looks("dd")}, grace=0)
     assert out["mh1"]["status"] == "healthy" and out["mh2"]["status"] == "failed"

@@ -724,3 +724,15 @@ def test_a_copy_only_on_a_fenced_host_is_re_created_cold():
     assert "fenced on the switch" in result["instances"][iid]["reason"]
     with pytest.raises(PlanError, match="fence must be the fence mark"):
         plan(request, dict(hosts, mh1=dict(hosts["mh1"], fence="yes")))
+
+
+def test_a_step_kept_apart_never_shares_a_host_and_says_so_when_hosts_run_out():
+    two = {"mh1": host(trunk="t1"), "mh2": host(trunk="t2")}
+    apart = chain("web", step("mon", "monitor", "kernel", 2, apart=True))
+    result = plan(chains(apart), two)
+    assert sorted(e["host"] for e in result["instances"].values()) == ["mh1", "mh2"]
+    three = chain("web", step("mon", "monitor", "kernel", 3, apart=True))
+    with pytest.raises(PlanError, match="runs an instance of web/mon already \\(the step keeps its instances apart\\)"):
+        plan(chains(three), two)
+    with pytest.raises(_chains.ChainError, match="apart: must be true"):
+        chains(chain("web", step("mon", "monitor", "kernel", 2, apart="yes")))
