@@ -690,24 +690,33 @@ def consolidate(states, wanted, policy):
 
 
 def respread(chains, hosts, vlan_range, states, wanted, policy):
-    """``policy.respread`` (power-up, after a pack): the layout placement makes from empty on the
-    hosts as they are now (instances of chains not described left where they are), and a move
-    (live) for every instance that runs elsewhere. Changes ``policy`` in place; returns the moves."""
+    """``policy.respread`` (power-up, after a pack): when the instances run on fewer hosts than
+    placement would use from empty (a pack), the layout placement makes from empty on the hosts
+    as they are now (instances of chains not described left where they are), and a move (live)
+    for every instance that runs elsewhere; spread as widely already, nothing moves. That layout is made from what is reserved,
+    not from the hosts' live CPU utilization (which moves by the second, and would have a second
+    run move things again). Changes ``policy`` in place; returns the moves."""
     empty = {}
     for name, spec in hosts.items():
         spec = dict(spec)
         report = spec.get("report")
         if isinstance(report, dict):
-            report = dict(report, instances={iid: info for iid, info in (report.get("instances") or {}).items() if iid not in wanted})
+            report = dict(report, instances={iid: info for iid, info in (report.get("instances") or {}).items() if iid not in wanted},
+                          cpu=dict(report.get("cpu") or {}, utilization=0.0), memory={})
             spec["report"] = report
         empty[name] = spec
     asked = {"cordoned": [n for n, st in states.items() if st.cordoned and not st.draining],
              "draining": [n for n, st in states.items() if st.draining], "allow_spares": policy["allow_spares"]}
     fresh = plan(chains, empty, vlan_range, policy=asked)
+    homes = {}
+    for iid in fresh["instances"]:
+        homes[iid] = next((st.name for st in states.values() if iid in st.instances and st.usable_for(_Need(iid, *wanted[iid])) is None),
+                          None)
+    if len({h for h in homes.values() if h}) >= len({e["host"] for e in fresh["instances"].values()}):
+        return []  # spread over as many hosts already (not packed): nothing moves
     moves = []
     for iid, entry in sorted(fresh["instances"].items()):
-        home = next((st.name for st in states.values() if iid in st.instances and st.usable_for(_Need(iid, *wanted[iid])) is None),
-                    None)
+        home = homes[iid]
         if home is not None and home != entry["host"] and iid not in policy["moves"]:
             policy["moves"][iid] = {"to": entry["host"], "method": "live", "index": len(policy["moves"]),
                                     "where": "re-spread (the layout placement makes from empty)",

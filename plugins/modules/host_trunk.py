@@ -268,7 +268,7 @@ def main():
                 steps.append(lambda: ofctl.mod_port(port, "down"))
         elif p["fence"] == "unfenced" and before["fence"] is not None:
             actions.append("fence mark off %s" % port)
-            steps.append(lambda: _trunk.write_fence(ovs, port, False))
+            steps.append(lambda: _trunk.write_fence(ovs, port, None))
             if drop_flow:
                 actions.append("drop flow from %s removed" % port)
                 steps.append(lambda: ofctl.bundle(["flow delete cookie=0x%x/-1" % _trunk.fence_cookie(before["ofport"])]))

@@ -235,7 +235,13 @@ def test_respread_after_a_pack_restores_the_layout_placement_makes_from_empty():
     morning = plan(request, night, policy={"respread": True})
     assert {i: e["host"] for i, e in morning["instances"].items()} == {i: e["host"] for i, e in day["instances"].items()}
     assert morning["moves"] and all("re-spread" in morning["instances"][i]["reason"] for i in morning["moves"])
-    again = plan(request, feed_back(morning, night), policy={"respread": True})
+    settled = feed_back(morning, night)
+    again = plan(request, settled, policy={"respread": True})
     assert again["moves"] == []
+    for n, name in enumerate(sorted(settled)):  # the hosts' live load moves; the layout does not
+        settled[name]["report"]["cpu"]["utilization"] = 0.9 - 0.3 * n
+        settled[name]["report"]["memory"]["available_mib"] -= 100 * n
+    assert plan(request, settled, policy={"respread": True})["moves"] == []
+    assert plan(request, deployed, policy={"respread": True})["moves"] == []   # not packed: nothing to undo
     with pytest.raises(PlanError, match="policy.respread goes with objective spread"):
         plan(request, night, policy={"respread": True, "objective": "pack"})
