@@ -97,8 +97,8 @@ def main():
             spread = sum(1 for h in deployed.values() if h["report"]["instances"])
             items, bins, _policy = model(chains, deployed)
             bound = _consolidate.lower_bound(items, bins)
-            seconds, result = timed(_planner.plan, chains, deployed, policy={"objective": "pack", "pack": {"headroom": HEADROOM,
-                                                                                                       "keep_free": 0}})
+            pack = {"objective": "pack", "pack": {"headroom": HEADROOM, "keep_free": 0}}
+            seconds, result = timed(_planner.plan, chains, deployed, policy=pack)
             report = result["consolidation"]
             rows = [("plan(pack)", len(report["after"]), len(result["moves"]), seconds)]
             seconds, packed = timed(_consolidate.pack, items, bins)

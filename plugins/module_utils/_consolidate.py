@@ -205,7 +205,7 @@ def _covering(fixed, free, extra, held, items):
     cover = [float(sum(b.cpu for b in fixed)), float(sum(b.mem for b in fixed))]
     left = list(free)
     chosen = []
-    for _ in range(extra):
+    for _count in range(extra):
         def score(box):
             after = [(cover[0] + box.cpu) / demand[0], (cover[1] + box.mem) / demand[1]]
             return (min(after), sum(min(a, 1.25) for a in after), held.get(box.name, 0), box.name)

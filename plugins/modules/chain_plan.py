@@ -121,7 +121,7 @@ options:
             type: int
             default: 1
           min_freed:
-            description: When fewer hosts than this could be powered off, nothing moves (RV(plan.consolidation.why) says so).
+            description: When fewer hosts than this could be powered off, nothing moves (RV(plan.consolidation) says why).
             type: int
             default: 1
           min_interval:

@@ -257,8 +257,8 @@ def main():
         if p["fence"] in _trunk.FENCE_STATES:
             mark = before["fence"]
             if mark is None or mark["state"] != p["fence"] or (p["reason"] is not None and p["reason"] != mark.get("reason")):
-                actions.append("%s mark on %s%s" % ("fence" if p["fence"] == "fenced" else "powered-off", port,
-                                                     " (%s)" % p["reason"] if p["reason"] else ""))
+                what = "fence" if p["fence"] == "fenced" else "powered-off"
+                actions.append("%s mark on %s%s" % (what, port, " (%s)" % p["reason"] if p["reason"] else ""))
                 steps.append(lambda: _trunk.write_fence(ovs, port, p["fence"], p["reason"] or (mark or {}).get("reason")))
             if not drop_flow:
                 actions.append("drop flow for everything from %s" % port)

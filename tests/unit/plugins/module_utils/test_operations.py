@@ -260,8 +260,8 @@ def test_a_resumed_move_never_sends_the_switch_back_to_the_old_copy():
         assert "in_port=%s,dl_vlan=%d" % (trunk, tag) in pre, (trunk, tag)
     # and the markers follow that bundle (relayed to the new copy already), not one two tasks later
     switch = wave["switches"]["sw1"]
-    assert [m["packet"] for m in switch["markers_pre"]] == [_deploy.marker_frame(mon, d, _deploy.marker_token(wave["moves"][0]))
-                                                           for d in ("fwd", "rev")]
+    token = _deploy.marker_token(wave["moves"][0])
+    assert [m["packet"] for m in switch["markers_pre"]] == [_deploy.marker_frame(mon, d, token) for d in ("fwd", "rev")]
     assert switch["markers"] == []
     assert len([f for f in switch["flows_pre"] if "dl_type=0x88b5" in f["match"]]) == 2
 
