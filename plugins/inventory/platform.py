@@ -207,8 +207,8 @@ options:
       power:
         description:
           - How the host is powered on and off.
-          - C(ipmi) takes C(address) (required), C(username), C(port) and C(interface)
-            (C(lan) or C(lanplus)); C(redfish) takes C(address) (required), C(username),
+          - C(ipmi) takes C(address) (required), C(username), C(port), C(interface)
+            (C(lan) or C(lanplus)) and C(cipher_suite) (C(17), SHA-256, or C(3), SHA-1); C(redfish) takes C(address) (required), C(username),
             C(system_id) and C(validate_certs); C(wol) takes C(mac) (required) and
             C(broadcast); C(lab) and C(none) take nothing else.
           - Every driver takes C(idle_watts) - what the host draws idle, in watts - for the energy

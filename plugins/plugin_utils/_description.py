@@ -90,7 +90,7 @@ DEFAULT_HEALTH_TYPE = 'port_status'
 #: ``idle_watts`` (what the host draws idle: the energy estimate of a power-down) goes with every driver.
 POWER_DRIVERS: dict[str, dict[str, tuple[str, ...]]] = {
     'lab': {'required': (), 'optional': ('idle_watts',)},
-    'ipmi': {'required': ('address',), 'optional': ('username', 'port', 'interface', 'idle_watts')},
+    'ipmi': {'required': ('address',), 'optional': ('username', 'port', 'interface', 'cipher_suite', 'idle_watts')},
     'redfish': {'required': ('address',), 'optional': ('username', 'system_id', 'validate_certs', 'idle_watts')},
     'wol': {'required': ('mac',), 'optional': ('broadcast', 'idle_watts')},
     'none': {'required': (), 'optional': ('idle_watts',)},
@@ -961,6 +961,12 @@ def _check_power(entity: _Entity, value: t.Any) -> dict[str, t.Any]:
                 checked = bool(raw)
             else:
                 entity.error(field, f'{field} must be true or false, got {_show(raw)}')
+                checked = INVALID
+        elif key == 'cipher_suite':
+            if raw in (3, 17) and not isinstance(raw, bool):
+                checked = int(raw)
+            else:
+                entity.error(field, f'{field} must be 17 (SHA-256) or 3 (SHA-1), got {_show(raw)}')
                 checked = INVALID
         elif key == 'idle_watts':
             if _is_number(raw) and 0 < raw <= 100000:

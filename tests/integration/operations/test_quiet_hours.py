@@ -5,8 +5,8 @@ estimate and changes nothing; power-down packs the chains onto one host (live mo
 reported), verifies them, and switches the freed hosts off through the lab's power driver (no
 SSH, trunk down, fenced as powered off - not failed); a second run and deploy-chain change
 nothing; power-up brings the hosts back, re-spreads, and a second run changes nothing. Bad
-requests (a host that is not powered off, a driver that is not built, an unknown option) change
-nothing."""
+requests (a host that is not powered off, a BMC that does not answer, no power driver, an
+unknown option) change nothing."""
 
 from __future__ import annotations
 
@@ -86,9 +86,11 @@ def test_bad_requests_change_nothing(deployed):
     assert run.rc != 0 and "mh2 is not powered off by the platform (powered off: none)" in run.raw, run.explain()
     run = playbook("playbooks/power-down.yml", "-e", '{"flowstream_power_down": {"headrom": 0.1}}')
     assert run.rc != 0 and "flowstream_power_down: known keys are headroom" in run.raw, run.explain()
-    # a host whose power driver is not built is refused before anything moves
+    # a host whose BMC does not answer is refused before anything moves; one without a driver too
     run = playbook("playbooks/power-down.yml", *PACK, "-e", '{"flowstream_power": {"driver": "ipmi", "address": "192.0.2.1"}}')
-    assert run.rc != 0 and "power driver ipmi cannot switch them off here" in run.raw and "Nothing was changed" in run.raw, run.explain()
+    assert run.rc != 0 and "power driver ipmi: the BMC at 192.0.2.1:623 did not answer" in run.raw, run.explain()
+    run = playbook("playbooks/power-down.yml", *PACK, "-e", '{"flowstream_power": {"driver": "none"}}')
+    assert run.rc != 0 and "power driver none cannot switch a host" in run.raw and "Nothing was changed" in run.raw, run.explain()
     assert LAB.placement() == before
     assert set(statuses().values()) == {"healthy"}
 
