@@ -10,7 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ansible_runner import playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from ansible_runner import TOP, playbook
+from ansible_cli import TOP, playbook
 
 
 def write_inventory(directory, prefix, octet, hosts=("mh1",), kinds=("process", "kernel")):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import TOP, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import TOP, playbook  # noqa: E402  pylint: disable=wrong-import-position
 from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
 
 LAB = LabHosts(("mh1", "mh2", "mh3", "spare1"))

@@ -19,7 +19,7 @@ import sys
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import TOP  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import TOP  # noqa: E402  pylint: disable=wrong-import-position
 
 BIN = os.path.join(TOP, ".venv", "bin")
 EE_DIR = os.path.join(TOP, ".tmp", "ee")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import TOP, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import TOP, playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 UNITS = ["flowstream-power-down.service", "flowstream-power-down.timer", "flowstream-power-up.service", "flowstream-power-up.timer"]
 

@@ -21,7 +21,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import TOP, adhoc, playbook  # noqa: E402
+from ansible_cli import TOP, adhoc, playbook  # noqa: E402
 import private_lab  # noqa: E402  pylint: disable=wrong-import-position
 
 PREFIX = "fsl-"

@@ -20,7 +20,8 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import BIN, TOP, _env, module, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import BIN, TOP, _env, module, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from awx_jobs import launch  # noqa: E402  pylint: disable=wrong-import-position
 from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
 
 RATE_CAP = ["-e", "flowstream_verify_max_rate=5000"]
@@ -105,7 +106,7 @@ def test_bfd_runs_on_both_ends_of_every_trunk_and_nothing_failed_changes_nothing
         assert (bfd["enabled"], bfd["forwarding"], bfd["min_rx"], bfd["detect_ms"]) == (True, True, 100, 300), (host, bfd)
         rc, report = module(host, "module_host_info", sample_seconds=0.1)
         assert rc == 0 and report["trunk"]["bfd"]["forwarding"] is True and report["trunk"]["port"] == "trunk0", report
-    run = ok(playbook("playbooks/failover.yml", *RATE_CAP))
+    run = ok(launch("failover", flowstream_verify_max_rate=5000))       # the AWX job template (ansible-runner)
     assert run.changed() == 0, run.explain()
     said = run.task_results("What the look found").get("localhost", {})
     assert said.get("msg", "").startswith("nothing failed"), said

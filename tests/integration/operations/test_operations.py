@@ -17,7 +17,8 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import BIN, TOP, _env, module, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import BIN, TOP, _env, module, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from awx_jobs import launch  # noqa: E402  pylint: disable=wrong-import-position
 from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
 
 RATE_CAP = ["-e", "flowstream_verify_max_rate=5000"]
@@ -74,7 +75,8 @@ def test_migrate_moves_an_instance_make_before_break_and_loses_nothing(deployed,
     where = placement()
     (source,) = where[iid]
     target = other_host([source])
-    run = ok(playbook("playbooks/migrate-module.yml", "-e", "instance=" + iid, "-e", "to=" + target, *RATE_CAP))
+    # as AWX runs it: the migrate-module job template, its survey answered (ansible-runner)
+    run = ok(launch("migrate-module", instance=iid, to=target, flowstream_verify_max_rate=5000))
     (row,) = moves_of(run)
     assert (row["instance"], row["from"], row["to"], row["how"], row["kind"]) == (iid, source, target, "make_before_break", kind)
     assert row["probed"] and row["sent"] > 0, row
@@ -139,7 +141,7 @@ def test_drain_two_hosts_rolling_then_deploy_chain_keeps_them_empty(deployed):
     where = placement()
     vm_hosts = {h for i, hosts in where.items() for h in hosts if kind_of(i, h) == "vm"}
     drained = [h for h in HOSTS if h not in vm_hosts][:2]
-    run = ok(playbook("playbooks/drain-host.yml", "-e", "hosts=" + ",".join(drained), *RATE_CAP))
+    run = ok(launch("drain-host", hosts=",".join(drained), flowstream_verify_max_rate=5000))      # the AWX job template
     rows = moves_of(run)
     assert rows, run.explain()
     assert [r["wave"] for r in rows] == sorted((r["wave"] for r in rows), key=lambda w: [d in w for d in drained].index(True)), rows

@@ -19,7 +19,8 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import module, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import module, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from awx_jobs import launch  # noqa: E402  pylint: disable=wrong-import-position
 from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
 
 RATE_CAP = ["-e", "flowstream_verify_max_rate=5000"]
@@ -68,13 +69,13 @@ def whole_again():
     """Every host on and in service: lab-up powers a lab host on again, uncordon-host takes the
     marks and the powered-off fences away."""
     ok(playbook("playbooks/lab-up.yml"))
-    ok(playbook("playbooks/uncordon-host.yml", "-e", "hosts=" + ",".join(ALL_HOSTS)))
+    ok(launch("uncordon-host", hosts=",".join(ALL_HOSTS)))
 
 
 @pytest.fixture(scope="module")
 def deployed(running_lab):
     whole_again()
-    ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))
+    ok(launch("deploy-chain", flowstream_verify_max_rate=5000))
     yield
     whole_again()
     ok(playbook("playbooks/lab-down.yml"))
@@ -106,7 +107,8 @@ def test_power_down_packs_switches_off_and_power_up_brings_back(deployed):
     assert energy.startswith("%s off: 180.0 W idle for 5.0 h = 0.9 kWh a night" % ", ".join(off)), energy
     assert LAB.placement() == before and set(statuses().values()) == {"healthy"}    # --check changed nothing
 
-    run = ok(playbook("playbooks/power-down.yml", *PACK, *RATE_CAP))
+    # the AWX job template's run (ansible-runner; its figures from the job events)
+    run = ok(launch("power-down", flowstream_power_down={"headroom": 0.1}, flowstream_verify_max_rate=5000))
     rows = moves_of(run)
     assert rows, run.explain()
     for row in rows:
@@ -126,12 +128,12 @@ def test_power_down_packs_switches_off_and_power_up_brings_back(deployed):
     where = LAB.placement(skip=off)
     assert set(where) == set(before) and all(hosts == [on] for hosts in where.values()), where
 
-    again = ok(playbook("playbooks/power-down.yml", *PACK, *RATE_CAP))
+    again = ok(launch("power-down", flowstream_power_down={"headroom": 0.1}, flowstream_verify_max_rate=5000))
     assert again.changed() == 0, again.explain()
     deploy = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))     # verifies the chains on the one host
     assert deploy.changed() == 0, deploy.explain()
 
-    up = ok(playbook("playbooks/power-up.yml", *RATE_CAP))
+    up = ok(launch("power-up", flowstream_verify_max_rate=5000))
     result = up.task_results("The result")["localhost"]["msg"]
     assert sorted(result["powered_on"]) == sorted(off) and result["did_not_come_back"] == [], result
     assert result["moves"] > 0
@@ -140,4 +142,7 @@ def test_power_down_packs_switches_off_and_power_up_brings_back(deployed):
     spread = LAB.placement()
     assert set(spread) == set(before) and len({h for hosts in spread.values() for h in hosts}) >= 2, spread
     assert ok(playbook("playbooks/power-up.yml", *RATE_CAP)).changed() == 0
-    assert ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP)).changed() == 0
+    # the AWX workflow's second node, and the deploy-chain job template: nothing to change
+    verify = ok(launch("verify", flowstream_verify_max_rate=5000))
+    assert verify.task_results("Every chain proven").get("localhost"), verify.explain()
+    assert ok(launch("deploy-chain", flowstream_verify_max_rate=5000)).changed() == 0

@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import BIN, adhoc  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import BIN, adhoc  # noqa: E402  pylint: disable=wrong-import-position
 
 URI = "qemu+tcp://198.18.0.21/system"      # spare1's libvirtd in the lab
 BOX = "fsl-bmcbox"

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import TOP, adhoc  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import TOP, adhoc  # noqa: E402  pylint: disable=wrong-import-position
 import private_lab  # noqa: E402  pylint: disable=wrong-import-position
 
 PREFIX = "fsp"

@@ -41,7 +41,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import probelab as lab_  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_runner import TOP, adhoc, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import TOP, adhoc, playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 sys.path.insert(0, str(TOP / "plugins" / "module_utils"))
 import _probe  # noqa: E402  pylint: disable=wrong-import-position,import-error

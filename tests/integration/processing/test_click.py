@@ -18,7 +18,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import TOP, module, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import TOP, module, playbook  # noqa: E402  pylint: disable=wrong-import-position
 from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
 from traffic import exchange, steer_chain, unsteer  # noqa: E402  pylint: disable=wrong-import-position
 

@@ -16,7 +16,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import module  # noqa: E402  pylint: disable=wrong-import-position
 from traffic import exchange, first_reply, ping, steer_chain, unsteer  # noqa: E402  pylint: disable=wrong-import-position
 
 STATE = "/var/lib/flowstream-lab"

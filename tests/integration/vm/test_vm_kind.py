@@ -24,7 +24,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_runner import TOP, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import TOP, playbook  # noqa: E402  pylint: disable=wrong-import-position
 import private_lab  # noqa: E402  pylint: disable=wrong-import-position
 
 PREFIX = "fsv"

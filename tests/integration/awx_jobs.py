@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Launch the collection's AWX job templates (role flowstream.platform.awx, its
+``flowstream_awx_job_templates``) the way AWX does: through ansible-runner, in a private data
+directory, with the template's extra vars, its survey's defaults and the launch's answers (checked
+against the survey as AWX checks them), the project being this checkout. The figures come from
+runner's job events, as AWX reads them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import ansible_runner
+import yaml
+
+from ansible_cli import BIN, TOP
+
+SURVEY_TYPES = {"text": str, "textarea": str, "password": str, "integer": int, "float": (int, float),
+                "multiplechoice": str, "multiselect": list}
+
+
+def _catalogue_loader():
+    class Loader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+        pass
+    Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+    return Loader
+
+
+def job_templates():
+    """The role's job templates, as the role reads them (name, playbook, extra_vars, survey)."""
+    with open(TOP / "roles/awx/defaults/main.yml", encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_catalogue_loader())["flowstream_awx_job_templates"]  # noqa: S506 - a SafeLoader
+
+
+def job_template(name):
+    (found,) = [jt for jt in job_templates() if jt["name"] == name]
+    return found
+
+
+def launch_vars(name, answers):
+    """The extra vars of a launch of ``name``: the template's, then each survey question's default,
+    then the answers. An answer to a survey question must fit it (type, choices, min/max), a
+    required question must be answered or have a default - or AWX refuses the launch (ValueError)."""
+    jt = job_template(name)
+    extra = json.loads(json.dumps(jt.get("extra_vars") or {}))
+    for question in jt.get("survey", []):
+        var = question["variable"]
+        value = answers[var] if var in answers else question.get("default")
+        if value is None or value == "" and var not in answers:
+            if question.get("required", True):
+                raise ValueError("%s: survey question %s needs an answer" % (name, var))
+            continue
+        if not isinstance(value, SURVEY_TYPES[question["type"]]) or isinstance(value, bool):
+            raise ValueError("%s: %s=%r is not of survey type %s" % (name, var, value, question["type"]))
+        if question.get("choices") and value not in question["choices"]:
+            raise ValueError("%s: %s=%r is not one of %s" % (name, var, value, question["choices"]))
+        size = len(value) if isinstance(value, str) else value
+        if question.get("min") is not None and size < question["min"] or question.get("max") is not None and size > question["max"]:
+            raise ValueError("%s: %s=%r is out of [%s, %s]" % (name, var, value, question.get("min"), question.get("max")))
+        extra[var] = value
+    asked = {q["variable"] for q in jt.get("survey", [])}
+    extra.update({k: v for k, v in answers.items() if k not in asked})      # ask_variables_on_launch
+    return extra
+
+
+class JobRun:
+    """One job: its status, rc, stdout and events, with the helpers the tests use on AnsibleRun."""
+
+    def __init__(self, name, extra, runner):
+        self.argv = ["ansible-runner", "run", "(job template %s)" % name, json.dumps(extra)]
+        self.status = runner.status
+        self.rc = runner.rc
+        self.events = list(runner.events)
+        self.raw = "\n".join(e.get("stdout", "") for e in self.events if e.get("stdout"))
+        self.stderr = ""
+
+    @property
+    def stats(self):
+        found = [e["event_data"] for e in self.events if e.get("event") == "playbook_on_stats"]
+        if not found:
+            return {}
+        data = found[-1]
+        hosts = set().union(*(data.get(k) or {} for k in ("ok", "changed", "failures", "dark", "skipped", "processed")))
+        return {h: {"ok": (data.get("ok") or {}).get(h, 0), "changed": (data.get("changed") or {}).get(h, 0),
+                    "failures": (data.get("failures") or {}).get(h, 0), "unreachable": (data.get("dark") or {}).get(h, 0),
+                    "skipped": (data.get("skipped") or {}).get(h, 0)} for h in hosts}
+
+    def changed(self, host=None):
+        hosts = [host] if host else list(self.stats)
+        return sum(self.stats.get(h, {}).get("changed", 0) for h in hosts)
+
+    def failures(self):
+        return {h: s for h, s in self.stats.items() if s.get("failures") or s.get("unreachable")}
+
+    def task_results(self, name, prefix=False):
+        """The results of the task(s) called ``name`` (or whose name starts with it), per host,
+        from the job's runner_on_* events."""
+        found = {}
+        for event in self.events:
+            if event.get("event") not in ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"):
+                continue
+            data = event["event_data"]
+            task = data.get("task", "")
+            if task == name or (prefix and task.startswith(name)):
+                found[data["host"]] = data.get("res", {})
+        return found
+
+    def explain(self):
+        return "%s\nstatus=%s rc=%s\nstdout (tail):\n%s" % (" ".join(self.argv), self.status, self.rc, self.raw[-8000:])
+
+
+def launch(name, inventory="inventory/lab", timeout=1500, **answers):
+    """Run job template ``name`` as AWX would (ansible-runner, its playbook in this project, the
+    lab inventory) with the survey ``answers`` (any other extra var too: the templates ask for
+    variables on launch)."""
+    extra = launch_vars(name, answers)
+    work = TOP / ".tmp" / "runner"
+    work.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="fsl-%s-" % name, dir=work))
+    runner = ansible_runner.run(
+        private_data_dir=str(data_dir), project_dir=str(TOP), playbook=job_template(name)["playbook"],
+        inventory=str(TOP / inventory), extravars=extra, ident=name, quiet=True, timeout=timeout,
+        envvars={"PATH": "%s:/usr/sbin:/usr/bin:/sbin:/bin" % BIN, "ANSIBLE_CONFIG": str(TOP / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
+    job = JobRun(name, extra, runner)
+    if job.rc == 0:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return job
