@@ -63,7 +63,11 @@ def _flatten(exc):
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 CHAIN_KEYS = {"name", "state", "switch", "match", "from", "to", "steps", "cookie", "priority", "description", "verify", "tag"}
-STEP_KEYS = {"name", "type", "kind", "params", "instances", "blackbox", "split", "only_split", "vm", "apart"}
+STEP_KEYS = {"name", "type", "kind", "params", "instances", "blackbox", "split", "only_split", "vm", "apart", "trial"}
+TRIAL_KEYS = {"type", "kind", "params", "instances", "percent", "vm"}
+# a trial's candidate instances are a step of their own, named after the step they try out with
+# this suffix ('~' is no letter of a step name, so it names nothing else)
+TRIAL_SUFFIX = "~trial"
 SPLIT_KEYS = {"to", "match"}
 # OpenFlow match fields a chain may use (ovs-ofctl names); the reverse direction swaps the
 # source/destination pairs.
@@ -269,6 +273,74 @@ def _check_named(item, index, seen, keys, what, chain=None):
     return name
 
 
+def _module_of(chain, sname, spec, types, prefix):
+    """kind, type, params, resources (and vm) of a step's processing module - or of its trial's
+    candidate (``prefix`` 'trial.': the fields named so in errors)."""
+    kind = spec.get("kind")
+    type_name = spec.get("type")
+    if type_name is None:
+        raise ChainError(chain, sname, prefix + "type", "is required (a catalogue type)%s"
+                         % ("" if prefix else " unless the step is a blackbox"))
+    if kind is None:
+        raise ChainError(chain, sname, prefix + "kind", "is required (kernel, process, click or vm)")
+    try:
+        params = _catalogue.resolve(types, sname, type_name, kind, spec.get("params"))
+    except Exception as exc:  # InstanceError from the catalogue, re-said for the chain
+        field = getattr(exc, "field", None) or "type"
+        raise ChainError(chain, sname, prefix + field, getattr(exc, "message", str(exc))) from exc
+    if kind == "blackbox":
+        raise ChainError(chain, sname, prefix + "kind", "write blackbox: <name> for a black-box step")
+    count = spec.get("instances", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INSTANCES:
+        raise ChainError(chain, sname, prefix + "instances", "must be a whole number from 1 to %d, got %r" % (MAX_INSTANCES, count))
+    out = {"kind": kind, "type": type_name, "instances": count, "blackbox": None, "params": params,
+           "resources": dict(types[type_name].get("resources") or {})}
+    if kind == "vm":
+        vm = dict(types[type_name].get("vm") or {}, **(spec.get("vm") or {}))
+        out["resources"] = {"cpu": float(vm.get("vcpus", 1)), "memory": float(vm.get("memory", 96))}
+        out["vm"] = vm
+    return out
+
+
+def _trial_steps(chain, out, raw, types):
+    """The candidate steps of the steps' trials (``trial: {type, kind, params, instances,
+    percent}``), appended after the chain's steps: each tries out a new processing module on
+    ``percent`` of its step's flows (whole flows, both directions; _flow_hash.trial_owners) and
+    sends what leaves it where the step's own instances send theirs. The step says
+    ``trial: {step: <candidate step>, percent}``, the candidate ``trial_of: <step>``."""
+    extra = []
+    for norm, step in zip(out, raw):
+        spec = step.get("trial")
+        if spec is None:
+            continue
+        sname = norm["name"]
+        if not isinstance(spec, dict):
+            raise ChainError(chain, sname, "trial", "must be {type: <catalogue type>, kind: ..., percent: <0-100>[, params, instances]}")
+        unknown = sorted(set(spec) - TRIAL_KEYS)
+        if unknown:
+            raise ChainError(chain, sname, "trial." + unknown[0], "unknown key%s (known: %s)"
+                             % (suggest(unknown[0], TRIAL_KEYS), ", ".join(sorted(TRIAL_KEYS))))
+        if norm["kind"] == "blackbox":
+            raise ChainError(chain, sname, "trial", "a black box cannot be tried out (the platform does not run it)")
+        percent = spec.get("percent")
+        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 < percent <= 100:
+            raise ChainError(chain, sname, "trial.percent", "must be a number in (0, 100]: the share of the step's flows the "
+                             "candidate takes, got %r" % (percent,))
+        if len(out) + len(extra) >= MAX_STEPS:
+            raise ChainError(chain, sname, "trial", "a chain has at most %d steps, its trials' candidates counted" % MAX_STEPS)
+        candidate = dict(_module_of(chain, sname, dict({"kind": norm["kind"]}, **spec), types, "trial."),
+                         name=sname + TRIAL_SUFFIX, index=len(out) + len(extra), only_split=norm["only_split"],
+                         split=norm["split"], apart=norm["apart"], trial=None, trial_of=sname, percent=float(percent))
+        norm["trial"] = {"step": candidate["name"], "percent": float(percent)}
+        extra.append(candidate)
+    return extra
+
+
+def main_steps(chain):
+    """The chain's own steps, without its trials' candidates (which sit after them)."""
+    return [s for s in chain["steps"] if not s.get("trial_of")]
+
+
 def _validate_steps(chain, steps, types, blackboxes, switch):
     if not isinstance(steps, list) or not steps:
         raise ChainError(chain, None, "steps", "needs at least one step")
@@ -283,7 +355,7 @@ def _validate_steps(chain, steps, types, blackboxes, switch):
                 raise ChainError(chain, index, "steps[%d]" % index, "must be a mapping")
             sname = _check_named(step, index, names, STEP_KEYS, "step", chain)
             norm = {"name": sname, "index": index, "only_split": bool(step.get("only_split", False)), "split": None,
-                    "apart": step.get("apart", False)}
+                    "apart": step.get("apart", False), "trial": None, "trial_of": None}
             if not isinstance(norm["apart"], bool):
                 raise ChainError(chain, sname, "apart", "must be true (its instances never share a module host) or false, got %r"
                                  % (norm["apart"],))
@@ -300,28 +372,7 @@ def _validate_steps(chain, steps, types, blackboxes, switch):
                         raise ChainError(chain, sname, key, "a black-box step has no %s: the box is what it is" % key)
                 norm.update(kind="blackbox", type=None, instances=1, blackbox=box, params={}, resources={})
             else:
-                kind = step.get("kind")
-                type_name = step.get("type")
-                if type_name is None:
-                    raise ChainError(chain, sname, "type", "is required (a catalogue type) unless the step is a blackbox")
-                if kind is None:
-                    raise ChainError(chain, sname, "kind", "is required (kernel, process, click or vm)")
-                try:
-                    params = _catalogue.resolve(types, sname, type_name, kind, step.get("params"))
-                except Exception as exc:  # InstanceError from the catalogue, re-said for the chain
-                    field = getattr(exc, "field", None) or "type"
-                    raise ChainError(chain, sname, field, getattr(exc, "message", str(exc))) from exc
-                if kind == "blackbox":
-                    raise ChainError(chain, sname, "kind", "write blackbox: <name> for a black-box step")
-                count = step.get("instances", 1)
-                if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INSTANCES:
-                    raise ChainError(chain, sname, "instances", "must be a whole number from 1 to %d, got %r" % (MAX_INSTANCES, count))
-                resources = dict(types[type_name].get("resources") or {})
-                if kind == "vm":
-                    vm = dict(types[type_name].get("vm") or {}, **(step.get("vm") or {}))
-                    resources = {"cpu": float(vm.get("vcpus", 1)), "memory": float(vm.get("memory", 96))}
-                    norm["vm"] = vm
-                norm.update(kind=kind, type=type_name, instances=count, blackbox=None, params=params, resources=resources)
+                norm.update(_module_of(chain, sname, step, types, ""))
             if step.get("split") is not None:
                 split = step["split"]
                 if not isinstance(split, dict) or set(split) - SPLIT_KEYS or "to" not in split or "match" not in split:
@@ -365,4 +416,4 @@ def _validate_steps(chain, steps, types, blackboxes, switch):
             raise ChainError(chain, step["name"], "only_split", "no step splits traffic to it")
     if out[0]["only_split"]:
         raise ChainError(chain, out[0]["name"], "only_split", "the first step cannot be reached by a split")
-    return out
+    return out + _trial_steps(chain, out, steps, types)

@@ -55,7 +55,7 @@ import ipaddress
 
 from ansible_collections.flowstream.platform.plugins.module_utils._chains import (
     PROTO_WORDS, ChainError, leg_port, match_text, reverse_match)
-from ansible_collections.flowstream.platform.plugins.module_utils._flow_hash import symmetric_lb_flows
+from ansible_collections.flowstream.platform.plugins.module_utils._flow_hash import symmetric_lb_flows, trial_owners
 
 CLASSIFY_TABLE = 0
 DISPATCH_TABLE = 1
@@ -66,11 +66,12 @@ VLAN_PRESENT = 0x1000
 class Target:
     """Where a packet goes next: an exit uplink port, or a step's instances / black box."""
 
-    def __init__(self, kind, port=None, step=None, members=None):
+    def __init__(self, kind, port=None, step=None, members=None, trial=None):
         self.kind = kind          # "exit", "step", "blackbox"
         self.port = port          # exit port or black box port to enter
         self.step = step          # the step's name
         self.members = members or []   # [(instance id, trunk, vlan to push, host)]
+        self.trial = trial        # a trial on the step: (its candidates' ids, percent) - they are members too
 
 
 def _tag_actions(arriving_tagged, vlan):
@@ -91,19 +92,26 @@ def _deliver(target, in_port, tagged, match, priority, chain):
         actions = ("pop_vlan," if tagged else "") + _out(target.port, in_port)
         return [{"table": CLASSIFY_TABLE, "priority": priority, "match": match, "actions": actions}]
     members = {inst: "%s,%s" % (_tag_actions(tagged, vlan), _out(trunk, in_port)) for inst, trunk, vlan, _host in target.members}
-    return _to_members(members, match, priority, chain, target.step)
+    return _to_members(members, match, priority, chain, target.step, target.trial)
 
 
-def _to_members(members, match, priority, chain, step):
+def _to_members(members, match, priority, chain, step, trial=None):
     """Flows sending ``match`` to the one member, or over the members of a parallel step.
 
     One slot -> instance assignment per step (the seed names the step, never the arrival or the
     bridge), so every arrival, in both directions, on the switch and on every host bridge,
-    sends a connection's slot to the same instance."""
+    sends a connection's slot to the same instance. A step that runs a trial (``trial``: its
+    candidates' ids and the percent) gives the trial's slots to the candidates and leaves every
+    other slot with the instance it has without the trial."""
     if len(members) == 1:
         return [{"table": CLASSIFY_TABLE, "priority": priority, "match": match, "actions": next(iter(members.values()))}]
+    seed = "%s/%s" % (chain, step)
+    owners = None
+    if trial:
+        candidates, percent = trial
+        owners = trial_owners(sorted(m for m in members if m not in candidates), sorted(candidates), percent, SLOTS, seed)
     return symmetric_lb_flows(members, match, CLASSIFY_TABLE, DISPATCH_TABLE, priority=priority, slots=SLOTS,
-                              seed="%s/%s" % (chain, step))
+                              seed=seed, owners=owners)
 
 
 def _deliver_on_host(target, host, leg, match, priority, chain):
@@ -113,7 +121,7 @@ def _deliver_on_host(target, host, leg, match, priority, chain):
     if target.kind != "step":
         return [{"table": CLASSIFY_TABLE, "priority": priority, "match": match, "actions": "NORMAL"}]
     members = {inst: ("output:%s" % leg_port(inst, leg)) if on == host else "NORMAL" for inst, _trunk, _vlan, on in target.members}
-    return _to_members(members, match, priority, chain, target.step)
+    return _to_members(members, match, priority, chain, target.step, target.trial)
 
 
 def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
@@ -165,14 +173,21 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
             ports = blackboxes[step["blackbox"]]["ports"]
             return Target("blackbox", port=ports["left"] if direction == "fwd" else ports["right"], step=step["name"])
         leg = "left" if direction == "fwd" else "right"
-        return Target("step", step=step["name"],
-                      members=[(inst, trunk, vlans[leg], host) for _n, inst, trunk, vlans, host in sorted(members[step["name"]])])
+        group = sorted(members[step["name"]])
+        trial = None
+        if step.get("trial"):
+            candidates = sorted(members[step["trial"]["step"]])
+            group += candidates
+            trial = ({inst for _n, inst, _t, _v, _h in candidates}, step["trial"]["percent"])
+        return Target("step", step=step["name"], trial=trial,
+                      members=[(inst, trunk, vlans[leg], host) for _n, inst, trunk, vlans, host in group])
 
     def main_next(index, direction):
-        """The next step a packet visits after step ``index`` (None: the exit), not counting splits."""
+        """The next step a packet visits after step ``index`` (None: the exit), not counting
+        splits; a trial's candidates are reached through the step they try out."""
         order = range(index + 1, len(steps)) if direction == "fwd" else range(index - 1, -1, -1)
         for j in order:
-            if not steps[j]["only_split"]:
+            if not steps[j]["only_split"] and not steps[j].get("trial_of"):
                 return steps[j]
         return None
 
@@ -185,9 +200,16 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
         return [(trunk, "dl_vlan=%d" % vlans[leg], True)
                 for _n, _inst, trunk, vlans, _host in sorted(members[step["name"]] + leaving.get(step["name"], []))]
 
+    by_name = {s["name"]: s for s in steps}
+
+    def own_index(index):
+        """A trial's candidates go on from where the step they try out goes on."""
+        return by_name[steps[index]["trial_of"]]["index"] if steps[index].get("trial_of") else index
+
     def splits_into(index, direction):
         """Split rules that apply to packets leaving step ``index``: [(split match text, target step)]."""
         out = []
+        index = own_index(index)
         if direction == "fwd":
             split = steps[index]["split"]
             if split:
@@ -197,7 +219,7 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
             # entered when the reversed split match holds
             for source in steps:
                 split = source["split"]
-                if split:
+                if split and not source.get("trial_of"):
                     deep = next(s for s in steps if s["name"] == split["to"])
                     after = main_next(deep["index"], "fwd")
                     if after is not None and after["index"] == index:
@@ -231,14 +253,14 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
                     _deliver_on_host(tgt, host, in_leg, _merge(match, split_match) if split_match else match, prio, name))
 
     # the entries: forward from the uplink, reverse from the exit uplink
-    first = next(s for s in steps if not s["only_split"])
+    first = next(s for s in steps if not s["only_split"] and not s.get("trial_of"))
     emit(in_port, "", False, fwd_match, first, [], "fwd", "fwd:entry")
-    last = next(s for s in reversed(steps) if not s["only_split"])
+    last = next(s for s in reversed(steps) if not s["only_split"] and not s.get("trial_of"))
     emit(out_port, "", False, rev_match, last, _reverse_entry_splits(steps, main_next), "rev", "rev:entry")
     # then every packet leaving a step, in each direction: on the switch and on its host's bridge
     for direction, base_match in (("fwd", fwd_match), ("rev", rev_match)):
         for step in steps:
-            nxt = main_next(step["index"], direction)
+            nxt = main_next(own_index(step["index"]), direction)
             rules = splits_into(step["index"], direction)
             for port, extra, tagged in arrivals(step, direction):
                 emit(port, extra, tagged, base_match, nxt, rules, direction, "%s:%s:%s:%s" % (direction, step["name"], port, extra))
@@ -259,7 +281,7 @@ def _reverse_entry_splits(steps, main_next):
     out = []
     for source in steps:
         split = source["split"]
-        if split:
+        if split and not source.get("trial_of"):
             deep = next(s for s in steps if s["name"] == split["to"])
             if main_next(deep["index"], "fwd") is None:
                 out.append((match_text(reverse_match(split["match"])), deep))
@@ -284,6 +306,10 @@ def path(chain, members):
         else:
             out.append({"step": step["name"], "kind": step["kind"], "type": step["type"], "only_split": step["only_split"],
                         "split": step["split"], "instances": [inst for _n, inst, _t, _v, _h in sorted(members[step["name"]])]})
+            if step.get("trial"):
+                out[-1]["trial"] = dict(step["trial"])
+            if step.get("trial_of"):
+                out[-1].update(trial_of=step["trial_of"], percent=step["percent"])
     return out
 
 

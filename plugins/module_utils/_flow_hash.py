@@ -63,6 +63,46 @@ def slot_owners(members, slots=DEFAULT_SLOTS, seed=""):
     return owners
 
 
+TRIAL_MEMBER = "\x00trial"
+
+
+def trial_slots(percent, slots=DEFAULT_SLOTS, seed=""):
+    """The slots a trial at ``percent`` (0 < percent <= 100) of a step's flows takes: the nearest
+    whole number of slots (at least one), chosen by a fixed score of their own - so a larger
+    percent takes every slot a smaller one took and more (10 -> 50 -> 100 only adds slots), and
+    which slots a trial takes does not depend on who holds them. Sorted."""
+    try:
+        percent = float(percent)
+    except (TypeError, ValueError):
+        raise ValueError("percent must be a number in (0, 100], not %r" % (percent,)) from None
+    if not 0 < percent <= 100:
+        raise ValueError("percent must be in (0, 100], not %r" % (percent,))
+    slots = int(slots)
+    count = min(slots, max(1, int(percent * slots / 100.0 + 0.5)))
+    ranked = sorted(range(slots), key=lambda s: (-hrw_score(s, TRIAL_MEMBER, seed), s))
+    return sorted(ranked[:count])
+
+
+def trial_owners(incumbents, candidates, percent, slots=DEFAULT_SLOTS, seed=""):
+    """Slot owners of a step that runs a trial: the slots of ``trial_slots(percent)`` go to the
+    ``candidates`` (by rendezvous hashing among them), every other slot stays with the incumbent
+    that ``slot_owners(incumbents)`` gives it - the rest of the step's flows are untouched, and
+    ending the trial gives each slot back to the incumbent that had it. A connection's slot
+    comes from the symmetric hash, so both directions of it meet the same instance, candidate or
+    incumbent, never both."""
+    owners = slot_owners(incumbents, slots, seed)
+    candidates = [str(c) for c in candidates]
+    overlap = sorted(set(candidates) & set(str(m) for m in incumbents))
+    if overlap:
+        raise ValueError("a candidate cannot be an incumbent too: %s" % ", ".join(overlap))
+    taken = trial_slots(percent, slots, seed)
+    for slot in taken:
+        owners[slot] = max(candidates, key=lambda n: (hrw_score(slot, n, seed), n)) if candidates else None
+    if None in owners:
+        raise ValueError("a trial needs at least one candidate")
+    return owners
+
+
 def moved_slots(old_owners, new_owners):
     """Slots whose owner differs between two assignments (what a membership change moves)."""
     if len(old_owners) != len(new_owners):
@@ -75,7 +115,7 @@ def slot_bits(slots):
 
 
 def symmetric_lb_flows(members, match, table, dispatch_table, priority=100, slots=DEFAULT_SLOTS,
-                       register=0, basis=0, fields="symmetric_l3l4+udp", seed=""):
+                       register=0, basis=0, fields="symmetric_l3l4+udp", seed="", owners=None):
     """Flows (dicts for openflow_flows' ``flows`` option) that balance ``match`` over ``members``.
 
     ``members``: mapping of member name -> actions (string or list of actions) to apply to that
@@ -88,6 +128,8 @@ def symmetric_lb_flows(members, match, table, dispatch_table, priority=100, slot
     ``fields``: the multipath hash; the symmetric ones only.  ``symmetric_l3l4+udp`` (default)
     hashes addresses, protocol and TCP/UDP/SCTP ports and ignores Ethernet and VLAN headers, so
     a reply that comes back with other MAC addresses or another VLAN still hashes the same.
+    ``owners``: the member of each slot when it is not ``slot_owners(members)`` (a trial:
+    ``trial_owners``); every owner must be a member.
     Returns flows sorted by table, then slot: deterministic (same input, same output).
     """
     if not isinstance(members, dict) or not members:
@@ -103,7 +145,10 @@ def symmetric_lb_flows(members, match, table, dispatch_table, priority=100, slot
     match = (match or "").strip().strip(",")
     if "actions" in match:
         raise ValueError("match must not contain actions: %r" % match)
-    owners = slot_owners(sorted(members), slots, seed)
+    if owners is None:
+        owners = slot_owners(sorted(members), slots, seed)
+    elif len(owners) != int(slots) or not set(owners) <= set(members):
+        raise ValueError("owners must name a member for each of the %d slots" % int(slots))
     bits = slot_bits(slots)
     mask = (1 << bits) - 1
     reg = "NXM_NX_REG%d" % int(register)

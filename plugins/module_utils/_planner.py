@@ -125,11 +125,11 @@ class _Need(object):
 def neighbours(steps):
     """{step name: sorted names of the steps a packet goes to straight before or after it}: the
     next step on the main path, a split's target, and the step after a split target."""
-    main = [s for s in steps if not s.get("only_split")]
+    main = [s for s in steps if not s.get("only_split") and not s.get("trial_of")]
     pairs = set(zip([s["name"] for s in main], [s["name"] for s in main[1:]]))
     for source in steps:
         split = source.get("split")
-        if split:
+        if split and not source.get("trial_of"):
             pairs.add((source["name"], split["to"]))
             deep = next((s for s in steps if s["name"] == split["to"]), None)
             after = next((s for s in main if deep is not None and s["index"] > deep["index"]), None)
@@ -139,6 +139,12 @@ def neighbours(steps):
     for a, b in pairs:
         out.setdefault(a, set()).add(b)
         out.setdefault(b, set()).add(a)
+    for step in steps:
+        # a trial's candidates sit where the step they try out sits
+        if step.get("trial_of"):
+            out[step["name"]] = set(out.get(step["trial_of"], ()))
+            for other in out[step["name"]]:
+                out[other].add(step["name"])
     return {name: sorted(names) for name, names in out.items()}
 
 
@@ -501,7 +507,8 @@ def _why_unwanted(chain, iid):
     step_index, n = slot
     steps = chain["steps"]
     if step_index >= len(steps):
-        return "chain %s has %d step(s) now; this was an instance of step %d" % (chain["name"], len(steps), step_index)
+        return ("chain %s has %d step(s) now, its trials' candidates counted; this was an instance of step %d (a step since "
+                "removed, or the candidate of a trial that has ended)" % (chain["name"], len(steps), step_index))
     step = steps[step_index]
     if step["kind"] == "blackbox":
         return "step %s/%s is a black box now (no instances)" % (chain["name"], step["name"])

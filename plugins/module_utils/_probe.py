@@ -975,6 +975,11 @@ def crossing_report(probe_result, instances_by_step, before=None, min_packets=1)
     return {"ok": not problems, "steps": steps, "flows": [per_flow[f["flow"]] for f in flows], "problems": problems}
 
 
+# the step label of a trial's candidate instances: "<step>~trial" (_chains.TRIAL_SUFFIX; this file
+# imports nothing of the collection: it runs alone as the flowstream-probe command)
+TRIAL_SUFFIX = "~trial"
+
+
 def instances_by_step(reports, chain):
     """{step: {instance: per-flow counters}} of ``chain``'s monitors, from module_host_info results
     (one per host; those of hosts that did not answer are skipped)."""
@@ -982,8 +987,21 @@ def instances_by_step(reports, chain):
     for report in reports or []:
         for inst, info in ((report or {}).get("instances") or {}).items():
             if info.get("chain") == chain and info.get("flows") is not None:
-                out.setdefault(info.get("step"), {})[inst] = info.get("flows") or []
+                # a trial's candidate ("<step>~trial") is one of its step's instances: each flow
+                # crosses the candidate or an incumbent, never both
+                out.setdefault(str(info.get("step")).split(TRIAL_SUFFIX)[0], {})[inst] = info.get("flows") or []
     return out
+
+
+def trial_candidates(reports, chain):
+    """{step: [its trial's candidate instances]} of ``chain``, from module_host_info results."""
+    out = {}
+    for report in reports or []:
+        for inst, info in ((report or {}).get("instances") or {}).items():
+            step = str(info.get("step"))
+            if info.get("chain") == chain and step.endswith(TRIAL_SUFFIX):
+                out.setdefault(step[:-len(TRIAL_SUFFIX)], []).append(inst)
+    return {step: sorted(insts) for step, insts in out.items()}
 
 
 def group_result(probe_result, name):
@@ -1030,6 +1048,16 @@ def chain_verdicts(probe_result, chains, after, before=None):
         parallel = " ".join("+".join(i) or "none" for i in crossed) or "-"
         figures = {k: totals.get(k) for k in ("sent", "received", "lost", "reordered", "duplicated", "max_gap_ms")}
         figures["achieved_pps"] = mine["rate"].get("achieved_pps")
+        trials = {}
+        for step, candidates in trial_candidates(after, name).items():
+            entry = crossing["steps"].get(step) or {"instances": {}}
+            taken = sum(entry["instances"].get(i, {}).get("flows", 0) for i in candidates)
+            flows = len(mine["flows"]) or 1
+            trials[step] = {"candidates": candidates, "flows": taken, "share_percent": round(100.0 * taken / flows, 1)}
+        if trials:
+            figures["trials"] = trials
+            parallel += "  trial " + ", ".join("%s %d/%d flows (%.1f %%)" % (step, t["flows"], len(mine["flows"]), t["share_percent"])
+                                                for step, t in sorted(trials.items()))
         table.append("%-8s %5d %7.0f %8d %8d %6d %6d %5d %9.1f  %s" % (
             name, len(mine["flows"]), figures["achieved_pps"] or 0, totals.get("sent") or 0, totals.get("received") or 0,
             totals.get("lost") or 0, totals.get("reordered") or 0, totals.get("duplicated") or 0,

@@ -211,6 +211,12 @@ def chains(draw):
         if type_name == "shaper":
             step["params"] = {"rate": "10mbit"}
         steps.append(step)
+    # maybe a trial: a candidate on a share of one step's flows
+    plain = [i for i, st_ in enumerate(steps) if "blackbox" not in st_]
+    if plain and draw(st.booleans()):
+        k = draw(st.sampled_from(plain))
+        steps[k]["trial"] = {"type": "monitor", "kind": "process", "instances": draw(st.integers(1, 2)),
+                             "percent": draw(st.sampled_from([1, 10, 50, 100]))}
     # maybe a split: step k diverts tp_dst=23 to step k+1
     if count >= 2 and draw(st.booleans()):
         k = draw(st.integers(0, count - 2))
@@ -224,7 +230,7 @@ def chains(draw):
 def expected_steps(chain, split):
     out = []
     for step in chain["steps"]:
-        if step["only_split"] and not split:
+        if step["only_split"] and not split or step.get("trial_of"):
             continue
         out.append(step["name"])
     return out
@@ -243,7 +249,8 @@ def test_every_packet_visits_every_step_once_in_order_and_both_directions_meet(c
         split = dport == 23 and any(s["split"] for s in chain["steps"])
         out, fwd, _passes = traverse(compiled, wires, packet(sport, dport))
         assert out == UPLINKS["sink"]
-        assert [v.split("/")[0] for v in fwd] == expected_steps(chain, split), (fwd, chain["steps"])
+        # a trial's candidate stands in for the step it tries out
+        assert [v.split("/")[0].split("~")[0] for v in fwd] == expected_steps(chain, split), (fwd, chain["steps"])
         out, rev, _passes = traverse(compiled, wires, packet(sport, dport, forward=False))
         assert out == UPLINKS["source"]
         # the reverse direction: the same instances, in reverse order (a split by header fields
@@ -398,3 +405,60 @@ def test_every_chain_and_step_with_a_problem_is_reported_at_once():
     assert lines[3].startswith("chain 'dns': cookie: must be a 64-bit cookie"), lines
     assert lines[4] == "chain 'dns': step 'a': instances: must be a whole number from 1 to 1000, got 0"
     assert (err.value.chain, err.value.step, err.value.field) == ("web", None, "form")   # the first, for callers that take one
+
+
+# ------------------------------------------------------------------------------------------
+# trials: a candidate on a slice of a step's flows
+# ------------------------------------------------------------------------------------------
+def trial_chain(percent=10, instances=2, trial=True):
+    mon = {"name": "mon", "type": "monitor", "kind": "kernel", "instances": instances}
+    if trial:
+        mon["trial"] = {"type": "monitor", "kind": "process", "percent": percent}
+    return validate([base_chain("web", {"udp": True, "nw_src": SRC, "nw_dst": DST}, [
+        {"name": "fw", "type": "firewall", "kind": "kernel"}, mon,
+        {"name": "shape", "type": "shaper", "kind": "kernel", "params": {"rate": "10mbit"}}])], switches=SWITCHES)[0]
+
+
+def crossed(chain, placement, wires, ports, step="mon"):
+    compiled = compile_chain(chain, placement, UPLINKS)
+    out = {}
+    for sport in ports:
+        for forward in (True, False):
+            _out, visited, _p = traverse(compiled, wires, packet(sport, 8000, forward=forward))
+            (inst,) = [v.split("/")[1] for v in visited if v.split("/")[0].split("~")[0] == step]
+            assert out.setdefault(sport, inst) == inst, "the two directions of a flow met different instances"
+    return out
+
+
+@pytest.mark.parametrize("percent, slots", [(10, 6), (50, 32), (1, 1)])
+def test_a_trial_takes_whole_flows_of_its_share_and_leaves_the_rest_where_they_were(percent, slots):
+    with_trial = trial_chain(percent)
+    (candidate,) = [s for s in with_trial["steps"] if s.get("trial_of")]
+    assert (candidate["name"], candidate["kind"], candidate["index"], with_trial["steps"][1]["trial"]) == (
+        "mon~trial", "process", 3, {"step": "mon~trial", "percent": float(percent)})
+    placement, wires = place(with_trial, 1)
+    ports = range(20000, 22000)
+    during = crossed(with_trial, placement, wires, ports)
+    new = instance_id("web", 3, 0)
+    share = sum(1 for inst in during.values() if inst == new) / float(len(ports))
+    assert abs(share - slots / 64.0) < 0.03, share
+    # the flows the trial did not take are exactly where they are without it; ending the trial
+    # (rollback) gives the candidate's flows back to the instances that had them
+    without = trial_chain(trial=False)
+    before = crossed(without, {k: v for k, v in placement.items() if k != new}, wires, ports)
+    assert all(during[p] == before[p] for p in ports if during[p] != new)
+    assert {before[p] for p in ports if during[p] == new} <= {instance_id("web", 1, 0), instance_id("web", 1, 1)}
+
+
+def test_a_trial_on_a_single_instance_step_and_a_bad_trial_named():
+    one = trial_chain(10, instances=1)
+    placement, wires = place(one, 0)
+    seen = set(crossed(one, placement, wires, range(30000, 30500)).values())
+    assert seen == {instance_id("web", 1, 0), instance_id("web", 3, 0)}
+    for trial, field, words in (({"type": "monitor", "kind": "process", "percent": 0}, "trial.percent", "must be a number in (0, 100]"),
+                                ({"type": "monitor", "kind": "process", "percent": 10, "share": 1}, "trial.share", "unknown key"),
+                                ({"type": "nosuch", "kind": "process", "percent": 10}, "trial.type", "")):
+        chain = base_chain("web", {"udp": True}, [{"name": "mon", "type": "monitor", "kind": "kernel", "trial": trial}])
+        with pytest.raises(ChainError) as err:
+            validate([chain], switches=SWITCHES)
+        assert (err.value.chain, err.value.step, err.value.field) == ("web", "mon", field) and words in str(err.value), str(err.value)

@@ -114,3 +114,47 @@ def test_symmetric_lb_flows_rejects(kw, msg):
 def test_members_must_be_a_mapping():
     with pytest.raises(ValueError, match="non-empty mapping"):
         fh.symmetric_lb_flows(["a"], "ip", 0, 1)
+
+
+# trials: a slice of a step's flows to candidates (issue: trials on a slice of live traffic)
+
+@pytest.mark.parametrize("percent, count", [(1, 1), (10, 6), (12.5, 8), (50, 32), (100, 64), (0.1, 1)])
+def test_a_trial_takes_the_nearest_whole_number_of_slots(percent, count):
+    assert len(fh.trial_slots(percent, 64, seed="web/mon")) == count
+
+
+def test_a_larger_trial_takes_every_slot_of_a_smaller_one():
+    steps = [fh.trial_slots(p, 64, seed="web/mon") for p in (1, 10, 25, 50, 100)]
+    for small, large in zip(steps, steps[1:]):
+        assert set(small) < set(large)
+
+
+@pytest.mark.parametrize("percent", [0, -5, 100.5, "ten", None])
+def test_a_trial_percent_outside_0_100_is_refused(percent):
+    with pytest.raises(ValueError, match="percent must be"):
+        fh.trial_slots(percent, 64)
+
+
+def test_a_trial_leaves_every_other_slot_with_its_incumbent_and_rollback_restores_them():
+    incumbents = ["weba", "webb"]
+    before = fh.slot_owners(incumbents, 64, seed="web/mon")
+    during = fh.trial_owners(incumbents, ["webc"], 10, 64, seed="web/mon")
+    taken = fh.trial_slots(10, 64, seed="web/mon")
+    assert fh.moved_slots(before, during) == [s for s in taken if before[s] != "webc"] == taken
+    assert {during[s] for s in taken} == {"webc"}
+    assert fh.share(during)["webc"] == 6
+    # two candidates share the slice by rendezvous hashing; the incumbents' slots do not move
+    two = fh.trial_owners(incumbents, ["webc", "webd"], 10, 64, seed="web/mon")
+    assert set(fh.moved_slots(during, two)) <= set(taken) and {two[s] for s in taken} <= {"webc", "webd"}
+    with pytest.raises(ValueError, match="candidate cannot be an incumbent"):
+        fh.trial_owners(incumbents, ["weba"], 10, 64)
+    with pytest.raises(ValueError, match="at least one candidate"):
+        fh.trial_owners(incumbents, [], 10, 64)
+
+
+def test_lb_flows_follow_given_owners():
+    owners = fh.trial_owners(["a", "b"], ["c"], 50, 8, seed="s")
+    flows = fh.symmetric_lb_flows({"a": "output:1", "b": "output:2", "c": "output:3"}, "ip", 0, 1, slots=8, seed="s", owners=owners)
+    assert [f["actions"] for f in flows[1:]] == ["output:%d" % " abc".index(o) for o in owners]
+    with pytest.raises(ValueError, match="owners must name a member"):
+        fh.symmetric_lb_flows({"a": "output:1"}, "ip", 0, 1, slots=8, owners=owners)

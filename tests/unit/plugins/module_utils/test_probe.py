@@ -514,3 +514,19 @@ def test_probe_crossing_of_a_grouped_run_checks_only_the_chains_group():
     res = grouped_result({"web": (2, 200, 0, 0), "guest": (2, 200, 0, 0)})
     rep = probe_crossing(res, [host_report("web", "mon", {"web-a": [0, 1]})], chain="web")
     assert rep["ok"] and [f["flow"] for f in rep["flows"]] == [0, 1]
+
+
+def test_a_trials_candidate_counts_as_one_of_its_steps_instances_and_its_share_is_reported():
+    res = grouped_result({"web": (10, 1000, 0, 0)})
+    after = [{"instances": dict(host_report("web", "mon", {"web-a": [0, 2, 4, 6, 8], "web-b": [1, 3, 5, 7]})["instances"],
+                                **host_report("web", "mon~trial", {"web4a": [9]})["instances"])}]
+    verdicts = pr.chain_verdicts(res, CHAINS, after, before=[{"instances": {}}])
+    (web,) = verdicts["chains"]
+    assert web["ok"], web["problems"]
+    assert web["instances"]["mon"]["web4a"] == {"flows": 1, "packets": 100}
+    assert web["figures"]["trials"] == {"mon": {"candidates": ["web4a"], "flows": 1, "share_percent": 10.0}}
+    assert verdicts["table"][1].endswith("web-a+web-b+web4a  trial mon 1/10 flows (10.0 %)")
+    # a flow on the candidate AND an incumbent is a flow split between two instances
+    after[0]["instances"]["web-a"]["flows"] += counters([9], packets=100)
+    (web,) = pr.chain_verdicts(res, CHAINS, after, before=[{"instances": {}}])["chains"]
+    assert not web["ok"] and "crossed 2 instances (web-a, web4a)" in web["problems"][0]
