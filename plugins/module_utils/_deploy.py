@@ -69,7 +69,39 @@ def _cookie(value):
     return "0x%016x" % value
 
 
-def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, rolling=False, only_moves=False):
+def with_trials(chains, switches, trials=None):
+    """The chains with the trials recorded on their switches (``switches[s]["trials"]``,
+    chain_trial) on their steps, then ``trials`` - [{chain, step, trial}] of this request
+    (trial.yml: a trial to start, or ``trial: null`` to end one) - over them. A step whose
+    description declares a trial of its own keeps it; a recorded trial that names no step of the
+    chains any more is left out, with a warning. Returns (chains, warnings); the input is not
+    changed."""
+    chains = [dict(c, steps=[dict(s) if isinstance(s, dict) else s for s in c.get("steps") or []]) if isinstance(c, dict) else c
+              for c in chains or []]
+    by_name = {c.get("name"): c for c in chains if isinstance(c, dict)}
+    wanted, warnings = {}, []
+    for switch, spec in sorted((switches or {}).items()):
+        for name, rec in sorted((spec.get("trials") or {}).items()):
+            wanted[(rec.get("chain"), rec.get("step"))] = (rec.get("trial"), "recorded on %s since %s" % (switch, rec.get("since")))
+    for req in trials or []:
+        wanted[(req.get("chain"), req.get("step"))] = (req.get("trial"), "this request")
+    for (chain, step), (trial, where) in sorted(wanted.items()):
+        found = by_name.get(chain)
+        target = next((s for s in (found or {}).get("steps") or [] if isinstance(s, dict) and s.get("name") == step), None)
+        if target is None:
+            warnings.append("the trial of %s/%s (%s) names no step of the chains: playbooks/trial.yml -e chain=%s -e step=%s "
+                            "-e action=rollback ends it" % (chain, step, where, chain, step))
+            continue
+        if "trial" in target and where != "this request":
+            continue  # the description's own trial
+        if trial is None:
+            target.pop("trial", None)
+        else:
+            target["trial"] = trial
+    return chains, warnings
+
+
+def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, rolling=False, only_moves=False, trials=None):
     """The whole operation, planned and compiled, validated before anything is touched.
 
     ``hosts``: {name: {capacity, kinds, spare, in_service, trunk, switch, host_bridge, report}};
@@ -102,6 +134,7 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
     converges. Returns {"waves": [...], "hosts", "switches", "chains", "instances", "moves",
     "capacity", "policy", "warnings"}; the top-level ``hosts``/``switches`` hold the end state
     (the final flows and every wave's lists together)."""
+    chains, trial_warnings = with_trials(chains, switches, trials)
     try:
         valid = validate(chains, catalogue, {s: {"uplinks": v.get("uplinks") or {}} for s, v in switches.items()}, blackboxes)
         check_overlaps(valid)
@@ -138,7 +171,9 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
     out_switches = {s: dict(final["switches"][s], flows_pre=None, flows_during=final["switches"][s]["flows"]) for s in switches}
     return {"waves": out_waves, "hosts": out_hosts, "switches": out_switches, "chains": final["chains"],
             "instances": new, "moves": [moves[i] for i in sorted(moves)], "capacity": plan.get("hosts", {}),
-            "policy": plan.get("policy", {}), "warnings": plan.get("warnings", []),
+            "policy": plan.get("policy", {}), "warnings": plan.get("warnings", []) + trial_warnings,
+            "trials": {"%s/%s" % (c["name"], s["name"]): dict(s["trial"]) for c in valid if c["state"] == "present"
+                       for s in c["steps"] if s.get("trial")},
             "consolidation": plan.get("consolidation")}
 
 
@@ -318,7 +353,7 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
         elif not first:
             continue
         for host in gone.get("hosts") or [gone["host"]]:
-            entry = {"instance": iid, "reason": gone.get("reason", ""), "quiesce": True,
+            entry = {"instance": iid, "chain": gone.get("chain"), "reason": gone.get("reason", ""), "quiesce": True,
                      "export_to": move["to"] if move and move["carry"] and host == move["from"] else None}
             if new.get(iid, {}).get("host") == host and move is None:
                 # the id is replaced on the same host (a step inserted before it, a kind change): the

@@ -114,7 +114,9 @@ def platform_from_vars(hostvars, groups):
     for name in groups.get(GROUP_SWITCHES, []):
         hv = hostvars[name]
         switches[name] = {"uplinks": dict(hv.get("flowstream_uplinks") or {}), "openflow_target": hv.get("flowstream_openflow_target"),
-                          "bridge": hv.get("flowstream_bridge"), "ssl": dict(hv.get("flowstream_ssl") or {})}
+                          "bridge": hv.get("flowstream_bridge"), "ssl": dict(hv.get("flowstream_ssl") or {}),
+                          # the trials recorded on the switch (chain_trial, read by gather_hosts.yml)
+                          "trials": dict((hv.get("flowstream_trials") or {}).get("trials") or {})}
     for name in groups.get(GROUP_BLACKBOXES, []):
         hv = hostvars[name]
         boxes[name] = {"switch": hv.get("flowstream_switch"), "ports": dict(hv.get("flowstream_ports") or {})}

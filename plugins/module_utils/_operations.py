@@ -44,6 +44,9 @@ def affected_chains(plan):
             for item in host.get("install") or []:
                 if item.get("new") or item.get("carry_from"):
                     names.add(item["chain"])
+            for item in host.get("remove") or []:
+                if item.get("chain"):
+                    names.add(item["chain"])
     return sorted(names)
 
 

@@ -749,7 +749,8 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None):
     moves += [iid for iid, entry in out.items() if entry["action"] == "migrate" and iid not in moves]
     return {
         "instances": {iid: out[iid] for iid in sorted(out)},
-        "remove": {iid: {"host": remove[iid]["hosts"][0], "hosts": remove[iid]["hosts"], "reason": "; ".join(remove[iid]["reasons"])}
+        "remove": {iid: {"host": remove[iid]["hosts"][0], "hosts": remove[iid]["hosts"], "reason": "; ".join(remove[iid]["reasons"]),
+                         "chain": remove[iid]["chain"]}
                    for iid in sorted(remove)},
         "hosts": {name: state.summary() for name, state in states.items()},
         "moves": sorted(moves),
@@ -775,7 +776,7 @@ def _sort_out(states, wanted, by_name, policy):
     _check_moves(policy["moves"], copies, wanted, by_name)
 
     def drop(iid, state, why):
-        entry = remove.setdefault(iid, {"hosts": [], "reasons": []})
+        entry = remove.setdefault(iid, {"hosts": [], "reasons": [], "chain": copies[iid][0][1].get("chain")})
         entry["hosts"].append(state.name)
         entry["reasons"].append(why if len(copies[iid]) == 1 else "%s: %s" % (state.name, why))
 

@@ -147,6 +147,15 @@ options:
         them).
     type: bool
     default: false
+  trials:
+    description:
+      - Trials of this request over those recorded on the switches (M(flowstream.platform.chain_trial),
+        read by C(playbooks/gather_hosts.yml) into C(flowstream_trials), which every plan applies to
+        the chains) - each C({chain, step, trial}), C(trial) a step's C(trial) (C(type), C(kind),
+        C(params), C(instances), C(percent)) or null to end the step's trial. C(playbooks/trial.yml)
+        plans with it before it records the trial.
+    type: list
+    elements: dict
 notes:
   - Hosts that did not report (unreachable) are not used for new instances and are listed in
     RV(unreported_hosts).

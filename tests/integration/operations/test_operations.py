@@ -134,6 +134,58 @@ def test_migrate_a_vm_live_moves_the_switch_with_it(deployed):
     assert again.changed() == 0, again.explain()
 
 
+def switch_trials():
+    out = subprocess.run(["ovs-vsctl", "get", "bridge", "fsl-sw", "external_ids"], capture_output=True, text=True, check=True).stdout
+    return sorted(k.split("=")[0] for k in out.strip("{}\n").split(", ") if k.startswith("flowstream-trial-") and "since" not in k)
+
+
+def probe_totals(run, chain):
+    return run.task_results("The probe's totals, chain by chain")["localhost"]["msg"][chain]["totals"]
+
+
+def test_a_trial_takes_a_slice_of_a_steps_flows_and_rolls_back_under_probe_traffic(deployed):
+    """trial.yml: bad requests change nothing; a process monitor tried on 50 % of web's mon
+    flows (whole flows: verify finds every probe flow on exactly one of the step's instances,
+    some on the candidate) under the probe, nothing lost, recorded on the switch so deploy-chain
+    keeps it; rollback gives its flows back under the probe (its cost reported: a known gap)."""
+    trial = ["-e", "chain=web", "-e", "step=mon"]
+    start = trial + ["-e", "type=monitor", "-e", "kind=process"]
+    for leftover in switch_trials():       # an earlier run's, killed before its rollback
+        chain, step = leftover[len("flowstream-trial-"):].split(".", 1)
+        ok(playbook("playbooks/trial.yml", "-e", "chain=" + chain, "-e", "step=" + step, "-e", "action=rollback", "-e", "verify=false"))
+    for argv, said in ((["-e", "chain=wbe", "-e", "step=mon"], "chain wbe: the inventory has no such chain"),
+                       (["-e", "chain=web", "-e", "step=mn"], "chain web: step mn: no such step (steps: fw, mon, shape)"),
+                       (start + ["-e", "percent=0"], "chain 'web': step 'mon': trial.percent: must be a number in (0, 100]"),
+                       (trial + ["-e", "type=monitr", "-e", "kind=process", "-e", "percent=10"], "trial.type"),
+                       (trial + ["-e", "action=rollback"], "chain web: step mon: no trial runs there")):
+        run = playbook("playbooks/trial.yml", *argv)
+        assert run.rc != 0 and said in run.raw, run.explain()
+    before = placement()
+    assert switch_trials() == [] and not any(i.startswith("web4b53") for i in before)
+
+    # as AWX runs it: the trial job template, its survey answered (ansible-runner)
+    run = ok(launch("trial", chain="web", step="mon", type="monitor", kind="process", percent=50.0, flowstream_verify_max_rate=5000))
+    assert switch_trials() == ["flowstream-trial-web.mon"]
+    totals = probe_totals(run, "web")
+    assert totals["sent"] > 0 and (totals["lost"], totals["reordered"], totals["duplicated"]) == (0, 0, 0), totals
+    table = "\n".join(run.task_results("The probe's figures, chain by chain")["localhost"]["msg"])
+    assert "web4b53a  trial mon " in table, table        # 32 flows: about half on the candidate, each on one instance
+    assert placement()["web4b53a"] and {k: v for k, v in placement().items() if k != "web4b53a"} == before
+    refused = playbook("playbooks/trial.yml", *trial, "-e", "type=firewall", "-e", "kind=kernel", "-e", "percent=10")
+    assert refused.rc != 0 and "only its percent can change - roll it back first" in refused.raw, refused.explain()
+    again = ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true"))
+    assert again.changed() == 0, again.explain()             # the recorded trial is part of every plan
+
+    back = ok(playbook("playbooks/trial.yml", *trial, "-e", "action=rollback", *RATE_CAP))
+    totals = probe_totals(back, "web")
+    # a known gap (docs/operations.md#known-gaps): depending on where the candidate and the step's
+    # instances run, the candidate's flows may go dark between the switch's bundle and the host
+    # bridges' (1.8 s at 50 % measured); what it cost is reported, and the chain is whole after
+    assert totals["sent"] > 0 and totals["reordered"] == 0 and totals["duplicated"] == 0, totals
+    assert totals["lost"] <= totals["sent"] // 10, totals
+    assert switch_trials() == [] and placement() == before
+
+
 def test_drain_two_hosts_rolling_then_deploy_chain_keeps_them_empty(deployed):
     """The two hosts without the guest VM (a VM's live move is the test above; everything else
     fits on the third host): drained one after the other, under probe traffic. The guest chain's

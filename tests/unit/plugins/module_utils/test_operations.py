@@ -422,3 +422,23 @@ def test_moves_off_a_fenced_host_are_cold_and_wait_for_no_marker():
     # the same move off a host that is not fenced keeps its barrier
     live = _build([WEB], _monitor_move()[0], policy=_move(mon, target), only_moves=True)
     assert [m["barrier"] for w in live["waves"] for m in w["moves"]] == [True]
+
+
+def test_trials_recorded_on_a_switch_reach_the_chains_and_a_request_overrides_them():
+    from ansible_collections.flowstream.platform.plugins.module_utils._deploy import with_trials
+    chains = [{"name": "web", "steps": [{"name": "fw"}, {"name": "mon"}]},
+              {"name": "dns", "steps": [{"name": "mon", "trial": {"type": "wire", "kind": "kernel", "percent": 5}}]}]
+    trial = {"type": "monitor", "kind": "process", "percent": 10}
+    switches = {"sw1": {"trials": {"web/mon": {"chain": "web", "step": "mon", "trial": trial, "since": "2026-12-05T04:00:00Z"},
+                                   "dns/mon": {"chain": "dns", "step": "mon", "trial": dict(trial, percent=90)},
+                                   "old/gone": {"chain": "old", "step": "gone", "trial": trial, "since": "x"}}}}
+    out, warnings = with_trials(chains, switches)
+    assert out[0]["steps"][1]["trial"] == trial and "trial" not in out[0]["steps"][0]
+    assert out[1]["steps"][0]["trial"]["percent"] == 5            # the description's own trial wins
+    assert "trial" not in chains[0]["steps"][1]                   # the input is left as it was
+    assert warnings == ["the trial of old/gone (recorded on sw1 since x) names no step of the chains: playbooks/trial.yml "
+                        "-e chain=old -e step=gone -e action=rollback ends it"]
+    ended, _ = with_trials(chains, switches, [{"chain": "web", "step": "mon", "trial": None}])
+    assert "trial" not in ended[0]["steps"][1]
+    bigger, _ = with_trials(chains, switches, [{"chain": "web", "step": "mon", "trial": dict(trial, percent=50)}])
+    assert bigger[0]["steps"][1]["trial"]["percent"] == 50

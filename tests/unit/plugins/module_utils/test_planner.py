@@ -287,7 +287,7 @@ def test_scale_down_removes_the_highest_numbers():
     assert sorted(result["instances"]) == sorted(all_ids[:2]) and sorted(result["remove"]) == sorted(all_ids[2:])
     assert result["remove"][all_ids[3]] == {
         "host": first["instances"][all_ids[3]]["host"], "hosts": [first["instances"][all_ids[3]]["host"]],
-        "reason": "scale down: step web/mon has 2 instance(s) now; this is instance 3"}
+        "reason": "scale down: step web/mon has 2 instance(s) now; this is instance 3", "chain": "web"}
     assert not any(e["new"] for e in result["instances"].values())
 
 
@@ -341,7 +341,7 @@ def test_instances_on_a_host_out_of_service_move_and_nothing_else_does():
         if iid in leaving:
             assert entry["host"] in ("mh1", "mh3") and entry["new"] and entry["moved_from"] == "mh2"
             assert entry["reason"].startswith("moved from mh2 (mh2 is out of service): ")
-            assert result["remove"][iid] == {"host": "mh2", "hosts": ["mh2"], "reason": "moves off mh2: mh2 is out of service"}
+            assert result["remove"][iid] == {"host": "mh2", "hosts": ["mh2"], "reason": "moves off mh2: mh2 is out of service", "chain": "web"}
         else:
             assert (entry["host"], entry["vlans"], entry["new"]) == (first["instances"][iid]["host"], first["instances"][iid]["vlans"], False)
     assert sorted(result["remove"]) == leaving
@@ -377,7 +377,7 @@ def test_a_kind_change_replaces_the_instance_and_a_type_change_keeps_it_in_place
     old = first["instances"][iid]["host"]
     result = plan(chains(chain("web", step("mon", "monitor", "kernel"))), hosts)
     assert result["instances"][iid]["new"] and result["moves"] == []
-    assert result["remove"][iid] == {"host": old, "hosts": [old], "reason": "replaced (kind changes process -> kernel)"}
+    assert result["remove"][iid] == {"host": old, "hosts": [old], "reason": "replaced (kind changes process -> kernel)", "chain": "web"}
     assert result["instances"][iid]["reason"].startswith("replaces the copy on %s (kind changes process -> kernel): " % old)
     result = plan(chains(chain("web", step("mon", "wire", "process"))), hosts)
     assert result["instances"][iid]["host"] == old and not result["instances"][iid]["new"] and result["remove"] == {}
