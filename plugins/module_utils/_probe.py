@@ -989,7 +989,7 @@ def instances_by_step(reports, chain):
             if info.get("chain") == chain and info.get("flows") is not None:
                 # a trial's candidate ("<step>~trial") is one of its step's instances: each flow
                 # crosses the candidate or an incumbent, never both
-                out.setdefault(str(info.get("step")).split(TRIAL_SUFFIX)[0], {})[inst] = info.get("flows") or []
+                out.setdefault(str(info.get("step")).split(TRIAL_SUFFIX, maxsplit=1)[0], {})[inst] = info.get("flows") or []
     return out
 
 
@@ -1056,8 +1056,9 @@ def chain_verdicts(probe_result, chains, after, before=None):
             trials[step] = {"candidates": candidates, "flows": taken, "share_percent": round(100.0 * taken / flows, 1)}
         if trials:
             figures["trials"] = trials
-            parallel += "  trial " + ", ".join("%s %d/%d flows (%.1f %%)" % (step, t["flows"], len(mine["flows"]), t["share_percent"])
-                                                for step, t in sorted(trials.items()))
+            shares = ["%s %d/%d flows (%.1f %%)" % (step, t["flows"], len(mine["flows"]), t["share_percent"])
+                      for step, t in sorted(trials.items())]
+            parallel += "  trial " + ", ".join(shares)
         table.append("%-8s %5d %7.0f %8d %8d %6d %6d %5d %9.1f  %s" % (
             name, len(mine["flows"]), figures["achieved_pps"] or 0, totals.get("sent") or 0, totals.get("received") or 0,
             totals.get("lost") or 0, totals.get("reordered") or 0, totals.get("duplicated") or 0,

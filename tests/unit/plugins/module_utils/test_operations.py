@@ -438,7 +438,7 @@ def test_trials_recorded_on_a_switch_reach_the_chains_and_a_request_overrides_th
     assert "trial" not in chains[0]["steps"][1]                   # the input is left as it was
     assert warnings == ["the trial of old/gone (recorded on sw1 since x) names no step of the chains: playbooks/trial.yml "
                         "-e chain=old -e step=gone -e action=rollback ends it"]
-    ended, _ = with_trials(chains, switches, [{"chain": "web", "step": "mon", "trial": None}])
+    ended, _warnings = with_trials(chains, switches, [{"chain": "web", "step": "mon", "trial": None}])
     assert "trial" not in ended[0]["steps"][1]
-    bigger, _ = with_trials(chains, switches, [{"chain": "web", "step": "mon", "trial": dict(trial, percent=50)}])
+    bigger, _warnings = with_trials(chains, switches, [{"chain": "web", "step": "mon", "trial": dict(trial, percent=50)}])
     assert bigger[0]["steps"][1]["trial"]["percent"] == 50

@@ -314,7 +314,8 @@ def test_a_step_that_is_gone_or_is_now_a_black_box_has_its_instances_removed():
     first = plan(chains(chain("web", step("a", "wire"), step("b", "monitor"))), THREE)
     hosts = feed_back(first, THREE)
     result = plan(chains(chain("web", step("a", "wire"))), hosts)
-    assert result["remove"][ids("web", 1, 1)[0]]["reason"].startswith("chain web has 1 step(s) now, its trials' candidates counted; this was an instance of step 1 (")
+    assert result["remove"][ids("web", 1, 1)[0]]["reason"].startswith(
+        "chain web has 1 step(s) now, its trials' candidates counted; this was an instance of step 1 (")
     boxes = {"ids1": {"switch": "sw1", "ports": {"left": 5, "right": 6}}}
     request = _chains.validate([chain("web", step("a", "wire"), {"name": "b", "blackbox": "ids1"})], switches=SWITCHES, blackboxes=boxes)
     result = plan(request, hosts)
