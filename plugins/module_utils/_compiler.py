@@ -54,7 +54,7 @@ from __future__ import annotations
 import ipaddress
 
 from ansible_collections.flowstream.platform.plugins.module_utils._chains import (
-    PROTO_WORDS, ChainError, leg_port, match_text, reverse_match)
+    PROTO_WORDS, TRIAL_SUFFIX, ChainError, leg_port, match_text, reverse_match)
 from ansible_collections.flowstream.platform.plugins.module_utils._flow_hash import symmetric_lb_flows, trial_owners
 
 CLASSIFY_TABLE = 0
@@ -151,8 +151,12 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
     leaving = {}
     for key, where in sorted((draining or {}).items()):
         inst = key.split("@")[0]  # "<id>@<host>": two old copies of one id
-        if where["step"] in members:
-            leaving.setdefault(where["step"], []).append((where["n"], inst, where["trunk"], where["vlans"], where.get("host", where["trunk"])))
+        step = where["step"]
+        if step not in members and str(step).endswith(TRIAL_SUFFIX):
+            # the candidate of a trial that ends: what is still inside it goes on as from the step it tried
+            step = step[:-len(TRIAL_SUFFIX)]
+        if step in members:
+            leaving.setdefault(step, []).append((where["n"], inst, where["trunk"], where["vlans"], where.get("host", where["trunk"])))
     for step in steps:
         if step["kind"] == "blackbox":
             continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _planner
-from ansible_collections.flowstream.platform.plugins.module_utils._chains import ChainError, match_text, validate
+from ansible_collections.flowstream.platform.plugins.module_utils._chains import TRIAL_SUFFIX, ChainError, match_text, validate
 from ansible_collections.flowstream.platform.plugins.module_utils._compiler import check_overlaps, compile_chain
 
 CHAINS_COOKIE = 0xF5C0000000000000
@@ -294,7 +294,9 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
                 continue
             for host in gone.get("hosts") or [gone["host"]]:
                 copy = old.get(iid, {}).get(host)
-                if copy and (copy["chain"], copy["step"]) in steps and new.get(iid, {}).get("host") != host:
+                # (a trial's candidate whose trial ends drains as an old copy of the step it tried)
+                if copy and ((copy["chain"], copy["step"]) in steps or (copy["chain"], str(copy["step"]).split(TRIAL_SUFFIX)[0]) in steps
+                             and str(copy["step"]).endswith(TRIAL_SUFFIX)) and new.get(iid, {}).get("host") != host:
                     draining.setdefault(iid + "@" + host, copy)
     vm = next((moves[i] for i in sorted(ids) if moves[i]["how"] == "libvirt"), None)
     after = placement(done)

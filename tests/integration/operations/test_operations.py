@@ -147,7 +147,7 @@ def test_a_trial_takes_a_slice_of_a_steps_flows_and_rolls_back_under_probe_traff
     """trial.yml: bad requests change nothing; a process monitor tried on 50 % of web's mon
     flows (whole flows: verify finds every probe flow on exactly one of the step's instances,
     some on the candidate) under the probe, nothing lost, recorded on the switch so deploy-chain
-    keeps it; rollback gives its flows back under the probe (its cost reported: a known gap)."""
+    keeps it; rollback gives its flows back under the probe (its cost reported and small)."""
     trial = ["-e", "chain=web", "-e", "step=mon"]
     start = trial + ["-e", "type=monitor", "-e", "kind=process"]
     for leftover in switch_trials():       # an earlier run's, killed before its rollback
@@ -178,11 +178,10 @@ def test_a_trial_takes_a_slice_of_a_steps_flows_and_rolls_back_under_probe_traff
 
     back = ok(playbook("playbooks/trial.yml", *trial, "-e", "action=rollback", *RATE_CAP))
     totals = probe_totals(back, "web")
-    # a known gap (docs/operations.md#known-gaps): depending on where the candidate and the step's
-    # instances run, the candidate's flows may go dark between the switch's bundle and the host
-    # bridges' (1.8 s at 50 % measured); what it cost is reported, and the chain is whole after
-    assert totals["sent"] > 0 and totals["reordered"] == 0 and totals["duplicated"] == 0, totals
-    assert totals["lost"] <= totals["sent"] // 10, totals
+    # what it cost is reported and small (docs/operations.md#known-gaps: 0 lost at 5 kpps on a
+    # quiet machine, a few dozen under load), and the chain is whole after (verify)
+    assert totals["sent"] > 0 and totals["duplicated"] == 0, totals
+    assert totals["lost"] + totals["reordered"] <= totals["sent"] // 100, totals
     assert switch_trials() == [] and placement() == before
 
 

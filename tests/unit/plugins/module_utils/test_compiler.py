@@ -462,3 +462,33 @@ def test_a_trial_on_a_single_instance_step_and_a_bad_trial_named():
         with pytest.raises(ChainError) as err:
             validate([chain], switches=SWITCHES)
         assert (err.value.chain, err.value.step, err.value.field) == ("web", "mon", field) and words in str(err.value), str(err.value)
+
+
+def test_what_is_inside_a_candidate_when_its_trial_ends_goes_on_to_the_next_step():
+    """Rollback: the switch and the host bridges no longer send anything to the candidate, but the
+    packets already inside it are taken onward from it (it is an old copy of the step it tried)."""
+    with_trial = trial_chain(50)
+    placement, wires = place(with_trial, 1)
+    cand = instance_id("web", 3, 0)
+    rest = {k: v for k, v in placement.items() if k != cand}
+    during = compile_chain(trial_chain(trial=False), rest, UPLINKS, draining={cand: placement[cand]})
+    host = placement[cand]["host"]
+    for forward, leg in ((True, "right"), (False, "left")):
+        # a packet that leaves the candidate now: its host bridge, then the switch, take it on
+        pkt = dict(packet(20000, 8000, forward=forward), in_port=leg_port(cand, leg))
+        outs = run_switch(during["hosts"].get(host, []), pkt) or [("NORMAL", pkt)]
+        (port, pkt), = outs
+        if port == "NORMAL":
+            pkt = dict(pkt, in_port="tr-" + host, vlan=placement[cand]["vlans"][leg])
+            out, visited, _passes = traverse(during, wires, pkt)
+        else:
+            name, out_leg = wires["legs"][(host, port)]
+            out, visited, _passes = traverse(during, wires, dict(pkt, in_port="tr-" + host,
+                                                                     vlan=wires["vlan_of"][(host, out_leg)]))
+            visited = [name] + visited
+        assert out == UPLINKS["sink" if forward else "source"], (forward, visited)
+        assert not any(cand in v for v in visited)
+    # without the candidate among the old copies its packets would be dropped at the switch
+    bare = compile_chain(trial_chain(trial=False), rest, UPLINKS)
+    pkt = dict(packet(20000, 8000), in_port="tr-" + host, vlan=placement[cand]["vlans"]["right"])
+    assert run_switch(bare["flows"], pkt) == []
