@@ -295,7 +295,7 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
             for host in gone.get("hosts") or [gone["host"]]:
                 copy = old.get(iid, {}).get(host)
                 # (a trial's candidate whose trial ends drains as an old copy of the step it tried)
-                if copy and ((copy["chain"], copy["step"]) in steps or (copy["chain"], str(copy["step"]).split(TRIAL_SUFFIX)[0]) in steps
+                if copy and ((copy["chain"], copy["step"]) in steps or (copy["chain"], str(copy["step"]).split(TRIAL_SUFFIX, maxsplit=1)[0]) in steps
                              and str(copy["step"]).endswith(TRIAL_SUFFIX)) and new.get(iid, {}).get("host") != host:
                     draining.setdefault(iid + "@" + host, copy)
     vm = next((moves[i] for i in sorted(ids) if moves[i]["how"] == "libvirt"), None)

@@ -483,8 +483,8 @@ def test_what_is_inside_a_candidate_when_its_trial_ends_goes_on_to_the_next_step
             out, visited, _passes = traverse(during, wires, pkt)
         else:
             name, out_leg = wires["legs"][(host, port)]
-            out, visited, _passes = traverse(during, wires, dict(pkt, in_port="tr-" + host,
-                                                                     vlan=wires["vlan_of"][(host, out_leg)]))
+            moved_on = dict(pkt, in_port="tr-" + host, vlan=wires["vlan_of"][(host, out_leg)])
+            out, visited, _passes = traverse(during, wires, moved_on)
             visited = [name] + visited
         assert out == UPLINKS["sink" if forward else "source"], (forward, visited)
         assert not any(cand in v for v in visited)
