@@ -16,7 +16,7 @@ from pathlib import Path
 import ansible_runner
 import yaml
 
-from ansible_cli import BIN, TOP
+from ansible_cli import BIN, TOP, AnsibleRun
 
 SURVEY_TYPES = {"text": str, "textarea": str, "password": str, "integer": int, "float": (int, float),
                 "multiplechoice": str, "multiselect": list}
@@ -66,16 +66,18 @@ def launch_vars(name, answers):
     return extra
 
 
-class JobRun:
-    """One job: its status, rc, stdout and events, with the helpers the tests use on AnsibleRun."""
+class JobRun(AnsibleRun):
+    """One job: its status, rc, stdout and events; AnsibleRun's helpers (changed, failures) read
+    the stats and task results of its events."""
 
-    def __init__(self, name, extra, runner):
+    def __init__(self, name, extra, runner):  # pylint: disable=super-init-not-called
         self.argv = ["ansible-runner", "run", "(job template %s)" % name, json.dumps(extra)]
         self.status = runner.status
         self.rc = runner.rc
         self.events = list(runner.events)
         self.raw = "\n".join(e.get("stdout", "") for e in self.events if e.get("stdout"))
         self.stderr = ""
+        self.data = {}      # (no json callback output: the figures come from the events)
 
     @property
     def stats(self):
@@ -87,13 +89,6 @@ class JobRun:
         return {h: {"ok": (data.get("ok") or {}).get(h, 0), "changed": (data.get("changed") or {}).get(h, 0),
                     "failures": (data.get("failures") or {}).get(h, 0), "unreachable": (data.get("dark") or {}).get(h, 0),
                     "skipped": (data.get("skipped") or {}).get(h, 0)} for h in hosts}
-
-    def changed(self, host=None):
-        hosts = [host] if host else list(self.stats)
-        return sum(self.stats.get(h, {}).get("changed", 0) for h in hosts)
-
-    def failures(self):
-        return {h: s for h, s in self.stats.items() if s.get("failures") or s.get("unreachable")}
 
     def task_results(self, name, prefix=False):
         """The results of the task(s) called ``name`` (or whose name starts with it), per host,
