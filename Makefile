@@ -51,8 +51,10 @@ molecule:
 	    grep -a -E -B3 -A25 'fatal:|FAILED!|failed: \[' .tmp/molecule-$$s.log | tail -80; exit 1; }; \
 	done
 
+# the whole tree at the production profile (.ansible-lint): roles, playbooks, molecule, the
+# plugins' documentation, extensions, the inventories
 lint:
-	$(BIN)/ansible-lint --offline roles playbooks
+	$(BIN)/ansible-lint --offline
 
 # the execution environment's build context (execution-environment.yml; docs in README "AWX"):
 # the collection's artifact, then ansible-builder create into .tmp/ee/context (podman build it)

@@ -56,7 +56,7 @@ ovs_dir=collections/ansible_collections/openvswitch/openvswitch
 ovs_have=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['collection_info']['version'])" "$ovs_dir/MANIFEST.json" 2>/dev/null || true)
 if [ "$ovs_have" = "$ovs_want" ]; then
   say "openvswitch.openvswitch $ovs_want: nothing to do"
-elif timeout 30 .venv/bin/ansible-galaxy collection install -r collections/requirements.yml \
+elif timeout 30 .venv/bin/ansible-galaxy collection install "openvswitch.openvswitch:==$ovs_want" \
         -p collections --timeout 10 >/dev/null 2>&1; then
   say "openvswitch.openvswitch installed from Galaxy"
 else

@@ -261,6 +261,8 @@ options:
 """
 
 EXAMPLES = r"""
+# Two descriptions, each in a file of its own (*.flowstream.yml), as YAML documents.
+---
 # inventory/lab/platform.flowstream.yml: one Open vSwitch switch, three module hosts and a spare.
 plugin: flowstream.platform.platform
 platform:
@@ -281,6 +283,7 @@ module_hosts:
 spares:
   - {name: spare1, management_address: 198.18.0.21, trunk: fsl-spare1-tr}
 
+---
 # A hardware switch over TLS, hosts powered by IPMI, a black box, and constructed groups.
 plugin: flowstream.platform.platform
 platform: {name: dc1, management_network: 10.20.0.0/24}

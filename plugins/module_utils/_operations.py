@@ -13,24 +13,33 @@ and duplicated while its wave ran, and the blackout its chain's flows saw.
 from __future__ import annotations
 
 BASE_SOURCE_PORT = 20000
-SOURCE_PORT_STEP = 1000
+SOURCE_PORT_BLOCK = 100     # each chain's source ports start on a block of 100 (readable in a capture)
 
 
 def probe_groups(chains, names=None, max_rate=None):
     """The probe's groups for the present chains with a ``verify`` section (all, or those named):
-    each on its chain's ports (``verify.base_port``), its own source ports, its rate (capped)."""
+    each on its chain's ports (``verify.base_port``), its own source ports, its rate (capped).
+
+    Source ports are given in the order of the chains, each chain the blocks of 100 its flows need,
+    from 20000 up; past 65535 they start again at 20000 (a chain is still told apart by its own
+    destination port). A chain's source ports do not depend on which chains a run names."""
     out = []
     verified = [c for c in chains or [] if c.get("state", "present") == "present" and c.get("verify")]
-    for index, chain in enumerate(verified):
+    port = BASE_SOURCE_PORT
+    for chain in verified:
+        verify = chain["verify"]
+        flows = int(verify.get("flows", 16))
+        if port + flows - 1 > 65535:
+            port = BASE_SOURCE_PORT
+        source_port = port
+        port += -(-max(flows, 1) // SOURCE_PORT_BLOCK) * SOURCE_PORT_BLOCK
         if names is not None and chain["name"] not in names:
             continue
-        verify = chain["verify"]
         rate = float(verify.get("rate", 1000))
         if max_rate:
             rate = min(rate, float(max_rate))
-        out.append({"name": chain["name"], "flows": int(verify.get("flows", 16)), "rate": rate,
-                    "destination_port": int(verify["base_port"]), "source_port": BASE_SOURCE_PORT + SOURCE_PORT_STEP * index,
-                    "vary": "sport"})
+        out.append({"name": chain["name"], "flows": flows, "rate": rate,
+                    "destination_port": int(verify["base_port"]), "source_port": source_port, "vary": "sport"})
     return out
 
 

@@ -25,6 +25,8 @@ extends_documentation_fragment:
   - flowstream.platform.attributes
   - flowstream.platform.attributes.info_module
   - flowstream.platform.openflow
+requirements:
+  - C(ovs-ofctl) (Open vSwitch; tested with 3.1) where the task runs (on the switch, or on a controller that reaches its OpenFlow target)
 options:
   name:
     description: The black box's name (its inventory hostname), for messages.

@@ -47,6 +47,8 @@ author:
 extends_documentation_fragment:
   - flowstream.platform.attributes
   - flowstream.platform.attributes.info_module
+requirements:
+  - None beyond ansible-core (it runs on the controller and reads only its arguments, the hosts' reports and the platform's description)
 options:
   chains:
     description:

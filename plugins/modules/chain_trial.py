@@ -32,6 +32,8 @@ attributes:
     support: full
   idempotent:
     support: full
+requirements:
+  - C(ovs-vsctl) (Open vSwitch; tested with 3.1) on the switch (the record is kept in its bridge's OVSDB C(external_ids))
 options:
   bridge:
     description: The switch's bridge; the records are kept in its C(external_ids).

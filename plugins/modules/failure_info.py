@@ -33,6 +33,9 @@ author:
 extends_documentation_fragment:
   - flowstream.platform.attributes
   - flowstream.platform.attributes.info_module
+requirements:
+  - C(ovs-vsctl) and C(ovs-ofctl) (Open vSwitch; tested with 3.1) on the switch
+  - The module hosts' SSH ports reachable from the switch (the second witness)
 options:
   bridge:
     description: The switch's bridge (its trunk ports are read from its OVSDB).

@@ -37,6 +37,8 @@ attributes:
     support: full
   idempotent:
     support: full
+requirements:
+  - C(ovs-vsctl) and C(ovs-ofctl) (Open vSwitch; tested with 3.1) on the bridge's host
 options:
   bridge:
     description: The bridge the trunk port is on - the switch's bridge, or the host bridge.

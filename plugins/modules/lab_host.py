@@ -44,6 +44,8 @@ attributes:
     support: full
   idempotent:
     support: full
+requirements:
+  - Linux network namespaces, C(ip) (iproute2), Open vSwitch, C(sshd) (OpenSSH server) and C(libvirtd) on the machine that holds the lab, run as root
 options:
   name:
     description: The host's name (its inventory hostname); also its default hostname.

@@ -33,6 +33,8 @@ attributes:
     support: full
   idempotent:
     support: full
+requirements:
+  - Linux network namespaces, C(ip) (iproute2) and Open vSwitch on the machine that holds the lab, run as root
 options:
   prefix:
     description:

@@ -21,6 +21,9 @@ extends_documentation_fragment:
   - flowstream.platform.attributes
   - flowstream.platform.quiesce
   - flowstream.platform.attributes.info_module
+requirements:
+  - C(ovs-vsctl) and C(ovs-ofctl) (Open vSwitch; tested with 3.1), C(ip) (iproute2), C(nft) and C(tc) on the module host
+  - libvirt-python on the module host when it runs VM instances; the C(click) userlevel driver when it runs Click instances
 options:
   host_bridge:
     description: The host bridge (Open vSwitch) on the module host.

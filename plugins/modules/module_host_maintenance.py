@@ -39,6 +39,8 @@ attributes:
     support: full
   idempotent:
     support: full
+requirements:
+  - C(ovs-vsctl) (Open vSwitch; tested with 3.1) on the module host (the mark is kept in its host bridge's OVSDB C(external_ids))
 options:
   state:
     description: The mark the host should carry.

@@ -43,6 +43,9 @@ attributes:
     details: C(before)/C(after) are the groups and flows of the cookie, one per line, sorted.
   idempotent:
     support: full
+requirements:
+  - C(ovs-ofctl) (Open vSwitch; bundles need 2.8 or later, tested with 3.1) where the task runs (on the switch,
+    or on a controller that reaches its OpenFlow target)
 options:
   cookie:
     description:

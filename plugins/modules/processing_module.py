@@ -47,6 +47,11 @@ attributes:
         them, with a digest of the new ruleset, not line by line.
   idempotent:
     support: full
+requirements:
+  - C(ovs-vsctl) and C(ovs-ofctl) (Open vSwitch; tested with 3.1), C(ip) (iproute2), C(nft) (nftables) and C(tc) on the module host, run as root
+  - Kind V(vm) - libvirt-python and a running C(libvirtd) with QEMU on the module host
+  - Kind V(click) - the Click modular router's userlevel driver (C(click), built by the collection's C(scripts/click.sh) or
+    the role C(flowstream.platform.click))
 options:
   instance:
     description:

@@ -65,6 +65,8 @@ attributes:
         directory are the probe's own).
       - O(state=run) can be repeated at will; O(state=started) starts a new session each time;
         O(state=stopped) fails for a session that was stopped already.
+requirements:
+  - Linux network namespaces and C(ip) (iproute2) where the probe's endpoints are, run as root
 options:
   state:
     description:

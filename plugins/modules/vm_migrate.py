@@ -135,8 +135,8 @@ options:
     type: int
     default: 100
 requirements:
-  - libvirt-python on the controller.
-  - C(ovs-ofctl) on the controller (Open vSwitch 2.8 or later).
+  - libvirt-python on the controller
+  - C(ovs-ofctl) on the controller (Open vSwitch 2.8 or later)
 notes:
   - Groups are left alone; flows may use groups the switch has.
   - The flows are planned against the switch as it is when the task starts; another controller changing

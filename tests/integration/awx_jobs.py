@@ -3,13 +3,17 @@
 """Launch the collection's AWX job templates (role flowstream.platform.awx, its
 ``flowstream_awx_job_templates``) the way AWX does: through ansible-runner, in a private data
 directory, with the template's extra vars, its survey's defaults and the launch's answers (checked
-against the survey as AWX checks them), the project being this checkout. The figures come from
-runner's job events, as AWX reads them."""
+against the survey as AWX checks them). The project is a copy of this checkout synced as AWX syncs
+one (``sync_project``): the collection comes from what its ``collections/requirements.yml``
+installs, not from the checkout's set-up. The figures come from runner's job events, as AWX reads
+them."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -20,6 +24,53 @@ from ansible_cli import BIN, TOP, AnsibleRun
 
 SURVEY_TYPES = {"text": str, "textarea": str, "password": str, "integer": int, "float": (int, float),
                 "multiplechoice": str, "multiselect": list}
+
+
+def sync_project(root):
+    """What an AWX project sync does with this repository, into ``root``: the project (the files git
+    tracks, or would: the working tree without what .gitignore leaves out) in ``root/project``,
+    then ``ansible-galaxy collection install -r collections/requirements.yml`` run in it into
+    ``root/requirements_collections`` (AWX's playbooks/project_update.yml). Returns the two
+    directories and the install's process."""
+    root = Path(root)
+    shutil.rmtree(root, ignore_errors=True)
+    project, collections = root / "project", root / "requirements_collections"
+    listed = subprocess.run(["git", "-C", str(TOP), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = TOP / name
+        if source.is_file():
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, project / name)
+    proc = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "-r", "collections/requirements.yml",
+                           "--collections-path", str(collections)], cwd=str(project), capture_output=True, text=True,
+                          check=False, env=awx_env(collections))
+    return project, collections, proc
+
+
+def awx_env(collections, **extra):
+    """The environment of an AWX job or update: the project's collections first, no configuration
+    file named (Ansible reads the project's ansible.cfg from the directory it runs in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(PATH="%s:/usr/sbin:/usr/bin:/sbin:/bin" % BIN, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1")
+    env.update(extra)
+    return env
+
+
+_PROJECT = {}
+
+
+def project():
+    """This session's AWX project (synced once per test process); (project, collections)."""
+    if not _PROJECT:
+        for left in (TOP / ".tmp" / "awx").glob("project-*"):     # earlier test runs' (their process ended)
+            if not Path("/proc", left.name.split("-", 1)[1]).exists():
+                shutil.rmtree(left, ignore_errors=True)
+        project_dir, collections, proc = sync_project(TOP / ".tmp" / "awx" / ("project-%d" % os.getpid()))
+        if proc.returncode != 0:
+            raise RuntimeError("the AWX project sync failed:\n%s%s" % (proc.stdout, proc.stderr))
+        _PROJECT.update(project=project_dir, collections=collections)
+    return _PROJECT["project"], _PROJECT["collections"]
 
 
 def _catalogue_loader():
@@ -108,17 +159,22 @@ class JobRun(AnsibleRun):
 
 
 def launch(name, inventory="inventory/lab", timeout=1500, **answers):
-    """Run job template ``name`` as AWX would (ansible-runner, its playbook in this project, the
-    lab inventory) with the survey ``answers`` (any other extra var too: the templates ask for
-    variables on launch)."""
+    """Run job template ``name`` as AWX would (ansible-runner, its playbook in the synced project,
+    the lab inventory) with the survey ``answers`` (any other extra var too: the templates ask for
+    variables on launch). The inventory is the description itself, read by the inventory plugin at
+    the job's start (AWX reads it in an inventory update just before, update_on_launch)."""
     extra = launch_vars(name, answers)
+    project_dir, collections = project()
     work = TOP / ".tmp" / "runner"
     work.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="fsl-%s-" % name, dir=work))
     runner = ansible_runner.run(
-        private_data_dir=str(data_dir), project_dir=str(TOP), playbook=job_template(name)["playbook"],
-        inventory=str(TOP / inventory), extravars=extra, ident=name, quiet=True, timeout=timeout,
-        envvars={"PATH": "%s:/usr/sbin:/usr/bin:/sbin:/bin" % BIN, "ANSIBLE_CONFIG": str(TOP / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
+        private_data_dir=str(data_dir), project_dir=str(project_dir), playbook=job_template(name)["playbook"],
+        inventory=str(project_dir / inventory), extravars=extra, ident=name, quiet=True, timeout=timeout,
+        # runner starts from this process's environment: the Makefile's ANSIBLE_CONFIG (the
+        # checkout's) is replaced by the project's, which the job would read from its directory
+        envvars={k: v for k, v in awx_env(collections, ANSIBLE_CONFIG=str(project_dir / "ansible.cfg")).items()
+                 if k.startswith("ANSIBLE_") or k == "PATH"})
     job = JobRun(name, extra, runner)
     if job.rc == 0:
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -13,7 +13,7 @@ import copy
 
 import pytest
 
-from ansible_collections.flowstream.platform.plugins.module_utils import _chains, _deploy, _operations
+from ansible_collections.flowstream.platform.plugins.module_utils import _chains, _deploy, _operations, _probe
 from ansible_collections.flowstream.platform.plugins.module_utils._planner import PlanError, plan
 
 from test_planner import SWITCHES, chain, chains, feed_back, host, ids, step  # noqa: E402 pylint: disable=import-error
@@ -358,12 +358,28 @@ def test_a_draining_copy_is_an_arrival_not_a_target():
 
 
 # -- the figures of an operation --------------------------------------------------------------------------
+@pytest.mark.parametrize("count, flows", [(100, 16), (1000, 32), (7, 250)])
+def test_probe_groups_source_ports_stay_in_range_and_apart(count, flows):
+    chains = [{"name": "c%d" % i, "verify": {"rate": 100, "flows": flows, "base_port": 30000 + i}} for i in range(count)]
+    groups = _operations.probe_groups(chains)
+    assert len(groups) == count
+    assert all(20000 <= g["source_port"] and g["source_port"] + g["flows"] - 1 <= 65535 for g in groups)
+    ranges = [set(range(g["source_port"], g["source_port"] + g["flows"])) for g in groups]
+    fit = 45536 // (-(-flows // 100) * 100)
+    assert all(not ranges[a] & ranges[b] for a in range(min(count, fit)) for b in range(a + 1, min(count, fit)))
+    # the probe accepts them: chains that share source ports still differ in destination port
+    assert len(_probe.normalize_groups(groups)) == count
+    # a chain keeps its ports whichever chains a run names
+    assert _operations.probe_groups(chains, names=["c5"]) == [groups[5]]
+
+
 def test_probe_groups_and_move_figures():
     raw = [{"name": "web", "verify": {"rate": 10000, "flows": 32, "base_port": 8000}},
            {"name": "guest", "verify": {"rate": 1000, "flows": 8, "base_port": 10240}},
            {"name": "quiet"}]
     groups = _operations.probe_groups(raw, names=["guest"], max_rate=500)
-    assert groups == [{"name": "guest", "flows": 8, "rate": 500.0, "destination_port": 10240, "source_port": 21000, "vary": "sport"}]
+    assert groups == [{"name": "guest", "flows": 8, "rate": 500.0, "destination_port": 10240, "source_port": 20100, "vary": "sport"}]
+    assert [g["source_port"] for g in _operations.probe_groups(raw)] == [20000, 20100]
     move = {"instance": "web4b51a", "chain": "web", "step": "mon", "kind": "kernel", "from": "mh1", "to": "mh2", "method": "live",
             "how": "make_before_break"}
     plan_ = {"waves": [{"name": "drain mh1", "moves": [move], "hosts": {}}]}
