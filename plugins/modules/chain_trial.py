@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: chain_trial
 short_description: The trials that run on a switch's chains - a record kept on the switch itself
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Reads, records or ends the trial of a chain step on the Flowstream switch it runs for. A trial
     runs candidate instances of another processing module beside the step's own and gives them a

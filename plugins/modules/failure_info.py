@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: failure_info
 short_description: Which module hosts have failed - BFD on their trunks and SSH, with hysteresis
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Looks at every module host of O(hosts) through two independent witnesses, from the switch's
     side (run it where the switch's OVSDB is - the controller, in the lab) - the data plane (the

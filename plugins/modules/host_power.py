@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: host_power
 short_description: Switch a module host on or off through its management controller (IPMI, Redfish) or Wake-on-LAN
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - The power drivers of the platform description (C(power.driver)) that speak to hardware -
     what C(playbooks/power-down.yml) and C(power-up.yml) run, on the controller, for hosts whose

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: host_trunk
 short_description: A module host's trunk to the switch - BFD on either end, and the fence of a failed host
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Manages one end of the trunk between a Flowstream module host and the switch, on the Open
     vSwitch it runs against - the switch's trunk port (run it where the switch's OVSDB is) or

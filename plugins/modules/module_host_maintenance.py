@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: module_host_maintenance
 short_description: Cordon, drain or uncordon a module host - a mark kept on the host itself
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Sets the maintenance mark of the Flowstream module host it runs on (over SSH, like any
     module), modelled on C(kubernetes.core.k8s_drain). The mark lives on the platform, in the
