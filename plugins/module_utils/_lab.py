@@ -58,6 +58,7 @@ PRIVATE_FILES = (
     ("etc/hostname", "/etc/hostname"),
 )
 SERVICES = ("ovs", "libvirt", "sshd")
+BOX_BRIDGE = "box0"     # the bridge inside a black box's namespace that joins its two sides
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
 CREATED_PATHS_FILE = "created-paths"
 
@@ -203,6 +204,7 @@ class LabHost(ActionLog):
         self.private = bool(self.services)
         self.mgmt = params.get("management") or None
         self.uplink = params.get("uplink") or None
+        self.box = params.get("box") or None
         self.root_ip = IPRoute(run=run)
         self.ns_ip = IPRoute(netns=self.netns, run=run)
         self.switch_db = OVSDB(run=run)
@@ -258,12 +260,26 @@ class LabHost(ActionLog):
         if self.uplink:
             state["uplink"] = self._observe_link(self.uplink)
             state["uplink"]["switch_port_on"] = self.switch_db.port_bridge(self.uplink["port"])
+        if self.box:
+            state["box"] = {link["interface"]: dict(self._observe_link(link), switch_port_on=self.switch_db.port_bridge(link["port"]))
+                            for link in self.box_links()}
+            bridge = self.ns_ip.link(BOX_BRIDGE) if self.netns_exists() else None
+            state["box"]["bridge"] = BOX_BRIDGE if bridge else None
         if self.private:
             state["mount_namespace"] = self.mount_ns_alive()
             state["daemons"] = {}
             for service in self._daemons():
                 state["daemons"][service] = "running" if self.daemon_pid(service) else "stopped"
         return state
+
+    def box_links(self):
+        """The black box's two links ({port, interface, external_ids}), left then right: the switch
+        ports the description names, and interfaces of the same side's name in the namespace."""
+        if not self.box:
+            return []
+        return [{"port": self.box[side], "interface": side,
+                 "external_ids": dict(self.box.get("external_ids") or {}, **{"flowstream-box-side": side})}
+                for side in ("left", "right")]
 
     def _observe_link(self, spec):
         root = self.root_ip.link(spec["port"])
@@ -293,6 +309,8 @@ class LabHost(ActionLog):
             self._ensure_link(self.mgmt, attach=("linux", self.mgmt["bridge"]))
         if self.uplink:
             self._ensure_link(self.uplink, attach=("ovs", self.uplink["switch_bridge"]))
+        if self.box:
+            self._ensure_box()
         self._ensure_lo()
         if not self.private:
             return self._result()
@@ -303,7 +321,26 @@ class LabHost(ActionLog):
             self._ensure_host_bridge()
         return self._result()
 
+    def _ensure_box(self):
+        """Both sides of the black box, joined by a Linux bridge inside: what comes in on one side
+        goes out of the other (STP off, so it forwards at once)."""
+        for link in self.box_links():
+            self._ensure_link(link, attach=("ovs", self.box["switch_bridge"]))
+        bridge = self.ns_ip.link(BOX_BRIDGE) if self.netns_exists() else None
+        if bridge is None:
+            self.act("created bridge %s in %s" % (BOX_BRIDGE, self.netns), self.ns_ip.add_bridge, BOX_BRIDGE)
+        for link in self.box_links():
+            inner = self.ns_ip.link(link["interface"]) if self.netns_exists() else None
+            if bridge is None or (inner or {}).get("master") != BOX_BRIDGE:
+                self.act("joined %s to %s in %s" % (link["interface"], BOX_BRIDGE, self.netns),
+                         self.ns_ip.set_master, link["interface"], BOX_BRIDGE)
+        if bridge is None or not link_is_up(bridge):
+            self.act("set %s up in %s" % (BOX_BRIDGE, self.netns), self.ns_ip.set_up, BOX_BRIDGE)
+
     def _validate(self):
+        if self.box and (self.uplink or self.services):
+            raise LabError("host %s: box: a black box has its two switch ports and nothing else (no uplink, no services)"
+                           % self.name)
         for service in self.services:
             if service not in SERVICES:
                 raise LabError("host %s: services: unknown service '%s' (known: %s)"
@@ -313,9 +350,10 @@ class LabHost(ActionLog):
         if "libvirt" in self.services and not self.mgmt:
             raise LabError("host %s: services: libvirt listens on the management address; "
                            "management is missing" % self.name)
-        for spec, label in ((self.mgmt, "management"), (self.uplink, "uplink")):
+        links = [(self.mgmt, "management.port"), (self.uplink, "uplink.port")] + [(b, "box." + b["interface"]) for b in self.box_links()]
+        for spec, label in links:
             if spec and len(spec["port"]) > 15:
-                raise LabError("host %s: %s.port '%s' is longer than 15 characters (a Linux "
+                raise LabError("host %s: %s '%s' is longer than 15 characters (a Linux "
                                "interface name limit)" % (self.name, label, spec["port"]))
 
     def _ensure_dirs(self):
@@ -698,7 +736,7 @@ class LabHost(ActionLog):
             self.act("ended %d processes of %s (%s)" % (
                 len(pids), self.name, ", ".join(sorted({process_comm(p) or "?" for p in pids}))),
                 self._end_all, pids)
-        for spec in (self.uplink, self.mgmt):
+        for spec in [self.uplink, self.mgmt] + self.box_links():
             if spec and self.root_ip.link(spec["port"]) is not None and link_is_up(self.root_ip.link(spec["port"])):
                 self.act("set %s down" % spec["port"], self.root_ip.set_down, spec["port"])
         return self._result()
@@ -715,10 +753,10 @@ class LabHost(ActionLog):
         if any(p in mountpoints() for p in (self.mnt_file, self.uts_file)) or \
                 any(os.path.exists(p) for p in (self.mnt_file, self.uts_file)):
             self.act("unmounted the mount and UTS namespaces of %s" % self.name, self._unmount_ns_files)
-        for spec in (self.mgmt, self.uplink):
+        for spec in [self.mgmt, self.uplink] + self.box_links():
             if not spec:
                 continue
-            if spec is self.uplink and self.switch_db.port_bridge(spec["port"]):
+            if spec is not self.mgmt and self.switch_db.port_bridge(spec["port"]):
                 self.act("removed port %s from the switch" % spec["port"], self.switch_db.del_port, spec["port"])
             if self.root_ip.link(spec["port"]) is not None:
                 self.act("deleted link %s" % spec["port"], self.root_ip.delete_link, spec["port"])

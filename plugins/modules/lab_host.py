@@ -124,6 +124,30 @@ options:
             veth and the userspace datapath hangs otherwise).
         type: bool
         default: false
+  box:
+    description:
+      - Stand in a black box (a described C(blackboxes) entry) - two veths from the switch into
+        the namespace, named O(box.left) and O(box.right) on the switch and C(left) and C(right)
+        inside, joined by a Linux bridge (C(box0)), so what enters one side leaves by the other,
+        as an inline appliance does. Excludes O(uplink) and O(services).
+    type: dict
+    suboptions:
+      switch_bridge:
+        description: The switch's OVS bridge (system Open vSwitch, root namespace).
+        type: str
+        required: true
+      left:
+        description: The switch port of the box's left side (the description's C(ports.left)).
+        type: str
+        required: true
+      right:
+        description: The switch port of the box's right side (the description's C(ports.right)).
+        type: str
+        required: true
+      external_ids:
+        description: C(external_ids) to set on both switch ports' interface records (each also gets C(flowstream-box-side)).
+        type: dict
+        default: {}
   services:
     description:
       - Services to run inside the host. Any service implies the private mount and UTS
@@ -176,6 +200,13 @@ EXAMPLES = r"""
     namespace: fsl-src
     state_dir: /var/lib/flowstream-lab
     uplink: {switch_bridge: fsl-sw, port: fsl-up-src, interface: eth0, address: 198.18.1.1/24}
+
+- name: A black box stood in between switch ports fsl-bb1-l and fsl-bb1-r
+  flowstream.platform.lab_host:
+    name: bb1
+    namespace: fsl-bb1
+    state_dir: /var/lib/flowstream-lab
+    box: {switch_bridge: fsl-sw, left: fsl-bb1-l, right: fsl-bb1-r}
 
 - name: Remove mh1 entirely
   flowstream.platform.lab_host:
@@ -240,6 +271,12 @@ def main():
                 address=dict(type="str"),
                 external_ids=dict(type="dict", default={}),
                 checksum_offload=dict(type="bool", default=False),
+            )),
+            box=dict(type="dict", options=dict(
+                switch_bridge=dict(type="str", required=True),
+                left=dict(type="str", required=True),
+                right=dict(type="str", required=True),
+                external_ids=dict(type="dict", default={}),
             )),
             services=dict(type="list", elements="str", choices=["ovs", "libvirt", "sshd"], default=[]),
             host_bridge=dict(type="str"),

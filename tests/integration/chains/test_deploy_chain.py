@@ -119,6 +119,40 @@ def test_one_probe_proves_every_chain_and_a_broken_chain_fails_alone_named(deplo
     assert repaired.changed("sw1") > 0 and cookie in "".join(switch_flows())
 
 
+def _port_counts(port):
+    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "dump-ports", "fsl-sw", port], capture_output=True, text=True,
+                         check=True).stdout
+    rx = int(out.split("rx pkts=")[1].split(",")[0])
+    tx = int(out.split("tx pkts=")[1].split(",")[0])
+    return rx, tx
+
+
+def test_the_guest_chain_crosses_the_black_box_lab_up_stands_in(deployed):
+    """lab-up stands the described black box bb1 in (a namespace bridging its two switch ports);
+    the guest chain's probe traffic leaves the switch on the box's left port and comes back on its
+    right; with the box's bridge down (an appliance that stops forwarding, its links still up)
+    guest fails alone, named, and the others pass; up again, it passes."""
+    left, right = _port_counts("fsl-bb1-l"), _port_counts("fsl-bb1-r")
+    run = ok(playbook("playbooks/verify_chains.yml", *RATE_CAP))
+    guest = run.task_results("Probe through web, inspect, guest")["localhost"]["probe"]["groups"]["guest"]["totals"]
+    assert guest["sent"] > 0 and guest["lost"] == 0, guest
+    assert _port_counts("fsl-bb1-l")[1] - left[1] >= guest["sent"], "the box's left side got less than guest sent"
+    assert _port_counts("fsl-bb1-r")[0] - right[0] >= guest["sent"], "the box's right side gave back less than guest sent"
+    subprocess.run(["ip", "netns", "exec", "fsl-bb1", "ip", "link", "set", "box0", "down"], check=True)
+    try:
+        broken = playbook("playbooks/verify_chains.yml", *RATE_CAP, "-e", "flowstream_verify_warmup_tries=2")
+        assert broken.rc != 0, broken.explain()
+        verdicts = broken.task_results("Verdicts, chain by chain")["localhost"]
+        by = {c["chain"]: c for c in verdicts["ansible_facts"]["flowstream_verdicts"]["chains"]}
+        assert not by["guest"]["ok"] and by["web"]["ok"] and by["inspect"]["ok"], by
+        assert broken.task_results("Every chain proven")["localhost"]["msg"].startswith("chain guest"), broken.explain()
+    finally:
+        subprocess.run(["ip", "netns", "exec", "fsl-bb1", "ip", "link", "set", "box0", "up"], check=True)
+    again = ok(playbook("playbooks/lab-up.yml"))
+    assert again.changed() == 0, again.explain()
+    ok(playbook("playbooks/verify_chains.yml", *RATE_CAP))
+
+
 def test_consecutive_steps_on_one_host_meet_on_its_bridge(deployed):
     """Host-local chaining on the real lab: where the plan put consecutive steps of a chain on one
     host, that host's bridge holds the chain's flows (its cookie), the probe's traffic (the

@@ -121,7 +121,9 @@ def test_lab_groups_and_hosts():
     # A spare is a module host on standby: `ansible flowstream_module_hosts -m ping` reaches it.
     assert members(inventory, 'flowstream_module_hosts') == ['mh1', 'mh2', 'mh3', 'spare1']
     assert members(inventory, 'flowstream_spares') == ['spare1']
-    assert members(inventory, 'flowstream_blackboxes') == []
+    # the lab's stand-in appliance (lab-up makes it; the guest chain goes through it)
+    assert members(inventory, 'flowstream_blackboxes') == ['bb1']
+    assert inventory.get_host('bb1').vars['flowstream_ports'] == {'left': 'fsl-bb1-l', 'right': 'fsl-bb1-r'}
     assert [h.name for h in inventory.get_hosts('flowstream_module_hosts:!flowstream_spares')] \
         == ['mh1', 'mh2', 'mh3']
 
@@ -684,7 +686,8 @@ def test_compose_groups_and_keyed_groups(tmp_path):
                             {'key': 'flowstream_role', 'prefix': 'role'}]
     path = write(tmp_path, data)
     inventory = manager(path)
-    assert members(inventory, 'on_sw1') == ['mh1', 'mh2', 'mh3', 'spare1']
+    assert members(inventory, 'on_sw1') == ['bb1', 'mh1', 'mh2', 'mh3', 'spare1']
+    assert members(inventory, 'role_blackbox') == ['bb1']
     assert members(inventory, 'role_switch') == ['sw1']
     assert members(inventory, 'role_spare') == ['spare1']
     assert members(inventory, 'vm_hosts') == ['mh1', 'mh2', 'mh3', 'spare1']

@@ -174,6 +174,19 @@ def test_lab_host_rejects_long_interface_names(tmp_path):
         bad._validate()
 
 
+def test_a_black_box_has_its_two_sides_and_nothing_else(tmp_path):
+    box = {"switch_bridge": "fsl-sw", "left": "fsl-bb1-l", "right": "fsl-bb1-r", "external_ids": {"flowstream-role": "blackbox"}}
+    alone = host(tmp_path, name="bb1", namespace="fsl-bb1", management=None, uplink=None, services=[], box=box)
+    alone._validate()
+    assert [(l["port"], l["interface"], l["external_ids"]["flowstream-box-side"]) for l in alone.box_links()] == [
+        ("fsl-bb1-l", "left", "left"), ("fsl-bb1-r", "right", "right")]
+    assert all(l["external_ids"]["flowstream-role"] == "blackbox" for l in alone.box_links())
+    with pytest.raises(LabError, match="a black box has its two switch ports and nothing else"):
+        host(tmp_path, box=box)._validate()
+    with pytest.raises(LabError, match="box.right 'fsl-a-very-long-port' is longer than 15"):
+        host(tmp_path, management=None, uplink=None, services=[], box=dict(box, right="fsl-a-very-long-port"))._validate()
+
+
 def test_lab_host_config_files(tmp_path):
     h = host(tmp_path)
     h._ensure_dirs = lambda: None
