@@ -33,6 +33,8 @@ EXT = "flowstream-"
 STATE_DIR = "/var/lib/flowstream"
 RUN_DIR = "/run/flowstream"
 LOG_DIR = "/var/log/flowstream"
+# set in every instance namespace: "default" for the legs made after it, "all" for any there already
+QUIET_IPV6 = ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6")
 
 
 def netns_name(instance):
@@ -205,6 +207,12 @@ class NamespaceLegs:
     def exists(self):
         return self.netns in self.ip.netns_list()
 
+    def _speaks_ipv6(self):
+        """Whether the kernel would speak IPv6 on the namespace's links (not, too, where the
+        namespace is not there yet in check mode, or the kernel has no IPv6 at all)."""
+        out = self._run(["ip", "netns", "exec", self.netns, "sysctl", "-n"] + list(QUIET_IPV6), check=False)
+        return out.rc == 0 and any(v.strip() != "1" for v in out.stdout.splitlines())
+
     def ensure(self, spec, up=True):
         """Namespace, veth legs, their host-bridge ports with tags and external_ids; legs up
         (forwarding) or down (stopped). Returns True when the legs were (re)created."""
@@ -212,6 +220,12 @@ class NamespaceLegs:
         if not self.exists():
             self.log.act("created instance namespace %s" % self.netns, self.ip.netns_add, self.netns)
             fresh = True
+        if self._speaks_ipv6():
+            # the kernel's own IPv6 (router solicitations, MLD reports, DAD) would leave the legs
+            # beside the module's frames and spoil every count of what the module sent; the module
+            # forwards IPv6 frames untouched, it needs no address of its own
+            self.log.act("turned the kernel's IPv6 off in %s" % self.netns, self._run,
+                         ["ip", "netns", "exec", self.netns, "sysctl", "-q", "-w"] + ["%s=1" % k for k in QUIET_IPV6])
         made = False
         for leg in LEGS:
             port = port_name(self.id, leg)
@@ -226,6 +240,9 @@ class NamespaceLegs:
                              port, leg, self.netns, stable_mac("fs", self.id, leg, "host"), stable_mac("fs", self.id, leg))
                 # TCP across veth and the userspace datapath needs tx checksum offload off (LAB.md)
                 self.log.act("turned tx checksum offload off on %s" % port, self._run, ["ethtool", "-K", port, "tx", "off"])
+                # the bridge's end of the leg too: no kernel IPv6 of the host's into the module
+                self.log.act("turned the kernel's IPv6 off on %s" % port, self._run,
+                             ["sysctl", "-q", "-w", "net.ipv6.conf.%s.disable_ipv6=1" % port], check=False)
                 self.log.act("turned tx checksum offload off on %s in %s" % (leg, self.netns), self._run,
                              ["ip", "netns", "exec", self.netns, "ethtool", "-K", leg, "tx", "off"])
                 made = True
