@@ -128,6 +128,11 @@ def test_a_chain_of_click_steps_carries_10kpps_with_nothing_lost_and_counters_mo
     ckf, ckc = report("ckf")["click"], report("ckc")["click"]
     assert ckf["elements"]["denied_fwd"]["count"] - after["ckf"]["elements"]["denied_fwd"]["count"] == 200, ckf
     assert ckc["elements"]["hits_fwd"]["count"] - after["ckc"]["elements"]["hits_fwd"]["count"] == 200, ckc
+    # the kernel sends nothing of its own out of the legs (IPv6 off in the instance's namespace):
+    # what leaves a leg is what Click sent, which the next test counts frame by frame
+    for instance, (host, *_rest) in STEPS.items():
+        assert LAB.run(host, "ip", "netns", "exec", "fs-" + instance, "sysctl", "-n", "net.ipv6.conf.left.disable_ipv6",
+                       "net.ipv6.conf.right.disable_ipv6").split() == ["1", "1"], instance
     # a second run of every step changes nothing
     for instance in STEPS:
         assert ok(ensure(instance))["changed"] is False
