@@ -12,9 +12,9 @@ internal ports ``fsbs-p1``/``fsbs-p2``, deleted at the end, also on error). ``--
 UDP 5-tuples (addresses in 198.18.0.0/15, random source and destination ports, fixed seed; no
 flow is the reverse of another) are traced through one flow that computes, in one pass:
 
-- ``multipath(symmetric_l3l4+udp,0,modulo_n,64,0,NXM_NX_REG0[0..5])``: the slot, exactly the
-  classify action the chain compiler emits (64 slots, basis 0); also the same over 256 slots
-  (``_flow_hash``'s DEFAULT_SLOTS) for comparison;
+- ``multipath(symmetric_l3l4+udp,0,modulo_n,256,0,NXM_NX_REG0[0..7])``: the slot, exactly the
+  classify action the chain compiler emits (``_compiler.SLOTS``, 256 since 0.2.0; basis 0); also
+  the same over 64 slots (the compiler's before 0.2.0) for comparison;
 - ``multipath(symmetric_l3l4+udp,0,hrw,N,...)`` and ``multipath(...,modulo_n,N,...)`` for
   N = 2, 3, 4, 8: OVS hashing straight onto the members (hrw; modulo_n is the naive way);
 - ``group:N``: select groups (OpenFlow 1.5, ``selection_method=hash,
@@ -60,13 +60,14 @@ if TOP.parent.parent.name == "ansible_collections":
 else:
     sys.path.insert(0, str(TOP / "collections"))  # scripts/setup.sh links the checkout there
 
+from ansible_collections.flowstream.platform.plugins.module_utils import _compiler  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.flowstream.platform.plugins.module_utils._flow_hash import (  # noqa: E402  pylint: disable=wrong-import-position
     slot_owners, trial_owners, trial_slots)
 
 BRIDGE = "fsbs-br"
 PORTS = ("fsbs-p1", "fsbs-p2")  # ofport 1: every hash; ofport 2: the slot only (flows outside --sample)
-SLOTS = 64                      # _compiler.SLOTS
-WIDE = 256                      # _flow_hash.DEFAULT_SLOTS, for comparison
+SLOTS = _compiler.SLOTS          # 256 since 0.2.0
+OTHER = 64                       # the compiler's slots before 0.2.0, for comparison
 FIELDS = "symmetric_l3l4+udp"   # _flow_hash's default, what the compiler emits
 GROUP_FIELDS = "fields(ip_src,ip_dst,udp_src,udp_dst)"
 SIZES = (2, 3, 4, 8)
@@ -78,8 +79,8 @@ MEMBERS = ["web1%s" % c for c in "abcdefgh"]   # the step's instance ids, as the
 CANDIDATE = "web3a"                            # a trial's candidate (a step of its own: mon~trial)
 INCUMBENTS = 2
 
-# registers: reg0 slot (64), reg1 slot (256), reg2..5 hrw N, reg6..9 modulo_n N
-REG_SLOT, REG_WIDE = 0, 1
+# registers: reg0 slot (SLOTS), reg1 slot (OTHER), reg2..5 hrw N, reg6..9 modulo_n N
+REG_SLOT, REG_OTHER = 0, 1
 REG_HRW = {n: 2 + i for i, n in enumerate(SIZES)}
 REG_MOD = {n: 6 + i for i, n in enumerate(SIZES)}
 
@@ -110,8 +111,8 @@ def make_bridge():
     ofctl("add-group", BRIDGE, "group_id=%d,type=select,selection_method=hash,%s,%s" % (MIDDLE_GROUP, GROUP_FIELDS, buckets))
     ofctl("remove-buckets", BRIDGE, "group_id=%d,command_bucket_id=1" % MIDDLE_GROUP)
     slot = "multipath(%s,0,modulo_n,%d,0,NXM_NX_REG%d[0..%d])" % (FIELDS, SLOTS, REG_SLOT, (SLOTS - 1).bit_length() - 1)
-    wide = "multipath(%s,0,modulo_n,%d,0,NXM_NX_REG%d[0..%d])" % (FIELDS, WIDE, REG_WIDE, (WIDE - 1).bit_length() - 1)
-    acts = [slot, wide]
+    other = "multipath(%s,0,modulo_n,%d,0,NXM_NX_REG%d[0..%d])" % (FIELDS, OTHER, REG_OTHER, (OTHER - 1).bit_length() - 1)
+    acts = [slot, other]
     for n in SIZES:
         acts.append("multipath(%s,0,hrw,%d,0,NXM_NX_REG%d[0..3])" % (FIELDS, n, REG_HRW[n]))
         acts.append("multipath(%s,0,modulo_n,%d,0,NXM_NX_REG%d[0..3])" % (FIELDS, n, REG_MOD[n]))
@@ -239,7 +240,7 @@ def largest_share(assigned, n):
     return max(counts.values()) / float(len(assigned)) * n
 
 
-def share_rows(slots, wide, seeds):
+def share_rows(slots, other, seeds):
     rows = []
     total = len(slots)
     incumbents = MEMBERS[:INCUMBENTS]
@@ -249,8 +250,8 @@ def share_rows(slots, wide, seeds):
         plain = slot_owners(incumbents, SLOTS, SEED)
         got = sum(1 for s in slots if owners[s] == CANDIDATE)
         others = sum(1 for s in slots if owners[s] != CANDIDATE and owners[s] != plain[s])   # flows moved between incumbents
-        wide_taken = set(trial_slots(p, WIDE, SEED))
-        wide_got = sum(1 for s in wide if s in wide_taken)
+        other_taken = set(trial_slots(p, OTHER, SEED))
+        other_got = sum(1 for s in other if s in other_taken)
         errs = []
         for k in range(seeds):
             chosen = set(trial_slots(p, SLOTS, "chain%d/mon" % k))
@@ -258,7 +259,7 @@ def share_rows(slots, wide, seeds):
         rows.append({
             "percent": p, "slots": len(taken), "slot_share": 100.0 * len(taken) / SLOTS, "flows": got, "of": total,
             "measured": 100.0 * got / total, "moved_between_incumbents": others,
-            "wide_slots": len(wide_taken), "wide_measured": 100.0 * wide_got / total,
+            "other_slots": len(other_taken), "other_measured": 100.0 * other_got / total,
             "seeds": seeds, "seeds_mean_abs_err": sum(errs) / len(errs), "seeds_worst_abs_err": max(errs),
         })
     return rows
@@ -317,18 +318,18 @@ def report(res):
     out.append("")
     out.append("| asked %% | slots taken | slots' share %% | flows to the candidate | measured %% | error vs asked, pp "
                "| hash's part (measured - slots' share), pp | other flows moved | %d slots: taken, measured %%, error pp "
-               "| %d other seeds, %d slots: mean / worst abs error, pp |" % (WIDE, res["seeds"], SLOTS))
+               "| %d other seeds, %d slots: mean / worst abs error, pp |" % (OTHER, res["seeds"], SLOTS))
     out.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in res["shares"]:
         out.append("| %d | %d/%d | %.4g | %d/%d | %.2f | %+.2f | %+.2f | %d | %d/%d, %.2f, %+.2f | %.2f / %.2f |" % (
             r["percent"], r["slots"], SLOTS, r["slot_share"], r["flows"], r["of"], r["measured"], r["measured"] - r["percent"],
-            r["measured"] - r["slot_share"], r["moved_between_incumbents"], r["wide_slots"], WIDE, r["wide_measured"],
-            r["wide_measured"] - r["percent"], r["seeds_mean_abs_err"], r["seeds_worst_abs_err"]))
+            r["measured"] - r["slot_share"], r["moved_between_incumbents"], r["other_slots"], OTHER, r["other_measured"],
+            r["other_measured"] - r["percent"], r["seeds_mean_abs_err"], r["seeds_worst_abs_err"]))
     out.append("")
     out.append("2. Scaling a step N -> M: fraction of flows that change instance (ratio to the ideal |M-N|/max(N,M))")
     out.append("")
-    out.append("| change | ideal | ours (64 slots, HRW owners) | ours' slots moved | ours, %d other seeds: mean / worst | OVS multipath hrw "
-               "| OVS multipath modulo_n (naive) | OVS select group (hash) |" % res["seeds"])
+    out.append("| change | ideal | ours (%d slots, HRW owners) | ours' slots moved | ours, %d other seeds: mean / worst | OVS multipath hrw "
+               "| OVS multipath modulo_n (naive) | OVS select group (hash) |" % (SLOTS, res["seeds"]))
     out.append("|---|---|---|---|---|---|---|---|")
     for r in res["changes"]:
         out.append("| %s | %.3f | %.3f (%s) | %d/%d | %.3f / %.3f | %.3f (%s) | %.3f (%s) | %.3f (%s) |" % (
@@ -372,13 +373,13 @@ def run(args):
         if parse(text) != traces[i]:
             raise RuntimeError("ovs-appctl and the unixctl socket disagree on flow %d" % i)
     slots = [t["reg"].get(REG_SLOT, 0) for t in traces]
-    wide = [t["reg"].get(REG_WIDE, 0) for t in traces]
+    other = [t["reg"].get(REG_OTHER, 0) for t in traces]
     rslots = [t["reg"].get(REG_SLOT, 0) for t in rtraces]
     per = traces[:sample]
     return {
         "flows": len(flows), "sample": sample, "seeds": args.seeds, "traces": len(traces) + len(rtraces), "trace_seconds": seconds,
         "slot_counts": [slots.count(s) for s in range(SLOTS)],
-        "shares": share_rows(slots, wide, args.seeds),
+        "shares": share_rows(slots, other, args.seeds),
         "changes": change_rows(per, slots[:sample], args.seeds),
         "balance": balance_rows(per, slots[:sample], rtraces, rslots, args.seeds),
     }

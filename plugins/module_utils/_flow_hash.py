@@ -30,6 +30,7 @@ Pure functions, no I/O: the chain compiler calls them and hands the flows to ope
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 DEFAULT_SLOTS = 256
@@ -57,10 +58,14 @@ def slot_owners(members, slots=DEFAULT_SLOTS, seed=""):
         raise ValueError("members must be distinct; repeated: %s" % ", ".join(dupes))
     if not 1 <= int(slots) <= MAX_SLOTS:
         raise ValueError("slots must be between 1 and %d, not %r" % (MAX_SLOTS, slots))
-    owners = []
-    for slot in range(int(slots)):
-        owners.append(max(names, key=lambda n: (hrw_score(slot, n, seed), n)))
-    return owners
+    return list(_hrw_owners(tuple(sorted(names)), int(slots), seed))
+
+
+@functools.lru_cache(maxsize=4096)
+def _hrw_owners(names, slots, seed):
+    # a step's owners are asked for once per arrival (both directions, the switch and each host
+    # bridge) and per plan: computed once
+    return tuple(max(names, key=lambda n: (hrw_score(slot, n, seed), n)) for slot in range(slots))
 
 
 TRIAL_MEMBER = "\x00trial"
