@@ -10,10 +10,12 @@ fails here, before any host or switch is touched. Pure: no I/O.
 from __future__ import annotations
 
 import hashlib
+import json
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _planner
 from ansible_collections.flowstream.platform.plugins.module_utils._chains import TRIAL_SUFFIX, ChainError, match_text, validate
-from ansible_collections.flowstream.platform.plugins.module_utils._compiler import check_overlaps, compile_chain
+from ansible_collections.flowstream.platform.plugins.module_utils._compiler import SLOTS, check_overlaps, compile_chain
+from ansible_collections.flowstream.platform.plugins.module_utils._flow_hash import moved_slots, slot_owners
 
 CHAINS_COOKIE = 0xF5C0000000000000
 CHAINS_MASK = 0xFFFF000000000000
@@ -69,28 +71,74 @@ def _cookie(value):
     return "0x%016x" % value
 
 
+MODULE_KEYS = ("type", "kind", "params", "vm")   # what a step runs; what a promotion replaces
+_ENDS = {"trial": "playbooks/trial.yml -e chain=%(chain)s -e step=%(step)s -e action=rollback",
+         "promotion": "playbooks/trial.yml -e chain=%(chain)s -e step=%(step)s -e action=forget",
+         "scale": "playbooks/scale-step.yml -e chain=%(chain)s -e step=%(step)s -e instances=<the description's>"}
+
+
+def module_of(step):
+    """The processing module a step of the description runs: its type, kind, params and vm, as written."""
+    return {k: step[k] for k in MODULE_KEYS if k in step}
+
+
 def with_trials(chains, switches, trials=None):
-    """The chains with the trials recorded on their switches (``switches[s]["trials"]``,
-    chain_trial) on their steps, then ``trials`` - [{chain, step, trial}] of this request
-    (trial.yml: a trial to start, or ``trial: null`` to end one) - over them. A step whose
-    description declares a trial of its own keeps it; a recorded trial that names no step of the
-    chains any more is left out, with a warning. Returns (chains, warnings); the input is not
-    changed."""
+    """The chains with the trials, promotions and scalings recorded on their switches
+    (``switches[s]["trials"]``, chain_trial) on their steps, then ``trials`` - [{chain, step,
+    trial, promotion, scale}] of this request (trial.yml: a trial to start, ``trial: null`` to
+    end one; a ``promotion`` to record, ``promotion: null`` to forget one; scale-step.yml: a
+    ``scale``; a key left out leaves that record as it is) - over them.
+
+    A promotion ({module, from}) gives the step ``module``, a scaling ({instances, from}) gives it
+    ``instances``, for as long as the description still gives the step ``from``; once it says
+    something else, the description wins (with a warning: the record can go). A step whose
+    description declares a trial of its own keeps it; a record that names no step of the chains
+    any more is left out, with a warning. Returns (chains, warnings); the input is not changed."""
     chains = [dict(c, steps=[dict(s) if isinstance(s, dict) else s for s in c.get("steps") or []]) if isinstance(c, dict) else c
               for c in chains or []]
     by_name = {c.get("name"): c for c in chains if isinstance(c, dict)}
-    wanted, warnings = {}, []
+    wanted = {"trial": {}, "promotion": {}, "scale": {}}
+    warnings = []
     for switch, spec in sorted((switches or {}).items()):
-        for name, rec in sorted((spec.get("trials") or {}).items()):
-            wanted[(rec.get("chain"), rec.get("step"))] = (rec.get("trial"), "recorded on %s since %s" % (switch, rec.get("since")))
+        for rec in (spec.get("trials") or {}).values():
+            for what in wanted:
+                if rec.get(what) is not None:
+                    since = rec.get("since" if what == "trial" else what + "_since")
+                    wanted[what][(rec.get("chain"), rec.get("step"))] = (rec[what], "recorded on %s since %s" % (switch, since))
     for req in trials or []:
-        wanted[(req.get("chain"), req.get("step"))] = (req.get("trial"), "this request")
-    for (chain, step), (trial, where) in sorted(wanted.items()):
+        for what in wanted:
+            if what in req:
+                wanted[what][(req.get("chain"), req.get("step"))] = (req[what], "this request")
+
+    def step_of(chain, step, what, where):
         found = by_name.get(chain)
         target = next((s for s in (found or {}).get("steps") or [] if isinstance(s, dict) and s.get("name") == step), None)
         if target is None:
-            warnings.append("the trial of %s/%s (%s) names no step of the chains: playbooks/trial.yml -e chain=%s -e step=%s "
-                            "-e action=rollback ends it" % (chain, step, where, chain, step))
+            warnings.append("the %s of %s/%s (%s) names no step of the chains: %s ends it"
+                            % (what, chain, step, where, _ENDS[what] % {"chain": chain, "step": step}))
+        return target
+
+    for what in ("promotion", "scale"):
+        for (chain, step), (record, where) in sorted(wanted[what].items()):
+            target = step_of(chain, step, what, where) if record is not None else None
+            if target is None:
+                continue
+            now, was, then = ((module_of(target), record.get("from"), record.get("module") or {}) if what == "promotion" else
+                              ({"instances": target.get("instances", 1)}, {"instances": record.get("from")},
+                               {"instances": record.get("instances")}))
+            if now != was:
+                warnings.append("%s/%s: the description gives the step %s, not %s as when it was %s %s (%s): the description "
+                                "wins; %s removes the record"
+                                % (chain, step, json.dumps(now, sort_keys=True), json.dumps(was, sort_keys=True),
+                                   "promoted to" if what == "promotion" else "scaled to", json.dumps(then, sort_keys=True), where,
+                                   _ENDS[what] % {"chain": chain, "step": step}))
+                continue
+            for key in was:
+                target.pop(key, None)
+            target.update(then)
+    for (chain, step), (trial, where) in sorted(wanted["trial"].items()):
+        target = step_of(chain, step, "trial", where)
+        if target is None:
             continue
         if "trial" in target and where != "this request":
             continue  # the description's own trial
@@ -174,7 +222,34 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
             "policy": plan.get("policy", {}), "warnings": plan.get("warnings", []) + trial_warnings,
             "trials": {"%s/%s" % (c["name"], s["name"]): dict(s["trial"]) for c in valid if c["state"] == "present"
                        for s in c["steps"] if s.get("trial")},
-            "consolidation": plan.get("consolidation")}
+            "consolidation": plan.get("consolidation"), "rebalanced": rebalanced(old, new, valid)}
+
+
+def rebalanced(old, new, valid):
+    """{"<chain>/<step>": what changing the step's instances does to its flows} for every
+    present, parallel-capable step whose set of instances the plan changes (scaling N -> M): the
+    instances before and after, and the share of the step's hash slots - so of its flows - that
+    change instance against the ideal |M-N|/max(N,M) (every other flow keeps its instance; the
+    candidates of a trial are a step of their own and not counted)."""
+    out = {}
+    for chain in valid:
+        if chain["state"] != "present":
+            continue
+        for step in chain["steps"]:
+            if step["kind"] == "blackbox" or step.get("trial_of"):
+                continue
+            names = (step["name"], str(step["index"]))
+            before = sorted(i for i, where in old.items()
+                            if any(w["chain"] == chain["name"] and w["step"] in names for w in where.values()))
+            after = sorted(i for i, e in new.items() if e["chain"] == chain["name"] and e["step"] == step["name"])
+            if not before or not after or before == after:
+                continue
+            seed = "%s/%s" % (chain["name"], step["name"])
+            moved = len(moved_slots(slot_owners(before, SLOTS, seed), slot_owners(after, SLOTS, seed)))
+            out[seed] = {"before": before, "after": after, "slots_moved": moved, "slots": SLOTS,
+                         "share_moved": round(moved / float(SLOTS), 4),
+                         "ideal": round(abs(len(after) - len(before)) / float(max(len(after), len(before))), 4)}
+    return out
 
 
 def _check_only_moves(new, removed, moves):

@@ -153,9 +153,11 @@ options:
     description:
       - Trials of this request over those recorded on the switches (M(flowstream.platform.chain_trial),
         read by C(playbooks/gather_hosts.yml) into C(flowstream_trials), which every plan applies to
-        the chains) - each C({chain, step, trial}), C(trial) a step's C(trial) (C(type), C(kind),
-        C(params), C(instances), C(percent)) or null to end the step's trial. C(playbooks/trial.yml)
-        plans with it before it records the trial.
+        the chains) - each C({chain, step, trial, promotion}), C(trial) a step's C(trial) (C(type),
+        C(kind), C(params), C(instances), C(percent)) or null to end the step's trial, C(promotion)
+        a promotion (C(module), C(from); see M(flowstream.platform.chain_trial)) or null to forget
+        one; a key left out leaves that record as it is. C(playbooks/trial.yml) plans with it
+        before it records the change.
     type: list
     elements: dict
 notes:

@@ -24,7 +24,7 @@ UNANSWERED = "tests/integration/ecosystem/awx_unanswered.yml"
 # what the role writes: project, inventory, its source, the credential type, the credential, the
 # job templates, the workflow, two schedules
 EXPECTED = {"awx.awx.project": 1, "awx.awx.inventory": 1, "awx.awx.inventory_source": 1, "awx.awx.credential_type": 1,
-            "awx.awx.credential": 1, "awx.awx.job_template": 9, "awx.awx.workflow_job_template": 1, "awx.awx.schedule": 2}
+            "awx.awx.credential": 1, "awx.awx.job_template": 10, "awx.awx.workflow_job_template": 1, "awx.awx.schedule": 2}
 NOT_ANSWERING = re.compile(r"error when trying to connect to https://127\.0\.0\.1:\d+/api/v2/.*Connection refused")
 
 
@@ -101,14 +101,15 @@ def test_the_schedules_are_daily_rules_in_the_named_time_zone():
 
 def test_every_job_template_names_a_playbook_that_reads_its_survey():
     names = [jt["name"] for jt in job_templates()]
-    assert names == ["deploy-chain", "verify", "migrate-module", "drain-host", "uncordon-host", "failover", "trial", "power-down", "power-up"]
+    assert names == ["deploy-chain", "verify", "migrate-module", "drain-host", "uncordon-host", "failover", "trial", "scale-step", "power-down",
+                     "power-up"]
     for jt in job_templates():
         path = TOP / jt["playbook"]
         assert path.is_file(), jt
         text = "".join(p.read_text() for p in (TOP / "playbooks").rglob("*.yml"))
         for question in jt.get("survey", []):
             assert re.search(r"\b%s\b" % re.escape(question["variable"]), text), (jt["name"], question["variable"])
-        launch_vars(jt["name"], {"instance": "x", "to": "mh1", "hosts": "mh1", "chain": "web", "step": "mon"}
+        launch_vars(jt["name"], {"instance": "x", "to": "mh1", "hosts": "mh1", "chain": "web", "step": "mon", "instances": 3}
                     if jt["name"] != "power-up" else {})
     try:
         launch_vars("migrate-module", {"instance": "x", "to": "mh1", "method": "teleport"})

@@ -134,9 +134,9 @@ def test_migrate_a_vm_live_moves_the_switch_with_it(deployed):
     assert again.changed() == 0, again.explain()
 
 
-def switch_trials():
+def switch_trials(prefix="flowstream-trial-"):
     out = subprocess.run(["ovs-vsctl", "get", "bridge", "fsl-sw", "external_ids"], capture_output=True, text=True, check=True).stdout
-    return sorted(k.split("=")[0] for k in out.strip("{}\n").split(", ") if k.startswith("flowstream-trial-") and "since" not in k)
+    return sorted(k.split("=")[0] for k in out.strip("{}\n").split(", ") if k.startswith(prefix) and "since" not in k)
 
 
 def probe_totals(run, chain):
@@ -183,6 +183,77 @@ def test_a_trial_takes_a_slice_of_a_steps_flows_and_rolls_back_under_probe_traff
     assert totals["sent"] > 0 and totals["duplicated"] == 0, totals
     assert totals["lost"] + totals["reordered"] <= totals["sent"] // 100, totals
     assert switch_trials() == [] and placement() == before
+
+
+def test_a_trial_promoted_becomes_the_steps_module_under_probe_traffic(deployed):
+    """trial.yml -e action=promote: the candidate's module (a process monitor) becomes web's mon
+    for every flow - the candidates take every flow, the step's own instances are re-made as
+    process monitors while they carry nothing, the trial ends - under the probe, its cost
+    reported and small; recorded on the switch, so deploy-chain keeps it and a second promote
+    changes nothing. Forgetting the record puts the description's kernel monitors back."""
+    trial = ["-e", "chain=web", "-e", "step=mon"]
+    for leftover in switch_trials("flowstream-promoted-"):     # an earlier run's, killed before its forget
+        chain, step = leftover[len("flowstream-promoted-"):].split(".", 1)
+        ok(playbook("playbooks/trial.yml", "-e", "chain=" + chain, "-e", "step=" + step, "-e", "action=forget", "-e", "verify=false"))
+    refused = playbook("playbooks/trial.yml", *trial, "-e", "action=promote")
+    assert refused.rc != 0 and "no trial runs there and none was promoted (nothing to promote)" in refused.raw, refused.explain()
+    mons = sorted(i for i in placement() if i.startswith("web4b51"))
+    assert len(mons) == 2 and all(kind_of(i, placement()[i][0]) == "kernel" for i in mons)
+    ok(playbook("playbooks/trial.yml", *trial, "-e", "type=monitor", "-e", "kind=process", "-e", "percent=10", "-e", "verify=false"))
+
+    run = ok(playbook("playbooks/trial.yml", *trial, "-e", "action=promote", *RATE_CAP))
+    totals = probe_totals(run, "web")
+    print("promote under the probe: %s" % totals)
+    assert totals["sent"] > 0 and totals["duplicated"] == 0, totals
+    assert totals["lost"] + totals["reordered"] <= totals["sent"] // 100, totals
+    after = placement()
+    assert sorted(i for i in after if i.startswith("web4b51")) == mons and not any(i.startswith("web4b53") for i in after), after
+    assert all(kind_of(i, after[i][0]) == "process" for i in mons)
+    assert switch_trials() == [] and switch_trials("flowstream-promoted-") == ["flowstream-promoted-web.mon"]
+    again = ok(playbook("playbooks/trial.yml", *trial, "-e", "action=promote", "-e", "verify=false"))
+    assert again.changed() == 0, again.explain()
+    deploy = ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true"))
+    assert deploy.changed() == 0 and placement() == after, deploy.explain()   # the recorded promotion is part of every plan
+
+    ok(playbook("playbooks/trial.yml", *trial, "-e", "action=forget", "-e", "verify=false"))
+    assert switch_trials("flowstream-promoted-") == [] and all(kind_of(i, placement()[i][0]) == "kernel" for i in mons)
+
+
+def test_scale_step_adds_and_removes_an_instance_and_says_which_share_of_the_flows_moved(deployed):
+    """scale-step.yml: bad requests change nothing; web's mon 2 -> 3 under the probe (the plan
+    says the share of the step's flows that change instance, near the ideal 1/3), recorded on
+    the switch so deploy-chain keeps it; 3 -> 2, back to the description, removes the record."""
+    step = ["-e", "chain=web", "-e", "step=mon"]
+    if switch_trials("flowstream-scaled-"):                     # an earlier run's: back to the description's 2
+        ok(playbook("playbooks/scale-step.yml", *step, "-e", "instances=2", "-e", "verify=false"))
+    before = placement()
+    for argv, said in ((step + ["-e", "instances=0"], "scale-step needs -e chain=<chain> -e step=<step> -e instances=<1 or more>"),
+                       (["-e", "chain=web", "-e", "step=mn", "-e", "instances=2"], "chain web: step mn: no such step"),
+                       (step + ["-e", "instances=200"], "chain 'web': step 'mon': capacity short: needs 200 instances")):
+        run = playbook("playbooks/scale-step.yml", *argv)
+        assert run.rc != 0 and said in run.raw, run.explain()
+    assert placement() == before and switch_trials("flowstream-scaled-") == []
+
+    up = ok(playbook("playbooks/scale-step.yml", *step, "-e", "instances=3", *RATE_CAP))
+    said = up.task_results("The change, and what it installs and removes")
+    moved = up.task_results("What the scaling did to the step's flows")
+    print("scale-step 2 -> 3: %s" % moved["localhost"]["msg"])
+    rebalanced = moved["localhost"]["msg"]["rebalanced"]
+    assert rebalanced["before"] == ["web4b51a", "web4b51b"] and rebalanced["after"] == ["web4b51a", "web4b51b", "web4b51c"], said
+    assert abs(rebalanced["share_moved"] - 1 / 3.0) < 0.1 and rebalanced["ideal"] == 0.3333
+    totals = probe_totals(up, "web")
+    assert totals["sent"] > 0 and totals["duplicated"] == 0, totals
+    assert totals["lost"] + totals["reordered"] <= totals["sent"] // 100, totals
+    assert set(placement()) == set(before) | {"web4b51c"}
+    assert switch_trials("flowstream-scaled-") == ["flowstream-scaled-web.mon"]
+    deploy = ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true"))
+    assert deploy.changed() == 0, deploy.explain()              # the recorded count is part of every plan
+
+    down = ok(playbook("playbooks/scale-step.yml", *step, "-e", "instances=2", *RATE_CAP))
+    totals = probe_totals(down, "web")
+    print("scale-step 3 -> 2: %s" % down.task_results("What the scaling did to the step's flows")["localhost"]["msg"])
+    assert totals["sent"] > 0 and totals["duplicated"] == 0 and totals["lost"] + totals["reordered"] <= totals["sent"] // 100, totals
+    assert placement() == before and switch_trials("flowstream-scaled-") == []
 
 
 def test_drain_two_hosts_rolling_then_deploy_chain_keeps_them_empty(deployed):

@@ -458,3 +458,62 @@ def test_trials_recorded_on_a_switch_reach_the_chains_and_a_request_overrides_th
     assert "trial" not in ended[0]["steps"][1]
     bigger, _warnings = with_trials(chains, switches, [{"chain": "web", "step": "mon", "trial": dict(trial, percent=50)}])
     assert bigger[0]["steps"][1]["trial"]["percent"] == 50
+
+
+def test_a_promotion_gives_the_step_its_module_while_the_description_gives_the_old_one():
+    from ansible_collections.flowstream.platform.plugins.module_utils._deploy import with_trials
+    old = {"type": "monitor", "kind": "kernel"}
+    new = {"type": "monitor", "kind": "process", "params": {"interval": 2}}
+    chains = [{"name": "web", "steps": [{"name": "fw", "type": "firewall"}, dict(old, name="mon", instances=2)]}]
+    record = {"chain": "web", "step": "mon", "trial": None, "since": None, "promotion": {"module": new, "from": old},
+              "promotion_since": "2026-12-05T18:00:00Z"}
+    switches = {"sw1": {"trials": {"web/mon": record}}}
+    out, warnings = with_trials(chains, switches)
+    assert out[0]["steps"][1] == dict(new, name="mon", instances=2) and warnings == []   # instances stay the step's
+    assert chains[0]["steps"][1] == dict(old, name="mon", instances=2)                   # the input is left as it was
+    # the step's trial at 100 % beside the promotion (promote's second phase): both apply
+    both = {"sw1": {"trials": {"web/mon": dict(record, trial={"type": "monitor", "kind": "process", "percent": 100.0})}}}
+    out, _warnings = with_trials(chains, both)
+    assert out[0]["steps"][1]["kind"] == "process" and out[0]["steps"][1]["trial"]["percent"] == 100.0
+    # the description says something else now (the operator wrote the new module in, or another one): it wins, named
+    edited = [{"name": "web", "steps": [{"name": "fw", "type": "firewall"}, dict(new, name="mon", instances=2)]}]
+    out, warnings = with_trials(edited, switches)
+    assert out[0]["steps"][1] == dict(new, name="mon", instances=2)
+    assert len(warnings) == 1 and warnings[0].startswith("web/mon: the description gives the step") and "action=forget" in warnings[0]
+    # a request forgets it; a step that went away is named
+    out, warnings = with_trials(chains, switches, [{"chain": "web", "step": "mon", "promotion": None}])
+    assert out[0]["steps"][1]["kind"] == "kernel" and warnings == []
+    out, warnings = with_trials([{"name": "web", "steps": [{"name": "fw"}]}], switches)
+    assert warnings == ["the promotion of web/mon (recorded on sw1 since 2026-12-05T18:00:00Z) names no step of the chains: "
+                        "playbooks/trial.yml -e chain=web -e step=mon -e action=forget ends it"]
+
+
+def test_scaling_a_step_reports_the_share_of_its_flows_that_change_instance():
+    hosts = deployed(chains(WEB))
+    assert _build([WEB], hosts)["rebalanced"] == {}                            # nothing changes: nothing to report
+    bigger = chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "kernel", 3), step("out", "wire", "process"))
+    up = _build([bigger], hosts)["rebalanced"]
+    two, three = ids("web", 1, 2), ids("web", 1, 3)
+    assert list(up) == ["web/mon"] and (up["web/mon"]["before"], up["web/mon"]["after"]) == (two, three)
+    # rendezvous hashing: only the slots the new instance now owns move, about a third of them
+    assert up["web/mon"]["ideal"] == round(1 / 3.0, 4) and up["web/mon"]["slots"] == 256
+    assert 0.25 < up["web/mon"]["share_moved"] < 0.42 and up["web/mon"]["slots_moved"] == round(up["web/mon"]["share_moved"] * 256)
+    one = chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "kernel", 1), step("out", "wire", "process"))
+    down = _build([one], hosts)["rebalanced"]["web/mon"]
+    assert (down["after"], down["ideal"]) == (two[:1], 0.5) and 0.4 < down["share_moved"] < 0.6
+
+
+def test_a_scaling_recorded_on_the_switch_holds_while_the_description_gives_the_old_count():
+    from ansible_collections.flowstream.platform.plugins.module_utils._deploy import with_trials
+    chains = [{"name": "web", "steps": [{"name": "fw"}, {"name": "mon", "instances": 2}]}]
+    switches = {"sw1": {"trials": {"web/mon": {"chain": "web", "step": "mon", "trial": None, "promotion": None,
+                                               "scale": {"instances": 4, "from": 2}, "scale_since": "t"}}}}
+    out, warnings = with_trials(chains, switches)
+    assert out[0]["steps"][1]["instances"] == 4 and warnings == [] and chains[0]["steps"][1]["instances"] == 2
+    # the description written to 3 since: it wins, and the record is named
+    out, warnings = with_trials([{"name": "web", "steps": [{"name": "fw"}, {"name": "mon", "instances": 3}]}], switches)
+    assert out[0]["steps"][1]["instances"] == 3 and "scale-step.yml -e chain=web -e step=mon" in warnings[0]
+    # a step written without instances has 1; a request scales it
+    out, _warnings = with_trials([{"name": "web", "steps": [{"name": "fw"}]}], {},
+                                 [{"chain": "web", "step": "fw", "scale": {"instances": 2, "from": 1}}])
+    assert out[0]["steps"][0]["instances"] == 2
