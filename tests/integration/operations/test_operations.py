@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -143,7 +144,7 @@ def probe_totals(run, chain):
     return run.task_results("The probe's totals, chain by chain")["localhost"]["msg"][chain]["totals"]
 
 
-def test_a_trial_takes_a_slice_of_a_steps_flows_and_rolls_back_under_probe_traffic(deployed):
+def test_a_trial_takes_a_slice_of_a_steps_flows_and_rolls_back_under_probe_traffic(deployed, tmp_path):
     """trial.yml: bad requests change nothing; a process monitor tried on 50 % of web's mon
     flows (whole flows: verify finds every probe flow on exactly one of the step's instances,
     some on the candidate) under the probe, nothing lost, recorded on the switch so deploy-chain
@@ -171,6 +172,9 @@ def test_a_trial_takes_a_slice_of_a_steps_flows_and_rolls_back_under_probe_traff
     table = "\n".join(run.task_results("The probe's figures, chain by chain")["localhost"]["msg"])
     assert "web4b53a  trial mon " in table, table        # 32 flows: about half on the candidate, each on one instance
     assert placement()["web4b53a"] and {k: v for k, v in placement().items() if k != "web4b53a"} == before
+    ok(playbook("playbooks/show-platform.yml", "-e", "flowstream_picture_dir=%s" % tmp_path))
+    dot = (tmp_path / "platform.dot").read_text()              # the picture: the candidate beside mon's own, its share
+    assert re.search(r'-> "web4b53a" \[color="[^"]+", style=dotted, label="trial 50.0 %"\]', dot), dot
     refused = playbook("playbooks/trial.yml", *trial, "-e", "type=firewall", "-e", "kind=kernel", "-e", "percent=10")
     assert refused.rc != 0 and "only its percent can change - roll it back first" in refused.raw, refused.explain()
     again = ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true"))
