@@ -120,6 +120,10 @@ def _b36(n):
 
 MAX_STEPS = 36
 MAX_INSTANCES = 1000
+# a parallel step's fixed hash slots (_compiler.SLOTS: 256 makes a trial's share a multiple of
+# 0.39 %, 1 % is 3 slots, and evens the instances' shares out - bench/slices.py), each owned by
+# one instance: a step of more instances than slots would leave some without a flow
+STEP_SLOTS = 256
 
 
 def instance_id(chain, step_index, n, tag=None):
@@ -291,8 +295,9 @@ def _module_of(chain, sname, spec, types, prefix):
     if kind == "blackbox":
         raise ChainError(chain, sname, prefix + "kind", "write blackbox: <name> for a black-box step")
     count = spec.get("instances", 1)
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INSTANCES:
-        raise ChainError(chain, sname, prefix + "instances", "must be a whole number from 1 to %d, got %r" % (MAX_INSTANCES, count))
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= STEP_SLOTS:
+        raise ChainError(chain, sname, prefix + "instances", "must be a whole number from 1 to %d (a step's flows hash into %d slots, "
+                         "each instance owns some), got %r" % (STEP_SLOTS, STEP_SLOTS, count))
     out = {"kind": kind, "type": type_name, "instances": count, "blackbox": None, "params": params,
            "resources": dict(types[type_name].get("resources") or {})}
     if kind == "vm":

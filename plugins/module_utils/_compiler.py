@@ -54,15 +54,13 @@ from __future__ import annotations
 import ipaddress
 
 from ansible_collections.flowstream.platform.plugins.module_utils._chains import (
-    PROTO_WORDS, TRIAL_SUFFIX, ChainError, leg_port, match_text, reverse_match)
+    PROTO_WORDS, STEP_SLOTS, TRIAL_SUFFIX, ChainError, leg_port, match_text, reverse_match)
 from ansible_collections.flowstream.platform.plugins.module_utils._flow_hash import symmetric_lb_flows, trial_owners
 
 CLASSIFY_TABLE = 0
 DISPATCH_TABLE = 1
-# a parallel step's fixed hash slots: 256 makes a trial's share a multiple of 0.39 % (1 % is 3
-# slots) and evens the instances' shares out (bench/slices.py: the largest of 3 instances ~1.10x
-# its fair share at 256, 1.34x at 64) for 257 flows per step and bridge
-SLOTS = 256
+# a parallel step's fixed hash slots (257 flows per step and bridge; why 256: _chains.STEP_SLOTS)
+SLOTS = STEP_SLOTS
 VLAN_PRESENT = 0x1000
 
 
@@ -365,23 +363,106 @@ def matches_overlap(a, b):
 
 def check_overlaps(chains):
     """Chains entering at the same uplink of the same switch must not both match a packet, in
-    either direction. Raises ChainError naming both chains."""
+    either direction. Raises ChainError naming both chains (the first pair in the chains' order).
+
+    Not pairwise: each chain's match is entered at its two uplinks (the reverse match at ``to``)
+    and the entries of one uplink are split by what makes two matches disjoint for sure - the
+    protocol, then exact transport ports and host addresses - so only matches that share all of
+    those (or leave one open) are compared (bench/scale.py: 1,000 chains)."""
     present = [c for c in chains if c["state"] == "present"]
-    for i, a in enumerate(present):
-        for b in present[i + 1:]:
-            if a["switch"] != b["switch"]:
-                continue
-            pairs = []
-            if a["from"] == b["from"]:
-                pairs.append((a["match"], b["match"], a["from"]))
-            if a["to"] == b["to"]:
-                pairs.append((reverse_match(a["match"]), reverse_match(b["match"]), a["to"]))
-            if a["from"] == b["to"]:
-                pairs.append((a["match"], reverse_match(b["match"]), a["from"]))
-            if a["to"] == b["from"]:
-                pairs.append((reverse_match(a["match"]), b["match"], a["to"]))
-            for ma, mb, uplink in pairs:
-                if matches_overlap(ma, mb):
-                    raise ChainError(b["name"], None, "match", "overlaps chain '%s' at uplink %s: a packet could match "
-                                     "both (%s / %s); make the matches disjoint (e.g. different tp_dst or nw_dst)"
-                                     % (a["name"], uplink, match_text(ma), match_text(mb)))
+    by_uplink = {}
+    for i, chain in enumerate(present):
+        by_uplink.setdefault((chain["switch"], chain["from"]), []).append((i, chain["match"]))
+        by_uplink.setdefault((chain["switch"], chain["to"]), []).append((i, reverse_match(chain["match"])))
+    first = None
+    for entries in by_uplink.values():
+        for (i, ma), (j, mb) in _maybe_overlapping(entries, _DISCRIMINATORS):
+            pair = (min(i, j), max(i, j))
+            if i != j and (first is None or pair < first) and matches_overlap(ma, mb):
+                first = pair
+    if first is not None:
+        _check_pair(present[first[0]], present[first[1]])
+
+
+def _check_pair(a, b):
+    """Raise the overlap error of chains ``a`` and ``b`` (``a`` first in the chains' order), if any."""
+    if a["switch"] != b["switch"]:
+        return
+    pairs = []
+    if a["from"] == b["from"]:
+        pairs.append((a["match"], b["match"], a["from"]))
+    if a["to"] == b["to"]:
+        pairs.append((reverse_match(a["match"]), reverse_match(b["match"]), a["to"]))
+    if a["from"] == b["to"]:
+        pairs.append((a["match"], reverse_match(b["match"]), a["from"]))
+    if a["to"] == b["from"]:
+        pairs.append((reverse_match(a["match"]), b["match"], a["to"]))
+    for ma, mb, uplink in pairs:
+        if matches_overlap(ma, mb):
+            raise ChainError(b["name"], None, "match", "overlaps chain '%s' at uplink %s: a packet could match "
+                             "both (%s / %s); make the matches disjoint (e.g. different tp_dst or nw_dst)"
+                             % (a["name"], uplink, match_text(ma), match_text(mb)))
+
+
+def _proto_key(match):
+    """The IP protocol number a match fixes (a protocol word or nw_proto), None when it fixes none
+    for sure - two matches that fix different ones are disjoint (matches_overlap)."""
+    words = [p for p in PROTO_WORDS if match.get(p) is True and p != "ip"]
+    if len(words) == 1:
+        return _PROTO_NUMBER[words[0]]
+    number = match.get("nw_proto", match.get("ip_proto"))
+    if not words and number is not None:
+        try:
+            return int(str(number), 0)
+        except ValueError:
+            return None
+    return None
+
+
+def _exact_key(field, aliases):
+    """A discriminator: the exact value a match gives ``field`` (under any of its ``aliases``),
+    None when it gives none or a masked one - two different exact values are disjoint
+    (_field_disjoint)."""
+    def key(match):
+        values = [match[k] for k in aliases if k in match]
+        if len(values) != 1:
+            return None
+        try:
+            if field in ("nw_src", "nw_dst"):
+                net = ipaddress.ip_network(str(values[0]), strict=False)
+                return net.network_address if net.prefixlen == net.max_prefixlen else None
+            value, mask = _ports_of(values[0])
+            return value if mask == 0xFFFF else None
+        except ValueError:
+            return None
+    return key
+
+
+_DISCRIMINATORS = (_proto_key,
+                   _exact_key("tp_dst", [k for k, v in _ALIASES.items() if v == "tp_dst"] + ["tp_dst"]),
+                   _exact_key("nw_dst", [k for k, v in _ALIASES.items() if v == "nw_dst"] + ["nw_dst"]),
+                   _exact_key("tp_src", [k for k, v in _ALIASES.items() if v == "tp_src"] + ["tp_src"]),
+                   _exact_key("nw_src", [k for k, v in _ALIASES.items() if v == "nw_src"] + ["nw_src"]))
+
+
+def _maybe_overlapping(entries, discriminators):
+    """The pairs of ``entries`` that no discriminator proves disjoint: entries are split by the
+    first discriminator's value; those it gives no value (open) meet every entry."""
+    if len(entries) < 2:
+        return
+    if not discriminators:
+        for n, a in enumerate(entries):
+            for b in entries[n + 1:]:
+                yield a, b
+        return
+    buckets, open_ = {}, []
+    for entry in entries:
+        value = discriminators[0](entry[1])
+        (open_ if value is None else buckets.setdefault(value, [])).append(entry)
+    for bucket in buckets.values():
+        yield from _maybe_overlapping(bucket, discriminators[1:])
+    yield from _maybe_overlapping(open_, discriminators[1:])
+    for a in open_:
+        for bucket in buckets.values():
+            for b in bucket:
+                yield a, b

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible_collections.flowstream.platform.plugins.module_utils._chains import ChainError, instance_id, leg_port, validate
+from ansible_collections.flowstream.platform.plugins.module_utils import _compiler
 from ansible_collections.flowstream.platform.plugins.module_utils._compiler import SLOTS, check_overlaps, compile_chain
 
 UPLINKS = {"source": "up-src", "sink": "up-sink"}
@@ -381,6 +382,62 @@ def test_disjoint_chains_share_no_flow_and_overlaps_are_refused():
     check_overlaps(validate([web, other], switches=SWITCHES))
 
 
+def _overlap_error_pairwise(chains_):
+    """The reference: every pair of chains, in order, the first that overlaps."""
+    present = [c for c in chains_ if c["state"] == "present"]
+    for i, a in enumerate(present):
+        for b in present[i + 1:]:
+            try:
+                _compiler._check_pair(a, b)   # pylint: disable=protected-access
+            except ChainError as exc:
+                return str(exc)
+    return None
+
+
+_MATCH_PARTS = st.fixed_dictionaries({}, optional={
+    "tcp": st.just(True), "udp": st.just(True), "ip": st.just(True),
+    "nw_proto": st.sampled_from([6, 17, "6", 1]),
+    "tp_dst": st.sampled_from([53, 80, "80", "0x50", "85/0xfff0", "57/0xff00", 443]),
+    "udp_dst": st.sampled_from([53, 80]),
+    "tp_src": st.sampled_from([1024, "1030/0xfc00", 5000]),
+    "nw_dst": st.sampled_from(["198.18.1.2", "198.18.1.2/32", "198.18.1.0/24", "198.18.1.3", "198.18.2.0/255.255.255.0",
+                               "198.18.1.7/255.255.255.0"]),
+    "ip_dst": st.sampled_from(["198.18.1.2", "198.18.1.0/24"]),
+    "nw_src": st.sampled_from(["198.18.0.1", "198.18.0.0/16", "198.18.0.2"]),
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_MATCH_PARTS, st.sampled_from(["a", "b", "c"]), st.sampled_from(["a", "b", "c"]), st.sampled_from(["sw1", "sw2"]),
+                          st.sampled_from(["present", "present", "absent"])), min_size=1, max_size=12))
+def test_overlap_check_finds_what_comparing_every_pair_finds(specs):
+    """check_overlaps splits matches by what makes them disjoint for sure instead of comparing
+    every pair: the same first overlap (the same error), or none, as every pair compared."""
+    chains_ = [{"name": "c%d" % n, "state": state, "switch": switch, "from": src, "to": dst, "match": match}
+               for n, (match, src, dst, switch, state) in enumerate(specs) if src != dst]
+    try:
+        check_overlaps(chains_)
+        said = None
+    except ChainError as exc:
+        said = str(exc)
+    assert said == _overlap_error_pairwise(chains_)
+
+
+def test_the_overlap_check_of_a_thousand_chains_compares_few_pairs():
+    """1,000 chains on one uplink pair told apart by tp_dst: no pair needs comparing, and one that
+    overlaps is still named, after the ones before it."""
+    chains_ = [{"name": "c%d" % n, "state": "present", "switch": "sw1", "from": "a", "to": "b",
+                "match": {"udp": True, "nw_dst": "198.18.1.2", "tp_dst": 1000 + n}} for n in range(1000)]
+    entries = [(n, c["match"]) for n, c in enumerate(chains_)]
+    assert not list(_compiler._maybe_overlapping(entries, _compiler._DISCRIMINATORS))   # pylint: disable=protected-access
+    check_overlaps(chains_)
+    chains_.append({"name": "wide", "state": "present", "switch": "sw1", "from": "a", "to": "b",
+                    "match": {"udp": True, "nw_dst": "198.18.1.0/24", "tp_dst": "1047/0xfff0"}})      # ports 1040-1055
+    with pytest.raises(ChainError) as err:
+        check_overlaps(chains_)
+    assert str(err.value).startswith("chain 'wide': match: overlaps chain 'c40' at uplink a"), str(err.value)
+
+
 @pytest.mark.parametrize("chain, step, field, words", [
     (base_chain("c", {"udp": True}, [{"name": "a", "type": "antivirus", "kind": "kernel"}]), "a", "type", "unknown type"),
     (base_chain("c", {"udp": True}, [{"name": "a", "type": "inspect", "kind": "kernel", "params": {"patterns": ["x"]}}]),
@@ -425,7 +482,8 @@ def test_every_chain_and_step_with_a_problem_is_reported_at_once():
     assert lines[1].startswith("chain 'web': step 'fw': type: unknown type 'firewal'"), lines
     assert lines[2].startswith("chain 'web': step 'mon': type: unknown type 'monitr'"), lines
     assert lines[3].startswith("chain 'dns': cookie: must be a 64-bit cookie"), lines
-    assert lines[4] == "chain 'dns': step 'a': instances: must be a whole number from 1 to 1000, got 0"
+    assert lines[4] == ("chain 'dns': step 'a': instances: must be a whole number from 1 to 256 (a step's flows hash into 256 slots, "
+                        "each instance owns some), got 0")
     assert (err.value.chain, err.value.step, err.value.field) == ("web", None, "form")   # the first, for callers that take one
 
 
