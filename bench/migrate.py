@@ -99,7 +99,7 @@ GOALS = "kernel, process: 0 lost, 0 reordered, 0 duplicated; vm: median blackout
 # -- the lab ---------------------------------------------------------------------------------------
 def write_inventory(directory):
     """inventory/lab for the fsb lab: its own prefix, addresses and state directory, three module
-    hosts (vm, process, kernel; the default lab's capacity), no spare; the example chains with
+    hosts (vm, process, kernel, click; the default lab's capacity), no spare; the example chains with
     the fsb endpoints' addresses."""
     inv = Path(directory)
     (inv / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
@@ -109,11 +109,13 @@ def write_inventory(directory):
     switch = platform["switches"][0]
     switch.update(bridge=PREFIX + "-sw", openflow_target="unix:/var/run/openvswitch/%s-sw.mgmt" % PREFIX,
                   uplinks={"source": PREFIX + "-up-src", "sink": PREFIX + "-up-sink"})
-    platform["module_host_defaults"]["kinds"] = ["vm", "process", "kernel"]
+    platform["module_host_defaults"]["kinds"] = ["vm", "process", "kernel", "click"]
     platform["module_hosts"] = [{"name": h, "management_address": "198.18.%d.%d" % (OCTET, 11 + i), "trunk": "%s-%s-tr" % (PREFIX, h)}
                                 for i, h in enumerate(HOSTS)]
     platform["spares"] = []
-    platform["blackboxes"] = []
+    # the black boxes lab-up stands in, on ports of the bench's own prefix
+    platform["blackboxes"] = [dict(box, ports={leg: port.replace("fsl-", PREFIX + "-", 1) for leg, port in box["ports"].items()})
+                              for box in platform.get("blackboxes") or []]
     (inv / "platform.flowstream.yml").write_text("# bench/migrate.py's lab (prefix %s)\n" % PREFIX + yaml.safe_dump(platform, sort_keys=False),
                                                  encoding="utf-8")
     labvars = yaml.safe_load((lab / "group_vars" / "all" / "lab.yml").read_text(encoding="utf-8"))

@@ -200,7 +200,7 @@ def rounds(lab, count, rate):
 
     def operation(name, path, *args):
         return operation_under_probe(lab, name, path, *args, rate=rate)
-    for _ in range(count):
+    for _round in range(count):
         rows.append(operation("start", trial, *REQUEST, "-e", "type=monitor", "-e", "kind=process", "-e", "percent=10"))
         rows.append(operation("rollback", trial, *REQUEST, "-e", "action=rollback"))
         rows.append(operation("start", trial, *REQUEST, "-e", "type=monitor", "-e", "kind=process", "-e", "percent=10"))
