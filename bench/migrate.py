@@ -219,6 +219,15 @@ def playbook(inv, path, *args, timeout=900):
     return Run(argv, proc, time.monotonic() - t0, started)
 
 
+def lab_down(inv, tmp, keep_lab=False):
+    """The bench's end, also on failure: its lab taken down (unless ``keep_lab``) and its
+    inventory directory removed."""
+    if not keep_lab:
+        down = playbook(inv, "playbooks/lab-down.yml")
+        print("lab-down (%s): rc %d" % (PREFIX, down.rc), flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def must(run, what):
     if run.failed():
         raise RuntimeError("%s failed (rc %d): %s" % (what, run.rc, run.error()))
@@ -753,10 +762,7 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
             # the engine is read afresh by every playbook run: say what changed under the bench
             result["changed_during_run"] = sh("git", "-C", TOP, "diff", "--stat", commit, result["commit_end"], "--", "playbooks", "plugins",
                                               "roles", "inventory", check=False).stdout.strip().splitlines()
-        if not args.keep_lab:
-            down = playbook(inv, "playbooks/lab-down.yml")
-            print("lab-down (fsb): rc %d" % down.rc, flush=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        lab_down(inv, tmp, args.keep_lab)
         if os.path.isdir(SESSION_ROOT) and not os.listdir(SESSION_ROOT):
             os.rmdir(SESSION_ROOT)
         path.write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -199,10 +198,7 @@ def main():
             result["lab"] = on_lab(inv, sizes, not args.no_drain)
         finally:
             result["seconds"] = round(time.monotonic() - t_start, 1)
-            if not args.keep_lab:
-                down = lab_bench.playbook(inv, "playbooks/lab-down.yml")
-                print("lab-down (fsb): rc %d" % down.rc, flush=True)
-            shutil.rmtree(tmp, ignore_errors=True)
+            lab_bench.lab_down(inv, tmp, args.keep_lab)
             path.write_text(json.dumps(result, indent=1), encoding="utf-8")
     result["seconds"] = round(time.monotonic() - t_start, 1)
     path.write_text(json.dumps(result, indent=1), encoding="utf-8")

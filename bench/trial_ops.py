@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -253,10 +252,7 @@ def main():
             except (RuntimeError, ValueError) as exc:
                 print("stopping probe session %s: %s" % (sid, exc), flush=True)
         result["seconds"] = round(time.monotonic() - t_start, 1)
-        if not args.keep_lab:
-            down = lab_bench.playbook(inv, "playbooks/lab-down.yml")
-            print("lab-down (fsb): rc %d" % down.rc, flush=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        lab_bench.lab_down(inv, tmp, args.keep_lab)
         path.write_text(json.dumps(result, indent=1), encoding="utf-8")
     print("\nbench/trial_ops.py, %s, %d rounds, web at %d pps over %d flows; %.0f s in all; commit %s" % (
         result["started"], args.rounds, args.rate, FLOWS, result["seconds"], commit[:12]))
