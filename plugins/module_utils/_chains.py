@@ -63,11 +63,15 @@ def _flatten(exc):
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 CHAIN_KEYS = {"name", "state", "switch", "match", "from", "to", "steps", "cookie", "priority", "description", "verify", "tag"}
-STEP_KEYS = {"name", "type", "kind", "params", "instances", "blackbox", "split", "only_split", "vm", "apart", "trial"}
+STEP_KEYS = {"name", "type", "kind", "params", "instances", "blackbox", "split", "only_split", "vm", "apart", "trial", "spare"}
 TRIAL_KEYS = {"type", "kind", "params", "instances", "percent", "vm"}
 # a trial's candidate instances are a step of their own, named after the step they try out with
 # this suffix ('~' is no letter of a step name, so it names nothing else)
 TRIAL_SUFFIX = "~trial"
+# a step's warm spare (``spare: warm``) is a step of its own too: one standby instance of the
+# step's module, on a host apart from the step's instances, behind fast-failover groups
+SPARE_SUFFIX = "~spare"
+SPARES = ("warm", "none")
 SPLIT_KEYS = {"to", "match"}
 # OpenFlow match fields a chain may use (ovs-ofctl names); the reverse direction swaps the
 # source/destination pairs.
@@ -335,15 +339,50 @@ def _trial_steps(chain, out, raw, types):
             raise ChainError(chain, sname, "trial", "a chain has at most %d steps, its trials' candidates counted" % MAX_STEPS)
         candidate = dict(_module_of(chain, sname, dict({"kind": norm["kind"]}, **spec), types, "trial."),
                          name=sname + TRIAL_SUFFIX, index=len(out) + len(extra), only_split=norm["only_split"],
-                         split=norm["split"], apart=norm["apart"], trial=None, trial_of=sname, percent=float(percent))
+                         split=norm["split"], apart=norm["apart"], trial=None, trial_of=sname, percent=float(percent),
+                         spare=None, spare_of=None)
         norm["trial"] = {"step": candidate["name"], "percent": float(percent)}
         extra.append(candidate)
     return extra
 
 
 def main_steps(chain):
-    """The chain's own steps, without its trials' candidates (which sit after them)."""
-    return [s for s in chain["steps"] if not s.get("trial_of")]
+    """The chain's own steps, without their companions (trials' candidates, warm spares: they sit after them)."""
+    return [s for s in chain["steps"] if not companion_of(s)]
+
+
+def companion_of(step):
+    """The step a companion step stands in for - the one a trial's candidate tries out, the one a
+    warm spare protects - or None for a step of the chain's own."""
+    return step.get("trial_of") or step.get("spare_of")
+
+
+def _spare_steps(chain, out, raw):
+    """The warm spares of the steps that ask for one (``spare: warm``), appended after the chain's
+    steps and before the trials' candidates: one standby instance of the step's own module each,
+    which carries a primary instance's flows when the switch finds that instance's host trunk
+    dead (OpenFlow fast-failover groups; _compiler). The step says ``spare: {step: <standby
+    step>}``, the standby ``spare_of: <step>``."""
+    extra = []
+    for norm, step in zip(out, raw):
+        spec = step.get("spare")
+        if spec is None or spec == "none":
+            continue
+        sname = norm["name"]
+        if spec not in SPARES:
+            raise ChainError(chain, sname, "spare", "must be warm (a standby instance the switch fails over to by itself) or none, "
+                             "got %r" % (spec,))
+        if norm["kind"] == "blackbox":
+            raise ChainError(chain, sname, "spare", "a black box has no warm spare (the platform does not run it)")
+        if len(out) + len(extra) >= MAX_STEPS:
+            raise ChainError(chain, sname, "spare", "a chain has at most %d steps, its warm spares counted" % MAX_STEPS)
+        keep = ("kind", "type", "params", "resources", "blackbox", "vm")
+        standby = dict({k: norm[k] for k in keep if k in norm}, name=sname + SPARE_SUFFIX, index=len(out) + len(extra),
+                       instances=1, only_split=norm["only_split"], split=norm["split"], apart=False, trial=None,
+                       trial_of=None, spare=None, spare_of=sname)
+        norm["spare"] = {"step": standby["name"]}
+        extra.append(standby)
+    return extra
 
 
 def _validate_steps(chain, steps, types, blackboxes, switch):
@@ -360,7 +399,8 @@ def _validate_steps(chain, steps, types, blackboxes, switch):
                 raise ChainError(chain, index, "steps[%d]" % index, "must be a mapping")
             sname = _check_named(step, index, names, STEP_KEYS, "step", chain)
             norm = {"name": sname, "index": index, "only_split": bool(step.get("only_split", False)), "split": None,
-                    "apart": step.get("apart", False), "trial": None, "trial_of": None}
+                    "apart": step.get("apart", False), "trial": None, "trial_of": None,
+                    "spare": None, "spare_of": None}
             if not isinstance(norm["apart"], bool):
                 raise ChainError(chain, sname, "apart", "must be true (its instances never share a module host) or false, got %r"
                                  % (norm["apart"],))
@@ -421,4 +461,5 @@ def _validate_steps(chain, steps, types, blackboxes, switch):
             raise ChainError(chain, step["name"], "only_split", "no step splits traffic to it")
     if out[0]["only_split"]:
         raise ChainError(chain, out[0]["name"], "only_split", "the first step cannot be reached by a split")
-    return out + _trial_steps(chain, out, steps, types)
+    spares = _spare_steps(chain, out, steps)
+    return out + spares + _trial_steps(chain, out + spares, steps, types)

@@ -32,6 +32,12 @@ before the packets reach ``deep``. A match on what a filter instance writes (e.g
 sets when it flags a flow) therefore diverts the direction the filter flags; a match on header
 fields diverts both directions.
 
+Warm spares (``spare: warm`` on a step; docs/failover.md): the step's standby is a step of its
+own (``<step>~spare``, one instance, apart from the step's). Every arrival reaches each of the
+step's own instances through that instance's OpenFlow fast-failover group (one per instance and
+leg): the instance while its host trunk is live, else the standby - so the switch moves a dead
+host's flows, both directions, by itself. What leaves the standby goes on as from the step.
+
 Host-local chaining (DESIGN.md section 3; the paper: kernel elements are fastest "for traffic
 that needs to traverse several modules in the same host"). The switch flows above are complete:
 they take any packet through the chain. When the next target of a packet leaving an instance
@@ -51,10 +57,11 @@ Pure and deterministic: same input, same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 
 from ansible_collections.flowstream.platform.plugins.module_utils._chains import (
-    PROTO_WORDS, STEP_SLOTS, TRIAL_SUFFIX, ChainError, leg_port, match_text, reverse_match)
+    PROTO_WORDS, STEP_SLOTS, ChainError, companion_of, leg_port, match_text, reverse_match)
 from ansible_collections.flowstream.platform.plugins.module_utils._flow_hash import symmetric_lb_flows, trial_owners
 
 CLASSIFY_TABLE = 0
@@ -62,17 +69,20 @@ DISPATCH_TABLE = 1
 # a parallel step's fixed hash slots (257 flows per step and bridge; why 256: _chains.STEP_SLOTS)
 SLOTS = STEP_SLOTS
 VLAN_PRESENT = 0x1000
+# the fast-failover groups of warm spares: ids in this range, one per (instance, leg) - see spare_group_id
+GROUP_ID_RANGE = (0xE0000000, 0xEFFFFFFF)
 
 
 class Target:
     """Where a packet goes next: an exit uplink port, or a step's instances / black box."""
 
-    def __init__(self, kind, port=None, step=None, members=None, trial=None):
+    def __init__(self, kind, port=None, step=None, members=None, trial=None, standby=None):
         self.kind = kind          # "exit", "step", "blackbox"
         self.port = port          # exit port or black box port to enter
         self.step = step          # the step's name
         self.members = members or []   # [(instance id, trunk, vlan to push, host)]
         self.trial = trial        # a trial on the step: (its candidates' ids, percent) - they are members too
+        self.standby = standby    # the step's warm spare: (instance id, trunk, vlan to push, host), or None
 
 
 def _tag_actions(arriving_tagged, vlan):
@@ -86,13 +96,47 @@ def _out(port, in_port):
     return "in_port" if str(port) == str(in_port) else "output:%s" % port
 
 
-def _deliver(target, in_port, tagged, match, priority, chain):
+def spare_group_id(instance, vlan):
+    """The id of the fast-failover group that sends to ``instance``'s leg of tag ``vlan``, or to
+    its step's warm spare when the instance's host trunk is dead: in GROUP_ID_RANGE, from a hash
+    of the instance id (unique on a platform) and the leg's tag; the same on every run."""
+    digest = int.from_bytes(hashlib.sha256(("%s/%d" % (instance, vlan)).encode()).digest()[:4], "big")
+    return GROUP_ID_RANGE[0] | (digest & 0x0FFFFFFF)
+
+
+def _spare_group(member, standby):
+    """A fast-failover group (openflow_flows' dict form): the member while its host trunk is live
+    (OpenFlow port liveness: the trunk's link and its BFD session), else the warm spare - the
+    same leg of the same step. The packet arrives at the group tagged (see _deliver)."""
+    inst, trunk, vlan, _host = member
+    buckets = ["watch_port:%s,actions=set_field:%d->vlan_vid,output:%s" % (t, VLAN_PRESENT | v, t)
+               for _i, t, v, _h in (member, standby)]
+    return {"group_id": spare_group_id(inst, vlan), "type": "fast_failover", "buckets": buckets}
+
+
+def _deliver(target, in_port, tagged, match, priority, chain, groups=None):
     """Flows (table 0, and table 1 for parallel steps) taking packets arriving at ``in_port``
-    matching ``match`` to ``target``."""
+    matching ``match`` to ``target``. A step with a warm spare sends to each of its own
+    instances through that instance's fast-failover group (added to ``groups``): the switch
+    moves the instance's flows - both directions, all arrivals, since every one goes through the
+    same group - to the spare when the instance's host trunk dies, and back when it lives again."""
     if target.kind == "exit" or target.kind == "blackbox":
         actions = ("pop_vlan," if tagged else "") + _out(target.port, in_port)
         return [{"table": CLASSIFY_TABLE, "priority": priority, "match": match, "actions": actions}]
     members = {inst: "%s,%s" % (_tag_actions(tagged, vlan), _out(trunk, in_port)) for inst, trunk, vlan, _host in target.members}
+    if target.standby is not None:
+        candidates = (target.trial or (set(), 0))[0]
+        for member in target.members:
+            inst, trunk = member[0], member[1]
+            if inst in candidates:
+                continue  # a trial's candidate has no spare: its flows are the trial's
+            group = _spare_group(member, target.standby)
+            groups[group["group_id"]] = group
+            # a bucket's output to the port the packet came in on would be dropped: the ingress
+            # port is cleared first where a bucket goes back out of it
+            hairpin = str(in_port) in (str(trunk), str(target.standby[1]))
+            actions = ("" if tagged else "push_vlan:0x8100", "load:0->NXM_OF_IN_PORT[]" if hairpin else "", "group:%d" % group["group_id"])
+            members[inst] = ",".join(a for a in actions if a)
     return _to_members(members, match, priority, chain, target.step, target.trial)
 
 
@@ -153,9 +197,10 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
     for key, where in sorted((draining or {}).items()):
         inst = key.split("@")[0]  # "<id>@<host>": two old copies of one id
         step = where["step"]
-        if step not in members and str(step).endswith(TRIAL_SUFFIX):
-            # the candidate of a trial that ends: what is still inside it goes on as from the step it tried
-            step = step[:-len(TRIAL_SUFFIX)]
+        if step not in members and "~" in str(step):
+            # the candidate of a trial that ends, a warm spare no longer asked for: what is still
+            # inside it goes on as from the step it stood in for
+            step = str(step).split("~", 1)[0]
         if step in members:
             leaving.setdefault(step, []).append((where["n"], inst, where["trunk"], where["vlans"], where.get("host", where["trunk"])))
     for step in steps:
@@ -170,6 +215,7 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
     rev_match = match_text(reverse_match(chain["match"]))
     priority = chain["priority"]
     flows = []
+    groups = {}
 
     def target(step, direction):
         if step is None:
@@ -184,7 +230,11 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
             candidates = sorted(members[step["trial"]["step"]])
             group += candidates
             trial = ({inst for _n, inst, _t, _v, _h in candidates}, step["trial"]["percent"])
-        return Target("step", step=step["name"], trial=trial,
+        standby = None
+        if step.get("spare"):
+            _n, inst, trunk, vlans, host = sorted(members[step["spare"]["step"]])[0]
+            standby = (inst, trunk, vlans[leg], host)
+        return Target("step", step=step["name"], trial=trial, standby=standby,
                       members=[(inst, trunk, vlans[leg], host) for _n, inst, trunk, vlans, host in group])
 
     def main_next(index, direction):
@@ -192,7 +242,7 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
         splits; a trial's candidates are reached through the step they try out."""
         order = range(index + 1, len(steps)) if direction == "fwd" else range(index - 1, -1, -1)
         for j in order:
-            if not steps[j]["only_split"] and not steps[j].get("trial_of"):
+            if not steps[j]["only_split"] and not companion_of(steps[j]):
                 return steps[j]
         return None
 
@@ -208,8 +258,8 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
     by_name = {s["name"]: s for s in steps}
 
     def own_index(index):
-        """A trial's candidates go on from where the step they try out goes on."""
-        return by_name[steps[index]["trial_of"]]["index"] if steps[index].get("trial_of") else index
+        """A trial's candidates, a warm spare go on from where the step they stand in for goes on."""
+        return by_name[companion_of(steps[index])]["index"] if companion_of(steps[index]) else index
 
     def splits_into(index, direction):
         """Split rules that apply to packets leaving step ``index``: [(split match text, target step)]."""
@@ -224,7 +274,7 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
             # entered when the reversed split match holds
             for source in steps:
                 split = source["split"]
-                if split and not source.get("trial_of"):
+                if split and not companion_of(source):
                     deep = next(s for s in steps if s["name"] == split["to"])
                     after = main_next(deep["index"], "fwd")
                     if after is not None and after["index"] == index:
@@ -235,8 +285,8 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
         match = ",".join(x for x in ("in_port=%s" % arrival_port, extra, base_match) if x)
         for split_match, deep in split_rules:
             both = _merge(match, split_match)
-            flows.extend(_deliver(target(deep, direction), arrival_port, tagged, both, priority + 1, name))
-        flows.extend(_deliver(target(nxt, direction), arrival_port, tagged, match, priority, name))
+            flows.extend(_deliver(target(deep, direction), arrival_port, tagged, both, priority + 1, name, groups))
+        flows.extend(_deliver(target(nxt, direction), arrival_port, tagged, match, priority, name, groups))
 
     host_flows = {}
 
@@ -258,9 +308,9 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
                     _deliver_on_host(tgt, host, in_leg, _merge(match, split_match) if split_match else match, prio, name))
 
     # the entries: forward from the uplink, reverse from the exit uplink
-    first = next(s for s in steps if not s["only_split"] and not s.get("trial_of"))
+    first = next(s for s in steps if not s["only_split"] and not companion_of(s))
     emit(in_port, "", False, fwd_match, first, [], "fwd", "fwd:entry")
-    last = next(s for s in reversed(steps) if not s["only_split"] and not s.get("trial_of"))
+    last = next(s for s in reversed(steps) if not s["only_split"] and not companion_of(s))
     emit(out_port, "", False, rev_match, last, _reverse_entry_splits(steps, main_next), "rev", "rev:entry")
     # then every packet leaving a step, in each direction: on the switch and on its host's bridge
     for direction, base_match in (("fwd", fwd_match), ("rev", rev_match)):
@@ -273,7 +323,7 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
     for flow in flows + [f for fl in host_flows.values() for f in fl]:
         flow["cookie"] = chain["cookie"]
     return {"cookie": chain["cookie"], "flows": _sorted(flows), "hosts": {h: _sorted(fl) for h, fl in sorted(host_flows.items())},
-            "path": path(chain, members)}
+            "groups": [groups[g] for g in sorted(groups)], "path": path(chain, members)}
 
 
 def _sorted(flows):
@@ -286,7 +336,7 @@ def _reverse_entry_splits(steps, main_next):
     out = []
     for source in steps:
         split = source["split"]
-        if split and not source.get("trial_of"):
+        if split and not companion_of(source):
             deep = next(s for s in steps if s["name"] == split["to"])
             if main_next(deep["index"], "fwd") is None:
                 out.append((match_text(reverse_match(split["match"])), deep))
@@ -315,6 +365,10 @@ def path(chain, members):
                 out[-1]["trial"] = dict(step["trial"])
             if step.get("trial_of"):
                 out[-1].update(trial_of=step["trial_of"], percent=step["percent"])
+            if step.get("spare"):
+                out[-1]["spare"] = dict(step["spare"])
+            if step.get("spare_of"):
+                out[-1]["spare_of"] = step["spare_of"]
     return out
 
 

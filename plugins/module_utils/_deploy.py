@@ -13,8 +13,8 @@ import hashlib
 import json
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _planner
-from ansible_collections.flowstream.platform.plugins.module_utils._chains import TRIAL_SUFFIX, ChainError, match_text, validate
-from ansible_collections.flowstream.platform.plugins.module_utils._compiler import SLOTS, check_overlaps, compile_chain
+from ansible_collections.flowstream.platform.plugins.module_utils._chains import ChainError, companion_of, match_text, validate
+from ansible_collections.flowstream.platform.plugins.module_utils._compiler import GROUP_ID_RANGE, SLOTS, check_overlaps, compile_chain
 from ansible_collections.flowstream.platform.plugins.module_utils._flow_hash import moved_slots, slot_owners
 
 CHAINS_COOKIE = 0xF5C0000000000000
@@ -216,7 +216,8 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
         for h, lists in wave["hosts"].items():
             for key in ("install", "remove_first", "remove", "export"):
                 out_hosts[h][key].extend(lists[key])
-    out_switches = {s: dict(final["switches"][s], flows_pre=None, flows_during=final["switches"][s]["flows"]) for s in switches}
+    out_switches = {s: dict(final["switches"][s], flows_pre=None, flows_during=final["switches"][s]["flows"],
+                            groups_pre=None, groups_during=final["switches"][s]["groups"]) for s in switches}
     return {"waves": out_waves, "hosts": out_hosts, "switches": out_switches, "chains": final["chains"],
             "instances": new, "moves": [moves[i] for i in sorted(moves)], "capacity": plan.get("hosts", {}),
             "policy": plan.get("policy", {}), "warnings": plan.get("warnings", []) + trial_warnings,
@@ -236,7 +237,7 @@ def rebalanced(old, new, valid):
         if chain["state"] != "present":
             continue
         for step in chain["steps"]:
-            if step["kind"] == "blackbox" or step.get("trial_of"):
+            if step["kind"] == "blackbox" or companion_of(step):
                 continue
             names = (step["name"], str(step["index"]))
             before = sorted(i for i, where in old.items()
@@ -369,9 +370,10 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
                 continue
             for host in gone.get("hosts") or [gone["host"]]:
                 copy = old.get(iid, {}).get(host)
-                # (a trial's candidate whose trial ends drains as an old copy of the step it tried)
-                if copy and ((copy["chain"], copy["step"]) in steps or (copy["chain"], str(copy["step"]).split(TRIAL_SUFFIX, maxsplit=1)[0]) in steps
-                             and str(copy["step"]).endswith(TRIAL_SUFFIX)) and new.get(iid, {}).get("host") != host:
+                # (a trial's candidate whose trial ends, a warm spare no longer asked for, drains as an
+                # old copy of the step it stood in for)
+                if copy and ((copy["chain"], copy["step"]) in steps or (copy["chain"], str(copy["step"]).split("~", maxsplit=1)[0]) in steps
+                             and "~" in str(copy["step"])) and new.get(iid, {}).get("host") != host:
                     draining.setdefault(iid + "@" + host, copy)
     vm = next((moves[i] for i in sorted(ids) if moves[i]["how"] == "libvirt"), None)
     after = placement(done)
@@ -453,6 +455,9 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
         out_switches[s] = {"cookie": _cookie(CHAINS_COOKIE), "cookie_mask": _cookie(CHAINS_MASK),
                            "flows_pre": compiled_pre["switches"][s]["flows"] if compiled_pre else None,
                            "flows_during": compiled_during["switches"][s]["flows"], "flows": final["flows"],
+                           "group_id_range": list(GROUP_ID_RANGE),
+                           "groups_pre": compiled_pre["switches"][s]["groups"] if compiled_pre else None,
+                           "groups_during": compiled_during["switches"][s]["groups"], "groups": final["groups"],
                            "chains": final["chains"], "absent": final["absent"], "markers": [], "markers_pre": []}
     for iid in sorted(ids):
         move = moves[iid]
@@ -479,7 +484,7 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
             switch[stage].append({
                 "actions": "push_vlan:0x8100,set_field:%d->vlan_vid,output:%s" % (0x1000 | tag, hosts[move["from"]]["trunk"]),
                 "packet": marker_frame(iid, direction, token)})
-    transition = any(v["flows_during"] != v["flows"] for v in out_switches.values()) or \
+    transition = any(v["flows_during"] != v["flows"] or v["groups_during"] != v["groups"] for v in out_switches.values()) or \
         any(v["flows_during"] != v["flows"] for v in out_hosts.values())
     return {"index": index, "name": wave["name"], "moves": [moves[i] for i in sorted(ids)], "vm_move": vm_move,
             "hosts": out_hosts, "switches": out_switches, "chains": compiled_final["chains"], "transition": transition}
@@ -494,7 +499,8 @@ def _compile(valid, placement, draining, switches, blackboxes, hosts):
     for key, where in draining.items():
         leaving.setdefault(where["chain"], {})[key] = where
     out_hosts = {h: [] for h in hosts}
-    out_switches = {s: {"flows": [], "chains": {}, "absent": []} for s in switches}
+    out_switches = {s: {"flows": [], "groups": [], "chains": {}, "absent": []} for s in switches}
+    group_owner = {}
     chains_out = {}
     for chain in valid:
         if chain["state"] == "absent":
@@ -511,6 +517,13 @@ def _compile(valid, placement, draining, switches, blackboxes, hosts):
                 out_hosts[host].extend(_flow_items(chain, host_flows))
         out_switches[chain["switch"]]["chains"][chain["name"]] = {"cookie": _cookie(chain["cookie"]), "flow_count": len(flows)}
         out_switches[chain["switch"]]["flows"].extend(flows)
+        for group in compiled["groups"]:
+            key = (chain["switch"], group["group_id"])
+            if key in group_owner:
+                raise ChainError(chain["name"], None, "tag", "its fast-failover group %#x has the id of one of chain '%s' (a hash "
+                                 "collision of instance ids): give one of the two chains its own tag" % (group["group_id"], group_owner[key]))
+            group_owner[key] = chain["name"]
+            out_switches[chain["switch"]]["groups"].append(group)
         chains_out[chain["name"]] = {
             "state": "present", "switch": chain["switch"], "cookie": _cookie(chain["cookie"]),
             "from": chain["from"], "to": chain["to"], "match": match_text(chain["match"]), "flow_count": len(flows),

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _consolidate
-from ansible_collections.flowstream.platform.plugins.module_utils._chains import chain_short, instance_id
+from ansible_collections.flowstream.platform.plugins.module_utils._chains import SPARE_SUFFIX, chain_short, companion_of, instance_id
 
 DEFAULT_VLAN_RANGE = (100, 4094)
 OBJECTIVES = ("spread", "pack")
@@ -116,20 +116,26 @@ class _Need(object):
     def label(self):
         return "%s/%s" % (self.chain, self.step["name"])
 
+    @property
+    def protects(self):
+        """A warm spare: the label of the step whose instances it stands in for (else None)."""
+        return "%s/%s" % (self.chain, self.step["spare_of"]) if self.step.get("spare_of") else None
+
     def order(self):
-        """Placement order: instances that must leave a host first, then largest first (so that
-        small instances fill the gaps), then chain, step and instance number."""
-        return (0 if self.move else 1, -self.cpu, -self.mem, self.chain, self.step["index"], self.n)
+        """Placement order: warm spares after every instance they may have to stand apart from;
+        instances that must leave a host first, then largest first (so that small instances fill
+        the gaps), then chain, step and instance number."""
+        return (1 if self.protects else 0, 0 if self.move else 1, -self.cpu, -self.mem, self.chain, self.step["index"], self.n)
 
 
 def neighbours(steps):
     """{step name: sorted names of the steps a packet goes to straight before or after it}: the
     next step on the main path, a split's target, and the step after a split target."""
-    main = [s for s in steps if not s.get("only_split") and not s.get("trial_of")]
+    main = [s for s in steps if not s.get("only_split") and not companion_of(s)]
     pairs = set(zip([s["name"] for s in main], [s["name"] for s in main[1:]]))
     for source in steps:
         split = source.get("split")
-        if split and not source.get("trial_of"):
+        if split and not companion_of(source):
             pairs.add((source["name"], split["to"]))
             deep = next((s for s in steps if s["name"] == split["to"]), None)
             after = next((s for s in main if deep is not None and s["index"] > deep["index"]), None)
@@ -286,6 +292,8 @@ class _HostState(object):
             return fixed
         if need.step.get("apart") and self.per_step.get(need.label):
             return "runs an instance of %s already (the step keeps its instances apart)" % need.label
+        if need.protects and self.per_step.get(need.protects):
+            return "runs an instance of %s (its warm spare stands on another host: a host that dies takes both)" % need.protects
         if self.cpu_left() < need.cpu:
             return "%s left" % _fmt_cpu(max(self.cpu_left(), 0))
         if self.cap_mem - self.reserved_mem < need.mem:
@@ -382,14 +390,16 @@ def choose(states, need, allow_spares=False, pack=False):
     fits = []
     refused = {}
     for state in states:
-        if state.spare and not allow_spares:
+        if state.spare and not allow_spares and not need.protects:
             continue
         why = state.why_not(need)
         if why:
             refused[state.name] = why
         else:
             near = sum(state.per_step.get(label, 0) for label in need.near)
-            fits.append((state.per_step.get(need.label, 0), -near, -state.load() if pack else state.load(), state.name, state))
+            # a warm spare goes to a spare host first; an instance keeps off its step's warm spare
+            apart = (0 if state.spare else 1) if need.protects else state.per_step.get(need.label + SPARE_SUFFIX, 0)
+            fits.append((state.per_step.get(need.label, 0), -near, -state.load() if pack else state.load(), state.name, state, apart))
     if not fits:
         return None, refused
     fits.sort(key=_ranks)
@@ -397,16 +407,20 @@ def choose(states, need, allow_spares=False, pack=False):
 
 
 def _ranks(candidate):
-    return candidate[:4]
+    return (candidate[5],) + candidate[:4]
 
 
 def _reason(need, fits, pack=False):
     """Why the first of ``fits`` (sorted candidates) won: the criterion that beat the runner-up."""
-    same, near, load, name, state = fits[0]
+    same, near, load, name, state, apart = fits[0]
     if len(fits) == 1:
         return "%s: the only host where it fits (%s)" % (name, _load_text(state))
     r_same, r_near, r_load, r_name = fits[1][:4]
     parts = []
+    if apart < fits[1][5]:
+        if need.protects:
+            return "%s: a spare host, apart from the instances of %s it stands in for (%s)" % (name, need.protects, _load_text(state))
+        return "%s: not where the warm spare of %s runs (%s has it)" % (name, need.label, r_name)
     if same < r_same:
         if same == 0:
             parts.append("no other instance of %s there (%s has %d)" % (need.label, r_name, r_same))
@@ -424,7 +438,7 @@ def _reason(need, fits, pack=False):
             return "%s: %s" % (name, "; ".join(parts))
         if near:
             parts.append("next to %d instance(s) of the steps before and after it" % -near)
-        tied = sum(1 for f in fits if f[:2] == (same, near))
+        tied = sum(1 for f in fits if f[:2] == (same, near) and f[5] == apart)
         if load < r_load:
             parts.append(("fullest of %d hosts where it fits, to keep hosts free (%s; next %s at %.2f)" if pack else
                           "least loaded of %d hosts (%s; next %s at %.2f)") % (tied, _load_text(state), r_name, abs(r_load)))
@@ -637,6 +651,11 @@ def consolidate(states, wanted, policy):
         foreign = [iid for iid, info in st.instances.items() if iid not in wanted and info.get("chain") not in described]
         base_cpu = sum(_milli((st.instances[i].get("resources") or {}).get("cpu")) for i in foreign)
         base_mem = sum(_milli((st.instances[i].get("resources") or {}).get("memory")) for i in foreign)
+        # warm spares are not packed (a packing knows nothing of whom they must stand apart from):
+        # one counts where it runs; on a host that is freed, placement finds it another
+        spares = [wanted[i][1] for i in st.instances if i in wanted and wanted[i][1].get("spare_of")]
+        base_cpu += sum(_milli(step["resources"].get("cpu")) for step in spares)
+        base_mem += sum(_milli(step["resources"].get("memory")) for step in spares)
         if foreign:
             why_fixed[st.name] = "runs %s, of no chain this request describes" % ", ".join(sorted(foreign)[:5])
         bins.append(_consolidate.Bin(st.name, int(st.cap_cpu * keep), int(st.cap_mem * keep), kinds=st.kinds, switch=st.switch,
@@ -644,6 +663,8 @@ def consolidate(states, wanted, policy):
     names = set(b.name for b in bins)
     items = []
     for iid, (chain, step, n) in wanted.items():
+        if step.get("spare_of"):
+            continue
         need = _Need(iid, chain, step, n)
         home = next((st.name for st in states.values() if iid in st.instances and _matches(st.instances[iid], chain, step) is None
                      and st.name in names), None)
@@ -946,6 +967,10 @@ def _pinned(need, state, policy):
 def _warnings(states):
     warnings = []
     for state in states.values():
+        for label in sorted(state.per_step):
+            if label.endswith(SPARE_SUFFIX) and state.per_step.get(label[:-len(SPARE_SUFFIX)]):
+                warnings.append("%s: the warm spare of %s runs there with an instance of that step, which it therefore does not "
+                                "protect (no other host had room for it)" % (state.name, label[:-len(SPARE_SUFFIX)]))
         mem_left = state.cap_mem - state.reserved_mem
         if state.cpu_left() < 0 or mem_left < 0:
             warnings.append("%s: the instances kept there reserve more than its capacity (%s, %s left); they are not moved "
@@ -970,21 +995,24 @@ def _short(need, refused, out, states):
     short = step["instances"] - len(placed)
     text = "capacity short: needs %d instance%s of %s and %s (kind %s)" % (
         step["instances"], "s" if step["instances"] > 1 else "", _fmt_cpu(need.cpu), _fmt_mem(need.mem), need.kind)
+    if need.protects:
+        text = ("no host can hold the warm spare of %s (spare: warm asks for a standby instance of %s and %s, kind %s, on a "
+                "host that runs none of its instances)" % (need.protects, _fmt_cpu(need.cpu), _fmt_mem(need.mem), need.kind))
     if need.move:
         text += "; %s must leave %s (%s)" % (need.iid, need.previous, need.why_previous)
-    if placed:
-        where = sorted(set(placed))
-        text += "; %d placed (on %s); no host fits the other %d" % (len(placed), ", ".join(where), short)
-    else:
-        text += "; none placed; no host fits %s" % ("any" if short > 1 else "it")
+    if not need.protects:
+        if placed:
+            text += "; %d placed (on %s); no host fits the other %d" % (len(placed), ", ".join(sorted(set(placed))), short)
+        else:
+            text += "; none placed; no host fits %s" % ("any" if short > 1 else "it")
     if refused:
         text += ": " + ", ".join("%s %s" % (name, why) for name, why in sorted(refused.items()))
     else:
         text += ": there are no module hosts"
     spares = sorted(s.name for s in states.values() if s.spare)
-    if spares:
+    if spares and not need.protects:
         text += " (spares %s are kept free)" % ", ".join(spares)
     details = {"needed": step["instances"], "placed": len(placed), "short": short, "kind": need.kind,
                "cpu": need.cpu / float(MILLI), "memory": need.mem / float(MILLI), "hosts": dict(sorted(refused.items())),
                "spares": spares}
-    return PlanError(need.chain, step["name"], text, details)
+    return PlanError(need.chain, step.get("spare_of") or step["name"], text, details)

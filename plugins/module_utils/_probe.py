@@ -975,7 +975,8 @@ def crossing_report(probe_result, instances_by_step, before=None, min_packets=1)
     return {"ok": not problems, "steps": steps, "flows": [per_flow[f["flow"]] for f in flows], "problems": problems}
 
 
-# the step label of a trial's candidate instances: "<step>~trial" (_chains.TRIAL_SUFFIX; this file
+# the step label of a trial's candidate instances: "<step>~trial" (_chains.TRIAL_SUFFIX; a warm
+# spare's is "<step>~spare"; this file
 # imports nothing of the collection: it runs alone as the flowstream-probe command)
 TRIAL_SUFFIX = "~trial"
 
@@ -987,9 +988,9 @@ def instances_by_step(reports, chain):
     for report in reports or []:
         for inst, info in ((report or {}).get("instances") or {}).items():
             if info.get("chain") == chain and info.get("flows") is not None:
-                # a trial's candidate ("<step>~trial") is one of its step's instances: each flow
-                # crosses the candidate or an incumbent, never both
-                out.setdefault(str(info.get("step")).split(TRIAL_SUFFIX, maxsplit=1)[0], {})[inst] = info.get("flows") or []
+                # a trial's candidate ("<step>~trial"), a warm spare ("<step>~spare") is one of its
+                # step's instances: each flow crosses it or another one, never two
+                out.setdefault(str(info.get("step")).split("~", maxsplit=1)[0], {})[inst] = info.get("flows") or []
     return out
 
 

@@ -87,7 +87,10 @@ options:
         type: list
         elements: dict
       allow_spares:
-        description: Spares may take instances (a failover, or a move asked to a spare).
+        description:
+          - Spares may take instances (a failover, or a move asked to a spare).
+          - The standby of a step whose C(spare) is V(warm) goes to a spare host whatever this says (first
+            choice; else a host running none of the step's instances).
         type: bool
         default: false
       objective:
@@ -185,7 +188,8 @@ plan:
           moved by libvirt, or null), C(transition) (whether flows change between C(flows_during) and
           C(flows)), C(hosts) (per module host C(remove_first), C(export), C(install), C(remove),
           C(flows_pre), C(flows_during), C(flows)) and C(switches) (per switch C(flows_pre),
-          C(flows_during), C(flows), C(chains), C(absent)).
+          C(flows_during), C(flows), the warm spares' fast-failover groups each stage's flows use
+          C(groups_pre), C(groups_during), C(groups), their C(group_id_range), C(chains), C(absent)).
       type: list
       elements: dict
     hosts:

@@ -18,6 +18,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ansible_cli import BIN, TOP, _env, module, playbook  # noqa: E402  pylint: disable=wrong-import-position
@@ -247,3 +248,47 @@ def test_a_switch_that_restarted_gets_every_chain_back(deployed):
     after = look()
     assert after["chain_flows"] > 0 and after["fenced_hosts"] == [], json.dumps(after)
     assert all(healthy_again(h) == "healthy" for h in ALL_HOSTS)
+
+
+def test_a_warm_spare_carries_a_cut_trunks_flows_with_no_controller_action(deployed, tmp_path):
+    """Every step of the web chain asks for a warm spare (spare: warm): deploy-chain places one
+    standby per step on the spare and sends each instance's flows through an OpenFlow
+    fast-failover group. The trunk of the web chain's host is cut under the probe with nobody
+    running anything: the switch moves the flows to the standbys by itself, and back when the
+    link returns. (The figures over ten cuts, and a host killed - BFD's 300 ms - are
+    bench/failover.py's.)"""
+    chains = yaml.safe_load((TOP / "inventory" / "lab" / "group_vars" / "all" / "chains.yml").read_text())["flowstream_chains"]
+    for step in next(c for c in chains if c["name"] == "web")["steps"]:
+        step["spare"] = "warm"
+    spares = tmp_path / "spares.yml"
+    spares.write_text(yaml.safe_dump({"flowstream_chains": chains}))
+    ok(playbook("playbooks/deploy-chain.yml", "-e", "@%s" % spares, *RATE_CAP))   # verify folds a standby into its step
+    again = ok(playbook("playbooks/deploy-chain.yml", "-e", "@%s" % spares, "-e", "flowstream_skip_verify=true"))
+    assert again.changed() == 0, again.explain()
+    where = LAB.placement()
+    # the web chain's ids (web4b5<step><n>): steps 0-2 its own, 3-5 their standbys, apart from them on the spare
+    primaries = {i: h for i, (h,) in where.items() if i.startswith("web4b5") and i[6] in "012"}
+    standbys = {i: h for i, (h,) in where.items() if i.startswith("web4b5") and i[6] in "345"}
+    assert len(primaries) == 4 and standbys == {"web4b53a": "spare1", "web4b54a": "spare1", "web4b55a": "spare1"}, where
+    groups = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-groups", "fsl-sw"], capture_output=True, text=True,
+                            check=True).stdout
+    assert groups.count("type=ff") == 2 * len(primaries), groups   # one per instance and leg
+
+    cut = primaries["web4b50a"]
+    probe = subprocess.Popen([sys.executable, str(TOP / "plugins" / "module_utils" / "_probe.py"), "run", "--source-netns", "fsl-source",
+                              "--sink-netns", "fsl-sink", "--src", "198.18.1.1", "--dst", "198.18.1.2", "--flows", "32",
+                              "--dport", "8000", "--vary", "dport", "--sport", "40000", "--rate", "10000", "--duration", "7", "--json"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.5)
+        subprocess.run(["ip", "link", "set", TRUNK % cut, "down"], check=True)
+        time.sleep(2.5)
+    finally:
+        subprocess.run(["ip", "link", "set", TRUNK % cut, "up"], check=True)
+        out, _err = probe.communicate(timeout=60)
+    totals = json.loads(out)["totals"]
+    print("\nwarm spare, %s's trunk cut for 2.5 s and back: %s" % (cut, {k: totals[k] for k in (
+        "sent", "lost", "reordered", "duplicated", "max_gap_ms")}))
+    # the cut hosts some instance of every flow: without the standbys, half of the run would be lost
+    assert totals["sent"] >= 60000 and totals["lost"] <= totals["sent"] // 100, totals
+    assert totals["duplicated"] == 0, totals

@@ -103,8 +103,10 @@ def lookup(flows, table, pkt):
     return best
 
 
-def run_switch(flows, pkt):
-    """Apply the flow table to ``pkt``; return the ports it is sent out of (with the packet)."""
+def run_switch(flows, pkt, groups=None, dead=()):
+    """Apply the flow table to ``pkt``; return the ports it is sent out of (with the packet).
+    ``groups``: {group id: group} (fast-failover: the first bucket whose watch_port is not in
+    ``dead``). An output to the port the packet came in on is dropped, as OpenFlow does."""
     table = 0
     while True:
         flow = lookup(flows, table, pkt)
@@ -120,7 +122,23 @@ def run_switch(flows, pkt):
             elif action == "pop_vlan":
                 pkt["vlan"] = None
             elif action.startswith("output:"):
-                outputs.append((action[len("output:"):], dict(pkt)))
+                if action[len("output:"):] != str(pkt["in_port"]):
+                    outputs.append((action[len("output:"):], dict(pkt)))
+            elif action == "load:0->NXM_OF_IN_PORT[]":
+                pkt["in_port"] = 0
+            elif action.startswith("group:"):
+                group = groups[int(action[len("group:"):])]
+                assert group["type"] == "fast_failover", group
+                live = [b for b in group["buckets"] if b.split(",")[0][len("watch_port:"):] not in dead]
+                if live:
+                    for bucket_action in live[0].split("actions=", 1)[1].split(","):
+                        if bucket_action.startswith("set_field:"):
+                            pkt["vlan"] = int(bucket_action[len("set_field:"):-len("->vlan_vid")]) & 0xFFF
+                        elif bucket_action.startswith("output:"):
+                            if bucket_action[len("output:"):] != str(pkt["in_port"]):
+                                outputs.append((bucket_action[len("output:"):], dict(pkt)))
+                        else:
+                            raise AssertionError("the simulator does not know bucket action %s" % bucket_action)
             elif action == "in_port":
                 outputs.append((pkt["in_port"], dict(pkt)))
             elif action == "NORMAL":
@@ -138,7 +156,7 @@ def run_switch(flows, pkt):
         table = goto
 
 
-def traverse(compiled, wires, pkt, hosts=True, max_hops=64):
+def traverse(compiled, wires, pkt, hosts=True, max_hops=64, dead=()):
     """Send ``pkt`` through the switch, the module hosts' bridges and the instances until it
     leaves on an uplink. ``wires`` (from ``place``): black boxes and instances. A host bridge runs
     the compiled host flows of its host (``hosts=False``: none, the switch does everything) and
@@ -148,8 +166,9 @@ def traverse(compiled, wires, pkt, hosts=True, max_hops=64):
     visited, passes = [], 0
     for _hop in range(max_hops):
         passes += 1
-        outs = run_switch(compiled["flows"], pkt)
+        outs = run_switch(compiled["flows"], pkt, {g["group_id"]: g for g in compiled.get("groups", [])}, dead)
         assert len(outs) == 1, "expected exactly one output, got %s (visited %s)" % (outs, visited)
+        assert outs[0][0] not in dead, "sent to dead trunk %s (visited %s)" % (outs[0][0], visited)
         port, pkt = outs[0]
         if port in UPLINKS.values():
             assert pkt["vlan"] is None, "a packet leaves the platform tagged"
@@ -572,3 +591,93 @@ def test_what_is_inside_a_candidate_when_its_trial_ends_goes_on_to_the_next_step
     bare = compile_chain(trial_chain(trial=False), rest, UPLINKS)
     pkt = dict(packet(20000, 8000), in_port="tr-" + host, vlan=placement[cand]["vlans"]["right"])
     assert run_switch(bare["flows"], pkt) == []
+
+
+# ------------------------------------------------------------------------------------------
+# warm spares: fast-failover groups
+# ------------------------------------------------------------------------------------------
+def spare_chain(spare="warm", instances=2):
+    return validate([base_chain("web", {"udp": True, "nw_src": SRC, "nw_dst": DST}, [
+        {"name": "fw", "type": "firewall", "kind": "kernel"},
+        {"name": "mon", "type": "monitor", "kind": "kernel", "instances": instances, "spare": spare},
+        {"name": "shape", "type": "shaper", "kind": "kernel", "params": {"rate": "10mbit"}}])], switches=SWITCHES)[0]
+
+
+def spare_placement(chain, hosts):
+    """``hosts``: {step name: [trunk of each instance]} (the warm spare: 'mon~spare')."""
+    placement, next_vlan = {}, {t: 100 for t in TRUNKS}
+    wires = {"access": {}, "legs": {}, "vlan_of": {}}
+    for step in chain["steps"]:
+        for n in range(step["instances"]):
+            trunk = hosts[step["name"]][n]
+            host, left, right = TRUNK_HOST[trunk], next_vlan[trunk], next_vlan[trunk] + 1
+            next_vlan[trunk] += 2
+            inst = instance_id(chain["name"], step["index"], n)
+            placement[inst] = {"step": step["name"], "n": n, "host": host, "trunk": trunk, "vlans": {"left": left, "right": right}}
+            lport, rport = leg_port(inst, "left"), leg_port(inst, "right")
+            name = "%s/%s" % (step["name"], inst)
+            wires["access"].update({(host, left): lport, (host, right): rport})
+            wires["legs"].update({(host, lport): (name, rport), (host, rport): (name, lport)})
+            wires["vlan_of"].update({(host, lport): left, (host, rport): right})
+    return placement, wires
+
+
+def mon_of(compiled, wires, ports, dead=()):
+    """{source port: the mon instance (or spare) the flow crosses}, both directions checked."""
+    out = {}
+    for sport in ports:
+        for forward in (True, False):
+            exit_port, visited, _p = traverse(compiled, wires, packet(sport, 8000, forward=forward), dead=dead)
+            assert exit_port == UPLINKS["sink" if forward else "source"]
+            steps = [v.split("/")[0].split("~")[0] for v in visited]
+            assert steps == (["fw", "mon", "shape"] if forward else ["shape", "mon", "fw"]), visited
+            (inst,) = [v.split("/")[1] for v in visited if v.split("/")[0].split("~")[0] == "mon"]
+            assert out.setdefault(sport, inst) == inst, "the two directions of a flow met different instances"
+    return out
+
+
+@pytest.mark.parametrize("layout", [
+    # fw, mon a, mon b, shape on hosts of their own; the spare on mh4
+    {"fw": ["tr-mh1"], "mon": ["tr-mh2", "tr-mh3"], "shape": ["tr-mh1"], "mon~spare": ["tr-mh4"]},
+    # the spare on the host of the steps before and after it: what fails over to it comes back
+    # out of the trunk it arrived on (the ingress port is cleared first, or the switch drops it)
+    {"fw": ["tr-mh4"], "mon": ["tr-mh2", "tr-mh3"], "shape": ["tr-mh4"], "mon~spare": ["tr-mh4"]},
+])
+def test_a_warm_spare_takes_exactly_the_flows_of_an_instance_whose_trunk_died(layout):
+    chain = spare_chain()
+    (standby,) = [s for s in chain["steps"] if s.get("spare_of")]
+    assert (standby["name"], standby["index"], standby["kind"], standby["instances"], chain["steps"][1]["spare"]) == (
+        "mon~spare", 3, "kernel", 1, {"step": "mon~spare"})
+    placement, wires = spare_placement(chain, layout)
+    compiled = compile_chain(chain, placement, UPLINKS)
+    a, b, spare = instance_id("web", 1, 0), instance_id("web", 1, 1), instance_id("web", 3, 0)
+    # one fast-failover group per instance and leg: the instance's trunk first, then the spare's
+    assert len(compiled["groups"]) == 4 and all(g["type"] == "fast_failover" and len(g["buckets"]) == 2 for g in compiled["groups"])
+    assert all(_compiler.GROUP_ID_RANGE[0] <= g["group_id"] <= _compiler.GROUP_ID_RANGE[1] for g in compiled["groups"])
+    ports = range(20000, 20400)
+    alive = mon_of(compiled, wires, ports)
+    # all alive: the flows meet the step's instances exactly as without a spare
+    without, wires_without = spare_placement(spare_chain("none"), {k: v for k, v in layout.items() if k != "mon~spare"})
+    assert alive == mon_of(compile_chain(spare_chain("none"), without, UPLINKS), wires_without, ports)
+    assert set(alive.values()) == {a, b}
+    # a's host trunk dead: a's flows - both directions - cross the spare, b's stay with b
+    failed = mon_of(compiled, wires, ports, dead={layout["mon"][0]})
+    assert all(failed[p] == (spare if alive[p] == a else b) for p in ports)
+    # both dead: everything crosses the spare
+    assert set(mon_of(compiled, wires, ports, dead=set(layout["mon"])).values()) == {spare}
+
+
+def test_a_warm_spare_is_named_in_errors_and_shown_in_the_path():
+    for step, field, words in (({"name": "mon", "type": "monitor", "kind": "kernel", "spare": "hot"}, "spare", "must be warm"),
+                               ({"name": "mon", "blackbox": "bb1", "spare": "warm"}, "spare", "black box has no warm spare")):
+        with pytest.raises(ChainError) as err:
+            validate([base_chain("web", {"udp": True}, [step])], switches=SWITCHES, blackboxes=BOXES)
+        assert (err.value.chain, err.value.step, err.value.field) == ("web", "mon", field) and words in str(err.value), str(err.value)
+    chain = spare_chain()
+    placement, _wires = spare_placement(chain, {"fw": ["tr-mh1"], "mon": ["tr-mh2", "tr-mh3"], "shape": ["tr-mh1"],
+                                                "mon~spare": ["tr-mh4"]})
+    path = compile_chain(chain, placement, UPLINKS)["path"]
+    assert path[1]["spare"] == {"step": "mon~spare"} and path[3]["spare_of"] == "mon" and path[3]["instances"] == [instance_id("web", 3, 0)]
+    # spare: none (or no spare key) is a chain without groups
+    none = spare_chain("none")
+    assert not any(s.get("spare_of") for s in none["steps"])

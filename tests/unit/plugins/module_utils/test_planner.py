@@ -737,3 +737,38 @@ def test_a_step_kept_apart_never_shares_a_host_and_says_so_when_hosts_run_out():
         plan(chains(three), two)
     with pytest.raises(_chains.ChainError, match="apart: must be true"):
         chains(chain("web", step("mon", "monitor", "kernel", 2, apart="yes")))
+
+
+# -- warm spares ------------------------------------------------------------------------------------------
+def test_a_warm_spare_goes_to_a_spare_host_apart_from_its_step_and_instances_keep_off_it():
+    request = chains(chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "process", 2, spare="warm")))
+    (fw,), (mon_a, mon_b), (standby,) = ids("web", 0, 1), ids("web", 1, 2), ids("web", 2, 1)
+    first = plan(request, THREE)
+    placed = by_host(first)
+    assert placed[standby] == "spare1" and first["instances"][standby]["step"] == "mon~spare"
+    assert "a spare host, apart from the instances of web/mon it stands in for" in first["instances"][standby]["reason"]
+    assert placed[mon_a] != placed[mon_b] and "spare1" not in (placed[fw], placed[mon_a], placed[mon_b])
+    again = plan(request, feed_back(first, THREE))
+    assert again["remove"] == {} and again["moves"] == [] and not again["warnings"]
+    # no spare host: the standby goes to a host that runs none of the step's instances
+    hosts = {"mh1": host(trunk="t1"), "mh2": host(trunk="t2"), "mh3": host(trunk="t3")}
+    placed = by_host(plan(request, hosts))
+    assert placed[standby] not in (placed[mon_a], placed[mon_b])
+    # a failover re-places an instance (spares allowed): it keeps off the host of its step's standby
+    dead = feed_back(first, THREE)
+    dead[placed_a := by_host(first)[mon_a]]["in_service"] = False
+    moved = plan(request, dead, policy={"allow_spares": True})
+    assert by_host(moved)[mon_a] not in ("spare1", placed_a) and by_host(moved)[standby] == "spare1", moved["instances"]
+
+
+def test_a_warm_spare_with_no_host_to_hold_it_is_named_and_nothing_is_planned():
+    request = chains(chain("web", step("mon", "monitor", "process", 2, spare="warm")))
+    hosts = {"mh1": host(trunk="t1"), "mh2": host(trunk="t2"), "mh3": host(kinds=["kernel"], trunk="t3")}
+    with pytest.raises(PlanError) as err:
+        plan(request, hosts)
+    assert (err.value.chain, err.value.step) == ("web", "mon"), str(err.value)
+    assert str(err.value) == (
+        "chain 'web': step 'mon': no host can hold the warm spare of web/mon (spare: warm asks for a standby instance of 0.10 CPU "
+        "and 32 MiB, kind process, on a host that runs none of its instances): mh1 runs an instance of web/mon (its warm spare "
+        "stands on another host: a host that dies takes both), mh2 runs an instance of web/mon (its warm spare stands on another "
+        "host: a host that dies takes both), mh3 does not run process")
