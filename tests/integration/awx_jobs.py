@@ -163,7 +163,8 @@ def launch(name, inventory="inventory/lab", timeout=1500, **answers):
     the lab inventory) with the survey ``answers`` (any other extra var too: the templates ask for
     variables on launch). The inventory is the description itself, read by the inventory plugin at
     the job's start (AWX reads it in an inventory update just before, update_on_launch)."""
-    extra = launch_vars(name, answers)
+    # as ansible_cli.VERIFY_SECONDS: a verify probes for 3 s at most unless the test says otherwise
+    extra = launch_vars(name, dict({"flowstream_verify_max_duration": 3}, **answers))
     project_dir, collections = project()
     work = TOP / ".tmp" / "runner"
     work.mkdir(parents=True, exist_ok=True)

@@ -65,16 +65,17 @@ def moves_of(run):
     return [r["msg"] for r in run.task_results("Move").get("localhost", {}).get("results", [])]
 
 
-def whole_again():
-    """Every host on and in service: lab-up powers a lab host on again, uncordon-host takes the
-    marks and the powered-off fences away."""
-    ok(playbook("playbooks/lab-up.yml"))
+def whole_again(lab_up=True):
+    """Every host on and in service: lab-up powers a lab host on again (``lab_up`` False: running_lab
+    has just run it), uncordon-host takes the marks and the powered-off fences away."""
+    if lab_up:
+        ok(playbook("playbooks/lab-up.yml"))
     ok(launch("uncordon-host", hosts=",".join(ALL_HOSTS)))
 
 
 @pytest.fixture(scope="module")
 def deployed(running_lab):
-    whole_again()
+    whole_again(lab_up=False)
     ok(launch("deploy-chain", flowstream_verify_max_rate=5000))
     yield
     whole_again()
@@ -145,4 +146,4 @@ def test_power_down_packs_switches_off_and_power_up_brings_back(deployed):
     # the AWX workflow's second node, and the deploy-chain job template: nothing to change
     verify = ok(launch("verify", flowstream_verify_max_rate=5000))
     assert verify.task_results("Every chain proven").get("localhost"), verify.explain()
-    assert ok(launch("deploy-chain", flowstream_verify_max_rate=5000)).changed() == 0
+    assert ok(launch("deploy-chain", flowstream_skip_verify="true")).changed() == 0   # (the verify above proved the layout)
