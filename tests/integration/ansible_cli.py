@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[2]
@@ -83,9 +84,19 @@ def _env(extra=None):
 VERIFY_SECONDS = ["-e", "flowstream_verify_max_duration=3"]
 
 
+# (what ran, seconds) of every playbook and job the tests ran: conftest prints where the time went
+SPENT = []
+
+
+def spent(what, started):
+    SPENT.append((what, time.monotonic() - started))
+
+
 def playbook(path, *args, inventory="inventory/lab", env=None, timeout=900):
     argv = [str(BIN / "ansible-playbook"), "-i", str(TOP / inventory), str(TOP / path)] + VERIFY_SECONDS + list(args)
+    started = time.monotonic()
     proc = subprocess.run(argv, cwd=TOP, env=_env(env), capture_output=True, text=True, timeout=timeout, check=False)
+    spent(Path(path).name, started)
     return AnsibleRun(argv, proc)
 
 

@@ -15,12 +15,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import ansible_runner
 import yaml
 
-from ansible_cli import BIN, TOP, AnsibleRun
+from ansible_cli import BIN, TOP, AnsibleRun, spent
 
 SURVEY_TYPES = {"text": str, "textarea": str, "password": str, "integer": int, "float": (int, float),
                 "multiplechoice": str, "multiselect": list}
@@ -169,6 +170,7 @@ def launch(name, inventory="inventory/lab", timeout=1500, **answers):
     work = TOP / ".tmp" / "runner"
     work.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="fsl-%s-" % name, dir=work))
+    started = time.monotonic()
     runner = ansible_runner.run(
         private_data_dir=str(data_dir), project_dir=str(project_dir), playbook=job_template(name)["playbook"],
         inventory=str(project_dir / inventory), extravars=extra, ident=name, quiet=True, timeout=timeout,
@@ -176,6 +178,7 @@ def launch(name, inventory="inventory/lab", timeout=1500, **answers):
         # checkout's) is replaced by the project's, which the job would read from its directory
         envvars={k: v for k, v in awx_env(collections, ANSIBLE_CONFIG=str(project_dir / "ansible.cfg")).items()
                  if k.startswith("ANSIBLE_") or k == "PATH"})
+    spent("job " + name, started)
     job = JobRun(name, extra, runner)
     if job.rc == 0:
         shutil.rmtree(data_dir, ignore_errors=True)

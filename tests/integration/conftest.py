@@ -10,7 +10,31 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ansible_cli import playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import SPENT, playbook  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Where the integration tests' time went: module by module (setup, calls and teardown), and
+    playbook by playbook (and AWX job by job)."""
+    modules = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) and getattr(report, "nodeid", None):
+                name = report.nodeid.split("::")[0]
+                modules[name] = modules.get(name, 0.0) + report.duration
+    if modules:
+        terminalreporter.section("time in test modules: %.0f s" % sum(modules.values()))
+        for name, seconds in sorted(modules.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line("%8.1f s  %s" % (seconds, name))
+    if not SPENT:
+        return
+    runs = {}
+    for what, seconds in SPENT:
+        count, total, longest = runs.get(what, (0, 0.0, 0.0))
+        runs[what] = (count + 1, total + seconds, max(longest, seconds))
+    terminalreporter.section("time in playbooks: %d runs, %.0f s" % (len(SPENT), sum(s for _, s in SPENT)))
+    for what, (count, total, longest) in sorted(runs.items(), key=lambda kv: -kv[1][1]):
+        terminalreporter.write_line("%8.1f s %4d runs  longest %6.1f s  %s" % (total, count, longest, what))
 
 
 @pytest.fixture(scope="session")
