@@ -32,7 +32,7 @@ def pytest_terminal_summary(terminalreporter):
     for what, seconds in SPENT:
         count, total, longest = runs.get(what, (0, 0.0, 0.0))
         runs[what] = (count + 1, total + seconds, max(longest, seconds))
-    terminalreporter.section("time in playbooks: %d runs, %.0f s" % (len(SPENT), sum(s for _, s in SPENT)))
+    terminalreporter.section("time in playbooks: %d runs, %.0f s" % (len(SPENT), sum(seconds for _what, seconds in SPENT)))
     for what, (count, total, longest) in sorted(runs.items(), key=lambda kv: -kv[1][1]):
         terminalreporter.write_line("%8.1f s %4d runs  longest %6.1f s  %s" % (total, count, longest, what))
 
