@@ -61,8 +61,14 @@ def _flatten(exc):
     return exc.errors if isinstance(exc, ChainErrors) else [exc]
 
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-CHAIN_KEYS = {"name", "state", "switch", "match", "from", "to", "steps", "cookie", "priority", "description", "verify", "tag"}
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")  # \Z, not $: "web\n" is no name
+CHAIN_KEYS = {"name", "state", "switch", "match", "from", "to", "steps", "cookie", "priority", "description", "verify", "tag",
+              "restore_priority", "fail_mode"}
+# a failover short of capacity restores chains whole, highest restore_priority first (ties: the
+# description's order); a chain it cannot restore is held, its traffic per its fail_mode
+RESTORE_PRIORITY_RANGE = (0, 1000)
+DEFAULT_RESTORE_PRIORITY = 500
+FAIL_MODES = ("closed", "open")
 STEP_KEYS = {"name", "type", "kind", "params", "instances", "blackbox", "split", "only_split", "vm", "apart", "trial", "spare"}
 TRIAL_KEYS = {"type", "kind", "params", "instances", "percent", "vm"}
 # a trial's candidate instances are a step of their own, named after the step they try out with
@@ -86,6 +92,12 @@ PROTO_WORDS = ("ip", "tcp", "udp", "icmp", "sctp")
 COOKIE_OWNER = 0xF5C0  # top 16 bits of every chain cookie: "flowstream chain"
 
 
+def _key_name(key):
+    """How an error names a key of the description: as written, or its repr when that would not
+    show (a key that is no text - YAML makes ints, bools and null keys too -, empty, or not printable)."""
+    return key if isinstance(key, str) and key and key.isprintable() else repr(key)
+
+
 def suggest(word, known):
     close = difflib.get_close_matches(str(word), sorted(known), n=1)
     return " (did you mean '%s'?)" % close[0] if close else ""
@@ -97,7 +109,7 @@ def chain_cookie(name):
     return (COOKIE_OWNER << 48) | low
 
 
-TAG_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
+TAG_RE = re.compile(r"^[a-z][a-z0-9]{0,5}\Z")
 
 
 def chain_short(name, tag=None):
@@ -128,6 +140,8 @@ MAX_INSTANCES = 1000
 # 0.39 %, 1 % is 3 slots, and evens the instances' shares out - bench/slices.py), each owned by
 # one instance: a step of more instances than slots would leave some without a flow
 STEP_SLOTS = 256
+# a VM's vcpus and memory (MiB): whole numbers libvirt takes (and the planner's floats hold)
+VM_SIZE_MAX = 2 ** 31 - 1
 
 
 def instance_id(chain, step_index, n, tag=None):
@@ -187,7 +201,11 @@ def validate(chains, catalogue=None, switches=None, blackboxes=None):
     """
     if not isinstance(chains, list):
         raise ChainError(None, None, "flowstream_chains", "must be a list of chains")
-    types = _catalogue.merged(catalogue or {})
+    try:
+        types = _catalogue.merged(catalogue or {})
+    except Exception as exc:  # InstanceError: the operator's catalogue itself is wrong
+        raise ChainError(None, None, "flowstream_catalogue" + ("." + exc.field.split(".", 1)[-1] if getattr(exc, "field", None) else ""),
+                         getattr(exc, "message", str(exc))) from exc
     switches = switches or {}
     blackboxes = blackboxes or {}
     seen = {}
@@ -211,6 +229,9 @@ def validate(chains, catalogue=None, switches=None, blackboxes=None):
                 raise ChainError(name, None, "tag", "chain '%s' already has the short tag '%s' that starts instance ids; "
                                  "give one of the two its own tag (tag: <1-6 of a-z0-9>)" % (shorts[short], short))
             shorts[short] = name
+            if chain.get("verify") and not isinstance(chain["verify"], dict):
+                raise ChainError(name, None, "verify", "must be a mapping (deploy-chain's probe: rate, flows, duration, "
+                                 "base_port ...), got %r" % (chain["verify"],))
             norm = {"name": name, "state": state, "cookie": chain_cookie(name), "description": chain.get("description", ""),
                     "verify": dict(chain.get("verify") or {}), "tag": tag}
             if "cookie" in chain:
@@ -228,13 +249,13 @@ def validate(chains, catalogue=None, switches=None, blackboxes=None):
                 out.append(norm)
                 continue
             switch = chain.get("switch") or (sorted(switches)[0] if len(switches) == 1 else None)
-            if switch not in switches:
+            if not isinstance(switch, str) or switch not in switches:
                 raise ChainError(name, None, "switch", "names switch %r, which the platform does not have (known: %s)"
                                  % (switch, ", ".join(sorted(switches)) or "none"))
             norm["switch"] = switch
             uplinks = switches[switch].get("uplinks") or {}
             for end in ("from", "to"):
-                if chain.get(end) not in uplinks:
+                if not isinstance(chain.get(end), str) or chain.get(end) not in uplinks:
                     raise ChainError(name, None, end, "must name an uplink of switch %s%s (known: %s)"
                                      % (switch, suggest(chain.get(end), uplinks), ", ".join(sorted(uplinks)) or "none"))
                 norm[end] = chain[end]
@@ -246,6 +267,17 @@ def validate(chains, catalogue=None, switches=None, blackboxes=None):
             if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 60000:
                 raise ChainError(name, None, "priority", "must be 1..60000 (more specific chains want higher), got %r" % (priority,))
             norm["priority"] = priority
+            restore = chain.get("restore_priority", DEFAULT_RESTORE_PRIORITY)
+            if isinstance(restore, bool) or not isinstance(restore, int) or \
+                    not RESTORE_PRIORITY_RANGE[0] <= restore <= RESTORE_PRIORITY_RANGE[1]:
+                raise ChainError(name, None, "restore_priority", "must be %d..%d (a failover short of capacity restores the "
+                                 "highest first; default %d), got %r" % (RESTORE_PRIORITY_RANGE + (DEFAULT_RESTORE_PRIORITY, restore)))
+            norm["restore_priority"] = restore
+            fail_mode = chain.get("fail_mode", FAIL_MODES[0])
+            if fail_mode not in FAIL_MODES:
+                raise ChainError(name, None, "fail_mode", "must be closed (traffic of a chain a failover cannot restore is "
+                                 "dropped) or open (it goes from uplink to uplink past the steps), got %r" % (fail_mode,))
+            norm["fail_mode"] = fail_mode
             norm["steps"] = _validate_steps(name, chain.get("steps"), types, blackboxes, switch)
             out.append(norm)
         except ChainError as exc:
@@ -275,7 +307,7 @@ def _check_named(item, index, seen, keys, what, chain=None):
     if name in seen:
         raise error("name", "is used by %ss %d and %d" % (what, seen[name], index))
     seen[name] = index
-    unknown = sorted(set(item) - keys)
+    unknown = sorted(_key_name(k) for k in set(item) - keys)
     if unknown:
         raise error(unknown[0], "unknown key%s (known: %s)" % (suggest(unknown[0], keys), ", ".join(sorted(keys))))
     return name
@@ -289,8 +321,16 @@ def _module_of(chain, sname, spec, types, prefix):
     if type_name is None:
         raise ChainError(chain, sname, prefix + "type", "is required (a catalogue type)%s"
                          % ("" if prefix else " unless the step is a blackbox"))
+    if not isinstance(type_name, str):
+        raise ChainError(chain, sname, prefix + "type", "must name a catalogue type (the catalogue has: %s), got %r"
+                         % (", ".join(sorted(types)), type_name))
     if kind is None:
         raise ChainError(chain, sname, prefix + "kind", "is required (kernel, process, click or vm)")
+    if spec.get("params") and not isinstance(spec["params"], dict):
+        raise ChainError(chain, sname, prefix + "params", "must be a mapping of the type's parameters, got %r" % (spec["params"],))
+    odd = sorted(_key_name(k) for k in spec.get("params") or {} if not isinstance(k, str))
+    if odd:
+        raise ChainError(chain, sname, prefix + "params." + odd[0], "is no parameter name (a type's parameters are named in text)")
     try:
         params = _catalogue.resolve(types, sname, type_name, kind, spec.get("params"))
     except Exception as exc:  # InstanceError from the catalogue, re-said for the chain
@@ -305,7 +345,14 @@ def _module_of(chain, sname, spec, types, prefix):
     out = {"kind": kind, "type": type_name, "instances": count, "blackbox": None, "params": params,
            "resources": dict(types[type_name].get("resources") or {})}
     if kind == "vm":
-        vm = dict(types[type_name].get("vm") or {}, **(spec.get("vm") or {}))
+        if spec.get("vm") and not isinstance(spec["vm"], dict):
+            raise ChainError(chain, sname, prefix + "vm", "must be a mapping (image, memory, vcpus), got %r" % (spec["vm"],))
+        vm = dict(types[type_name].get("vm") or {})
+        vm.update(spec.get("vm") or {})
+        for key in ("vcpus", "memory"):
+            if key in vm and (isinstance(vm[key], bool) or not isinstance(vm[key], int) or not 1 <= vm[key] <= VM_SIZE_MAX):
+                raise ChainError(chain, sname, prefix + "vm." + key, "must be a whole number of %s from 1 to %d, got %r"
+                                 % ("virtual CPUs" if key == "vcpus" else "MiB", VM_SIZE_MAX, vm[key]))
         out["resources"] = {"cpu": float(vm.get("vcpus", 1)), "memory": float(vm.get("memory", 96))}
         out["vm"] = vm
     return out
@@ -325,7 +372,7 @@ def _trial_steps(chain, out, raw, types):
         sname = norm["name"]
         if not isinstance(spec, dict):
             raise ChainError(chain, sname, "trial", "must be {type: <catalogue type>, kind: ..., percent: <0-100>[, params, instances]}")
-        unknown = sorted(set(spec) - TRIAL_KEYS)
+        unknown = sorted(_key_name(k) for k in set(spec) - TRIAL_KEYS)
         if unknown:
             raise ChainError(chain, sname, "trial." + unknown[0], "unknown key%s (known: %s)"
                              % (suggest(unknown[0], TRIAL_KEYS), ", ".join(sorted(TRIAL_KEYS))))
@@ -404,9 +451,12 @@ def _validate_steps(chain, steps, types, blackboxes, switch):
             if not isinstance(norm["apart"], bool):
                 raise ChainError(chain, sname, "apart", "must be true (its instances never share a module host) or false, got %r"
                                  % (norm["apart"],))
+            if not isinstance(step.get("only_split", False), bool):
+                raise ChainError(chain, sname, "only_split", "must be true (only split traffic visits the step) or false, got %r"
+                                 % (step["only_split"],))
             if step.get("blackbox"):
                 box = step["blackbox"]
-                if box not in blackboxes:
+                if not isinstance(box, str) or box not in blackboxes:
                     raise ChainError(chain, sname, "blackbox", "names black box %r, which the platform does not have%s (known: %s)"
                                      % (box, suggest(box, blackboxes), ", ".join(sorted(blackboxes)) or "none"))
                 if blackboxes[box].get("switch") not in (None, switch):
@@ -423,6 +473,8 @@ def _validate_steps(chain, steps, types, blackboxes, switch):
                 if not isinstance(split, dict) or set(split) - SPLIT_KEYS or "to" not in split or "match" not in split:
                     raise ChainError(chain, sname, "split", "must be {to: <a later step>, match: <OpenFlow match of the "
                                      "traffic to divert, e.g. {ip: true, ip_dscp: 8}>}")
+                if not isinstance(split["to"], str):
+                    raise ChainError(chain, sname, "split.to", "must name a later step, got %r" % (split["to"],))
                 _check_match(chain, sname, "split.match", split["match"])
                 norm["split"] = {"to": split["to"], "match": dict(split["match"])}
             out.append(norm)

@@ -326,6 +326,22 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
             "groups": [groups[g] for g in sorted(groups)], "path": path(chain, members)}
 
 
+def compile_held(chain, uplinks):
+    """The flows of a chain that a failover could not restore (held: not every step has its
+    instances), in the shape compile_chain returns: its traffic, both directions, never reaches a
+    step - ``fail_mode`` closed drops it at the switch, open sends it from uplink to uplink past
+    the steps (as an inline appliance's bypass does). Nothing is half-plumbed."""
+    in_port, out_port = uplinks[chain["from"]], uplinks[chain["to"]]
+    fwd_match = match_text(chain["match"])
+    rev_match = match_text(reverse_match(chain["match"]))
+    bypass = chain.get("fail_mode") == "open"
+    flows = []
+    for arrival, match, exit_port in ((in_port, fwd_match, out_port), (out_port, rev_match, in_port)):
+        flows.append({"table": CLASSIFY_TABLE, "priority": chain["priority"], "match": "in_port=%s,%s" % (arrival, match),
+                      "actions": _out(exit_port, arrival) if bypass else "drop", "cookie": chain["cookie"]})
+    return {"cookie": chain["cookie"], "flows": _sorted(flows), "hosts": {}, "groups": [], "path": []}
+
+
 def _sorted(flows):
     return sorted(flows, key=lambda f: (f["table"], -f["priority"], f["match"], f["actions"]))
 

@@ -14,7 +14,8 @@ import json
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _planner
 from ansible_collections.flowstream.platform.plugins.module_utils._chains import ChainError, companion_of, match_text, validate
-from ansible_collections.flowstream.platform.plugins.module_utils._compiler import GROUP_ID_RANGE, SLOTS, check_overlaps, compile_chain
+from ansible_collections.flowstream.platform.plugins.module_utils._compiler import (GROUP_ID_RANGE, SLOTS, check_overlaps, compile_chain,
+                                                                                    compile_held)
 from ansible_collections.flowstream.platform.plugins.module_utils._flow_hash import moved_slots, slot_owners
 
 CHAINS_COOKIE = 0xF5C0000000000000
@@ -182,16 +183,26 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
     converges. Returns {"waves": [...], "hosts", "switches", "chains", "instances", "moves",
     "capacity", "policy", "warnings"}; the top-level ``hosts``/``switches`` hold the end state
     (the final flows and every wave's lists together)."""
+    uplinks = {s: {"uplinks": v.get("uplinks") or {}} for s, v in switches.items()}
+    try:
+        # the description as written first: a malformed one is named before anything reads it
+        validate(chains, catalogue, uplinks, blackboxes)
+    except ChainError as exc:
+        raise DeployError(str(exc)) from exc
     chains, trial_warnings = with_trials(chains, switches, trials)
     try:
-        valid = validate(chains, catalogue, {s: {"uplinks": v.get("uplinks") or {}} for s, v in switches.items()}, blackboxes)
+        valid = validate(chains, catalogue, uplinks, blackboxes)
         check_overlaps(valid)
         if isinstance(policy, dict):
             _check_blackbox_moves(policy.get("moves") or [], blackboxes)
         plan = _planner.plan(valid, hosts, policy=policy)
     except (ChainError, _planner.PlanError) as exc:
         raise DeployError(str(exc)) from exc
-    steps = {(c["name"], s["name"]): (c, s) for c in valid if c["state"] == "present" for s in c["steps"]}
+    held = plan.get("held") or {}
+    # a chain a failover could not restore: nothing of it installed, moved or removed; the switch
+    # holds its traffic (compile_held)
+    valid = [dict(c, held=held[c["name"]]) if c["name"] in held else c for c in valid]
+    steps = {(c["name"], s["name"]): (c, s) for c in valid if c["state"] == "present" and not c.get("held") for s in c["steps"]}
     new = plan["instances"]
     moves = _moves(new, steps, hosts)
     if only_moves:
@@ -223,7 +234,7 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
             "policy": plan.get("policy", {}), "warnings": plan.get("warnings", []) + trial_warnings,
             "trials": {"%s/%s" % (c["name"], s["name"]): dict(s["trial"]) for c in valid if c["state"] == "present"
                        for s in c["steps"] if s.get("trial")},
-            "consolidation": plan.get("consolidation"), "rebalanced": rebalanced(old, new, valid)}
+            "consolidation": plan.get("consolidation"), "rebalanced": rebalanced(old, new, valid), "held": held}
 
 
 def rebalanced(old, new, valid):
@@ -234,7 +245,7 @@ def rebalanced(old, new, valid):
     candidates of a trial are a step of their own and not counted)."""
     out = {}
     for chain in valid:
-        if chain["state"] != "present":
+        if chain["state"] != "present" or chain.get("held"):
             continue
         for step in chain["steps"]:
             if step["kind"] == "blackbox" or companion_of(step):
@@ -320,7 +331,7 @@ def _waves(moves, plan, policy, rolling):
 def _running(hosts, valid):
     """{instance id: where it runs now} for the instances of the described chains, from the
     hosts' reports: the old copies, compiled as arrivals while they drain."""
-    names = {c["name"]: c for c in valid}
+    names = {c["name"]: c for c in valid if not c.get("held")}
     out = {}
     for host in sorted(hosts):
         spec = hosts[host]
@@ -509,8 +520,11 @@ def _compile(valid, placement, draining, switches, blackboxes, hosts):
             chains_out[chain["name"]] = {"state": "absent", "cookie": _cookie(chain["cookie"])}
             continue
         switch = switches[chain["switch"]]
-        compiled = compile_chain(chain, by_chain.get(chain["name"], {}), switch.get("uplinks") or {}, blackboxes,
-                                 draining=leaving.get(chain["name"]))
+        if chain.get("held"):
+            compiled = compile_held(chain, switch.get("uplinks") or {})
+        else:
+            compiled = compile_chain(chain, by_chain.get(chain["name"], {}), switch.get("uplinks") or {}, blackboxes,
+                                     draining=leaving.get(chain["name"]))
         flows = _flow_items(chain, compiled["flows"])
         for host, host_flows in compiled["hosts"].items():
             if host in out_hosts:
@@ -525,12 +539,14 @@ def _compile(valid, placement, draining, switches, blackboxes, hosts):
             group_owner[key] = chain["name"]
             out_switches[chain["switch"]]["groups"].append(group)
         chains_out[chain["name"]] = {
-            "state": "present", "switch": chain["switch"], "cookie": _cookie(chain["cookie"]),
+            "state": "held" if chain.get("held") else "present", "switch": chain["switch"], "cookie": _cookie(chain["cookie"]),
             "from": chain["from"], "to": chain["to"], "match": match_text(chain["match"]), "flow_count": len(flows),
             "path": compiled["path"], "host_flow_count": {h: len(f) for h, f in compiled["hosts"].items() if h in out_hosts},
             "placement": {i: {"host": w["host"], "step": w["step"], "vlans": w["vlans"]}
                           for i, w in sorted(by_chain.get(chain["name"], {}).items())},
         }
+        if chain.get("held"):
+            chains_out[chain["name"]]["held"] = {k: chain["held"][k] for k in ("fail_mode", "restore_priority", "reason", "step")}
     return {"hosts": out_hosts, "switches": out_switches, "chains": chains_out}
 
 

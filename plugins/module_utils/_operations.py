@@ -123,7 +123,10 @@ def failover_report(probe, plan, times, started, failed):
     chain's traffic saw while the change ran (the probe's windows of the waves: sent, lost,
     reordered, duplicated, blackout), and ``restored_s`` - seconds from the failover's start
     (``started``, epoch) until the chain carried traffic again (the end of the outage the probe saw
-    at the start of the change; the change's start when it saw none; None without a probe)."""
+    at the start of the change; the change's start when it saw none; None without a probe).
+    A chain the plan held (capacity short, policy restore_by_priority) has a row too, with
+    ``held``: its restore_priority, fail_mode, the step that did not fit and why - it is not
+    restored."""
     windows = (probe or {}).get("windows") or {}
     placed = {}
     for wave in (plan or {}).get("waves") or []:
@@ -136,7 +139,7 @@ def failover_report(probe, plan, times, started, failed):
     rows = []
     for chain in affected_chains(plan):
         row = {"chain": chain, "failed_hosts": list(failed or []), "placed": placed.get(chain, {}), "probed": False,
-               "restored_s": None}
+               "restored_s": None, "held": None}
         for key in ("sent", "lost", "reordered", "duplicated", "blackout_ms"):
             row[key] = None
         for wave in (plan or {}).get("waves") or []:
@@ -153,6 +156,12 @@ def failover_report(probe, plan, times, started, failed):
                 back = float(t["started"]) + ((outage[0]["after_ms"] + outage[0]["ms"]) / 1000.0 if outage else 0.0)
                 row["restored_s"] = round(back - float(started), 2)
         rows.append(row)
+    for chain, held in sorted(((plan or {}).get("held") or {}).items()):
+        row = {"chain": chain, "failed_hosts": list(failed or []), "placed": {}, "probed": False, "restored_s": None,
+               "held": {k: held.get(k) for k in ("restore_priority", "fail_mode", "step", "reason", "missing")}}
+        for key in ("sent", "lost", "reordered", "duplicated", "blackout_ms"):
+            row[key] = None
+        rows.append(row)
     return rows
 
 
@@ -164,6 +173,11 @@ def failover_table(rows):
             r["chain"], _cell(r["restored_s"], "%.2f"), _cell(r["sent"]), _cell(r["lost"]), _cell(r["reordered"]),
             _cell(r["duplicated"]), _cell(r["blackout_ms"], "%.1f"),
             ", ".join("%s on %s" % kv for kv in sorted(r["placed"].items())) or "-"))
+        held = r.get("held")
+        if held:
+            lines[-1] = "%-8s NOT RESTORED (restore_priority %s; fail_mode %s: its traffic is %s): step %s: %s" % (
+                r["chain"], held["restore_priority"], held["fail_mode"],
+                "sent past its steps" if held["fail_mode"] == "open" else "dropped", held["step"], held["reason"])
     return lines
 
 

@@ -34,7 +34,8 @@ from __future__ import annotations
 import math
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _consolidate
-from ansible_collections.flowstream.platform.plugins.module_utils._chains import SPARE_SUFFIX, chain_short, companion_of, instance_id
+from ansible_collections.flowstream.platform.plugins.module_utils._chains import (
+    DEFAULT_RESTORE_PRIORITY, SPARE_SUFFIX, chain_short, companion_of, instance_id)
 
 DEFAULT_VLAN_RANGE = (100, 4094)
 OBJECTIVES = ("spread", "pack")
@@ -53,11 +54,12 @@ class PlanError(Exception):
     memory, and per host why it does not fit) for callers that want them as data.
     """
 
-    def __init__(self, chain, step, message, details=None):
+    def __init__(self, chain, step, message, details=None, holdable=False):
         self.chain = chain
         self.step = step
         self.message = message
         self.details = details or {}
+        self.holdable = holdable  # capacity short: a restore by priority holds the chain instead
         super().__init__(str(self))
 
     def __str__(self):
@@ -553,11 +555,12 @@ def check_policy(policy, states):
     libvirt live migration, other kinds make-before-break with their state carried) or ``cold``
     (re-created there); ``allow_spares``: spares may take instances (a failover; explicit moves
     to a spare need it too); ``objective``: ``spread`` (placement as always) or ``pack``
-    (consolidation: the fewest hosts, see ``consolidate``), with its options in ``pack``."""
+    (consolidation: the fewest hosts, see ``consolidate``), with its options in ``pack``;
+    ``restore_by_priority``: capacity short, hold the chains that do not fit (see ``plan``)."""
     policy = {} if policy is None else policy
     if not isinstance(policy, dict):
         raise PlanError(None, None, "policy must be a mapping (cordoned, draining, moves, allow_spares, objective, pack), got %r" % (policy,))
-    known = ("cordoned", "draining", "moves", "allow_spares", "objective", "pack", "respread")
+    known = ("cordoned", "draining", "moves", "allow_spares", "objective", "pack", "respread", "restore_by_priority")
     unknown = sorted(set(policy) - set(known))
     if unknown:
         raise PlanError(None, None, "policy: unknown key(s) %s (known: %s)" % (", ".join(unknown), ", ".join(known)))
@@ -568,6 +571,9 @@ def check_policy(policy, states):
     if out["objective"] not in OBJECTIVES:
         raise PlanError(None, None, "policy.objective must be one of %s, got %r" % (", ".join(OBJECTIVES), out["objective"]))
     out["pack"] = _pack_options(policy.get("pack"))
+    out["restore_by_priority"] = policy.get("restore_by_priority", False)
+    if not isinstance(out["restore_by_priority"], bool):
+        raise PlanError(None, None, "policy.restore_by_priority must be true or false, got %r" % (out["restore_by_priority"],))
     out["respread"] = policy.get("respread", False)
     if not isinstance(out["respread"], bool):
         raise PlanError(None, None, "policy.respread must be true or false, got %r" % (out["respread"],))
@@ -756,17 +762,37 @@ def respread(chains, hosts, vlan_range, states, wanted, policy):
 def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None):
     """Place every instance of ``chains`` on ``hosts``; see the module docstring and docs/planner.md.
 
-    Returns {"instances", "remove", "hosts", "moves", "warnings", "policy"}; raises PlanError.
+    With ``policy.restore_by_priority`` (a failover) a shortfall of capacity holds chains instead
+    of failing: chains are placed whole, highest ``restore_priority`` first (ties: the request's
+    order); a chain that does not fit is held - nothing of it is placed, moved or removed, what
+    of it still runs is left alone - and the chains after it are placed without it.
+
+    Returns {"instances", "remove", "hosts", "moves", "warnings", "policy", "consolidation",
+    "held"}; raises PlanError.
     """
+    held = {}
+    while True:
+        try:
+            out = _plan_once(chains, hosts, vlan_range, policy, held)
+        except PlanError as exc:
+            if not (exc.holdable and exc.chain and exc.chain not in held and (policy or {}).get("restore_by_priority")):
+                raise
+            held[exc.chain] = exc
+            continue
+        out["held"] = _held(chains, held, hosts)
+        return out
+
+
+def _plan_once(chains, hosts, vlan_range, policy, held):
     states = host_states(hosts, vlan_range)
     policy = check_policy(policy, states)
     wanted, by_name = _wanted(chains)
     consolidation = consolidate(states, wanted, policy) if policy["objective"] == "pack" else None
     if policy["respread"]:
         respread(chains, hosts, vlan_range, states, wanted, policy)
-    kept, needs, remove = _sort_out(states, wanted, by_name, policy)
+    kept, needs, remove = _sort_out(states, wanted, by_name, policy, held)
     out = _keep(kept, states)
-    moves = _place(needs, states, out, policy)
+    moves = _place(needs, states, out, policy, _restore_ranks(chains) if policy["restore_by_priority"] else None)
     moves += [iid for iid, entry in out.items() if entry["action"] == "migrate" and iid not in moves]
     return {
         "instances": {iid: out[iid] for iid in sorted(out)},
@@ -779,16 +805,46 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None):
         "policy": {"cordoned": sorted(n for n, st in states.items() if st.cordoned and not st.draining),
                    "draining": sorted(n for n, st in states.items() if st.draining),
                    "moves": [dict(instance=iid, to=m["to"], method=m["method"]) for iid, m in sorted(policy["moves"].items())],
-                   "allow_spares": policy["allow_spares"], "objective": policy["objective"]},
+                   "allow_spares": policy["allow_spares"], "objective": policy["objective"],
+                   "restore_by_priority": policy["restore_by_priority"]},
         "consolidation": consolidation,
     }
 
 
-def _sort_out(states, wanted, by_name, policy):
+def _restore_ranks(chains):
+    """{chain name: its place in a restore}: highest restore_priority first, then the request's order."""
+    present = [c for c in chains if c.get("state", "present") == "present"]
+    return {c["name"]: (-c.get("restore_priority", DEFAULT_RESTORE_PRIORITY), index) for index, c in enumerate(present)}
+
+
+def _held(chains, held, hosts):
+    """{chain: why it is held, what of it still runs where, what is missing} of the held chains."""
+    out = {}
+    running = {}
+    for name, spec in hosts.items():
+        for iid, info in ((spec.get("report") or {}).get("instances") or {}).items():
+            running.setdefault(info.get("chain"), {}).setdefault(iid, []).append(name)
+    wanted, _by_name = _wanted([c for c in chains if c["name"] in held])
+    for chain in chains:
+        if chain["name"] not in held:
+            continue
+        exc = held[chain["name"]]
+        mine = running.get(chain["name"], {})
+        out[chain["name"]] = {
+            "restore_priority": chain.get("restore_priority", DEFAULT_RESTORE_PRIORITY),
+            "fail_mode": chain.get("fail_mode", "closed"),
+            "step": exc.step, "reason": exc.message, "details": exc.details,
+            "running": {iid: sorted(mine[iid]) for iid in sorted(mine)},
+            "missing": sorted(iid for iid, (c, _s, _n) in wanted.items() if c["name"] == chain["name"] and iid not in mine),
+        }
+    return out
+
+
+def _sort_out(states, wanted, by_name, policy, held=()):
     """Sort what the hosts report against what is wanted: the instances that stay
     ({id: (need, host state, description)}), those that need a host ({id: _Need}) and the copies
-    to remove ({id: {"hosts", "reasons"}}). Instances of chains not in the request are left
-    alone: they keep their share of their host and their VLAN tags."""
+    to remove ({id: {"hosts", "reasons"}}). Instances of chains not in the request, and of
+    ``held`` chains, are left alone: they keep their share of their host and their VLAN tags."""
     copies = {}  # instance id -> [(host state, description)], hosts by name
     for state in states.values():
         for iid in sorted(state.instances):
@@ -803,9 +859,9 @@ def _sort_out(states, wanted, by_name, policy):
 
     for iid in sorted(copies):
         found = copies[iid]
-        if iid not in wanted:
+        if iid not in wanted or wanted[iid][0]["name"] in held:
             for state, info in found:
-                if info.get("chain") in by_name:
+                if info.get("chain") in by_name and info["chain"] not in held:
                     drop(iid, state, _why_unwanted(by_name[info["chain"]], iid))
                 else:
                     res = info.get("resources") or {}
@@ -870,7 +926,7 @@ def _sort_out(states, wanted, by_name, policy):
                     need.method = need.method or ("cold" if state.fence else "live")
         needs[iid] = need
     for iid, (chain, step, n) in wanted.items():
-        if iid not in kept and iid not in needs:
+        if iid not in kept and iid not in needs and chain["name"] not in held:
             needs[iid] = _Need(iid, chain, step, n)
     return kept, needs, remove
 
@@ -919,11 +975,12 @@ def _keep(kept, states):
     return out
 
 
-def _place(needs, states, out, policy):
-    """Place every instance that needs a host, in ``_Need.order`` (asked moves first); add them
-    to ``out`` and return the ids that moved."""
+def _place(needs, states, out, policy, ranks=None):
+    """Place every instance that needs a host, in ``_Need.order`` (asked moves first; with
+    ``ranks``, a restore, chain by chain in that order); add them to ``out`` and return the ids
+    that moved."""
     moves = []
-    for need in sorted(needs.values(), key=lambda n: (0 if n.pin else 1,) + n.order()):
+    for need in sorted(needs.values(), key=lambda n: (0 if n.pin else 1,) + ((ranks[n.chain],) if ranks else ()) + n.order()):
         if need.pin:
             state, why = _pinned(need, states[need.pin], policy)
         else:
@@ -1015,4 +1072,4 @@ def _short(need, refused, out, states):
     details = {"needed": step["instances"], "placed": len(placed), "short": short, "kind": need.kind,
                "cpu": need.cpu / float(MILLI), "memory": need.mem / float(MILLI), "hosts": dict(sorted(refused.items())),
                "spares": spares}
-    return PlanError(need.chain, step.get("spare_of") or step["name"], text, details)
+    return PlanError(need.chain, step.get("spare_of") or step["name"], text, details, holdable=True)

@@ -93,6 +93,18 @@ options:
             choice; else a host running none of the step's instances).
         type: bool
         default: false
+      restore_by_priority:
+        description:
+          - A failover - when capacity is short, chains are restored whole, highest C(restore_priority)
+            first (ties - the order of O(chains)), and a chain that does not fit is held instead of the
+            whole plan failing. Nothing of a held chain is installed, moved or removed (what of it still
+            runs stays), and the switch holds its traffic - its C(fail_mode) V(closed) (the default)
+            drops it, V(open) sends it from uplink to uplink past the steps. RV(plan.held) names the
+            held chains and why. A chain's warm spare is part of the chain (placed right after its
+            instances).
+          - Without it a shortfall fails the plan, naming the chain and step.
+        type: bool
+        default: false
       objective:
         description:
           - V(spread) - placement as deploy-chain does it.
@@ -216,6 +228,15 @@ plan:
       description: The policy as applied - cordoned and draining hosts (the operation's and the
         platform's marks together), moves, allow_spares, objective.
       type: dict
+    held:
+      description:
+        - With O(policy.restore_by_priority), the chains the capacity could not hold (empty otherwise)
+          - per chain its C(restore_priority), C(fail_mode), the C(step) that did not fit and C(reason)
+          (the shortfall, per host), C(details) (the figures), C(running) (its instances still running,
+          and where) and C(missing) (its instances that run nowhere).
+      type: dict
+      sample: {guest: {restore_priority: 100, fail_mode: closed, step: fw, reason: "capacity short: needs 1 instance of 2.00 CPU ...",
+               running: {gst0a1b2: [mh1]}, missing: [gst1c3d4]}}
     consolidation:
       description:
         - With O(policy.objective=pack), what the packing decided (null otherwise) - C(worth_it) and

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -98,6 +99,52 @@ def playbook(path, *args, inventory="inventory/lab", env=None, timeout=900):
     proc = subprocess.run(argv, cwd=TOP, env=_env(env), capture_output=True, text=True, timeout=timeout, check=False)
     spent(Path(path).name, started)
     return AnsibleRun(argv, proc)
+
+
+def descendants(pid):
+    """Every process below ``pid`` (children's children too), read from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            with open("/proc/%d/task/%d/children" % (parent, parent), encoding="ascii") as handle:
+                kids = [int(k) for k in handle.read().split()]
+        except OSError:
+            continue
+        out += kids
+        todo += kids
+    return out
+
+
+def killed_at(path, point, *args, inventory="inventory/lab", timeout=300):
+    """Run playbook ``path`` and kill it (SIGKILL, every Ansible worker too) inside the first
+    task whose name starts with ``point``; returns its output up to there. Fails the test when
+    the run ended before the task (or ``timeout`` passed)."""
+    argv = [str(BIN / "ansible-playbook"), "-i", str(TOP / inventory), str(TOP / path)] + VERIFY_SECONDS + list(args)
+    proc = subprocess.Popen(argv, cwd=TOP, env=_env({"ANSIBLE_STDOUT_CALLBACK": "default", "PYTHONUNBUFFERED": "1"}),  # pylint: disable=consider-using-with
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("TASK [" + point):
+            time.sleep(0.3)  # inside the task: its module is running on the hosts
+            # Ansible's workers run in sessions of their own: the group kill misses them, and
+            # orphaned they would wait on their pipe for ever. Every descendant dies with it.
+            family = descendants(proc.pid)
+            os.killpg(proc.pid, signal.SIGKILL)
+            for pid in family:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            break
+        if time.monotonic() > deadline:
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "not killed at %r:\n%s" % (point, "".join(seen[-40:]))
+    time.sleep(3)  # what the hosts were doing when the controller died finishes there
+    return "".join(seen)
 
 
 def adhoc(pattern, module, module_args="", inventory="inventory/lab", env=None, timeout=300, extra=()):

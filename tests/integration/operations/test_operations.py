@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ansible_cli import BIN, TOP, _env, module, playbook  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_cli import killed_at, module, playbook  # noqa: E402  pylint: disable=wrong-import-position
 from awx_jobs import launch  # noqa: E402  pylint: disable=wrong-import-position
 from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -296,21 +294,6 @@ def test_drain_two_hosts_rolling_then_deploy_chain_keeps_them_empty(deployed):
     assert back.changed() == 0 and placement() == after, "nothing moves back by itself"
 
 
-def descendants(pid):
-    """Every process below ``pid`` (children's children too), read from /proc."""
-    out, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            with open("/proc/%d/task/%d/children" % (parent, parent), encoding="ascii") as handle:
-                kids = [int(k) for k in handle.read().split()]
-        except OSError:
-            continue
-        out += kids
-        todo += kids
-    return out
-
-
 def kind_of(iid, host):
     return on_host(host, "ovs-vsctl", "get", "Port", "fs-%s-l" % iid, "external_ids:flowstream-kind").strip().strip('"')
 
@@ -371,32 +354,7 @@ def test_a_migration_killed_at_any_step_leaves_traffic_flowing_and_the_next_run_
     iid = sorted(i for i in where if i.startswith("web") and kind_of(i, where[i][0]) == "kernel")[-1]
     (source,) = where[iid]
     target = other_host([source])
-    argv = [str(BIN / "ansible-playbook"), "-i", str(TOP / "inventory/lab"), str(TOP / "playbooks/migrate-module.yml"),
-            "-e", "instance=" + iid, "-e", "to=" + target, "-e", "verify=false"]
-    env = _env({"ANSIBLE_STDOUT_CALLBACK": "default", "PYTHONUNBUFFERED": "1"})
-    proc = subprocess.Popen(argv, cwd=TOP, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,  # pylint: disable=consider-using-with
-                            start_new_session=True)
-    seen = []
-    deadline = time.monotonic() + 300
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith("TASK [" + point):
-            time.sleep(0.3)  # inside the task: its module is running on the hosts
-            # Ansible's workers run in sessions of their own: the group kill misses them, and
-            # orphaned they would wait on their pipe for ever. Every descendant dies with it.
-            family = descendants(proc.pid)
-            os.killpg(proc.pid, signal.SIGKILL)
-            for pid in family:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            break
-        if time.monotonic() > deadline:
-            break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "".join(seen[-40:])
-    time.sleep(3)  # what the hosts were doing when the controller died finishes there
+    killed_at("playbooks/migrate-module.yml", point, "-e", "instance=" + iid, "-e", "to=" + target, "-e", "verify=false")
     probe_clean()                   # traffic flows on the old path or the new one
     rerun = ok(playbook("playbooks/migrate-module.yml", "-e", "instance=" + iid, "-e", "to=" + target, *RATE_CAP)) \
         if placement().get(iid) != [target] else None

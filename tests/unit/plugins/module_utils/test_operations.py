@@ -411,12 +411,26 @@ def test_failover_report_says_when_each_chain_carried_traffic_again():
         "lost_bursts": [{"after_ms": 0.1, "ms": 2399.0, "lost": 1200}]}}}}}
     rows = _operations.failover_report(probe, plan, {"changes": {"started": 1000.5, "ended": 1004.0}}, 998.0, ["mh2"])
     assert rows == [{"chain": "web", "failed_hosts": ["mh2"], "placed": {"web4b50a": "spare1"}, "probed": True,
-                     "restored_s": 4.9, "sent": 5000, "lost": 1200, "reordered": 0, "duplicated": 0, "blackout_ms": 2400.0}]
+                     "restored_s": 4.9, "sent": 5000, "lost": 1200, "reordered": 0, "duplicated": 0, "blackout_ms": 2400.0,
+                     "held": None}]
     # without a probe the figures are unknown, not zero
     bare = _operations.failover_report({}, plan, {}, 998.0, ["mh2"])[0]
     assert bare["probed"] is False and bare["lost"] is None and bare["restored_s"] is None
     table = _operations.failover_table(rows + [bare])
     assert table[1].split()[:3] == ["web", "4.90", "5000"] and table[2].split()[1:3] == ["-", "-"]
+
+
+def test_a_held_chain_has_a_row_that_says_it_was_not_restored_and_why():
+    plan = {"waves": [{"name": "changes", "moves": [], "hosts": {}}],
+            "held": {"guest": {"restore_priority": 100, "fail_mode": "open", "step": "fw", "reason": "capacity short: ...",
+                               "missing": ["gst0a1b2"], "running": {}, "details": {}}}}
+    (row,) = _operations.failover_report({}, plan, {}, 998.0, ["mh2"])
+    assert row["chain"] == "guest" and row["restored_s"] is None and row["lost"] is None
+    assert row["held"] == {"restore_priority": 100, "fail_mode": "open", "step": "fw", "reason": "capacity short: ...",
+                           "missing": ["gst0a1b2"]}
+    line = _operations.failover_table([row])[1]
+    assert line.startswith("guest    NOT RESTORED (restore_priority 100; fail_mode open: its traffic is sent past its steps): "
+                           "step fw: capacity short"), line
 
 
 def test_moves_off_a_fenced_host_are_cold_and_wait_for_no_marker():
@@ -517,3 +531,41 @@ def test_a_scaling_recorded_on_the_switch_holds_while_the_description_gives_the_
     out, _warnings = with_trials([{"name": "web", "steps": [{"name": "fw"}]}], {},
                                  [{"chain": "web", "step": "fw", "scale": {"instances": 2, "from": 1}}])
     assert out[0]["steps"][0]["instances"] == 2
+
+
+@pytest.mark.parametrize("fail_mode, fwd, rev", [("closed", "drop", "drop"), ("open", "output:p2", "output:p1")])
+def test_a_held_chain_is_never_half_plumbed_the_switch_holds_its_traffic(fail_mode, fwd, rev):
+    """A failover that cannot restore a chain leaves it held: no instance of it installed or
+    removed, no flow to a step, no host-bridge flow - only its two entries, dropped (closed) or
+    sent from uplink to uplink (open)."""
+    web = dict(WEB, fail_mode=fail_mode)
+    hosts = copy.deepcopy(deployed(chains(web)))
+    lost = sorted(hosts["mh2"]["report"]["instances"])
+    hosts["mh2"]["report"], hosts["mh2"]["fence"] = None, {"state": "fenced", "since": "2026-12-04T12:00:00Z", "reason": "failed"}
+    for name in ("mh1", "mh3", "spare1"):
+        hosts[name]["capacity"]["cpu"] = 0.01    # what runs there stays, nothing more fits
+    assert lost
+    out = _build([web], hosts, policy={"allow_spares": True, "restore_by_priority": True})
+    assert list(out["held"]) == ["web"] and out["chains"]["web"]["state"] == "held"
+    assert out["chains"]["web"]["held"]["fail_mode"] == fail_mode
+    flows = out["switches"]["sw1"]["flows"]
+    assert [(f["match"].split(",")[0], f["actions"]) for f in flows] == [("in_port=p1", fwd), ("in_port=p2", rev)]
+    assert out["switches"]["sw1"]["groups"] == [] and out["moves"] == []
+    for lists in out["hosts"].values():
+        assert lists["install"] == [] and lists["remove"] == [] and lists["remove_first"] == [] and lists["flows"] == []
+    with pytest.raises(_deploy.DeployError, match="capacity short"):
+        _build([web], hosts, policy={"allow_spares": True})
+
+
+@pytest.mark.parametrize("chains_, catalogue, words", [
+    ([{"name": "web", "from": "source", "to": "sink", "match": {"udp": True}, "steps": 5}], {}, "chain 'web': steps: "),
+    ([{"name": ["web"], "steps": []}], {}, "name: a chain name is"),
+    ([dict(WEB)], {"x": 5}, "flowstream_catalogue.x: must be a mapping"),
+    ([dict(WEB)], {"monitor": {"kinds": 7}}, "flowstream_catalogue.monitor: redefines the built-in type"),
+])
+def test_a_malformed_description_or_catalogue_is_a_deploy_error_before_anything_reads_it(chains_, catalogue, words):
+    """The plan validates the description as written before it applies the switches' records to
+    it (with_trials), and the operator's catalogue before any chain: only DeployError escapes."""
+    with pytest.raises(_deploy.DeployError) as err:
+        _deploy.build_plan(chains_, catalogue, platform(), SWITCHES, {})
+    assert words in str(err.value), str(err.value)

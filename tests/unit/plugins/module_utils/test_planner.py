@@ -772,3 +772,68 @@ def test_a_warm_spare_with_no_host_to_hold_it_is_named_and_nothing_is_planned():
         "and 32 MiB, kind process, on a host that runs none of its instances): mh1 runs an instance of web/mon (its warm spare "
         "stands on another host: a host that dies takes both), mh2 runs an instance of web/mon (its warm spare stands on another "
         "host: a host that dies takes both), mh3 does not run process")
+
+
+# -- a failover short of capacity: chains restored whole, by restore_priority ---------------------------
+def _all_on_mh2_then_mh2_dies(request, mh1_cpu):
+    """``request`` deployed on mh2 alone; then mh2 dies (no report, fenced) and mh1 (``mh1_cpu``) is left."""
+    hosts = feed_back(plan(request, {"mh2": host(cpu=4.0, trunk="t2")}), {"mh2": host(cpu=4.0, trunk="t2")})
+    hosts["mh2"]["report"], hosts["mh2"]["fence"] = None, FENCE
+    hosts["mh1"] = host(cpu=mh1_cpu, trunk="t1")
+    return hosts
+
+
+def test_capacity_short_a_failover_restores_chains_whole_highest_restore_priority_first():
+    low = dict(chain("low", step("mon", "monitor", "process", 2)), restore_priority=100)
+    mid = dict(chain("mid", step("mon", "monitor", "process", 3)), restore_priority=500)
+    top = dict(chain("top", step("mon", "monitor", "process", 2)), restore_priority=900, fail_mode="open")
+    request = chains(low, mid, top)            # listed lowest first: the order is restore_priority's
+    hosts = _all_on_mh2_then_mh2_dies(request, 0.45)  # room for 4 monitors of 7
+    result = plan(request, hosts, policy={"allow_spares": True, "restore_by_priority": True})
+    # top (2) first, then mid (3) does not fit in the 2 left and is held whole, then low (2) does
+    assert sorted({e["chain"] for e in result["instances"].values()}) == ["low", "top"]
+    assert all(e["host"] == "mh1" and e["new"] for e in result["instances"].values())
+    held = result["held"]["mid"]
+    assert (held["restore_priority"], held["fail_mode"], held["step"], held["running"]) == (500, "closed", "mon", {})
+    assert held["missing"] == ids("mid", 0, 3)
+    assert held["reason"].startswith("capacity short: needs 3 instances of 0.10 CPU and 32 MiB (kind process); 2 placed (on mh1)")
+    assert held["details"]["short"] == 1
+    assert result["remove"] == {} and result["policy"]["restore_by_priority"] is True
+    # without the policy the shortfall fails the plan, naming the first chain that did not fit
+    with pytest.raises(PlanError, match="capacity short"):
+        plan(request, hosts, policy={"allow_spares": True})
+    # room for everything: nothing held, the same as without the policy
+    roomy = _all_on_mh2_then_mh2_dies(request, 2.0)
+    assert plan(request, roomy, policy={"allow_spares": True, "restore_by_priority": True})["held"] == {}
+    assert plan(request, roomy, policy={"allow_spares": True})["held"] == {}
+
+
+def test_a_held_chain_keeps_what_still_runs_and_ties_go_in_the_requests_order():
+    one = chain("one", step("mon", "monitor", "process", 2))
+    two = chain("two", step("mon", "monitor", "process", 2))
+    request = chains(one, two)
+    first = plan(request, {"mh1": host(cpu=0.25, trunk="t1"), "mh2": host(cpu=0.25, trunk="t2")})
+    hosts = feed_back(first, {"mh1": host(cpu=0.25, trunk="t1"), "mh2": host(cpu=0.25, trunk="t2")})
+    assert sorted(by_host(first).values()) == ["mh1", "mh1", "mh2", "mh2"]
+    hosts["mh2"]["report"], hosts["mh2"]["fence"] = None, FENCE
+    hosts["mh3"] = host(cpu=0.15, trunk="t3")    # room for one of the two monitors lost
+    result = plan(request, hosts, policy={"allow_spares": True, "restore_by_priority": True})
+    assert list(result["held"]) == ["two"]    # the same restore_priority: the first listed goes first
+    survivor = [iid for iid in ids("two", 0, 2) if iid in hosts["mh1"]["report"]["instances"]]
+    assert result["held"]["two"]["running"] == {iid: ["mh1"] for iid in survivor}
+    assert result["held"]["two"]["missing"] == sorted(set(ids("two", 0, 2)) - set(survivor))
+    # nothing of the held chain is placed, moved or removed; its survivor still counts on mh1
+    assert not any(e["chain"] == "two" for e in result["instances"].values()) and result["remove"] == {}
+    assert result["hosts"]["mh1"]["left"]["cpu"] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("restore_priority", 1001, "restore_priority: must be 0..1000"), ("restore_priority", "high", "restore_priority: must be 0..1000"),
+    ("restore_priority", True, "restore_priority: must be 0..1000"), ("fail_mode", "bypass", "fail_mode: must be closed"),
+])
+def test_bad_restore_priority_or_fail_mode_is_refused_naming_the_chain(key, value, words):
+    with pytest.raises(_chains.ChainError, match=words) as err:
+        chains(dict(chain("web", step("mon", "monitor", "process")), **{key: value}))
+    assert "web" in str(err.value)
+    with pytest.raises(PlanError, match="policy.restore_by_priority must be true or false"):
+        plan(chains(chain("web", step("mon", "monitor", "process"))), THREE, policy={"restore_by_priority": "yes"})
