@@ -337,12 +337,12 @@ def test_bad_requests_fail_before_anything_changes(deployed):
     assert mark(target) is None
 
 
-# inside the install of the new copy, the switch's bundle, and the removal of the old copy: before,
-# during and after the switchover (a kill at the quiet wait leaves what a kill at the removal does)
+# inside the switch's bundle: the run dies with the new copy made and the switch perhaps moved, and
+# the next run resumes the move (never back to the old copy, the barrier's markers sent again).
+# Kills inside the install and inside the old copy's removal converge the same way (one run each,
+# 2026-12-05; docs/operations.md); the sweep over every task is a benchmark's, not a test's.
 KILL_POINTS = [
-    "Instances of the chains, and the new copies of moving ones (",
     "The switch's chain flows, one atomic bundle (flows_during, ",
-    "Old copies removed once quiet (",
 ]
 
 
