@@ -15,7 +15,7 @@ from ansible_collections.flowstream.platform.plugins.module_utils._hostvars impo
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("chains", "catalogue", "policy", "rolling", "only_moves", "trials"))
+    _VALID_ARGS = frozenset(("chains", "catalogue", "policy", "rolling", "only_moves", "trials", "converge"))
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
@@ -33,7 +33,8 @@ class ActionModule(ActionBase):
         try:
             plan = build_plan(chains, args.get("catalogue") or {}, hosts, switches, boxes, policy=args.get("policy") or {},
                               rolling=boolean(args.get("rolling", False), strict=False),
-                              only_moves=boolean(args.get("only_moves", False), strict=False), trials=args.get("trials"))
+                              only_moves=boolean(args.get("only_moves", False), strict=False), trials=args.get("trials"),
+                              converge=boolean(args.get("converge", True), strict=False))
         except DeployError as exc:
             result.update(failed=True, msg=str(exc))
             return result

@@ -150,7 +150,8 @@ def with_trials(chains, switches, trials=None):
     return chains, warnings
 
 
-def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, rolling=False, only_moves=False, trials=None):
+def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, rolling=False, only_moves=False, trials=None,
+               converge=True):
     """The whole operation, planned and compiled, validated before anything is touched.
 
     ``hosts``: {name: {capacity, kinds, spare, in_service, trunk, switch, host_bridge, report}};
@@ -160,7 +161,9 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
     host (in the order the policy names them), else one wave for everything; ``only_moves``: an
     operation (migrate, drain) that moves instances and nothing else - it fails, naming them,
     when the platform is not as the chains describe (instances to install or remove:
-    deploy-chain's work), and converges no kept instance.
+    deploy-chain's work), and converges no kept instance; ``converge`` false (a failover): an
+    instance the plan keeps where it runs, running as the kind and type its step names, is left
+    as it is (not checked again, instance by instance, over SSH) - only what is missing is made.
 
     The change is applied wave by wave (playbooks/tasks/apply_wave.yml); every wave is
     make-before-break and crash-safe:
@@ -210,6 +213,7 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
     waves = _waves(moves, plan, policy, rolling)
     removed = plan.get("remove", {})
     old = _running(hosts, valid)
+    leave = set() if converge or only_moves else _running_as_planned(new, steps, hosts)
     done = set()
     out_waves = []
     try:
@@ -217,7 +221,7 @@ def build_plan(chains, catalogue, hosts, switches, blackboxes, policy=None, roll
             before = set(done)
             done.update(wave["moves"])
             out_waves.append(_wave(index, wave, valid, steps, new, removed, moves, old, before, done, hosts, switches, blackboxes,
-                                   converge=not only_moves))
+                                   converge=not only_moves, leave=leave))
     except ChainError as exc:
         raise DeployError("the plan does not compile (the hosts' reports disagree with it?): %s" % exc) from exc
     final = out_waves[-1]
@@ -347,7 +351,19 @@ def _running(hosts, valid):
     return out
 
 
-def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hosts, switches, blackboxes, converge=True):
+def _running_as_planned(new, steps, hosts):
+    """The instances the plan keeps on the host that runs them now, running there as the kind and
+    type of their step (the hosts' reports say so)."""
+    out = set()
+    for iid, entry in new.items():
+        found = steps.get((entry["chain"], entry["step"]))
+        info = (((hosts.get(entry["host"]) or {}).get("report") or {}).get("instances") or {}).get(iid)
+        if found and info and info.get("state") == "running" and (info.get("kind"), info.get("type")) == (found[1]["kind"], found[1]["type"]):
+            out.add(iid)
+    return out
+
+
+def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hosts, switches, blackboxes, converge=True, leave=frozenset()):
     """One wave: per host what to remove first, export, install, remove; per switch and host the
     flows before the switchover (VM), during the change and after it."""
     ids = set(wave["moves"])
@@ -421,7 +437,7 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
                 continue
             if move["how"] == "libvirt":
                 continue  # libvirt makes the copy on the target; labels follow in "install" after it
-        elif not converge:
+        elif not converge or iid in leave:
             continue  # kept instances are converged (parameters, type) by deploy-chain's first wave
         chain, step = steps[(entry["chain"], entry["step"])]
         item = {"instance": iid, "kind": step["kind"], "type": step["type"], "params": step["params"],

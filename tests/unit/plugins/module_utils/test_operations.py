@@ -569,3 +569,27 @@ def test_a_malformed_description_or_catalogue_is_a_deploy_error_before_anything_
     with pytest.raises(_deploy.DeployError) as err:
         _deploy.build_plan(chains_, catalogue, platform(), SWITCHES, {})
     assert words in str(err.value), str(err.value)
+
+
+def test_a_failover_makes_only_what_failed_and_leaves_what_runs_as_planned():
+    """converge false (failover.yml): the instances of the fenced host are made again elsewhere;
+    the others, running as their steps say, are not checked again one by one - unless their host
+    reports one stopped or of another type, which is made again too."""
+    hosts, mon, source, _ = _monitor_move()
+    hosts = copy.deepcopy(hosts)
+    hosts[source]["fence"] = {"state": "fenced", "since": "2026-12-04T12:00:00Z", "reason": "failed"}
+
+    def installed(out):
+        return sorted(item["instance"] for w in out["waves"] for lists in w["hosts"].values() for item in lists["install"])
+
+    lost = sorted(iid for iid, info in hosts[source]["report"]["instances"].items())
+    everything = installed(_build([WEB], hosts, policy={"allow_spares": True}))
+    only = installed(_build([WEB], hosts, policy={"allow_spares": True}, converge=False))
+    assert mon in lost and only == lost
+    assert set(everything) > set(only)
+    survivor, other = next((h, iid) for h in ("mh1", "mh2", "mh3") if h != source
+                           for iid in sorted(hosts[h]["report"]["instances"]))
+    for change in ({"state": "stopped"}, {"type": "wire"}):
+        broken = copy.deepcopy(hosts)
+        broken[survivor]["report"]["instances"][other].update(change)
+        assert installed(_build([WEB], broken, policy={"allow_spares": True}, converge=False)) == sorted(lost + [other]), change
