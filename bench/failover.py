@@ -6,7 +6,7 @@
 measured side by side on a lab of the bench's own.
 
     .venv/bin/python bench/failover.py [--failures N] [--quick] [--modes warm-link,warm-bfd,cold-rulebook,operator]
-                                       [--rate PPS] [--hold S] [--grace S] [--verify-max-rate PPS] [--keep-lab]
+                                       [--rate PPS] [--hold S] [--grace S] [--verify-max-rate PPS] [--bfd-ms MS] [--keep-lab]
 
 Run as root from the checkout, with no other lab carrying traffic. It brings up bench/migrate.py's
 lab (prefix ``fsb``: management 198.18.90.0/24, source 198.18.91.1, sink 198.18.91.2, state in
@@ -37,6 +37,13 @@ step's, ``fw``), the modes interleaved failure by failure:
   ``host_vars/<host>.yml``, docs/platform-description.md) and deploy-chain run again (verify on,
   capped as above; the dead host unreachable is expected). The window is [the kill, deploy-chain
   returned]. The operator's own reaction time is not in it: a lower bound.
+
+``--bfd-ms`` sets the trunks' BFD timers for the whole run (``flowstream_bfd``: ``min_tx`` and
+``min_rx`` in the bench inventory's group_vars; the platform's default is 100 ms, and OVS's
+multiplier is 3, so a silent host is seen after about 3 x the timer). The switch's BFD
+``flap_count`` of every trunk is read after the first deploy and at the end: the flaps on the
+trunks of hosts the bench never failed are false alarms - timers too short for the machine's
+load would show there (and, with warm spares, move traffic to the standbys for nothing).
 
 For each failure the bench starts its own probe session (scripts/flowstream-probe start, as
 bench/migrate.py) through web: 32 flows at ``--rate`` (10 kpps), source ports varied, to the
@@ -280,6 +287,24 @@ def forwarding(lab, chain):
         raise RuntimeError("the guest chain does not forward and runs no VM")
     lab_bench.revive_guest(lab, vm[0][0], vm[0][1], lab.dport(chain))
     return lab_bench.wait_forwarding(lab.dport(chain))
+
+
+def flap_counts(ports):
+    """{port: the switch's BFD flap_count on it (None when it has none)}."""
+    out = {}
+    for port in ports:
+        proc = subprocess.run(["ovs-vsctl", "--if-exists", "get", "interface", port, "bfd_status:flap_count"],
+                              capture_output=True, text=True, check=False, timeout=10)
+        text = proc.stdout.strip().strip('"')
+        out[port] = int(text) if proc.returncode == 0 and text.isdigit() else None
+    return out
+
+
+def bfd_file(inv, ms):
+    """The trunks' BFD timers of the whole run, as the bench inventory's group variable."""
+    path = Path(inv) / "group_vars" / "all" / "bfd.yml"
+    path.write_text("# bench/failover.py --bfd-ms\n" + yaml.safe_dump({"flowstream_bfd": {"min_tx": ms, "min_rx": ms}}), encoding="utf-8")
+    return path
 
 
 def bfd_forwarding(port):
@@ -675,6 +700,11 @@ def report(result, path):
                 values = [r.get(key) for r in rb]
                 cells.append("%s %s / %s" % (name, _f(med(values)), _f(pct(values, 0.95))))
             print("cold-rulebook, seconds from the kill (median / p95): %s" % ", ".join(cells))
+        flaps = result.get("bfd_flaps")
+        if flaps:
+            print("BFD %d ms x 3: %d flap(s) on the trunks of the hosts never failed, over %.0f s (%s)" % (
+                result.get("bfd_ms") or 100, flaps["unfailed_hosts"], flaps["seconds"],
+                ", ".join("%s %s->%s" % (h, v["from"], v["to"]) for h, v in sorted(flaps["trunks"].items()))))
         failed = [r for r in rows if r.get("error")]
         for r in failed:
             print("FAILED %s #%d: %s" % (r["mode"], r["index"], r["error"][:400].replace("\n", " ")))
@@ -695,6 +725,8 @@ def main():  # pylint: disable=too-many-statements,too-many-branches
     ap.add_argument("--grace", type=float, default=3, help="cold-rulebook: the rulebook's flowstream_failover_grace (default 3)")
     ap.add_argument("--verify-max-rate", type=int, default=5000, help="cold-rulebook, operator: a cap on the verify probes' rate "
                                                                       "(default 5000)")
+    ap.add_argument("--bfd-ms", type=int, default=None, help="the trunks' BFD min_tx and min_rx in ms for the whole run "
+                                                                 "(default: the platform's, 100)")
     ap.add_argument("--keep-lab", action="store_true", help="leave the fsb lab up at the end")
     args = ap.parse_args()
     if args.quick:
@@ -712,13 +744,15 @@ def main():  # pylint: disable=too-many-statements,too-many-branches
         raise SystemExit("cold-rulebook needs ansible-rulebook in .venv and a Java 17 runtime (make setup)")
     tmp = tempfile.mkdtemp(prefix="%s-failover-" % PREFIX)
     inv, chains, platform = write_inventory(Path(tmp) / "inv")
+    if args.bfd_ms is not None:
+        bfd_file(inv, args.bfd_ms)
     lab = FailoverLab(inv, chains, platform, tmp, args)
     commit = lab_bench.sh("git", "-C", TOP, "rev-parse", "HEAD", check=False).stdout.strip()
     dirty = lab_bench.sh("git", "-C", TOP, "status", "--short", "--", "playbooks", "plugins", "roles", "extensions",
                          check=False).stdout.split("\n")
     result = {"argv": sys.argv, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit, "uncommitted": [d for d in dirty if d],
               "failures": args.failures, "modes": modes, "rate": args.rate, "flows": FLOWS, "dport": lab.probe_port, "hold_s": args.hold,
-              "grace": args.grace, "verify_max_rate": args.verify_max_rate, "rows": []}
+              "grace": args.grace, "verify_max_rate": args.verify_max_rate, "bfd_ms": args.bfd_ms or 100, "rows": []}
     out_dir = TOP / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / ("failover-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
@@ -730,6 +764,7 @@ def main():  # pylint: disable=too-many-statements,too-many-branches
         result["lab_up_s"] = round(time.monotonic() - t0, 1)
         first_layout(lab)
         result.update(host=lab.host, instance=lab.target, home=lab.home)
+        flaps_at, flaps_from = time.monotonic(), flap_counts(lab.trunk.values())
         print("the host to fail: %s (runs %s's first instance %s, and %s)" % (
             lab.host, CHAIN, lab.target, ", ".join(sorted(i for i, h in lab.home.items() if h == lab.host and i != lab.target)) or "nothing else"),
             flush=True)
@@ -755,6 +790,13 @@ def main():  # pylint: disable=too-many-statements,too-many-branches
         for port in list(CUT):
             lab_bench.sh("ip", "link", "set", port, "up", check=False)
         result["seconds"] = round(time.monotonic() - t_start, 1)
+        if "flaps_from" in locals():
+            flaps_to = flap_counts(lab.trunk.values())
+            # the failing host's trunk flaps with every failure; the others' should not at all
+            result["bfd_flaps"] = {"seconds": round(time.monotonic() - flaps_at, 1),
+                                   "trunks": {h: {"from": flaps_from.get(p), "to": flaps_to.get(p)} for h, p in lab.trunk.items()},
+                                   "unfailed_hosts": sum((flaps_to.get(p) or 0) - (flaps_from.get(p) or 0)
+                                                         for h, p in lab.trunk.items() if h != lab.host)}
         lab_bench.lab_down(inv, tmp, args.keep_lab)
         if os.path.isdir(lab_bench.SESSION_ROOT) and not os.listdir(lab_bench.SESSION_ROOT):
             os.rmdir(lab_bench.SESSION_ROOT)
