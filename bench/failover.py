@@ -725,8 +725,8 @@ def main():  # pylint: disable=too-many-statements,too-many-branches
     ap.add_argument("--grace", type=float, default=3, help="cold-rulebook: the rulebook's flowstream_failover_grace (default 3)")
     ap.add_argument("--verify-max-rate", type=int, default=5000, help="cold-rulebook, operator: a cap on the verify probes' rate "
                                                                       "(default 5000)")
-    ap.add_argument("--bfd-ms", type=int, default=None, help="the trunks' BFD min_tx and min_rx in ms for the whole run "
-                                                                 "(default: the platform's, 100)")
+    ap.add_argument("--bfd-ms", type=int, default=None,
+                    help="the trunks' BFD min_tx and min_rx in ms for the whole run (default: the platform's, 100)")
     ap.add_argument("--keep-lab", action="store_true", help="leave the fsb lab up at the end")
     args = ap.parse_args()
     if args.quick:

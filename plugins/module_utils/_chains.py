@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import ipaddress
 import re
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _catalogue
@@ -71,6 +72,10 @@ DEFAULT_RESTORE_PRIORITY = 500
 FAIL_MODES = ("closed", "open")
 STEP_KEYS = {"name", "type", "kind", "params", "instances", "blackbox", "split", "only_split", "vm", "apart", "trial", "spare"}
 TRIAL_KEYS = {"type", "kind", "params", "instances", "percent", "vm"}
+VM_KEYS = ("image", "memory", "vcpus")
+# a chain's verify section (deploy-chain's probe): each key, and the whole numbers it may be
+VERIFY_LIMITS = {"rate": (1, 10000000), "flows": (1, 4096), "duration": (1, 3600), "base_port": (1, 65535),
+                 "max_lost": (0, 2 ** 31 - 1), "max_reordered": (0, 2 ** 31 - 1)}
 # a trial's candidate instances are a step of their own, named after the step they try out with
 # this suffix ('~' is no letter of a step name, so it names nothing else)
 TRIAL_SUFFIX = "~trial"
@@ -89,6 +94,13 @@ MATCH_FIELDS = {
     "nw_tos": None, "ip_dscp": None, "nw_ecn": None, "ip_ecn": None, "dl_src": "dl_dst", "dl_dst": "dl_src",
 }
 PROTO_WORDS = ("ip", "tcp", "udp", "icmp", "sctp")
+# what each match field's value may be (ovs-ofctl(8)): a port or value/mask, a small number, an
+# IPv4 address with an optional prefix length or (any) mask, a MAC address with an optional mask
+PORT_FIELDS = ("tp_src", "tp_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst")
+ADDRESS_FIELDS = ("nw_src", "nw_dst", "ip_src", "ip_dst")
+MAC_FIELDS = ("dl_src", "dl_dst")
+NUMBER_FIELDS = {"nw_proto": 255, "ip_proto": 255, "nw_tos": 255, "ip_dscp": 63, "nw_ecn": 3, "ip_ecn": 3}
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
 COOKIE_OWNER = 0xF5C0  # top 16 bits of every chain cookie: "flowstream chain"
 
 
@@ -175,6 +187,70 @@ def match_text(match):
     return ",".join(words + fields)
 
 
+def _number(value, high):
+    """``value`` (an int, or text in any base int() reads with prefix: 80, "0x50") if it is a whole
+    number from 0 to ``high``; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value.strip(), 0)
+        except ValueError:
+            return None
+    return value if isinstance(value, int) and 0 <= value <= high else None
+
+
+def _mask_of(text, check):
+    """Whether ``text`` is ``value`` or ``value/mask`` with both parts passing ``check``."""
+    value, slash, mask = text.partition("/")
+    return check(value) and (not slash or check(mask))
+
+
+def _ipv4(text):
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_verify(chain, verify):
+    """A chain's verify section: known keys, each a number in its range; base_port required (the
+    probe's destination ports start there)."""
+    for key, value in verify.items():
+        if key not in VERIFY_LIMITS:
+            raise ChainError(chain, None, "verify.%s" % _key_name(key), "is not a verify setting%s (known: %s)"
+                             % (suggest(key, VERIFY_LIMITS), ", ".join(sorted(VERIFY_LIMITS))))
+        low, high = VERIFY_LIMITS[key]
+        number = key in ("rate", "duration") and isinstance(value, float) and low <= value <= high  # (NaN: not)
+        if not number and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+            raise ChainError(chain, None, "verify." + key, "must be a %s from %d to %d, got %r"
+                             % ("number" if key in ("rate", "duration") else "whole number", low, high, value))
+    if verify and "base_port" not in verify:
+        raise ChainError(chain, None, "verify.base_port", "is required: the first of the chain's destination ports the probe "
+                         "sends to (inside the chain's match)")
+
+
+def match_value_problem(key, value):
+    """What is wrong with the value of match field ``key`` (None: nothing)."""
+    if key in PORT_FIELDS:
+        masked = isinstance(value, str) and "/" in value and _mask_of(value, lambda p: _number(p, 0xFFFF) is not None)
+        fine = _number(value, 0xFFFF) is not None or masked
+        return None if fine else "must be a port from 0 to 65535, or port/mask (e.g. 80 or \"0x1f40/0xffc0\"), got %r" % (value,)
+    if key in NUMBER_FIELDS:
+        high = NUMBER_FIELDS[key]
+        return None if _number(value, high) is not None else "must be a whole number from 0 to %d, got %r" % (high, value)
+    if key in ADDRESS_FIELDS:
+        address, slash, mask = value.partition("/") if isinstance(value, str) else ("", "", "")
+        fine = _ipv4(address) and (not slash or _ipv4(mask) or (mask.isdigit() and int(mask) <= 32))
+        return None if fine else ("must be an IPv4 address as text, with a prefix length or mask if you like (e.g. "
+                                  "198.18.1.2, 198.18.0.0/15 or 198.18.0.0/255.254.0.0), got %r" % (value,))
+    if key in MAC_FIELDS:
+        fine = isinstance(value, str) and _mask_of(value, lambda p: MAC_RE.match(p) is not None)
+        return None if fine else "must be a MAC address, with a mask if you like (e.g. 02:00:00:00:00:01), got %r" % (value,)
+    return None
+
+
 def _check_match(chain, step, field, match):
     if not isinstance(match, dict) or not match:
         raise ChainError(chain, step, field, "must be a mapping of OpenFlow match fields, e.g. {ip: true, nw_dst: 198.18.1.2}")
@@ -186,6 +262,9 @@ def _check_match(chain, step, field, match):
             raise ChainError(chain, step, "%s.%s" % (field, key), "is a protocol word: write %s: true" % key)
         if key not in PROTO_WORDS and (isinstance(value, (bool, dict, list)) or value is None or str(value) == ""):
             raise ChainError(chain, step, "%s.%s" % (field, key), "needs a value, got %r" % (value,))
+        problem = None if key in PROTO_WORDS else match_value_problem(key, value)
+        if problem:
+            raise ChainError(chain, step, "%s.%s" % (field, key), problem)
     if not any(match.get(p) is True for p in PROTO_WORDS):
         raise ChainError(chain, step, field, "must name the protocol (ip, tcp, udp, icmp or sctp: true): a chain "
                          "steers IP connections, and parallel steps hash their 5-tuple")
@@ -232,6 +311,7 @@ def validate(chains, catalogue=None, switches=None, blackboxes=None):
             if chain.get("verify") and not isinstance(chain["verify"], dict):
                 raise ChainError(name, None, "verify", "must be a mapping (deploy-chain's probe: rate, flows, duration, "
                                  "base_port ...), got %r" % (chain["verify"],))
+            _check_verify(name, chain.get("verify") or {})
             norm = {"name": name, "state": state, "cookie": chain_cookie(name), "description": chain.get("description", ""),
                     "verify": dict(chain.get("verify") or {}), "tag": tag}
             if "cookie" in chain:
@@ -347,8 +427,15 @@ def _module_of(chain, sname, spec, types, prefix):
     if kind == "vm":
         if spec.get("vm") and not isinstance(spec["vm"], dict):
             raise ChainError(chain, sname, prefix + "vm", "must be a mapping (image, memory, vcpus), got %r" % (spec["vm"],))
+        for key in spec.get("vm") or {}:
+            if key not in VM_KEYS:
+                raise ChainError(chain, sname, prefix + "vm.%s" % _key_name(key), "is not a VM setting%s (known: %s)"
+                                 % (suggest(key, VM_KEYS), ", ".join(VM_KEYS)))
         vm = dict(types[type_name].get("vm") or {})
         vm.update(spec.get("vm") or {})
+        if "image" in vm and (not isinstance(vm["image"], dict) or not vm["image"]):
+            raise ChainError(chain, sname, prefix + "vm.image", "must be a mapping: kernel and initrd (and cmdline), or disk "
+                             "(and format), got %r" % (vm["image"],))
         for key in ("vcpus", "memory"):
             if key in vm and (isinstance(vm[key], bool) or not isinstance(vm[key], int) or not 1 <= vm[key] <= VM_SIZE_MAX):
                 raise ChainError(chain, sname, prefix + "vm." + key, "must be a whole number of %s from 1 to %d, got %r"

@@ -169,8 +169,9 @@ options:
       - Converge the instances the plan keeps where they run - their parameters and type, checked
         on their hosts one by one, as deploy-chain does (true); or leave every kept instance that
         its host reports running, as the kind and type its step names, as it is and make only
-        what is missing (false - C(playbooks/failover.yml): a failover restores what failed and
-        changes nothing else; deploy-chain converges the rest).
+        what is missing (false).
+      - C(playbooks/failover.yml) plans with false - a failover restores what failed and changes
+        nothing else; deploy-chain converges the rest.
     type: bool
     default: true
   trials:

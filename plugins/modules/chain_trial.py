@@ -132,17 +132,16 @@ previous:
 """
 
 import json
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.flowstream.platform.plugins.module_utils._chains import NAME_RE
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
 from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import OVSDB
 
 PREFIXES = {"trial": "flowstream-trial-", "promotion": "flowstream-promoted-", "scale": "flowstream-scaled-"}
 SINCE = {"trial": "since", "promotion": "promotion_since", "scale": "scale_since"}
 EMPTY = {"trial": None, "since": None, "promotion": None, "promotion_since": None, "scale": None, "scale_since": None}
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 TRIAL_KEYS = ("type", "kind", "params", "instances", "percent", "vm")
 MODULE_KEYS = ("type", "kind", "params", "vm")
 
@@ -218,7 +217,7 @@ def main():
         if p["state"] == "query":
             module.exit_json(trials=have, **result)
         for field in ("chain", "step"):
-            if not NAME_RE.match(p[field]):
+            if not NAME_RE.match(p[field]):  # _chains': \Z, not $ ("web\n" is no name)
                 module.fail_json(msg="%s: %r is not a %s name (1-32 characters, a-z, 0-9 and '-', starting with a letter)"
                                  % (field, p[field], field))
         record = p["record"]

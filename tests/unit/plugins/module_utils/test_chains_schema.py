@@ -107,6 +107,37 @@ def is_int(value, low, high):
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
+def whole(value, high):
+    """An int, or text int(x, 0) reads, from 0 to high."""
+    if isinstance(value, str):
+        try:
+            value = int(value, 0)
+        except ValueError:
+            return False
+    return is_int(value, 0, high)
+
+
+def valid_field_value(key, val):
+    """ovs-ofctl(8)'s forms of each field the platform steers on."""
+    if key.endswith(("_src", "_dst")) and key.startswith(("tp", "tcp", "udp")):
+        return whole(val, 65535) or (isinstance(val, str) and val.count("/") == 1 and all(whole(p, 65535) for p in val.split("/")))
+    if key in ("nw_proto", "ip_proto", "nw_tos"):
+        return whole(val, 255)
+    if key == "ip_dscp":
+        return whole(val, 63)
+    if key in ("nw_ecn", "ip_ecn"):
+        return whole(val, 3)
+    if key.startswith(("nw_", "ip_")):
+        if not isinstance(val, str):
+            return False
+        address, mask = val.partition("/")[::2]
+        quad = re.compile(r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
+        return quad.fullmatch(address) is not None and (mask == "" and "/" not in val or quad.fullmatch(mask) is not None
+                                                        or mask.isdigit() and int(mask) <= 32)
+    mac = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+    return isinstance(val, str) and all(mac.fullmatch(p) for p in val.split("/")) and val.count("/") <= 1
+
+
 def valid_match(value):
     if not isinstance(value, dict) or not any(value.get(p) is True for p in PROTOS):
         return False
@@ -115,7 +146,7 @@ def valid_match(value):
             return False
         if key in PROTOS and val is not True:
             return False
-        if key not in PROTOS and (isinstance(val, (bool, dict, list)) or val is None or str(val) == ""):
+        if key not in PROTOS and not valid_field_value(key, val):
             return False
     return True
 
@@ -144,7 +175,26 @@ def maybe_params(type_name):
 def maybe_vm(value):
     if not value:
         return True
-    return isinstance(value, dict) and all(is_int(value[k], 1, 2 ** 31 - 1) for k in ("vcpus", "memory") if k in value)
+    return (isinstance(value, dict) and set(value) <= {"vcpus", "memory", "image"}
+            and all(is_int(value[k], 1, 2 ** 31 - 1) for k in ("vcpus", "memory") if k in value)
+            and ("image" not in value or isinstance(value["image"], dict) and value["image"] != {}))
+
+
+def valid_verify(value):
+    """The probe's settings: base_port required, each a whole number in its range (rate and
+    duration may be fractions)."""
+    if not value:
+        return True
+    ranges = {"rate": (1, 10 ** 7), "flows": (1, 4096), "duration": (1, 3600), "base_port": (1, 65535),
+              "max_lost": (0, 2 ** 31 - 1), "max_reordered": (0, 2 ** 31 - 1)}
+    if not isinstance(value, dict) or not set(value) <= set(ranges) or "base_port" not in value:
+        return False
+    for key, val in value.items():
+        low, high = ranges[key]
+        fraction = key in ("rate", "duration") and isinstance(val, float) and low <= val <= high
+        if not (fraction or is_int(val, low, high)):
+            return False
+    return True
 
 
 CHAIN_FIELDS = {
@@ -159,7 +209,7 @@ CHAIN_FIELDS = {
     "fail_mode": lambda v: v in ("closed", "open"),
     "tag": lambda v: v is None or (isinstance(v, str) and TAG.fullmatch(v) is not None),
     "cookie": valid_cookie,
-    "verify": lambda v: not v or isinstance(v, dict),
+    "verify": valid_verify,
     "steps": lambda v: False,                                # given steps_junk below: never valid
 }
 # (template, path below the chain, index of the step the error is about, the field's name in it, valid?)
@@ -405,7 +455,7 @@ STEP_VALUES = {
     "blackbox": plausible("bb1", "bb2", "bb9"),
     "split": plausible({"to": "b", "match": {"udp": True}}, {"to": ["b"], "match": {"udp": True}}, {"to": "b"}),
     "only_split": plausible(True, False, "false"),
-    "vm": plausible({}, {"vcpus": 2}, {"memory": "x"}, {"vcpus": None}),
+    "vm": plausible({}, {"vcpus": 2}, {"memory": "x"}, {"vcpus": None}, {"cpus": 2}, {"image": ""}, {"image": {"kernel": "k", "initrd": "i"}}),
     "apart": plausible(True, False),
     "trial": plausible({"type": "monitor", "kind": "process", "percent": 10}, {"percent": 50}, {"percent": 5, 1: 2, "x": 3},
                        {"type": "wire", "kind": "vm", "percent": 1, "vm": [1]}),
@@ -424,7 +474,7 @@ CHAIN_VALUES = {
     "restore_priority": plausible(0, 1000, 1001),
     "fail_mode": plausible("open", "closed", "bypass"),
     "tag": plausible("t1", "t1", None),
-    "verify": plausible({}, {"rate": 10}, None),
+    "verify": plausible({}, {"rate": 10}, None, {"base_port": 8000, "rate": 2.5}, {"base_port": "abc"}, {"base_port": 80, "ratee": 1}),
     "description": plausible("text"),
 }
 CHAIN = st.fixed_dictionaries({"name": plausible("a", "b", "web", "Web", "")},
@@ -699,3 +749,54 @@ def test_a_name_or_tag_with_a_line_break_at_its_end_is_refused(field, value):
     step = web()
     step["steps"][0]["name"] = "fw\n"
     check_refused([step], "web", "fw\n", "name")
+
+
+@pytest.mark.parametrize("key, value", [
+    ("tp_dst", 1.5), ("tp_dst", float("nan")), ("tp_dst", 70000), ("tp_dst", "http"), ("tp_dst", "80/"), ("tp_dst", -1),
+    ("udp_src", "0x10000"), ("ip_dscp", 64), ("nw_proto", "tcp"), ("nw_ecn", 4), ("nw_dst", "198.18.1.256"),
+    ("nw_dst", 3323068674), ("nw_src", "198.18.0.0/33"), ("nw_src", "198.18.0.0/255.0"), ("ip_dst", "2001:db8::1"),
+    ("dl_dst", "02:00:00:00:00"), ("dl_src", "02:00:00:00:00:01/ff"),
+])
+def test_a_match_value_ovs_would_not_take_is_refused_naming_the_field(key, value):
+    """Match values were only checked to be there: 1.5, NaN, 70000 or 'http' reached ovs-ofctl."""
+    chain = web()
+    chain["match"] = {"udp": True, key: value}
+    with pytest.raises(ChainError) as err:
+        run([chain])
+    assert err.value.field == "match." + key and err.value.chain == "web", str(err.value)
+    assert "got" in str(err.value)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("tp_dst", 80), ("tp_dst", "0x1f40/0xffc0"), ("tp_dst", "8080"), ("ip_dscp", 63), ("nw_proto", 17), ("nw_dst", "198.18.1.2"),
+    ("nw_src", "198.18.0.0/15"), ("nw_src", "198.18.0.0/255.254.0.0"), ("nw_src", "198.18.0.1/255.0.255.0"),
+    ("dl_dst", "02:00:00:00:00:01"), ("dl_dst", "01:00:00:00:00:00/01:00:00:00:00:00"),
+])
+def test_every_form_ovs_takes_for_a_match_value_is_accepted(key, value):
+    chain = web()
+    chain["match"] = {"udp": True, key: value}
+    (out,) = run([chain])
+    assert out["match"][key] == value
+
+
+@pytest.mark.parametrize("verify, field", [
+    ({"base_port": "abc"}, "verify.base_port"), ({"base_port": 70000}, "verify.base_port"), ({"rate": 100}, "verify.base_port"),
+    ({"base_port": 8000, "rate": 0}, "verify.rate"), ({"base_port": 8000, "flows": 1.5}, "verify.flows"),
+    ({"base_port": 8000, "duration": float("nan")}, "verify.duration"), ({"base_port": 8000, "max_lost": -1}, "verify.max_lost"),
+    ({"base_port": 8000, "ratee": 10}, "verify.ratee"), ({"base_port": 8000, "flows": True}, "verify.flows"),
+])
+def test_a_verify_section_the_probe_could_not_run_is_refused_naming_the_key(verify, field):
+    """verify's contents were not checked: base_port 'abc' failed in the probe's filter, after the change."""
+    chain = web()
+    chain["verify"] = verify
+    with pytest.raises(ChainError) as err:
+        run([chain])
+    assert err.value.field == field and err.value.chain == "web", str(err.value)
+
+
+@pytest.mark.parametrize("vm, field", [({"cpus": 2}, "vm.cpus"), ({"image": {}}, "vm.image"), ({"image": "wire"}, "vm.image")])
+def test_an_unknown_or_bad_vm_setting_is_refused(vm, field):
+    """Unknown keys under vm were ignored (a typo, cpus for vcpus, gave the type's default silently)."""
+    chain = vnf()
+    chain["steps"][0]["vm"] = vm
+    check_refused([chain], "vnf", "vm", field)

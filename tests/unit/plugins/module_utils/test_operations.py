@@ -575,7 +575,7 @@ def test_a_failover_makes_only_what_failed_and_leaves_what_runs_as_planned():
     """converge false (failover.yml): the instances of the fenced host are made again elsewhere;
     the others, running as their steps say, are not checked again one by one - unless their host
     reports one stopped or of another type, which is made again too."""
-    hosts, mon, source, _ = _monitor_move()
+    hosts, mon, source = _monitor_move()[:3]
     hosts = copy.deepcopy(hosts)
     hosts[source]["fence"] = {"state": "fenced", "since": "2026-12-04T12:00:00Z", "reason": "failed"}
 
