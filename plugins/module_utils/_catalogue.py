@@ -22,9 +22,9 @@ from ansible_collections.flowstream.platform.plugins.module_utils._instance_erro
 
 KINDS = ("kernel", "process", "click", "vm", "blackbox")
 
-_RATE_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$")
-_SIZE_RE = re.compile(r"^[0-9]+(b|kb|k|mb|m)?$")
-_TIME_RE = re.compile(r"^[0-9]+(us|ms|s)$")
+_RATE_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)\Z")
+_SIZE_RE = re.compile(r"^[0-9]+(b|kb|k|mb|m)?\Z")
+_TIME_RE = re.compile(r"^[0-9]+(us|ms|s)\Z")
 
 BUILTIN_TYPES = {
     "wire": {
@@ -42,7 +42,7 @@ BUILTIN_TYPES = {
         "kinds": ["kernel", "click"],
         "resources": {"cpu": 0.1, "memory": 16},
         "params": {
-            "rules": {"type": "list", "default": []},
+            "rules": {"type": "list", "items": "line", "default": []},
             "policy": {"type": "str", "choices": ["accept", "drop"], "default": "accept"},
         },
     },
@@ -71,7 +71,7 @@ BUILTIN_TYPES = {
         "kinds": ["process"],
         "resources": {"cpu": 0.5, "memory": 64},
         "params": {
-            "patterns": {"type": "list", "required": True},
+            "patterns": {"type": "list", "items": "regex", "required": True},
             "action": {"type": "str", "choices": ["drop", "mark", "count"], "default": "drop"},
             "dscp": {"type": "int", "min": 0, "max": 63, "default": 8},
         },
@@ -84,7 +84,7 @@ BUILTIN_TYPES = {
         "kinds": ["click"],
         "resources": {"cpu": 0.1, "memory": 16},
         "params": {
-            "match": {"type": "list", "required": True},
+            "match": {"type": "list", "items": "ipclassifier", "required": True},
             "action": {"type": "str", "choices": ["mark", "drop", "count"], "default": "mark"},
             "dscp": {"type": "int", "min": 0, "max": 63, "default": 8},
         },
@@ -92,6 +92,9 @@ BUILTIN_TYPES = {
 }
 
 PARAM_TYPES = ("str", "int", "bool", "list", "dict", "rate", "size", "time")
+# what each element of a list parameter must be (``items``), checked on the controller before
+# any host is touched - the program that reads it on the host would fail only once started
+ITEM_KINDS = ("line", "regex", "ipclassifier")
 TYPE_KEYS = {"description", "kinds", "resources", "params", "process", "kernel", "click", "vm"}
 
 
@@ -138,6 +141,9 @@ def check_user_type(name, definition):
         if not isinstance(spec, dict) or spec.get("type", "str") not in PARAM_TYPES:
             raise InstanceError(None, "%s.params.%s" % (where, pname),
                                 "must be a mapping with a type from %s" % ", ".join(PARAM_TYPES))
+        if "items" in spec and (spec.get("type") != "list" or spec["items"] not in ITEM_KINDS):
+            raise InstanceError(None, "%s.params.%s.items" % (where, pname),
+                                "is for a list parameter, one of %s; got %r" % (", ".join(ITEM_KINDS), spec["items"]))
     for res in ("cpu", "memory"):
         value = out["resources"].get(res, 0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -203,4 +209,25 @@ def _check_value(instance, field, rule, value):
         raise InstanceError(instance, field, "must be between %s and %s, got %s" % (rule.get("min"), rule.get("max"), value))
     if kind in ("rate", "size", "time"):
         return value.lower()
+    if kind == "list" and rule.get("items"):
+        for index, item in enumerate(value):
+            problem = item_problem(rule["items"], item)
+            if problem:
+                raise InstanceError(instance, "%s[%d]" % (field, index), problem)
     return copy.deepcopy(value)
+
+
+def item_problem(kind, item):
+    """What is wrong with one element of a list parameter whose elements are ``kind`` (None: nothing)."""
+    if not isinstance(item, str) or not item.strip():
+        return "must be non-empty text, got %r" % (item,)
+    if kind == "line" and ("\n" in item or "\r" in item):
+        return "must be one line (one nftables rule), got %r" % (item,)
+    if kind == "ipclassifier" and ("," in item or "\n" in item):
+        return "must be one IPClassifier expression, without commas or line breaks, got %r" % (item,)
+    if kind == "regex":
+        try:
+            re.compile(item.encode())
+        except (re.error, UnicodeError) as exc:
+            return "must be a regular expression (Python's re, over the payload's bytes): %s in %r" % (exc, item)
+    return None

@@ -38,6 +38,7 @@ import re
 import shutil
 import tempfile
 
+from ansible_collections.flowstream.platform.plugins.module_utils._catalogue import item_problem
 from ansible_collections.flowstream.platform.plugins.module_utils._click_control import ClickControl, ClickControlError
 from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_atomic
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import RUN_DIR, instance_dir
@@ -176,9 +177,9 @@ def classify_config(spec):
     dropped or only counted; everything else passes."""
     exprs = spec.params["match"]
     for index, expr in enumerate(exprs):
-        if not isinstance(expr, str) or not expr.strip() or "," in expr or "\n" in expr:
-            raise InstanceError(spec.id, "params.match[%d]" % index, "must be one IPClassifier expression "
-                                "without commas, got %r" % (expr,))
+        problem = item_problem("ipclassifier", expr)   # checked on the controller too (the catalogue's items)
+        if problem:
+            raise InstanceError(spec.id, "params.match[%d]" % index, problem)
     action = spec.params["action"]
 
     def middle(cfg, d, entry, exit_):

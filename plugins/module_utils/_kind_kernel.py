@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 
+from ansible_collections.flowstream.platform.plugins.module_utils._catalogue import item_problem
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError, run as _run
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import (
     EXT, LEGS, NamespaceLegs, netns_name, port_name)
@@ -62,9 +63,9 @@ def ruleset(spec):
         body = (spec.definition.get("kernel") or {}).get("nft") or ""
         kind_rules = [line.strip() for line in body.splitlines() if line.strip()]
     for index, rule in enumerate(kind_rules):
-        if not isinstance(rule, str) or not rule.strip() or "\n" in rule:
-            raise InstanceError(spec.id, "params.rules[%d]" % index,
-                                "must be one nftables rule on one line, got %r" % (rule,))
+        problem = item_problem("line", rule)   # checked on the controller too (the catalogue's items)
+        if problem:
+            raise InstanceError(spec.id, "params.rules[%d]" % index, problem)
     body = ["table bridge %s {" % TABLE, None]  # None: the comment, filled in below
     if with_flows:
         body += [

@@ -800,3 +800,29 @@ def test_an_unknown_or_bad_vm_setting_is_refused(vm, field):
     chain = vnf()
     chain["steps"][0]["vm"] = vm
     check_refused([chain], "vnf", "vm", field)
+
+
+@pytest.mark.parametrize("make, step, params, field", [
+    (ids, "filter", {"patterns": ["EVIL(["]}, "params.patterns[0]"),
+    (ids, "filter", {"patterns": ["ok", ""]}, "params.patterns[1]"),
+    (web, "fw", {"rules": ["tcp dport 23 drop\nflush ruleset"]}, "params.rules[0]"),
+    (web, "fw", {"rules": [23]}, "params.rules[0]"),
+    (vnf, "shape", {"rate": "400mbit\n"}, "params.rate"),
+])
+def test_a_parameter_its_program_could_not_read_is_refused_on_the_controller(make, step, params, field):
+    """A processing module's parameter its program cannot parse was checked only on the host, where
+    a running instance was restarted with it and left stopped (issue 18, 6): now the plan refuses it."""
+    chain = make()
+    target = next(s for s in chain["steps"] if s["name"] == step)
+    target["params"] = dict(target.get("params") or {}, **params)
+    check_refused([chain], chain["name"], step, field)
+
+
+def test_a_classify_expression_with_a_comma_and_a_user_type_with_unknown_items_are_refused():
+    chain = other()
+    chain["steps"] = [{"name": "q", "type": "classify", "kind": "click", "params": {"match": ["udp, tcp"]}}]
+    check_refused([chain], "other", "q", "params.match[0]")
+    bad = {"mine": {"kinds": ["kernel"], "kernel": {"nft": "counter"}, "params": {"words": {"type": "str", "items": "regex"}}}}
+    with pytest.raises(ChainError) as err:
+        validate([other()], catalogue=bad, switches=SWITCHES, blackboxes=BOXES)
+    assert "catalogue.mine.params.words.items" in str(err.value)
