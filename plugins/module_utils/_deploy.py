@@ -353,12 +353,16 @@ def _running(hosts, valid):
 
 def _running_as_planned(new, steps, hosts):
     """The instances the plan keeps on the host that runs them now, running there as the kind and
-    type of their step (the hosts' reports say so)."""
+    type of their step, on the VLAN tags the plan gives them (the hosts' reports say so)."""
     out = set()
     for iid, entry in new.items():
         found = steps.get((entry["chain"], entry["step"]))
         info = (((hosts.get(entry["host"]) or {}).get("report") or {}).get("instances") or {}).get(iid)
-        if found and info and info.get("state") == "running" and (info.get("kind"), info.get("type")) == (found[1]["kind"], found[1]["type"]):
+        if not found or not info or info.get("state") != "running":
+            continue
+        legs = info.get("legs") or {}
+        tags = all((legs.get(leg) or {}).get("vlan") == (entry.get("vlans") or {}).get(leg) for leg in ("left", "right"))
+        if tags and (info.get("kind"), info.get("type")) == (found[1]["kind"], found[1]["type"]):
             out.add(iid)
     return out
 

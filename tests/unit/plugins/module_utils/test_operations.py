@@ -589,7 +589,7 @@ def test_a_failover_makes_only_what_failed_and_leaves_what_runs_as_planned():
     assert set(everything) > set(only)
     survivor, other = next((h, iid) for h in ("mh1", "mh2", "mh3") if h != source
                            for iid in sorted(hosts[h]["report"]["instances"]))
-    for change in ({"state": "stopped"}, {"type": "wire"}):
+    for change in ({"state": "stopped"}, {"type": "wire"}, {"legs": {}}):
         broken = copy.deepcopy(hosts)
         broken[survivor]["report"]["instances"][other].update(change)
         assert installed(_build([WEB], broken, policy={"allow_spares": True}, converge=False)) == sorted(lost + [other]), change
