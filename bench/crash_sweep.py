@@ -46,10 +46,10 @@ after the kill the session is stopped with the windows ``after`` = [kill + 3 s, 
 row's figures: traffic must flow on the old path or the new one once the hosts finished what the
 controller left running; a blackout there is the longest silence of one flow overlapping the
 window, also when it began earlier) and ``kill`` = [kill, kill + 3 s]; the session's totals are
-kept too. Then the change is run again un-killed (it must succeed; seconds, changed) - for
-``migrate`` only when the instance does not already run on the target alone (the playbook
-refuses a move to where an instance runs, as tests/integration/operations/test_operations.py
-knows) - and convergence checked: every instance on exactly one module host
+kept too. Then the change is run again un-killed (it must succeed; seconds, changed; not under
+the probe: the session has ended) - for ``migrate`` only when the instance does not already run
+on the target alone (the playbook refuses a move to where an instance runs, as
+tests/integration/operations/test_operations.py knows) - and convergence checked: every instance on exactly one module host
 (tests/integration/labhosts.py, leg ports, namespaces, domains), ``migrate``: the instance on the
 target only, ``append``/``remove``: web's ``tail`` step run by one instance / by none (the hosts'
 reports); then deploy-chain (verify skipped, the extra vars of the state reached) must report
