@@ -83,7 +83,7 @@ import yaml
 import migrate as lab_bench  # bench/migrate.py: its lab, playbook runner, probe sessions, figures
 
 sys.path.insert(0, str(lab_bench.TOP / "tests" / "integration"))
-from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
+from labhosts import LabHosts, descendants  # noqa: E402  pylint: disable=wrong-import-position
 
 TOP = lab_bench.TOP
 PREFIX = lab_bench.PREFIX
@@ -207,22 +207,6 @@ class SweepLab(lab_bench.Lab):
 
 
 # -- the runs killed -------------------------------------------------------------------------------
-def descendants(pid):
-    """Every process below ``pid`` (children's children too), read from /proc (as
-    tests/integration/ansible_cli.py)."""
-    out, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            with open("/proc/%d/task/%d/children" % (parent, parent), encoding="ascii") as handle:
-                kids = [int(k) for k in handle.read().split()]
-        except OSError:
-            continue
-        out += kids
-        todo += kids
-    return out
-
-
 def kill_family(proc):
     """SIGKILL to the run's process group and to every descendant (by pid: Ansible's workers run
     in sessions of their own, the group kill misses them)."""
@@ -634,15 +618,9 @@ def main():  # pylint: disable=too-many-statements,too-many-branches,too-many-lo
         result["error"] = str(exc)
         raise
     finally:
-        for sid in list(lab_bench.OPEN_SESSIONS):
-            try:
-                lab_bench.probe_stop(sid)
-            except (RuntimeError, ValueError) as exc:
-                print("stopping probe session %s: %s" % (sid, exc), flush=True)
+        lab_bench.stop_sessions()
         result["seconds"] = round(time.monotonic() - t_start, 1)
         lab_bench.lab_down(inv, tmp, args.keep_lab)
-        if os.path.isdir(lab_bench.SESSION_ROOT) and not os.listdir(lab_bench.SESSION_ROOT):
-            os.rmdir(lab_bench.SESSION_ROOT)
         result["ended"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         path.write_text(json.dumps(result, indent=1), encoding="utf-8")
         report(result, path)

@@ -782,11 +782,7 @@ def main():  # pylint: disable=too-many-statements,too-many-branches
     finally:
         for rulebook in list(RULEBOOKS):
             rulebook.stop()
-        for sid in list(lab_bench.OPEN_SESSIONS):
-            try:
-                lab_bench.probe_stop(sid)
-            except (RuntimeError, ValueError) as exc:
-                print("stopping probe session %s: %s" % (sid, exc), flush=True)
+        lab_bench.stop_sessions()
         for port in list(CUT):
             lab_bench.sh("ip", "link", "set", port, "up", check=False)
         result["seconds"] = round(time.monotonic() - t_start, 1)
@@ -798,8 +794,6 @@ def main():  # pylint: disable=too-many-statements,too-many-branches
                                    "unfailed_hosts": sum((flaps_to.get(p) or 0) - (flaps_from.get(p) or 0)
                                                          for h, p in lab.trunk.items() if h != lab.host)}
         lab_bench.lab_down(inv, tmp, args.keep_lab)
-        if os.path.isdir(lab_bench.SESSION_ROOT) and not os.listdir(lab_bench.SESSION_ROOT):
-            os.rmdir(lab_bench.SESSION_ROOT)
         path.write_text(json.dumps(result, indent=1), encoding="utf-8")
         report(result, path)
 

@@ -219,13 +219,25 @@ def playbook(inv, path, *args, timeout=900):
     return Run(argv, proc, time.monotonic() - t0, started)
 
 
+def stop_sessions():
+    """Every probe session the bench started and has not stopped, stopped (a bench's end, also on
+    failure)."""
+    for sid in list(OPEN_SESSIONS):
+        try:
+            probe_stop(sid)
+        except (RuntimeError, ValueError) as exc:
+            print("stopping probe session %s: %s" % (sid, exc), flush=True)
+
+
 def lab_down(inv, tmp, keep_lab=False):
-    """The bench's end, also on failure: its lab taken down (unless ``keep_lab``) and its
-    inventory directory removed."""
+    """The bench's end, also on failure: its lab taken down (unless ``keep_lab``), its inventory
+    directory removed, and the probe's session directory once empty."""
     if not keep_lab:
         down = playbook(inv, "playbooks/lab-down.yml")
         print("lab-down (%s): rc %d" % (PREFIX, down.rc), flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
+    if os.path.isdir(SESSION_ROOT) and not os.listdir(SESSION_ROOT):
+        os.rmdir(SESSION_ROOT)
 
 
 def must(run, what):
@@ -751,11 +763,7 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
         if not args.no_drain:
             result["drain"] = drain(lab)
     finally:
-        for sid in list(OPEN_SESSIONS):
-            try:
-                probe_stop(sid)
-            except (RuntimeError, ValueError) as exc:
-                print("stopping probe session %s: %s" % (sid, exc), flush=True)
+        stop_sessions()
         result["seconds"] = round(time.monotonic() - t_start, 1)
         result["commit_end"] = sh("git", "-C", TOP, "rev-parse", "HEAD", check=False).stdout.strip()
         if result["commit_end"] != commit:
@@ -763,8 +771,6 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
             result["changed_during_run"] = sh("git", "-C", TOP, "diff", "--stat", commit, result["commit_end"], "--", "playbooks", "plugins",
                                               "roles", "inventory", check=False).stdout.strip().splitlines()
         lab_down(inv, tmp, args.keep_lab)
-        if os.path.isdir(SESSION_ROOT) and not os.listdir(SESSION_ROOT):
-            os.rmdir(SESSION_ROOT)
         path.write_text(json.dumps(result, indent=1), encoding="utf-8")
         report(result, path)
 

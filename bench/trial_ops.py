@@ -246,11 +246,7 @@ def main():
                                                          "-e", "instances=%d" % n, rate=args.rate, per_flow=True))
             previous = n
     finally:
-        for sid in list(lab_bench.OPEN_SESSIONS):
-            try:
-                lab_bench.probe_stop(sid)
-            except (RuntimeError, ValueError) as exc:
-                print("stopping probe session %s: %s" % (sid, exc), flush=True)
+        lab_bench.stop_sessions()
         result["seconds"] = round(time.monotonic() - t_start, 1)
         lab_bench.lab_down(inv, tmp, args.keep_lab)
         path.write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from labhosts import descendants  # (shared with bench/crash_sweep.py)
+
 TOP = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -99,21 +101,6 @@ def playbook(path, *args, inventory="inventory/lab", env=None, timeout=900):
     proc = subprocess.run(argv, cwd=TOP, env=_env(env), capture_output=True, text=True, timeout=timeout, check=False)
     spent(Path(path).name, started)
     return AnsibleRun(argv, proc)
-
-
-def descendants(pid):
-    """Every process below ``pid`` (children's children too), read from /proc."""
-    out, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            with open("/proc/%d/task/%d/children" % (parent, parent), encoding="ascii") as handle:
-                kids = [int(k) for k in handle.read().split()]
-        except OSError:
-            continue
-        out += kids
-        todo += kids
-    return out
 
 
 def killed_at(path, point, *args, inventory="inventory/lab", timeout=300):

@@ -57,3 +57,18 @@ class LabHosts:
             except (FileNotFoundError, ProcessLookupError, PermissionError):
                 continue
         return ended
+
+
+def descendants(pid):
+    """Every process below ``pid`` (children's children too), read from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            with open("/proc/%d/task/%d/children" % (parent, parent), encoding="ascii") as handle:
+                kids = [int(k) for k in handle.read().split()]
+        except OSError:
+            continue
+        out += kids
+        todo += kids
+    return out
