@@ -193,10 +193,14 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
     members = {}
     for inst, where in sorted(placement.items()):
         members.setdefault(where["step"], []).append((where["n"], inst, where["trunk"], where["vlans"], where.get("host", where["trunk"])))
-    leaving = {}
+    leaving, orphans = {}, []
     for key, where in sorted((draining or {}).items()):
         inst = key.split("@")[0]  # "<id>@<host>": two old copies of one id
         step = where["step"]
+        if where.get("removed_step"):
+            # a copy of a step the chain no longer has (its index: where the step was)
+            orphans.append((where["index"], inst, where["trunk"], where["vlans"], where.get("host", where["trunk"])))
+            continue
         if step not in members and "~" in str(step):
             # the candidate of a trial that ends, a warm spare no longer asked for: what is still
             # inside it goes on as from the step it stood in for
@@ -290,16 +294,14 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
 
     host_flows = {}
 
-    def emit_on_host(step, direction, nxt, split_rules):
-        """Host flows for packets leaving each instance of ``step`` in ``direction``: only where
-        one of the places they may go next has an instance on the same host."""
-        if step["kind"] == "blackbox":
-            return
+    def emit_on_host(copies, direction, nxt, split_rules):
+        """Host flows for packets leaving each of ``copies`` (a step's instances) in ``direction``:
+        only where one of the places they may go next has an instance on the same host."""
         out_leg, in_leg = ("right", "left") if direction == "fwd" else ("left", "right")
         base_match = fwd_match if direction == "fwd" else rev_match
         rules = [(priority + 1, split_match, target(deep, direction)) for split_match, deep in split_rules]
         rules.append((priority, "", target(nxt, direction)))
-        for _n, inst, _trunk, _vlans, host in sorted(members[step["name"]] + leaving.get(step["name"], [])):
+        for _n, inst, _trunk, _vlans, host in sorted(copies):
             if not any(on == host for _p, _m, tgt in rules for _i, _t, _v, on in tgt.members):
                 continue
             match = "in_port=%s,%s" % (leg_port(inst, out_leg), base_match)
@@ -319,7 +321,18 @@ def compile_chain(chain, placement, uplinks, blackboxes=None, draining=None):
             rules = splits_into(step["index"], direction)
             for port, extra, tagged in arrivals(step, direction):
                 emit(port, extra, tagged, base_match, nxt, rules, direction, "%s:%s:%s:%s" % (direction, step["name"], port, extra))
-            emit_on_host(step, direction, nxt, rules)
+            if step["kind"] != "blackbox":
+                emit_on_host(members[step["name"]] + leaving.get(step["name"], []), direction, nxt, rules)
+        # old copies of a removed step: what leaves them goes where the step sent it, to the
+        # next step that is still there (forward) or the one before it (reverse)
+        for copy in sorted(orphans):
+            index, _inst, trunk, vlans = copy[:4]
+            order = range(index, len(steps)) if direction == "fwd" else range(min(index, len(steps)) - 1, -1, -1)
+            nxt = next((steps[j] for j in order if not steps[j]["only_split"] and not companion_of(steps[j])), None)
+            leg = "right" if direction == "fwd" else "left"
+            extra = "dl_vlan=%d" % vlans[leg]
+            emit(trunk, extra, True, base_match, nxt, [], direction, "%s:removed:%s:%s" % (direction, trunk, extra))
+            emit_on_host([copy], direction, nxt, [])
     for flow in flows + [f for fl in host_flows.values() for f in fl]:
         flow["cookie"] = chain["cookie"]
     return {"cookie": chain["cookie"], "flows": _sorted(flows), "hosts": {h: _sorted(fl) for h, fl in sorted(host_flows.items())},

@@ -347,7 +347,8 @@ def _running(hosts, valid):
                 continue
             slot = _planner.decode_instance(chain, iid)
             out.setdefault(iid, {})[host] = {"chain": chain["name"], "step": info.get("step"), "n": slot[1] if slot else 0,
-                                             "host": host, "trunk": spec.get("trunk"), "vlans": vlans}
+                                             "index": slot[0] if slot else None, "host": host, "trunk": spec.get("trunk"),
+                                             "vlans": vlans}
     return out
 
 
@@ -403,9 +404,15 @@ def _wave(index, wave, valid, steps, new, removed, moves, old, before, done, hos
                 copy = old.get(iid, {}).get(host)
                 # (a trial's candidate whose trial ends, a warm spare no longer asked for, drains as an
                 # old copy of the step it stood in for)
-                if copy and ((copy["chain"], copy["step"]) in steps or (copy["chain"], str(copy["step"]).split("~", maxsplit=1)[0]) in steps
-                             and "~" in str(copy["step"])) and new.get(iid, {}).get("host") != host:
+                if not copy or new.get(iid, {}).get("host") == host:
+                    continue
+                if (copy["chain"], copy["step"]) in steps or (copy["chain"], str(copy["step"]).split("~", maxsplit=1)[0]) in steps \
+                        and "~" in str(copy["step"]):
                     draining.setdefault(iid + "@" + host, copy)
+                elif copy.get("index") is not None and any(chain == copy["chain"] for chain, _s in steps):
+                    # a step the chain no longer has: what is still inside its copies goes on to
+                    # the steps that were its neighbours (compile_chain), until the change is done
+                    draining.setdefault(iid + "@" + host, dict(copy, removed_step=True))
     vm = next((moves[i] for i in sorted(ids) if moves[i]["how"] == "libvirt"), None)
     after = placement(done)
     compiled_during = _compile(valid, after, draining if vm is None else {vm["instance"]: dict(draining.get(vm["instance"], {}), host=IN_FLIGHT)},

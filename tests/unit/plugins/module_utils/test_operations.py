@@ -357,6 +357,27 @@ def test_a_draining_copy_is_an_arrival_not_a_target():
     assert not any("200->" in f["actions"] or "201->" in f["actions"] for f in both["flows"])  # never a target
 
 
+
+def test_a_removed_steps_instances_stay_arrivals_until_the_change_is_done():
+    """A step taken out of a chain: what is still inside its copies when the switch moves on goes
+    where the step sent it (forward to the exit, backward to the step before), until the end."""
+    hosts = deployed()
+    out_id = ids("web", 2, 1)[0]
+    gone_on = where(plan(chains(WEB), hosts))[out_id]
+    trunk = hosts[gone_on]["trunk"]
+    tags = hosts[gone_on]["report"]["instances"][out_id]["legs"]
+    shorter = chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "kernel", 2))
+    (wave,) = _build([shorter], hosts)["waves"]
+    assert [r["instance"] for r in wave["hosts"][gone_on]["remove"]] == [out_id]
+    during, final = wave["switches"]["sw1"]["flows_during"], wave["switches"]["sw1"]["flows"]
+    mons = {(hosts[h]["trunk"], hosts[h]["report"]["instances"][m]["legs"]["right"]["vlan"])
+            for m, h in where(plan(chains(WEB), hosts)).items() if m in ids("web", 1, 2)}
+    fwd = [f for f in during if f["match"].startswith("in_port=%s,dl_vlan=%d," % (trunk, tags["right"]["vlan"]))]
+    rev = [f for f in during if f["match"].startswith("in_port=%s,dl_vlan=%d," % (trunk, tags["left"]["vlan"]))]
+    assert fwd and all(f["actions"].split(",")[-1] == "output:p2" for f in fwd)  # onward to the exit
+    assert rev and targets(rev) == mons  # back to the monitors, into their right legs
+    assert not any("dl_vlan=%d," % tags["right"]["vlan"] in f["match"] and f["match"].startswith("in_port=%s," % trunk) for f in final)
+
 # -- the figures of an operation --------------------------------------------------------------------------
 @pytest.mark.parametrize("count, flows", [(100, 16), (1000, 32), (7, 250)])
 def test_probe_groups_source_ports_stay_in_range_and_apart(count, flows):
