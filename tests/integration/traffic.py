@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
+import sys
 import time
 
 STEER_COOKIE = "0x5e57000000000bb1"
@@ -138,3 +141,32 @@ def steer_chain(hops, switch="fsl-sw", src="fsl-up-src", sink="fsl-up-sink"):
     text = "".join("cookie=%s,priority=100,%s\n" % (STEER_COOKIE, f) for f in flows)
     unsteer(switch)
     subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", "add-flows", switch, "-"], input=text, text=True, check=True)
+
+
+PROBE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "plugins", "module_utils", "_probe.py")
+SESSION_ROOT = "/run/flowstream-probe-fsl"
+
+
+def _probe(*argv):
+    out = subprocess.run([sys.executable, PROBE] + list(argv), capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode in (0, 1), "_probe.py %s: %s" % (argv[0], out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def probe_session(dport=8000, flows=32, rate=5000, bound=600):
+    """The probe's background session (flowstream-probe start/stop) through the lab's chain at
+    ``dport`` (web's verify base port by default) while the block runs; the dict it yields gets
+    the session's totals (sent, lost, reordered, duplicated, blackout_ms ...) when it ends."""
+    session = _probe("start", "--session-root", SESSION_ROOT, "--duration", str(bound), "--source-netns", "fsl-source",
+                     "--sink-netns", "fsl-sink", "--src", "198.18.1.1", "--dst", "198.18.1.2", "--flows", str(flows),
+                     "--rate", str(rate), "--dport", str(dport), "--sport", "40000", "--vary", "sport")
+    figures = {}
+    try:
+        time.sleep(1.0)
+        yield figures
+        time.sleep(1.0)
+    finally:
+        figures.update(_probe("stop", "--session-root", SESSION_ROOT, "--session", session["id"], "--json")["totals"])
+        with contextlib.suppress(OSError):
+            os.rmdir(SESSION_ROOT)

@@ -18,6 +18,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ansible_cli import TOP, playbook  # noqa: E402  pylint: disable=wrong-import-position
 from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
+from traffic import probe_session  # noqa: E402  pylint: disable=wrong-import-position
 
 LAB = LabHosts(("mh1", "mh2", "mh3", "spare1"))
 
@@ -236,6 +237,22 @@ def test_absent_chain_removes_its_flows_and_instances_only(deployed, tmp_path):
     web = next(iter(cookies))
     assert [f for f in back if web not in f] == [f for f in before_flows if web not in f]
     assert len([f for f in back if web in f]) == len([f for f in before_flows if web in f])
+
+
+def test_a_step_appended_and_removed_again_under_traffic_loses_nothing(deployed, tmp_path):
+    """A step added at the end of web and taken out again, each under the probe's traffic: the
+    new copy is in the path before the switch moves to it, and what is still inside the removed
+    step's copy when the switch moves on goes on to the exit (make-before-break both ways)."""
+    def tail(chains):
+        chains[0]["steps"].append({"name": "tail", "type": "wire", "kind": "kernel"})
+    inv = inventory_with(tmp_path / "tail", tail)
+    short = min(i for i in LAB.placement() if i.startswith("web"))[:-2]  # web's instance ids: <short><step><n>
+    for what, where in (("append", inv), ("remove", "inventory/lab")):
+        with probe_session() as figures:
+            run = ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true", inventory=where))
+        assert run.changed() > 0, run.explain()
+        assert (short + "3a" in LAB.placement()) == (what == "append"), LAB.placement()
+        assert figures["sent"] > 10000 and (figures["lost"], figures["reordered"], figures["duplicated"]) == (0, 0, 0), (what, figures)
 
 
 def test_a_host_failing_stops_before_the_switch_and_an_inserted_step_keeps_the_chain(deployed, tmp_path):

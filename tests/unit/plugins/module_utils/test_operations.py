@@ -357,7 +357,6 @@ def test_a_draining_copy_is_an_arrival_not_a_target():
     assert not any("200->" in f["actions"] or "201->" in f["actions"] for f in both["flows"])  # never a target
 
 
-
 def test_a_removed_steps_instances_stay_arrivals_until_the_change_is_done():
     """A step taken out of a chain: what is still inside its copies when the switch moves on goes
     where the step sent it (forward to the exit, backward to the step before), until the end."""
@@ -377,6 +376,7 @@ def test_a_removed_steps_instances_stay_arrivals_until_the_change_is_done():
     assert fwd and all(f["actions"].split(",")[-1] == "output:p2" for f in fwd)  # onward to the exit
     assert rev and targets(rev) == mons  # back to the monitors, into their right legs
     assert not any("dl_vlan=%d," % tags["right"]["vlan"] in f["match"] and f["match"].startswith("in_port=%s," % trunk) for f in final)
+
 
 # -- the figures of an operation --------------------------------------------------------------------------
 @pytest.mark.parametrize("count, flows", [(100, 16), (1000, 32), (7, 250)])
