@@ -90,6 +90,19 @@ options:
         description: C(external_ids) of the bridge record.
         type: dict
         default: {}
+  socket_buffer:
+    description:
+      - While the lab is up, the machine's default socket receive buffer (C(net.core.rmem_default),
+        bytes) is at least this. The lab's switches and hosts run Open vSwitch's userspace
+        datapath, which reads every port through a packet socket polled by one thread; the
+        kernel's default (208 KiB, about 90 frames of a veth) overflowed when that thread was held
+        up for milliseconds on a loaded machine, and moves under 10 kpps lost hundreds of frames.
+      - The value found is kept in O(state_dir); O(state=absent) puts it back, or leaves it to
+        another lab that is still up (its lab-down puts it back). Sockets take the value when they
+        are made, so a lab that was up before needs a lab-down and lab-up.
+      - V(0) leaves the machine's value alone.
+    type: int
+    default: 4194304
   state:
     description:
       - V(present) creates what is missing; V(absent) sweeps everything with the prefix.
@@ -163,6 +176,7 @@ def main():
                 datapath_type=dict(type="str", default="netdev"),
                 external_ids=dict(type="dict", default={}),
             )),
+            socket_buffer=dict(type="int", default=4194304),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         supports_check_mode=True,

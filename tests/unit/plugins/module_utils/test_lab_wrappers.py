@@ -218,3 +218,32 @@ def test_lab_network_validates_prefix_before_anything(tmp_path):
     with pytest.raises(LabError, match="bridge 'br0' must start with the lab prefix 'fsl-'"):
         lab.present()
     assert fake.calls == []
+
+
+def test_the_socket_buffer_is_raised_while_a_lab_is_up_and_the_last_lab_down_puts_it_back(tmp_path, monkeypatch):
+    from ansible_collections.flowstream.platform.plugins.module_utils import _lab
+    sysctl = tmp_path / "rmem_default"
+    sysctl.write_text("212992\n")
+    monkeypatch.setattr(_lab, "RMEM_DEFAULT", str(sysctl))
+
+    def lab(name, want=4194304):
+        state = tmp_path / "labs" / name
+        (state / "ssh").mkdir(parents=True, exist_ok=True)
+        (state / "ssh" / "id_ed25519").write_text("")
+        return LabNetwork(dict(prefix=name, state_dir=str(state), management=None, switches=[], socket_buffer=want), run=FakeRun())
+    first, second = lab("fsl"), lab("fsb")
+    first._ensure_socket_buffer()
+    assert sysctl.read_text() == "4194304\n" and first.actions[0].startswith("raised net.core.rmem_default from 212992 to 4194304")
+    second._ensure_socket_buffer()             # already high enough: nothing to do, nothing to put back
+    assert second.actions == [] and not (tmp_path / "labs" / "fsb" / _lab.RMEM_RECORD).exists()
+    first._restore_socket_buffer()             # another lab is up: it keeps the value, and the duty
+    assert sysctl.read_text() == "4194304\n" and (tmp_path / "labs" / "fsb" / _lab.RMEM_RECORD).read_text() == "212992\n"
+    (tmp_path / "labs" / "fsl" / "ssh" / "id_ed25519").unlink()   # the first lab is gone
+    second._restore_socket_buffer()
+    assert sysctl.read_text() == "212992\n" and second.actions[-1] == "put net.core.rmem_default back to 212992"
+    check = LabNetwork(dict(prefix="fsc", state_dir=str(tmp_path / "labs" / "fsc"), management=None, switches=[],
+                            socket_buffer=4194304), check_mode=True, run=FakeRun())
+    check._ensure_socket_buffer()              # check mode says so and changes nothing
+    assert check.actions and sysctl.read_text() == "212992\n"
+    with pytest.raises(LabError, match="socket_buffer -1 must be 0"):
+        lab("fsd", want=-1).present()
