@@ -106,8 +106,14 @@ def existing_mount_points():
     return sorted(p for p in MOUNT_POINTS if os.path.exists(p))
 
 
+def rmem_default():
+    with open("/proc/sys/net/core/rmem_default", encoding="utf-8") as handle:
+        return int(handle.read())
+
+
 def test_lab_lifecycle(lab):
     points_before = existing_mount_points()
+    rmem_before = rmem_default()
     # --- lab-up from nothing -----------------------------------------------------------
     t0 = time.monotonic()
     up = playbook("playbooks/lab-up.yml")
@@ -115,6 +121,8 @@ def test_lab_lifecycle(lab):
     assert_ok(up)
     assert up.changed("localhost") > 0
     print("lab-up from nothing: %.1f s" % up_seconds)
+    # the userspace datapath's packet sockets get room for a stall of their polling thread
+    assert rmem_default() >= 4194304, rmem_default()
 
     # --- every module host and the spare answer over real SSH ----------------------------
     ping = adhoc("flowstream_module_hosts", "ansible.builtin.ping")
@@ -186,6 +194,7 @@ def test_lab_lifecycle(lab):
     assert lab_objects() == []
     # the directories lab-up had to create as mount points are gone again, the others stay
     assert existing_mount_points() == points_before
+    assert rmem_default() == rmem_before       # the machine's socket buffer as lab-up found it
 
     # --- and succeeds when nothing is there --------------------------------------------------
     empty = playbook("playbooks/lab-down.yml")
