@@ -378,6 +378,31 @@ def test_a_removed_steps_instances_stay_arrivals_until_the_change_is_done():
     assert not any("dl_vlan=%d," % tags["right"]["vlan"] in f["match"] and f["match"].startswith("in_port=%s," % trunk) for f in final)
 
 
+
+def test_a_removed_middle_steps_copies_go_on_to_the_step_now_after_it_or_before_it():
+    """Taking out web's monitors shifts the ids after them: a monitor whose id the next step takes
+    on the same host goes first (the id names its ports); the other drains, forward to that step
+    and backward to the firewall."""
+    hosts = deployed()
+    mon_a, mon_b = ids("web", 1, 2)
+    shorter = chain("web", step("fw", "firewall", "kernel"), step("out", "wire", "process"))
+    out = _build([shorter], hosts)
+    (wave,) = out["waves"]
+    was = where(plan(chains(WEB), hosts))
+    fw = ids("web", 0, 1)[0]
+    drained = [h for h in hosts if mon_b in [r["instance"] for r in wave["hosts"][h]["remove"]]]
+    assert drained == [was[mon_b]]
+    tags = hosts[was[mon_b]]["report"]["instances"][mon_b]["legs"]
+    trunk = hosts[was[mon_b]]["trunk"]
+    during = wave["switches"]["sw1"]["flows_during"]
+    fwd = [f for f in during if f["match"].startswith("in_port=%s,dl_vlan=%d," % (trunk, tags["right"]["vlan"]))]
+    rev = [f for f in during if f["match"].startswith("in_port=%s,dl_vlan=%d," % (trunk, tags["left"]["vlan"]))]
+    new_out = out["instances"][mon_a]   # the id web's third step had names the new "out" now
+    assert new_out["step"] == "out"
+    assert targets(fwd) == {(hosts[new_out["host"]]["trunk"], new_out["vlans"]["left"])}
+    fw_at = out["instances"][fw]
+    assert targets(rev) == {(hosts[fw_at["host"]]["trunk"], fw_at["vlans"]["right"])}
+
 # -- the figures of an operation --------------------------------------------------------------------------
 @pytest.mark.parametrize("count, flows", [(100, 16), (1000, 32), (7, 250)])
 def test_probe_groups_source_ports_stay_in_range_and_apart(count, flows):
