@@ -401,7 +401,12 @@ def choose(states, need, allow_spares=False, pack=False):
             near = sum(state.per_step.get(label, 0) for label in need.near)
             # a warm spare goes to a spare host first; an instance keeps off its step's warm spare
             apart = (0 if state.spare else 1) if need.protects else state.per_step.get(need.label + SPARE_SUFFIX, 0)
-            fits.append((state.per_step.get(need.label, 0), -near, -state.load() if pack else state.load(), state.name, state, apart))
+            # a replacement (another step's instance ran under this id) keeps off the host of the
+            # copy it replaces where it can: the id names the ports there, so only elsewhere can
+            # that copy drain while the new one takes over (make-before-break, not removed first)
+            away = 1 if need.previous == state.name and not need.move else 0
+            fits.append((state.per_step.get(need.label, 0), -near, -state.load() if pack else state.load(), state.name, state, apart,
+                         away))
     if not fits:
         return None, refused
     fits.sort(key=_ranks)
@@ -409,16 +414,19 @@ def choose(states, need, allow_spares=False, pack=False):
 
 
 def _ranks(candidate):
-    return (candidate[5],) + candidate[:4]
+    return (candidate[6], candidate[5]) + candidate[:4]
 
 
 def _reason(need, fits, pack=False):
     """Why the first of ``fits`` (sorted candidates) won: the criterion that beat the runner-up."""
-    same, near, load, name, state, apart = fits[0]
+    same, near, load, name, state, apart, away = fits[0]
     if len(fits) == 1:
         return "%s: the only host where it fits (%s)" % (name, _load_text(state))
     r_same, r_near, r_load, r_name = fits[1][:4]
     parts = []
+    if away < fits[1][6]:
+        return "%s: not %s, where the copy it replaces runs under the same id (elsewhere that copy drains while this one " \
+            "takes over) (%s)" % (name, need.previous, _load_text(state))
     if apart < fits[1][5]:
         if need.protects:
             return "%s: a spare host, apart from the instances of %s it stands in for (%s)" % (name, need.protects, _load_text(state))

@@ -248,18 +248,21 @@ def test_a_step_appended_and_removed_again_under_traffic_loses_nothing(deployed,
     inv = inventory_with(tmp_path / "tail", tail)
     short = min(i for i in LAB.placement() if i.startswith("web"))[:-2]  # web's instance ids: <short><step><n>
     for what, where in (("append", inv), ("remove", "inventory/lab")):
-        with probe_session() as figures:
+        with probe_session(rate=10000) as figures:
             run = ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true", inventory=where))
         assert run.changed() > 0, run.explain()
         assert (short + "3a" in LAB.placement()) == (what == "append"), LAB.placement()
-        assert figures["sent"] > 10000 and (figures["lost"], figures["reordered"], figures["duplicated"]) == (0, 0, 0), (what, figures)
+        print("%s of web's tail under the probe: %s" % (what, {k: figures.get(k) for k in ("sent", "lost", "reordered", "duplicated")}))
+        assert figures["sent"] > 20000 and (figures["lost"], figures["reordered"], figures["duplicated"]) == (0, 0, 0), (what, figures)
 
 
 def test_a_host_failing_stops_before_the_switch_and_an_inserted_step_keeps_the_chain(deployed, tmp_path):
     """A rule nftables rejects fails the install on its host and the run stops there: the switch
     and every host bridge are as before, and the old rules keep carrying traffic. Inserting a step
-    shifts the ids after it: those are replaced (removed first, then made again) - never made and
-    then removed - so the verify step's traffic passes in the same run, and a re-run changes nothing."""
+    shifts the ids after it: those are replaced - made on another host while the old copy drains,
+    or, on its own host, removed first and then made again; never made and then removed - so the
+    verify step's traffic passes in the same run, and a re-run changes nothing. Inserting the step
+    and taking it out again, each under the probe's traffic beside the verify's, lose nothing."""
     def typo(chains):
         chains[0]["steps"][0]["params"]["rules"][0] = "ip saddr 198.18.1.99 dorp"
     before = snapshot()
@@ -273,7 +276,8 @@ def test_a_host_failing_stops_before_the_switch_and_an_inserted_step_keeps_the_c
         chains[0]["steps"].insert(1, {"name": "tap", "type": "wire", "kind": "kernel"})
     inv = inventory_with(tmp_path / "tap", insert_tap)
     where_before = LAB.placement()
-    run = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP, inventory=inv))     # its verify step passes
+    with probe_session(dport=8040) as inserting:     # beside the verify's flows (8000-8031)
+        run = ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP, inventory=inv))     # its verify step passes
     where_after = LAB.placement()
     replaced = run.task_results(REPLACED, prefix=True)
     removed_after = run.task_results(REMOVED, prefix=True)
@@ -290,4 +294,8 @@ def test_a_host_failing_stops_before_the_switch_and_an_inserted_step_keeps_the_c
     # the run before proved this layout with traffic; the re-run changes nothing
     again = ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true", inventory=inv))
     assert again.changed() == 0, again.explain()
-    ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))    # back to the example chains, proven
+    with probe_session(dport=8040) as removing:
+        ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))    # back to the example chains, proven
+    for what, figures in (("insert", inserting), ("remove", removing)):
+        print("%s of web's tap under the probe: %s" % (what, {k: figures.get(k) for k in ("sent", "lost", "reordered", "duplicated")}))
+        assert figures["sent"] > 10000 and (figures["lost"], figures["duplicated"]) == (0, 0), (what, figures)

@@ -378,11 +378,10 @@ def test_a_removed_steps_instances_stay_arrivals_until_the_change_is_done():
     assert not any("dl_vlan=%d," % tags["right"]["vlan"] in f["match"] and f["match"].startswith("in_port=%s," % trunk) for f in final)
 
 
-
 def test_a_removed_middle_steps_copies_go_on_to_the_step_now_after_it_or_before_it():
-    """Taking out web's monitors shifts the ids after them: a monitor whose id the next step takes
-    on the same host goes first (the id names its ports); the other drains, forward to that step
-    and backward to the firewall."""
+    """Taking out web's monitors shifts the ids after them: the step after them takes a
+    monitor's id, on another host (the id names the ports on the old one), so both monitors drain,
+    forward to that step and backward to the firewall; nothing is removed first."""
     hosts = deployed()
     mon_a, mon_b = ids("web", 1, 2)
     shorter = chain("web", step("fw", "firewall", "kernel"), step("out", "wire", "process"))
@@ -390,18 +389,39 @@ def test_a_removed_middle_steps_copies_go_on_to_the_step_now_after_it_or_before_
     (wave,) = out["waves"]
     was = where(plan(chains(WEB), hosts))
     fw = ids("web", 0, 1)[0]
-    drained = [h for h in hosts if mon_b in [r["instance"] for r in wave["hosts"][h]["remove"]]]
-    assert drained == [was[mon_b]]
+    assert not any(wave["hosts"][h]["remove_first"] for h in hosts)
+    drained = sorted((r["instance"], h) for h in hosts for r in wave["hosts"][h]["remove"] if r["instance"] in (mon_a, mon_b))
+    assert drained == sorted([(mon_a, was[mon_a]), (mon_b, was[mon_b])])
     tags = hosts[was[mon_b]]["report"]["instances"][mon_b]["legs"]
     trunk = hosts[was[mon_b]]["trunk"]
     during = wave["switches"]["sw1"]["flows_during"]
     fwd = [f for f in during if f["match"].startswith("in_port=%s,dl_vlan=%d," % (trunk, tags["right"]["vlan"]))]
     rev = [f for f in during if f["match"].startswith("in_port=%s,dl_vlan=%d," % (trunk, tags["left"]["vlan"]))]
-    new_out = out["instances"][mon_a]   # the id web's third step had names the new "out" now
-    assert new_out["step"] == "out"
+    new_out = out["instances"][mon_a]   # the id web's monitor had names the new "out" now
+    assert new_out["step"] == "out" and new_out["host"] != was[mon_a], new_out
     assert targets(fwd) == {(hosts[new_out["host"]]["trunk"], new_out["vlans"]["left"])}
     fw_at = out["instances"][fw]
     assert targets(rev) == {(hosts[fw_at["host"]]["trunk"], fw_at["vlans"]["right"])}
+
+
+def test_a_steps_module_changed_in_place_is_made_elsewhere_and_the_old_copy_drains():
+    """A step whose type changes keeps its id: the new copy goes to another host, so the old one
+    keeps carrying (and then drains) until the switch moved - never removed first."""
+    hosts = deployed()
+    out_id = ids("web", 2, 1)[0]
+    was = where(plan(chains(WEB), hosts))[out_id]
+    changed = chain("web", step("fw", "firewall", "kernel"), step("mon", "monitor", "kernel", 2), step("out", "monitor", "kernel"))
+    out = _build([changed], hosts)
+    (wave,) = out["waves"]
+    entry = out["instances"][out_id]
+    assert entry["action"] == "replace" and entry["host"] != was and "replaces the copy on %s" % was in entry["reason"], entry
+    assert not any(wave["hosts"][h]["remove_first"] for h in hosts)
+    assert [r["instance"] for r in wave["hosts"][was]["remove"]] == [out_id]
+    tags = hosts[was]["report"]["instances"][out_id]["legs"]
+    during = wave["switches"]["sw1"]["flows_during"]
+    fwd = [f for f in during if f["match"].startswith("in_port=%s,dl_vlan=%d," % (hosts[was]["trunk"], tags["right"]["vlan"]))]
+    assert fwd and all(f["actions"].split(",")[-1] == "output:p2" for f in fwd)  # the old copy's output still leaves
+
 
 # -- the figures of an operation --------------------------------------------------------------------------
 @pytest.mark.parametrize("count, flows", [(100, 16), (1000, 32), (7, 250)])
