@@ -310,6 +310,9 @@ def test_a_switch_that_restarted_gets_every_chain_back(deployed):
     # flows are the platform's
     ok(playbook("playbooks/lab-up.yml"))
     assert look()["chain_flows"] == 0
+    # check mode on the drifted platform: exits 0, says what it would put back, changes nothing
+    check = ok(playbook("playbooks/deploy-chain.yml", "--check", "--diff"))
+    assert check.changed("sw1") > 0 and look()["chain_flows"] == 0, check.explain()
     run = ok(playbook("playbooks/failover.yml", "-e", "grace=3", *RATE_CAP))
     said = run.task_results("What the look found").get("localhost", {}).get("msg", "")
     assert "no chain flow on switch sw1" in said and "failed now" not in said, said

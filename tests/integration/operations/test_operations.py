@@ -74,6 +74,13 @@ def test_migrate_moves_an_instance_make_before_break_and_loses_nothing(deployed,
     where = placement()
     (source,) = where[iid]
     target = other_host([source])
+    if kind == "kernel":
+        # check mode prints the plan (what moves where, how, why) and changes nothing
+        before = _snapshot()
+        check = ok(playbook("playbooks/migrate-module.yml", "--check", "-e", "instance=" + iid, "-e", "to=" + target))
+        said = check.task_results("What moves where, by which method, and why")["localhost"]["msg"]
+        assert [m.split(" | ")[:4] for m in said] == [[iid, source, target, "make_before_break"]], said
+        assert _snapshot() == before, check.explain()
     # as AWX runs it: the migrate-module job template, its survey answered (ansible-runner)
     run = ok(launch("migrate-module", instance=iid, to=target, flowstream_verify_max_rate=5000))
     (row,) = moves_of(run)
@@ -265,6 +272,9 @@ def test_drain_two_hosts_rolling_then_deploy_chain_keeps_them_empty(deployed):
     where = placement()
     vm_hosts = {h for i, hosts in where.items() for h in hosts if kind_of(i, h) == "vm"}
     drained = [h for h in HOSTS if h not in vm_hosts][:2]
+    before = _snapshot()
+    check = ok(playbook("playbooks/drain-host.yml", "--check", "-e", "hosts=" + ",".join(drained)))
+    assert _snapshot() == before, check.explain()       # check mode: the plan, and nothing changed
     run = ok(launch("drain-host", hosts=",".join(drained), flowstream_verify_max_rate=5000))      # the AWX job template
     rows = moves_of(run)
     assert rows, run.explain()
@@ -272,10 +282,11 @@ def test_drain_two_hosts_rolling_then_deploy_chain_keeps_them_empty(deployed):
     for row in rows:
         assert row["from"] in drained and row["to"] not in drained and row["probed"], row
         if row["how"] == "make_before_break":
-            # a wave that moves several adjacent steps of one chain at once has lost packets in
-            # about 1 lab run of 4 (a stall of ~100 ms, or a packet overtaken where the new host's
-            # bridge starts chaining locally; docs/operations.md#known-gaps): what it cost is
-            # reported, and it stays small - a single move must lose nothing (the tests above)
+            # a wave that moves several adjacent steps of one chain at once reorders a few packets
+            # (no barrier where the new host's bridge starts chaining locally) and lost packets in
+            # 1 of 8 operations at 10 kpps once the lab's socket buffers were raised
+            # (docs/operations.md#known-gaps): what it cost is reported, and it stays small - a
+            # single move must lose nothing (the tests above)
             assert row["sent"] > 0 and row["duplicated"] == 0, json.dumps(row)
             assert row["lost"] + row["reordered"] <= row["sent"] // 100, "\n".join(json.dumps(r) for r in rows)
         else:
