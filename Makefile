@@ -27,7 +27,7 @@ test: setup
 	$(MAKE) --no-print-directory unit changelog-lint lint sanity integration molecule
 
 unit:
-	$(PYTEST) -q tests/unit
+	$(PYTEST) -q -n auto tests/unit
 
 changelog-lint:
 	$(BIN)/antsibull-changelog lint

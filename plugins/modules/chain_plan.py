@@ -212,6 +212,9 @@ plan:
           C(flows_pre), C(flows_during), C(flows)) and C(switches) (per switch C(flows_pre),
           C(flows_during), C(flows), the warm spares' fast-failover groups each stage's flows use
           C(groups_pre), C(groups_during), C(groups), their C(group_id_range), C(chains), C(absent)).
+        - Per host and per switch, C(unchanged) names the stages whose bundle would leave that
+          bridge's table as its stage before left it (the apply step skips them); a bridge's first
+          stage, and its first stage after an instance was made or removed on it, always runs.
       type: list
       elements: dict
     hosts:

@@ -60,7 +60,8 @@ def other_host(current, exclude=()):
 @pytest.fixture(scope="module")
 def deployed(running_lab):
     ok(playbook("playbooks/uncordon-host.yml", "-e", "hosts=" + ",".join(ALL_HOSTS)))
-    ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))
+    # the chains are proven by the first migration's probe (0 lost, every chain)
+    ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true"))
     yield
     ok(playbook("playbooks/uncordon-host.yml", "-e", "hosts=" + ",".join(ALL_HOSTS)))
     # the chains' flows would take the next test modules' traffic (they steer the switch themselves)
