@@ -57,8 +57,16 @@ options:
     description:
       - The instance id, unique on the host. 1 to 10 characters, V(a-z), V(0-9) and V(-),
         starting with a letter (it names the leg ports C(fs-<id>-l) and C(fs-<id>-r)).
+      - One of O(instance) and O(instances) is required.
     type: str
-    required: true
+  instances:
+    description:
+      - With O(state=absent) only - several instances removed in one run, one after the other,
+        each once quiet when O(quiesce) is given (what the operations engine does with the old
+        copies a change leaves on a host, in one module run per host instead of one per copy).
+        One that is not on the host is left as it is. RV(removed) says what each was.
+    type: list
+    elements: str
   state:
     description:
       - V(present) or V(started) - installed and forwarding; V(stopped) - installed, not
@@ -239,6 +247,12 @@ EXAMPLES = r"""
   flowstream.platform.processing_module:
     instance: mon1
     state: absent
+
+- name: Remove two old copies once their legs are quiet, in one run
+  flowstream.platform.processing_module:
+    instances: [fw1, fw2]
+    state: absent
+    quiesce: {quiet_ms: 200, timeout: 10}
 """
 
 RETURN = r"""
@@ -287,6 +301,13 @@ quiesce:
   returned: when quiesce is given and the instance was there
   type: dict
   sample: {quiet: true, waited_ms: 240, packets_since: 3}
+removed:
+  description: With O(instances) - per instance named, in order, C(instance), C(was) (its kind and
+    type when it was there, else null) and, with O(quiesce), C(quiesce) as RV(quiesce) says.
+  returned: when instances is given
+  type: list
+  elements: dict
+  sample: [{instance: web4b51a, was: {kind: kernel, type: monitor}, quiesce: {quiet: true, waited_ms: 212, packets_since: 0}}]
 reconfigured:
   description:
     - How a running V(click) instance took its new configuration - C(how) V(handlers) (its
@@ -306,6 +327,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
 from ansible_collections.flowstream.platform.plugins.module_utils._host_info import instance_state
+from ansible_collections.flowstream.platform.plugins.module_utils._instance import check_id
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
 from ansible_collections.flowstream.platform.plugins.module_utils._kinds import QUIESCE_OPTION
 from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import PORT_TYPES
@@ -322,10 +344,42 @@ def configuration(instance):
     return out
 
 
+def remove_many(module, p):
+    """O(instances): each removed (once quiet), in one run; exits the module."""
+    if p["state"] != "absent":
+        module.fail_json(msg="instances: several instances are named only to remove them (state: absent); "
+                             "name one instance to make it %s" % p["state"], field="instances")
+    for iid in p["instances"]:
+        try:
+            check_id(iid)     # every id first: a bad one fails before anything is removed
+        except InstanceError as exc:
+            module.fail_json(msg=str(exc), field="instances")
+    engine = ProcessingModules(p["host_bridge"], check_mode=module.check_mode, click_binary=p["click_binary"])
+    removed, diff = [], {"before": {}, "after": {}}
+    for iid in p["instances"]:
+        try:
+            before, _after, extra = engine.apply(dict(p, instance=iid, export_state=False))
+        except InstanceError as exc:
+            module.fail_json(msg=str(exc), field="instances", actions=engine.log.actions, removed=removed)
+        except CommandError as exc:
+            module.fail_json(msg="instance %s: %s" % (iid, exc), actions=engine.log.actions, removed=removed)
+        entry = {"instance": iid, "was": {"kind": before.get("kind"), "type": before.get("type")} if before else None}
+        if "quiesce" in extra:
+            entry["quiesce"] = extra["quiesce"]
+        removed.append(entry)
+        if before:
+            diff["before"][iid] = configuration(before)
+    result = {"changed": engine.log.changed, "actions": engine.log.actions, "instance": None, "removed": removed}
+    if module._diff:
+        result["diff"] = dict(diff, after={"pending_actions": engine.log.actions} if module.check_mode else {})
+    module.exit_json(**result)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            instance=dict(type="str", required=True),
+            instance=dict(type="str"),
+            instances=dict(type="list", elements="str"),
             state=dict(type="str", choices=["present", "started", "stopped", "absent"], default="present"),
             kind=dict(type="str", choices=["kernel", "process", "click", "vm"]),
             type=dict(type="str"),
@@ -349,9 +403,13 @@ def main():
         required_if=[("state", "present", ("kind", "type", "vlans")),
                      ("state", "started", ("kind", "type", "vlans")),
                      ("state", "stopped", ("kind", "type", "vlans"))],
+        required_one_of=[("instance", "instances")],
+        mutually_exclusive=[("instance", "instances")],
         supports_check_mode=True,
     )
     p = module.params
+    if p["instances"] is not None:
+        remove_many(module, p)
     engine = None
     try:
         engine = ProcessingModules(p["host_bridge"], check_mode=module.check_mode, click_binary=p["click_binary"],

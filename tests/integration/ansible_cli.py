@@ -142,10 +142,10 @@ def adhoc(pattern, module, module_args="", inventory="inventory/lab", env=None, 
     return AnsibleRun(argv, proc)
 
 
-def module(target_host, plugin, check=False, **args):
+def module(target_host, plugin, check=False, diff=False, **args):
     """Run the flowstream.platform module ``plugin`` with ``args`` on ``target_host`` over SSH
-    (in check mode if ``check``); return (rc, result)."""
+    (in check mode if ``check``, with its diff if ``diff``); return (rc, result)."""
     run = adhoc(target_host, "flowstream.platform." + plugin, json.dumps(args) if args else "",
-                extra=["--check"] if check else [])
+                extra=(["--check"] if check else []) + (["--diff"] if diff else []))
     hosts = run.data["plays"][0]["tasks"][0]["hosts"] if run.data.get("plays") else {}
     return run.rc, hosts.get(target_host, {"msg": run.explain()})

@@ -281,8 +281,9 @@ def test_a_host_failing_stops_before_the_switch_and_an_inserted_step_keeps_the_c
     where_after = LAB.placement()
     replaced = run.task_results(REPLACED, prefix=True)
     removed_after = run.task_results(REMOVED, prefix=True)
-    first = set(r["item"]["instance"] for res in replaced.values() for r in res.get("results", []) if r.get("changed"))
-    after = set(r["item"]["instance"] for res in removed_after.values() for r in res.get("results", []) if r.get("changed"))
+    # (one module run per host removes all of a stage's instances: RV(removed) names each, and what it was)
+    first = set(r["instance"] for res in replaced.values() for r in res.get("removed", []) if r["was"])
+    after = set(r["instance"] for res in removed_after.values() for r in res.get("removed", []) if r["was"])
     # the ids after the inserted step name other steps now: where the planner put one on the host
     # that ran its old step, the old one went first; elsewhere the old one went once quiet
     web = sorted(i for i in where_before if i.startswith("web"))

@@ -268,9 +268,23 @@ def test_bad_requests_fail_naming_instance_and_field_and_change_nothing(args, fi
 
 
 def test_absent_leaves_nothing_behind():
-    for host, instances in (("mh1", ["kw1", "kfw", "kst"]), ("mh2", ["kmon", "kshp"]), ("mh3", ["pmon", "pinsp"])):
-        for inst in instances:
-            res = ok(pm(host, instance=inst, state="absent"))
-            assert res["instance"] is None
-            assert ok(pm(host, instance=inst, state="absent"))["changed"] is False
+    for inst in ("kw1", "kfw", "kst"):
+        res = ok(pm("mh1", instance=inst, state="absent"))
+        assert res["instance"] is None
+        assert ok(pm("mh1", instance=inst, state="absent"))["changed"] is False
+    assert host_objects("mh1") == {"namespaces": [], "ports": [], "files": []}
+    # several at once (the operations engine's old copies on one host): a bad id anywhere in the
+    # list, or a state other than absent, fails and removes nothing; check mode removes nothing
+    before = {h: host_objects(h) for h in ("mh2", "mh3")}
+    assert "an instance id is 1-10 characters" in failed(pm("mh2", instances=["kmon", "Bad_Id"], state="absent"))["msg"]
+    stopped = pm("mh2", instances=["kmon"], state="stopped", kind="kernel", type="monitor", vlans={"left": 301, "right": 302})
+    assert "only to remove them" in failed(stopped)["msg"]
+    check = ok(module("mh2", "processing_module", check=True, diff=True, instances=["kmon", "kshp"], state="absent"))
+    assert check["changed"] and sorted(check["diff"]["before"]) == ["kmon", "kshp"], check
+    assert {h: host_objects(h) for h in ("mh2", "mh3")} == before
+    for host, instances in (("mh2", ["kmon", "kshp"]), ("mh3", ["pmon", "pinsp"])):
+        res = ok(pm(host, instances=instances + ["gone"], state="absent", quiesce={"quiet_ms": 100, "timeout": 5}))
+        assert res["changed"] and [r["instance"] for r in res["removed"]] == instances + ["gone"], res
+        assert all(r["was"] and r["quiesce"]["quiet"] for r in res["removed"][:-1]) and res["removed"][-1]["was"] is None, res
+        assert ok(pm(host, instances=instances, state="absent"))["changed"] is False
         assert host_objects(host) == {"namespaces": [], "ports": [], "files": []}, host
