@@ -344,6 +344,18 @@ def configuration(instance):
     return out
 
 
+def applied(module, engine, p, **more):
+    """``engine.apply(p)``, or the module fails naming the instance (and the field), with the
+    actions done so far (and ``more``)."""
+    try:
+        return engine.apply(p)
+    except InstanceError as exc:
+        module.fail_json(msg=str(exc), field=exc.field, actions=engine.log.actions, **more)
+    except CommandError as exc:
+        module.fail_json(msg="instance %s: %s" % (p["instance"], exc), actions=engine.log.actions, **more)
+    return None  # not reached: fail_json exits
+
+
 def remove_many(module, p):
     """O(instances): each removed (once quiet), in one run; exits the module."""
     if p["state"] != "absent":
@@ -357,12 +369,7 @@ def remove_many(module, p):
     engine = ProcessingModules(p["host_bridge"], check_mode=module.check_mode, click_binary=p["click_binary"])
     removed, diff = [], {"before": {}, "after": {}}
     for iid in p["instances"]:
-        try:
-            before, _after, extra = engine.apply(dict(p, instance=iid, export_state=False))
-        except InstanceError as exc:
-            module.fail_json(msg=str(exc), field="instances", actions=engine.log.actions, removed=removed)
-        except CommandError as exc:
-            module.fail_json(msg="instance %s: %s" % (iid, exc), actions=engine.log.actions, removed=removed)
+        before, _after, extra = applied(module, engine, dict(p, instance=iid, export_state=False), removed=removed)
         entry = {"instance": iid, "was": {"kind": before.get("kind"), "type": before.get("type")} if before else None}
         if "quiesce" in extra:
             entry["quiesce"] = extra["quiesce"]
@@ -410,15 +417,13 @@ def main():
     p = module.params
     if p["instances"] is not None:
         remove_many(module, p)
-    engine = None
     try:
         engine = ProcessingModules(p["host_bridge"], check_mode=module.check_mode, click_binary=p["click_binary"],
                                    with_vms=p["kind"] == "vm" or p["state"] == "absent")
-        before, after, extra = engine.apply(p)
-    except InstanceError as exc:
-        module.fail_json(msg=str(exc), field=exc.field, actions=engine.log.actions if engine else [])
-    except CommandError as exc:
-        module.fail_json(msg="instance %s: %s" % (p["instance"], exc), actions=engine.log.actions if engine else [])
+    except (InstanceError, CommandError) as exc:
+        module.fail_json(msg=str(exc) if isinstance(exc, InstanceError) else "instance %s: %s" % (p["instance"], exc),
+                         field=getattr(exc, "field", None), actions=[])
+    before, after, extra = applied(module, engine, p)
     reported = None
     if after:
         reported = dict(after)   # with its state (running, stopped) as module_host_info reports it
