@@ -66,15 +66,46 @@ def wave_windows(times):
 
 
 def hold_results(registered):
-    """{instance: hold} from registered processing_module results (one per host; loops allowed):
-    how each new copy of a moving instance let its held output go."""
+    """{instance: hold} from registered processing_module results (one per host; a run for
+    several instances, or loops): how each new copy of a moving instance let its held output go."""
     out = {}
     for result in registered or []:
         if not isinstance(result, dict):
             continue
+        for item in result.get("converged") or []:
+            if isinstance(item, dict) and item.get("hold"):
+                out[item["instance"]] = item["hold"]
         for item in result.get("results") or [result]:
             if isinstance(item, dict) and item.get("hold") and isinstance(item.get("item"), dict):
                 out[item["item"]["instance"]] = item["hold"]
+    return out
+
+
+REQUEST_KEYS = ("instance", "kind", "type", "params", "vlans", "chain", "step", "vm")
+
+
+def instance_requests(install, exported=None, hold=True):
+    """The ``instances`` of one processing_module run from a plan's ``install`` entries of a
+    host: each entry's own options; a moving instance's ``carried_state`` from ``exported``
+    (registered module_host_info results with ``export_state``, one per host - where the old
+    copies run); its ``hold`` when ``hold``. A moving instance whose old copy's host did not
+    export it is an error (its new copy would start without its state)."""
+    states = {}
+    for result in exported or []:
+        if isinstance(result, dict) and isinstance(result.get("exported_state"), dict):
+            states.update(result["exported_state"])
+    out = []
+    for entry in install or []:
+        request = {k: entry[k] for k in REQUEST_KEYS if entry.get(k) is not None}
+        if entry.get("carry_from"):
+            if entry["instance"] not in states:
+                raise ValueError("instance %s carries its state from %s, but no state was read there for it"
+                                 % (entry["instance"], entry["carry_from"]))
+            if states[entry["instance"]] is not None:
+                request["carried_state"] = states[entry["instance"]]
+        if hold and entry.get("hold"):
+            request["hold"] = entry["hold"]
+        out.append(request)
     return out
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _catalogue, _kinds
 from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
-from ansible_collections.flowstream.platform.plugins.module_utils._cmd import run as _run
+from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError, run as _run
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import (
     LEGS, HostView, Spec, check_id, check_vlans, port_name)
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
@@ -92,10 +92,24 @@ class ProcessingModules:
                     extra["exported_state"] = engine.export_state(instance, before.get("type"))
                 engine.remove(instance, self.host_bridge)
             return before, None, extra
+        spec, engine = self.prepare(p, before)
+        extra.update(self.converge(p, spec, engine, before))
+        self.view = HostView(self.host_bridge, run=self._run, vm_kind=self.vms)
+        return before, self.view.instances().get(instance), extra
+
+    def prepare(self, p, before):
+        """Validate one instance's request, also against what the host runs (``before``: the
+        host's view of it): (spec, kind). Nothing on the host changes here."""
         spec = self.spec(p)
         self.check_host(spec, before)
         engine = self.kind(spec.kind)
         engine.validate(spec)
+        return spec, engine
+
+    def converge(self, p, spec, engine, before):
+        """Make one validated instance what ``spec`` says; returns what the run learned
+        (``reconfigured``, ``hold``)."""
+        extra = {}
         if p.get("carried_state") is not None:
             # before the program starts, so a new copy marks a carried flow from its first packet
             engine.import_state(spec.id, p["carried_state"])
@@ -110,8 +124,49 @@ class ProcessingModules:
         status = _kinds.hold_status(spec.id)
         if status is not None:
             extra["hold"] = status
+        return extra
+
+    def apply_many(self, requests, done):
+        """Converge several instances (state present, started or stopped) in one run. Every
+        request is validated first - each as :meth:`apply` would, and against each other (an id
+        or a VLAN tag named twice) - so a bad one fails before anything changes. Then each is
+        converged in turn; ``done`` gets (request, before, extra, actions) for each as it ends,
+        so a failure midway still says what was done. Returns [(before, after, extra, actions)]."""
+        instances = self.view.instances()
+        ids, tags, prepared = {}, {}, []
+        for index, p in enumerate(requests):
+            iid = p["instance"]
+            if iid in ids:
+                raise InstanceError(iid, "instances[%d].instance" % index, "%s is named twice (also as instances[%d])"
+                                    % (iid, ids[iid]))
+            ids[iid] = index
+            before = instances.get(iid)
+            try:
+                spec, engine = self.prepare(p, before)
+            except InstanceError as exc:
+                raise InstanceError(iid, "instances[%d].%s" % (index, exc.field) if exc.field else "instances[%d]" % index,
+                                    exc.message) from None
+            except CommandError as exc:
+                exc.instance = iid
+                raise
+            for leg in LEGS:
+                tag = spec.vlans[leg]
+                if tag in tags:
+                    raise InstanceError(iid, "instances[%d].vlans.%s" % (index, leg), "VLAN %d is also the tag of %s"
+                                        % (tag, tags[tag]))
+                tags[tag] = port_name(iid, leg)
+            prepared.append((p, spec, engine, before))
+        for p, spec, engine, before in prepared:
+            start = len(self.log.actions)
+            try:
+                extra = self.converge(p, spec, engine, before)
+            except CommandError as exc:
+                exc.instance = spec.id   # the module's error names the instance it was making
+                raise
+            done.append((p, before, extra, self.log.actions[start:]))
         self.view = HostView(self.host_bridge, run=self._run, vm_kind=self.vms)
-        return before, self.view.instances().get(instance), extra
+        after = self.view.instances()
+        return [(before, after.get(p["instance"]), extra, actions) for p, before, extra, actions in done]
 
     def export(self, instance):
         """The state of ``instance`` that a copy elsewhere must carry (None: nothing)."""

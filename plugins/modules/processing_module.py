@@ -57,16 +57,26 @@ options:
     description:
       - The instance id, unique on the host. 1 to 10 characters, V(a-z), V(0-9) and V(-),
         starting with a letter (it names the leg ports C(fs-<id>-l) and C(fs-<id>-r)).
-      - One of O(instance) and O(instances) is required.
+      - One of O(instance) and O(instances) is required. With O(instance), O(kind), O(type) and
+        O(vlans) are required unless O(state=absent).
     type: str
   instances:
     description:
-      - With O(state=absent) only - several instances removed in one run, one after the other,
-        each once quiet when O(quiesce) is given (what the operations engine does with the old
-        copies a change leaves on a host, in one module run per host instead of one per copy).
-        One that is not on the host is left as it is. RV(removed) says what each was.
+      - Several instances in one run - what the operations engine does on a host in each step of
+        a change (one module run per host instead of one per instance).
+      - To make them (O(state) V(present), V(started) or V(stopped)) - each element is a dict
+        of one instance's own options - C(instance) (required), C(kind), C(type) and C(vlans)
+        (required), C(params), C(chain), C(step), C(vm), C(carried_state), C(hold), as the
+        module's options of those names say. The other options (O(state), O(host_bridge),
+        O(port_type), O(host_kinds), O(catalogue), O(click_binary)) serve every instance. Every
+        element is validated first - as one instance would be, and against each other (an id or
+        a VLAN tag named twice) - so a bad one fails naming it (RV(field) C(instances[N].vlans.left))
+        before anything is made; then each is converged in turn. RV(converged) says what each became.
+      - To remove them (O(state=absent)) - their ids; each removed in turn, once quiet when
+        O(quiesce) is given. One that is not on the host is left as it is. RV(removed) says what each was.
+      - Mutually exclusive with O(instance) and with the options of one instance (O(kind), O(type), O(vlans) ...).
     type: list
-    elements: str
+    elements: raw
   state:
     description:
       - V(present) or V(started) - installed and forwarding; V(stopped) - installed, not
@@ -248,6 +258,14 @@ EXAMPLES = r"""
     instance: mon1
     state: absent
 
+- name: Two instances of a chain on this host, in one run (each checked before either is made)
+  flowstream.platform.processing_module:
+    instances:
+      - {instance: fw3, kind: kernel, type: firewall, vlans: {left: 111, right: 112}, chain: web, step: fw,
+         params: {rules: ["tcp dport 23 drop"], policy: accept}}
+      - {instance: mon3, kind: process, type: monitor, vlans: {left: 113, right: 114}, chain: web, step: mon}
+  register: made                                  # made.converged: what each became
+
 - name: Remove two old copies once their legs are quiet, in one run
   flowstream.platform.processing_module:
     instances: [fw1, fw2]
@@ -308,6 +326,16 @@ removed:
   type: list
   elements: dict
   sample: [{instance: web4b51a, was: {kind: kernel, type: monitor}, quiesce: {quiet: true, waited_ms: 212, packets_since: 0}}]
+converged:
+  description:
+    - With O(instances) to make them - per instance, in order, C(instance), C(changed), C(actions)
+      (what was done to it, or in check mode would be), C(state) (V(running), V(stopped), null in
+      check mode for one not made yet) and, as for one instance, C(hold) and C(reconfigured). On
+      a failure midway, the instances converged before it.
+  returned: when instances is given with state present, started or stopped
+  type: list
+  elements: dict
+  sample: [{instance: web4b51a, changed: true, actions: ["created instance namespace fs-web4b51a"], state: running}]
 reconfigured:
   description:
     - How a running V(click) instance took its new configuration - C(how) V(handlers) (its
@@ -324,6 +352,7 @@ field:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import CommandError
 from ansible_collections.flowstream.platform.plugins.module_utils._host_info import instance_state
@@ -356,16 +385,97 @@ def applied(module, engine, p, **more):
     return None  # not reached: fail_json exits
 
 
+def instance_options():
+    """The options of one instance: the module's own for O(instance), and each element's of
+    O(instances) when they are made (the other options serve every instance of a run)."""
+    return dict(
+        kind=dict(type="str", choices=["kernel", "process", "click", "vm"]),
+        type=dict(type="str"),
+        params=dict(type="dict", default={}),
+        vlans=dict(type="dict", options=dict(left=dict(type="int", required=True),
+                                             right=dict(type="int", required=True))),
+        chain=dict(type="str"),
+        step=dict(type="str"),
+        vm=dict(type="dict", options=dict(image=dict(type="dict"), memory=dict(type="int"), vcpus=dict(type="int"))),
+        carried_state=dict(type="dict"),
+        hold=dict(type="dict", options=dict(token=dict(type="str", required=True, no_log=False),
+                                            timeout=dict(type="float", default=10.0))),
+    )
+
+
+REQUIRED_TO_RUN = ("kind", "type", "vlans")
+
+
+def element_options():
+    """One element of O(instances) when they are made: an instance's options, its id and
+    REQUIRED_TO_RUN required."""
+    options = dict(instance=dict(type="str", required=True), **instance_options())
+    for name in REQUIRED_TO_RUN:
+        options[name] = dict(options[name], required=True)
+    return options
+
+
+def requests_of(module, p):
+    """Each element of O(instances) checked against element_options(): the requests of the
+    run (the run's shared options with the element's own), or the module fails naming it."""
+    validator = ArgumentSpecValidator(element_options())
+    requests = []
+    for index, entry in enumerate(p["instances"]):
+        if not isinstance(entry, dict):
+            module.fail_json(msg="instances[%d]: to make instances, each is a dict of its options (instance, kind, type, "
+                                 "vlans ...), not %r; ids alone are for state absent" % (index, entry),
+                             field="instances[%d]" % index)
+        checked = validator.validate(entry)
+        if checked.error_messages:
+            module.fail_json(msg="instances[%d] (%s): %s" % (index, entry.get("instance"), "; ".join(checked.error_messages)),
+                             field="instances[%d]" % index)
+        requests.append(dict(p, **checked.validated_parameters))
+    return requests
+
+
+def converge_many(module, p):
+    """O(instances) with state present, started or stopped: each made or converged in one run,
+    every one validated before anything changes; exits the module."""
+    requests = requests_of(module, p)
+    try:
+        engine = ProcessingModules(p["host_bridge"], check_mode=module.check_mode, click_binary=p["click_binary"],
+                                   with_vms=any(r["kind"] == "vm" for r in requests))
+    except (InstanceError, CommandError) as exc:
+        module.fail_json(msg=str(exc), field=getattr(exc, "field", None), actions=[])
+    done = []
+    try:
+        outcomes = engine.apply_many(requests, done)
+    except (InstanceError, CommandError) as exc:
+        module.fail_json(msg=str(exc) if isinstance(exc, InstanceError) else "instance %s: %s" % (getattr(exc, "instance", None), exc),
+                         field=getattr(exc, "field", None), actions=engine.log.actions,
+                         converged=[{"instance": r["instance"], "changed": bool(actions), "actions": actions}
+                                    for r, _before, _extra, actions in done])
+    converged, diff = [], {"before": {}, "after": {}}
+    for request, (before, after, extra, actions) in zip(requests, outcomes):
+        iid = request["instance"]
+        entry = {"instance": iid, "changed": bool(actions), "actions": actions,
+                 "state": instance_state(iid, after) if after else None}
+        entry.update({k: extra[k] for k in ("hold", "reconfigured") if k in extra})
+        converged.append(entry)
+        if actions or module.check_mode:
+            diff["before"][iid] = configuration(before)
+            diff["after"][iid] = (dict(configuration(before), pending_actions=actions) if module.check_mode
+                                  else configuration(after))
+    result = {"changed": engine.log.changed, "actions": engine.log.actions, "instance": None, "converged": converged}
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
 def remove_many(module, p):
-    """O(instances): each removed (once quiet), in one run; exits the module."""
-    if p["state"] != "absent":
-        module.fail_json(msg="instances: several instances are named only to remove them (state: absent); "
-                             "name one instance to make it %s" % p["state"], field="instances")
-    for iid in p["instances"]:
+    """O(instances) with state absent: each removed (once quiet), in one run; exits the module."""
+    for index, iid in enumerate(p["instances"]):
         try:
+            if not isinstance(iid, str):
+                raise InstanceError(None, None, "to remove instances, name each by its id, not %r" % (iid,))
             check_id(iid)     # every id first: a bad one fails before anything is removed
         except InstanceError as exc:
-            module.fail_json(msg=str(exc), field="instances")
+            module.fail_json(msg="instances[%d]: %s" % (index, exc), field="instances")
     engine = ProcessingModules(p["host_bridge"], check_mode=module.check_mode, click_binary=p["click_binary"])
     removed, diff = [], {"before": {}, "after": {}}
     for iid in p["instances"]:
@@ -386,37 +496,30 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             instance=dict(type="str"),
-            instances=dict(type="list", elements="str"),
+            instances=dict(type="list", elements="raw"),
             state=dict(type="str", choices=["present", "started", "stopped", "absent"], default="present"),
-            kind=dict(type="str", choices=["kernel", "process", "click", "vm"]),
-            type=dict(type="str"),
-            params=dict(type="dict", default={}),
-            vlans=dict(type="dict", options=dict(left=dict(type="int", required=True),
-                                                 right=dict(type="int", required=True))),
-            chain=dict(type="str"),
-            step=dict(type="str"),
             host_bridge=dict(type="str", default="fs-host"),
             port_type=dict(type="str", choices=list(PORT_TYPES), default="system"),
             host_kinds=dict(type="list", elements="str"),
             catalogue=dict(type="dict", default={}),
-            vm=dict(type="dict", options=dict(image=dict(type="dict"), memory=dict(type="int"),
-                                              vcpus=dict(type="int"))),
             click_binary=dict(type="path"),
-            carried_state=dict(type="dict"),
             quiesce=QUIESCE_OPTION,
             export_state=dict(type="bool", default=False),
-            hold=dict(type="dict", options=dict(token=dict(type="str", required=True, no_log=False), timeout=dict(type="float", default=10.0))),
+            **instance_options()
         ),
-        required_if=[("state", "present", ("kind", "type", "vlans")),
-                     ("state", "started", ("kind", "type", "vlans")),
-                     ("state", "stopped", ("kind", "type", "vlans"))],
         required_one_of=[("instance", "instances")],
-        mutually_exclusive=[("instance", "instances")],
+        mutually_exclusive=[("instance", "instances")] + [("instances", name) for name in instance_options() if name != "params"],
         supports_check_mode=True,
     )
     p = module.params
     if p["instances"] is not None:
-        remove_many(module, p)
+        if p["state"] == "absent":
+            remove_many(module, p)
+        converge_many(module, p)
+    missing = [name for name in REQUIRED_TO_RUN if p["state"] != "absent" and p[name] is None]
+    if missing:
+        module.fail_json(msg="state is %s but all of the following are missing: %s" % (p["state"], ", ".join(missing)),
+                         field=missing[0])
     try:
         engine = ProcessingModules(p["host_bridge"], check_mode=module.check_mode, click_binary=p["click_binary"],
                                    with_vms=p["kind"] == "vm" or p["state"] == "absent")

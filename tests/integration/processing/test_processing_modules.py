@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ansible_cli import module  # noqa: E402  pylint: disable=wrong-import-position
-from traffic import exchange, ping, steer, unsteer  # noqa: E402  pylint: disable=wrong-import-position
+from traffic import exchange, ping, steer, steer_chain, unsteer  # noqa: E402  pylint: disable=wrong-import-position
 
 STATE = "/var/lib/flowstream-lab/hosts"
 
@@ -267,6 +267,45 @@ def test_bad_requests_fail_naming_instance_and_field_and_change_nothing(args, fi
     assert host_objects("mh1") == before
 
 
+def test_several_instances_made_in_one_run_every_one_checked_first():
+    """instances (state present): what the operations engine makes on a host in one module run."""
+    wire = {"instance": "bw", "kind": "kernel", "type": "wire", "vlans": {"left": 401, "right": 402}, "chain": "b", "step": "0"}
+    mon = {"instance": "bmon", "kind": "process", "type": "monitor", "vlans": {"left": 403, "right": 404}, "chain": "b", "step": "1"}
+    before = host_objects("spare1")
+    # a bad element anywhere fails naming it, before anything is made
+    clash = dict(mon, vlans={"left": 402, "right": 404})
+    res = failed(pm("spare1", instances=[wire, clash]))
+    assert res["field"] == "instances[1].vlans.left" and "VLAN 402 is also the tag of fs-bw-r" in res["msg"], res
+    res = failed(pm("spare1", instances=[wire, dict(mon, type="nosuch")]))
+    assert res["field"].startswith("instances[1]") and "nosuch" in res["msg"], res
+    res = failed(pm("spare1", instances=[wire, dict(mon, colour="red")]))
+    assert res["field"] == "instances[1]" and "colour" in res["msg"], res
+    assert "ids alone are for state absent" in failed(pm("spare1", instances=["bw"], state="stopped"))["msg"]
+    assert "mutually exclusive" in failed(pm("spare1", instances=[wire], kind="kernel"))["msg"]
+    assert host_objects("spare1") == before
+    # check mode says what each would be, and makes nothing
+    check = ok(module("spare1", "processing_module", check=True, diff=True, instances=[wire, mon]))
+    assert check["changed"] and sorted(check["diff"]["after"]) == ["bmon", "bw"], check
+    assert all(c["changed"] and c["actions"] for c in check["converged"]), check
+    assert host_objects("spare1") == before
+    made = ok(pm("spare1", instances=[wire, mon]))
+    assert [(c["instance"], c["changed"], c["state"]) for c in made["converged"]] == [("bw", True, "running"), ("bmon", True, "running")], made
+    steer_chain([("fsl-spare1-tr", 401, 402), ("fsl-spare1-tr", 403, 404)])
+    assert exchange([(40011, 5011)], 300) == {5011: 300}
+    again = ok(pm("spare1", instances=[wire, mon]))
+    assert again["changed"] is False and [c["changed"] for c in again["converged"]] == [False, False], again
+    # one changed among unchanged: only it is touched, and the diff names only it
+    moved = ok(module("spare1", "processing_module", diff=True, instances=[wire, dict(mon, vlans={"left": 405, "right": 406})]))
+    assert [c["changed"] for c in moved["converged"]] == [False, True] and list(moved["diff"]["after"]) == ["bmon"], moved
+    stopped = ok(pm("spare1", instances=[wire, mon], state="stopped"))
+    assert [c["state"] for c in stopped["converged"]] == ["stopped", "stopped"] and stopped["changed"], stopped
+    started = ok(pm("spare1", instances=[wire, mon]))
+    assert [(c["changed"], c["state"]) for c in started["converged"]] == [(True, "running"), (True, "running")], started
+    assert exchange([(40012, 5012)], 300) == {5012: 300}
+    ok(pm("spare1", instances=["bw", "bmon"], state="absent"))
+    assert host_objects("spare1") == before
+
+
 def test_absent_leaves_nothing_behind():
     for inst in ("kw1", "kfw", "kst"):
         res = ok(pm("mh1", instance=inst, state="absent"))
@@ -274,11 +313,9 @@ def test_absent_leaves_nothing_behind():
         assert ok(pm("mh1", instance=inst, state="absent"))["changed"] is False
     assert host_objects("mh1") == {"namespaces": [], "ports": [], "files": []}
     # several at once (the operations engine's old copies on one host): a bad id anywhere in the
-    # list, or a state other than absent, fails and removes nothing; check mode removes nothing
+    # list fails and removes nothing; check mode removes nothing
     before = {h: host_objects(h) for h in ("mh2", "mh3")}
     assert "an instance id is 1-10 characters" in failed(pm("mh2", instances=["kmon", "Bad_Id"], state="absent"))["msg"]
-    stopped = pm("mh2", instances=["kmon"], state="stopped", kind="kernel", type="monitor", vlans={"left": 301, "right": 302})
-    assert "only to remove them" in failed(stopped)["msg"]
     check = ok(module("mh2", "processing_module", check=True, diff=True, instances=["kmon", "kshp"], state="absent"))
     assert check["changed"] and sorted(check["diff"]["before"]) == ["kmon", "kshp"], check
     assert {h: host_objects(h) for h in ("mh2", "mh3")} == before

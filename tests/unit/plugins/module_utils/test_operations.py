@@ -503,6 +503,8 @@ def test_probe_groups_and_move_figures():
     hold = {"directions": {"fwd": {"released_by": "marker", "held_ms": 80.5}, "rev": {"released_by": "marker", "held_ms": 0.0}}}
     registered = [{"results": [{"item": {"instance": "web4b51a"}, "hold": hold}, {"item": {"instance": "x"}}]}, {"skipped": True}]
     assert _operations.hold_results(registered) == {"web4b51a": hold}
+    batched = [{"converged": [{"instance": "web4b51a", "hold": hold}, {"instance": "x", "changed": False}]}, {"skipped": True}]
+    assert _operations.hold_results(batched) == {"web4b51a": hold}
     (row,) = _operations.move_figures(probe, plan_, times, holds={"web4b51a": hold})
     assert (row["order"], row["held_ms"]) == ("marker", 80.5)
     late = {"directions": {"fwd": {"released_by": "marker"}, "rev": {"released_by": "timeout"}}}
@@ -700,3 +702,18 @@ def test_a_failover_makes_only_what_failed_and_leaves_what_runs_as_planned():
         broken = copy.deepcopy(hosts)
         broken[survivor]["report"]["instances"][other].update(change)
         assert installed(_build([WEB], broken, policy={"allow_spares": True}, converge=False)) == sorted(lost + [other]), change
+
+
+def test_instance_requests_take_each_entry_s_own_options_and_a_moving_one_s_state():
+    plain = {"instance": "web1", "kind": "kernel", "type": "wire", "params": {}, "vlans": {"left": 101, "right": 102},
+             "chain": "web", "step": "fw", "new": True, "reason": "placed by load", "carry_from": None}
+    moving = dict(plain, instance="web2", type="monitor", carry_from="mh1", hold={"token": "ab12", "timeout": 10.0})
+    stateless = dict(plain, instance="web3", carry_from="mh2")
+    exported = [{"skipped": True}, {"exported_state": {"web2": {"flows": [1]}}}, {"exported_state": {"web3": None}}]
+    first, second, third = _operations.instance_requests([plain, moving, stateless], exported)
+    assert first == {k: plain[k] for k in ("instance", "kind", "type", "params", "vlans", "chain", "step")}
+    assert second["carried_state"] == {"flows": [1]} and second["hold"] == moving["hold"]
+    assert "carried_state" not in third and "hold" not in third
+    assert "hold" not in _operations.instance_requests([moving], exported, hold=False)[0]
+    with pytest.raises(ValueError, match="web2 carries its state from mh1, but no state was read there"):
+        _operations.instance_requests([moving], [{"exported_state": {}}])
