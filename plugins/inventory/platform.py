@@ -196,7 +196,11 @@ options:
             required: true
             type: float
           pps:
-            description: Packets per second the host can forward.
+            description:
+              - Packets per second the host can forward. The planner counts each instance's packet
+                rate, as the host's report measured it, against it when it places, moves and packs
+                instances (consolidation keeps the headroom of it free too). Omitted, packet rates
+                are not counted on this host.
             type: float
       kinds:
         description: The kinds of processing module the host can run.

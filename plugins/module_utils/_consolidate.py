@@ -8,13 +8,14 @@ that hold every instance with headroom left, and the moves that get there.
 ``pack(items, bins)`` is the packing itself, on a plain model (no chains, no reports) so that it
 can be checked against exhaustive search and measured on a thousand instances:
 
-* an ``Item`` is an instance: what it reserves (CPU and memory, in thousandths), its kind, its
-  chain's switch, the host it runs on now (``home``) and, for a step whose instances must stay
-  apart, its step (``group``);
-* a ``Bin`` is a module host that may stay on: what it can give (its capacity less the headroom),
-  the kinds it runs, its switch, what others reserve there already (``base``: instances of chains
-  the request does not describe - they never move, so their host stays on: ``fixed``) and
-  whether it takes instances it does not hold already (a cordoned host does not: ``open``).
+* an ``Item`` is an instance: what it reserves (CPU and memory, in thousandths), the packets per
+  second it carries (``pps``, as its host measured it), its kind, its chain's switch, the host it
+  runs on now (``home``) and, for a step whose instances must stay apart, its step (``group``);
+* a ``Bin`` is a module host that may stay on: what it can give (its capacity less the headroom;
+  a packet rate only when the host declares one, else ``pps`` is None and rates are not counted
+  there), the kinds it runs, its switch, what others reserve there already (``base``: instances
+  of chains the request does not describe - they never move, so their host stays on: ``fixed``)
+  and whether it takes instances it does not hold already (a cordoned host does not: ``open``).
 
 It raises the number of hosts kept on from the lower bound (per resource, the fewest of the
 largest hosts whose room adds up to the demand; at least as many as the largest group that must
@@ -50,23 +51,24 @@ class PackError(Exception):
 
 
 class Item(object):
-    __slots__ = ("iid", "cpu", "mem", "kind", "switch", "group", "home", "label")
+    __slots__ = ("iid", "cpu", "mem", "pps", "kind", "switch", "group", "home", "label")
 
-    def __init__(self, iid, cpu, mem, kind=None, switch=None, group=None, home=None, label=None):
+    def __init__(self, iid, cpu, mem, kind=None, switch=None, group=None, home=None, label=None, pps=0):
         self.iid, self.cpu, self.mem, self.kind, self.switch = iid, int(cpu), int(mem), kind, switch
-        self.group, self.home, self.label = group, home, label or iid
+        self.group, self.home, self.label, self.pps = group, home, label or iid, int(pps)
 
     def __repr__(self):
         return "Item(%s, %d, %d, home=%s)" % (self.iid, self.cpu, self.mem, self.home)
 
 
 class Bin(object):
-    __slots__ = ("name", "cpu", "mem", "kinds", "switch", "base_cpu", "base_mem", "fixed", "open")
+    __slots__ = ("name", "cpu", "mem", "pps", "kinds", "switch", "base_cpu", "base_mem", "base_pps", "fixed", "open")
 
-    def __init__(self, name, cpu, mem, kinds=None, switch=None, base_cpu=0, base_mem=0, fixed=None, is_open=True):
+    def __init__(self, name, cpu, mem, kinds=None, switch=None, base_cpu=0, base_mem=0, fixed=None, is_open=True, pps=None, base_pps=0):
         self.name, self.cpu, self.mem = name, int(cpu), int(mem)
+        self.pps = None if pps is None else int(pps)  # None: no declared packet rate, rates not counted here
         self.kinds = None if kinds is None else frozenset(kinds)
-        self.switch, self.base_cpu, self.base_mem = switch, int(base_cpu), int(base_mem)
+        self.switch, self.base_cpu, self.base_mem, self.base_pps = switch, int(base_cpu), int(base_mem), int(base_pps)
         self.fixed = fixed  # why it stays on whatever the packing (None: it may be freed)
         self.open = is_open
 
@@ -89,35 +91,52 @@ class _Load(object):
     def __init__(self, bins):
         self.cpu = {b.name: b.base_cpu for b in bins}
         self.mem = {b.name: b.base_mem for b in bins}
+        self.pps = {b.name: b.base_pps for b in bins}
         self.groups = {b.name: set() for b in bins}
 
     def fits(self, item, box):
         return (self.cpu[box.name] + item.cpu <= box.cpu and self.mem[box.name] + item.mem <= box.mem
+                and (box.pps is None or self.pps[box.name] + item.pps <= box.pps)
                 and (item.group is None or item.group not in self.groups[box.name]))
 
     def put(self, item, box):
         self.cpu[box.name] += item.cpu
         self.mem[box.name] += item.mem
+        self.pps[box.name] += item.pps
         if item.group is not None:
             self.groups[box.name].add(item.group)
 
     def take(self, item, box):
         self.cpu[box.name] -= item.cpu
         self.mem[box.name] -= item.mem
+        self.pps[box.name] -= item.pps
         if item.group is not None:
             self.groups[box.name].discard(item.group)
 
+    def empty(self, box):
+        """Whether ``box`` holds nothing of this packing (what others reserve aside)."""
+        return (self.cpu[box.name] == box.base_cpu and self.mem[box.name] == box.base_mem and self.pps[box.name] == box.base_pps
+                and not self.groups[box.name])
+
     def slack(self, item, box):
-        """The room ``box`` would have left after ``item``, as the larger of the two fractions."""
-        return max((box.cpu - self.cpu[box.name] - item.cpu) / float(box.cpu or 1),
-                   (box.mem - self.mem[box.name] - item.mem) / float(box.mem or 1))
+        """The room ``box`` would have left after ``item``, as the largest of the fractions."""
+        room = [(box.cpu - self.cpu[box.name] - item.cpu) / float(box.cpu or 1),
+                (box.mem - self.mem[box.name] - item.mem) / float(box.mem or 1)]
+        if box.pps is not None:
+            room.append((box.pps - self.pps[box.name] - item.pps) / float(box.pps or 1))
+        return max(room)
 
 
 def size(item, bins):
-    """An item's size for ordering: its larger share of the largest host."""
+    """An item's size for ordering: its largest share of the largest host (packet rates against
+    the largest declared one)."""
     cpu = max([b.cpu for b in bins] or [1]) or 1
     mem = max([b.mem for b in bins] or [1]) or 1
-    return max(item.cpu / float(cpu), item.mem / float(mem))
+    shares = [item.cpu / float(cpu), item.mem / float(mem)]
+    declared = [b.pps for b in bins if b.pps is not None]
+    if declared and item.pps:
+        shares.append(item.pps / float(max(declared) or 1))
+    return max(shares)
 
 
 def lower_bound(items, bins):
@@ -130,7 +149,9 @@ def lower_bound(items, bins):
         if item.group is not None:
             groups[item.group] = groups.get(item.group, 0) + 1
     bound = max([bound] + list(groups.values()))
-    for attr in ("cpu", "mem"):
+    # a packet rate bounds the count only when every host declares one (one that does not takes any rate)
+    counted = ("cpu", "mem", "pps") if bins and all(b.pps is not None for b in bins) else ("cpu", "mem")
+    for attr in counted:
         demand = sum(getattr(i, attr) for i in items) + sum(getattr(b, "base_" + attr) for b in bins)
         if demand <= 0:
             continue
@@ -151,9 +172,9 @@ def pack(items, bins):
     PackError when even every host together cannot hold the items."""
     bins = sorted(bins, key=lambda b: b.name)
     for item in items:
-        if not any(can_hold(item, b) and item.cpu + b.base_cpu <= b.cpu and item.mem + b.base_mem <= b.mem for b in bins):
-            raise PackError(item, "%s fits on no host that may stay on (kind %s, %.2f CPU, %d MiB)"
-                            % (item.label, item.kind, item.cpu / 1000.0, item.mem // 1000))
+        if not any(can_hold(item, b) and _Load([b]).fits(item, b) for b in bins):
+            raise PackError(item, "%s fits on no host that may stay on (kind %s, %.2f CPU, %d MiB%s)"
+                            % (item.label, item.kind, item.cpu / 1000.0, item.mem // 1000, ", %d pps" % item.pps if item.pps else ""))
     bound = lower_bound(items, bins)
     held = {}
     for item in items:
@@ -200,20 +221,20 @@ def _keep_sets(fixed, free, extra, held, items):
 
 
 def _covering(fixed, free, extra, held, items):
-    demand = [float(sum(i.cpu for i in items) + sum(b.base_cpu for b in fixed + free) or 1),
-              float(sum(i.mem for i in items) + sum(b.base_mem for b in fixed + free) or 1)]
-    cover = [float(sum(b.cpu for b in fixed)), float(sum(b.mem for b in fixed))]
+    everyone = fixed + free
+    attrs = ("cpu", "mem", "pps") if all(b.pps is not None for b in everyone) else ("cpu", "mem")
+    demand = [float(sum(getattr(i, a) for i in items) + sum(getattr(b, "base_" + a) for b in everyone) or 1) for a in attrs]
+    cover = [float(sum(getattr(b, a) for b in fixed)) for a in attrs]
     left = list(free)
     chosen = []
     for _count in range(extra):
         def score(box):
-            after = [(cover[0] + box.cpu) / demand[0], (cover[1] + box.mem) / demand[1]]
+            after = [(c + getattr(box, a)) / d for a, c, d in zip(attrs, cover, demand)]
             return (min(after), sum(min(a, 1.25) for a in after), held.get(box.name, 0), box.name)
         best = max(left, key=score)
         left.remove(best)
         chosen.append(best)
-        cover[0] += best.cpu
-        cover[1] += best.mem
+        cover = [c + getattr(best, a) for a, c in zip(attrs, cover)]
     return chosen
 
 
@@ -285,10 +306,9 @@ def _search(order, index, keep, load, out, moves, best, budget):
     for box in sorted(keep, key=lambda b: (b.name != item.home, b.name)):
         if not can_hold(item, box) or not load.fits(item, box):
             continue
-        if box.name not in homes and load.cpu[box.name] == box.base_cpu and load.mem[box.name] == box.base_mem \
-                and not load.groups[box.name]:
+        if box.name not in homes and load.empty(box):
             # empty hosts alike, home to none of the items left: trying one is trying them all
-            alike = (box.cpu, box.mem, box.kinds, box.switch, box.open, box.base_cpu, box.base_mem)
+            alike = (box.cpu, box.mem, box.pps, box.kinds, box.switch, box.open, box.base_cpu, box.base_mem, box.base_pps)
             if alike in tried_empty:
                 continue
             tried_empty.add(alike)

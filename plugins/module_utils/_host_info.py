@@ -84,8 +84,30 @@ def _trunk_report(ovs, host_bridge):
     return None if info is None else {k: info[k] for k in ("port", "link_state", "bfd")}
 
 
+def packet_rates(instances, counters, seconds):
+    """Each instance's packet rate (``pps``): the packets the host bridge sent into its legs
+    (both directions) between the counters its legs carry and ``counters`` (the bridge's port
+    counters, by OpenFlow port number, read ``seconds`` later). Sets ``pps`` on every instance
+    whose legs were both read twice; returns their sum."""
+    total = 0
+    for info in instances.values():
+        legs = info.get("legs") or {}
+        sent, seen = 0, 0
+        for leg in legs.values():
+            now = counters.get(str(leg.get("ofport")))
+            if now is None or leg.get("tx_packets") is None:
+                continue
+            sent += max(int(now.get("tx_packets", 0)) - int(leg["tx_packets"]), 0)
+            seen += 1
+        if legs and seen == len(legs) and seconds > 0:
+            info["pps"] = int(round(sent / seconds))
+            total += info["pps"]
+    return total
+
+
 def report(host_bridge, capacity=None, interval=0.5, flows=False, run=_run, vm_kind=None):
     view = HostView(host_bridge, run=run, vm_kind=vm_kind)
+    first_read = time.monotonic()
     instances = view.instances()
     used = {"cpu": 0.0, "memory": 0.0}
     for name, info in instances.items():
@@ -105,8 +127,12 @@ def report(host_bridge, capacity=None, interval=0.5, flows=False, run=_run, vm_k
             info["inspection"] = stats.get("totals", {})
     in_use = view.vlans_in_use()
     free = [v for v in range(VLAN_MIN, VLAN_MAX + 1) if v not in in_use]
+    cpu = cpu_report(interval)
+    if interval > 0 and instances:
+        # the legs' counters again, after the CPU sample: every instance's packet rate over it
+        used["pps"] = float(packet_rates(instances, view.live_port_stats(), time.monotonic() - first_read))
     out = {
-        "cpu": cpu_report(interval),
+        "cpu": cpu,
         "memory": memory_report(),
         "instances": instances,
         "vlans": {"in_use": {str(k): v for k, v in sorted(in_use.items())}, "free": ranges(free), "free_count": len(free)},
@@ -116,7 +142,7 @@ def report(host_bridge, capacity=None, interval=0.5, flows=False, run=_run, vm_k
     }
     if capacity:
         cap = {k: float(v) for k, v in capacity.items() if k in ("cpu", "memory", "pps")}
-        left = {k: round(cap[k] - used.get(k, 0.0), 3) for k in ("cpu", "memory") if k in cap}
+        left = {k: round(cap[k] - used.get(k, 0.0), 3) for k in ("cpu", "memory", "pps") if k in cap}
         if "memory" in left:
             left["memory"] = min(left["memory"], float(out["memory"]["available_mib"]))
         out["capacity"] = {"total": cap, "reserved": {k: round(v, 3) for k, v in used.items()}, "left": left}

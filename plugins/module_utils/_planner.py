@@ -84,6 +84,16 @@ def _fmt_mem(milli):
     return "%s MiB" % (("%d" % mib) if mib == int(mib) else ("%.1f" % mib))
 
 
+def _fmt_pps(pps):
+    return "%d pps" % pps
+
+
+def _pps_of(info):
+    """The packet rate a host's report measured for an instance (0 when it did not)."""
+    value = info.get("pps") if isinstance(info, dict) else None
+    return int(value) if _number(value) and value > 0 else 0
+
+
 def _number(value):
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
@@ -91,7 +101,7 @@ def _number(value):
 class _Need(object):
     """One instance to place: its slot (chain, step, n) and what it reserves."""
 
-    __slots__ = ("iid", "chain", "switch", "step", "n", "cpu", "mem", "previous", "why_previous", "move", "near", "pin",
+    __slots__ = ("iid", "chain", "switch", "step", "n", "cpu", "mem", "pps", "previous", "why_previous", "move", "near", "pin",
                  "method", "previous_vlans")
 
     def __init__(self, iid, chain, step, n):
@@ -103,6 +113,7 @@ class _Need(object):
         self.n = n
         self.cpu = _milli(step["resources"].get("cpu"))
         self.mem = _milli(step["resources"].get("memory"))
+        self.pps = 0  # packets per second: what a copy that runs now carries (its host's report), else 0
         self.previous = None  # the host of the copy this instance replaces, if any
         self.why_previous = None
         self.move = False  # True: same instance, its host can no longer hold it (or a move asks it elsewhere)
@@ -176,8 +187,11 @@ class _HostState(object):
         for key, default in (("spare", False), ("in_service", True)):
             if not isinstance(spec.get(key, default), bool):
                 raise PlanError(None, None, "%s: %s must be true or false, got %r" % (where, key, spec.get(key)))
+        if capacity.get("pps") is not None and (not _number(capacity["pps"]) or capacity["pps"] < 0):
+            raise PlanError(None, None, "%s: capacity.pps must be a number of packets per second >= 0, got %r" % (where, capacity["pps"]))
         self.cap_cpu = _milli(capacity["cpu"])
         self.cap_mem = _milli(capacity["memory"])
+        self.cap_pps = None if capacity.get("pps") is None else int(capacity["pps"])  # None: not declared, not counted
         self.kinds = frozenset(kinds)
         self.spare = spec.get("spare", False)
         self.in_service = spec.get("in_service", True)
@@ -220,6 +234,7 @@ class _HostState(object):
         self.next_vlan = self.vlan_lo
         self.reserved_cpu = 0
         self.reserved_mem = 0
+        self.reserved_pps = 0  # the packet rates measured of what is kept, left alone and placed here
         self.planned_mem = 0  # memory of instances this plan creates here (not yet in the live report)
         self.per_step = {}
         self.ours = []
@@ -256,13 +271,20 @@ class _HostState(object):
             left = min(left, self.available - self.planned_mem)
         return left
 
+    def pps_left(self):
+        """Declared packets per second left (None: the host declares no pps capacity)."""
+        return None if self.cap_pps is None else self.cap_pps - self.reserved_pps
+
     def load(self):
-        """The load score: the larger of the reserved CPU and memory fractions (what has been
-        promised away, by every instance kept, placed or left alone here) plus the live CPU
-        utilization of the host (0..1: what it is doing now, including work we did not place).
-        0 is an idle, empty host; 2 a host fully reserved and fully busy."""
+        """The load score: the largest of the reserved CPU, memory and (when the host declares
+        it) packet-rate fractions (what has been promised away, by every instance kept, placed
+        or left alone here) plus the live CPU utilization of the host (0..1: what it is doing
+        now, including work we did not place). 0 is an idle, empty host; 2 a host fully
+        reserved and fully busy."""
         fractions = [self.reserved_cpu / float(self.cap_cpu) if self.cap_cpu else 1.0,
                      self.reserved_mem / float(self.cap_mem) if self.cap_mem else 1.0]
+        if self.cap_pps is not None:
+            fractions.append(self.reserved_pps / float(self.cap_pps) if self.cap_pps else (1.0 if self.reserved_pps else 0.0))
         return max(fractions) + self.utilization
 
     def usable_for(self, need, placing=False):
@@ -302,6 +324,8 @@ class _HostState(object):
             return "%s left" % _fmt_mem(max(self.cap_mem - self.reserved_mem, 0))
         if self.mem_left() < need.mem:
             return "%s available now" % _fmt_mem(max(self.mem_left(), 0))
+        if self.cap_pps is not None and self.pps_left() < need.pps:
+            return "%s left (it carries %s)" % (_fmt_pps(max(self.pps_left(), 0)), _fmt_pps(need.pps))
         if self.free_pair() is None:
             return "has no two free VLAN tags in %d-%d" % (self.vlan_lo, self.vlan_hi)
         return None
@@ -334,9 +358,10 @@ class _HostState(object):
         return {"left": pair[0], "right": pair[1]}
 
     # -- reservations ---------------------------------------------------------------------------
-    def reserve(self, iid, cpu, mem, label=None, new=False, ours=True):
+    def reserve(self, iid, cpu, mem, label=None, new=False, ours=True, pps=0):
         self.reserved_cpu += cpu
         self.reserved_mem += mem
+        self.reserved_pps += pps
         if new:
             self.planned_mem += mem
         if label:
@@ -358,13 +383,16 @@ class _HostState(object):
             status = "spare"
         else:
             status = "in service"
-        return {
+        out = {
             "status": status,
             "reserved": {"cpu": self.reserved_cpu / float(MILLI), "memory": self.reserved_mem / float(MILLI)},
             "left": {"cpu": self.cpu_left() / float(MILLI), "memory": self.mem_left() / float(MILLI)},
             "instances": sorted(self.ours),
             "others": sorted(self.others),
         }
+        if self.cap_pps is not None:
+            out["reserved"]["pps"], out["left"]["pps"] = self.reserved_pps, self.pps_left()
+        return out
 
 
 def host_states(hosts, vlan_range=DEFAULT_VLAN_RANGE):
@@ -463,7 +491,8 @@ def _load_text(state):
 
 
 def _left_text(state):
-    return "left after: %s, %s" % (_fmt_cpu(state.cpu_left()), _fmt_mem(state.mem_left()))
+    text = "left after: %s, %s" % (_fmt_cpu(state.cpu_left()), _fmt_mem(state.mem_left()))
+    return text if state.cap_pps is None else "%s, %s" % (text, _fmt_pps(state.pps_left()))
 
 
 # -- the request: which instances should exist -----------------------------------------------------
@@ -623,8 +652,8 @@ def check_policy(policy, states):
 
 
 def _pack_options(given):
-    """policy.pack checked, with defaults: ``headroom`` (the share of each host's CPU and memory
-    a packing leaves unused, 0 to 0.9), ``keep_free`` (hosts kept on and empty for a failover,
+    """policy.pack checked, with defaults: ``headroom`` (the share of each host's CPU, memory and
+    declared packet rate a packing leaves unused, 0 to 0.9), ``keep_free`` (hosts kept on and empty for a failover,
     declared spares counted), ``min_freed`` (fewer hosts to power off than this: nothing moves),
     ``min_interval`` (seconds; since the ``last`` consolidation - epoch seconds - at ``now``:
     sooner, nothing moves)."""
@@ -665,6 +694,7 @@ def consolidate(states, wanted, policy):
         foreign = [iid for iid, info in st.instances.items() if iid not in wanted and info.get("chain") not in described]
         base_cpu = sum(_milli((st.instances[i].get("resources") or {}).get("cpu")) for i in foreign)
         base_mem = sum(_milli((st.instances[i].get("resources") or {}).get("memory")) for i in foreign)
+        base_pps = sum(_pps_of(st.instances[i]) for i in foreign)
         # warm spares are not packed (a packing knows nothing of whom they must stand apart from):
         # one counts where it runs; on a host that is freed, placement finds it another
         spares = [wanted[i][1] for i in st.instances if i in wanted and wanted[i][1].get("spare_of")]
@@ -673,7 +703,8 @@ def consolidate(states, wanted, policy):
         if foreign:
             why_fixed[st.name] = "runs %s, of no chain this request describes" % ", ".join(sorted(foreign)[:5])
         bins.append(_consolidate.Bin(st.name, int(st.cap_cpu * keep), int(st.cap_mem * keep), kinds=st.kinds, switch=st.switch,
-                                     base_cpu=base_cpu, base_mem=base_mem, fixed=why_fixed.get(st.name), is_open=not st.cordoned))
+                                     base_cpu=base_cpu, base_mem=base_mem, fixed=why_fixed.get(st.name), is_open=not st.cordoned,
+                                     pps=None if st.cap_pps is None else int(st.cap_pps * keep), base_pps=base_pps))
     names = set(b.name for b in bins)
     items = []
     for iid, (chain, step, n) in wanted.items():
@@ -682,8 +713,10 @@ def consolidate(states, wanted, policy):
         need = _Need(iid, chain, step, n)
         home = next((st.name for st in states.values() if iid in st.instances and _matches(st.instances[iid], chain, step) is None
                      and st.name in names), None)
+        pps = max([_pps_of(st.instances[iid]) for st in states.values() if iid in st.instances] or [0])
         items.append(_consolidate.Item(iid, need.cpu, need.mem, kind=need.kind, switch=need.switch,
-                                       group=need.label if step.get("apart") else None, home=home, label="%s (%s)" % (iid, need.label)))
+                                       group=need.label if step.get("apart") else None, home=home, label="%s (%s)" % (iid, need.label),
+                                       pps=pps))
     try:
         packed = _consolidate.pack(items, bins)
     except _consolidate.PackError as exc:
@@ -749,7 +782,9 @@ def respread(chains, hosts, vlan_range, states, wanted, policy):
         empty[name] = spec
     asked = {"cordoned": [n for n, st in states.items() if st.cordoned and not st.draining],
              "draining": [n for n, st in states.items() if st.draining], "allow_spares": policy["allow_spares"]}
-    fresh = plan(chains, empty, vlan_range, policy=asked)
+    # what each instance carries now goes with it in that layout too
+    rates = {iid: _pps_of(info) for st in states.values() for iid, info in st.instances.items() if iid in wanted}
+    fresh = plan(chains, empty, vlan_range, policy=asked, rates=rates)
     homes = {}
     for iid in fresh["instances"]:
         homes[iid] = next((st.name for st in states.values() if iid in st.instances and st.usable_for(_Need(iid, *wanted[iid])) is None),
@@ -767,7 +802,7 @@ def respread(chains, hosts, vlan_range, states, wanted, policy):
     return moves
 
 
-def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None):
+def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None, rates=None):
     """Place every instance of ``chains`` on ``hosts``; see the module docstring and docs/planner.md.
 
     With ``policy.restore_by_priority`` (a failover) a shortfall of capacity holds chains instead
@@ -775,13 +810,17 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None):
     order); a chain that does not fit is held - nothing of it is placed, moved or removed, what
     of it still runs is left alone - and the chains after it are placed without it.
 
+    ``rates`` ({instance id: packets per second}) gives the packet rate of instances that no
+    host's report shows running (a re-spread plans as if from empty); a running one's is its
+    report's ``pps``.
+
     Returns {"instances", "remove", "hosts", "moves", "warnings", "policy", "consolidation",
     "held"}; raises PlanError.
     """
     held = {}
     while True:
         try:
-            out = _plan_once(chains, hosts, vlan_range, policy, held)
+            out = _plan_once(chains, hosts, vlan_range, policy, held, rates)
         except PlanError as exc:
             if not (exc.holdable and exc.chain and exc.chain not in held and (policy or {}).get("restore_by_priority")):
                 raise
@@ -791,14 +830,14 @@ def plan(chains, hosts, vlan_range=DEFAULT_VLAN_RANGE, policy=None):
         return out
 
 
-def _plan_once(chains, hosts, vlan_range, policy, held):
+def _plan_once(chains, hosts, vlan_range, policy, held, rates=None):
     states = host_states(hosts, vlan_range)
     policy = check_policy(policy, states)
     wanted, by_name = _wanted(chains)
     consolidation = consolidate(states, wanted, policy) if policy["objective"] == "pack" else None
     if policy["respread"]:
         respread(chains, hosts, vlan_range, states, wanted, policy)
-    kept, needs, remove = _sort_out(states, wanted, by_name, policy, held)
+    kept, needs, remove = _sort_out(states, wanted, by_name, policy, held, rates)
     out = _keep(kept, states)
     moves = _place(needs, states, out, policy, _restore_ranks(chains) if policy["restore_by_priority"] else None)
     moves += [iid for iid, entry in out.items() if entry["action"] == "migrate" and iid not in moves]
@@ -848,11 +887,12 @@ def _held(chains, held, hosts):
     return out
 
 
-def _sort_out(states, wanted, by_name, policy, held=()):
+def _sort_out(states, wanted, by_name, policy, held=(), rates=None):
     """Sort what the hosts report against what is wanted: the instances that stay
     ({id: (need, host state, description)}), those that need a host ({id: _Need}) and the copies
     to remove ({id: {"hosts", "reasons"}}). Instances of chains not in the request, and of
-    ``held`` chains, are left alone: they keep their share of their host and their VLAN tags."""
+    ``held`` chains, are left alone: they keep their share of their host and their VLAN tags.
+    ``rates``: the packet rate of instances that no report shows running ({id: pps})."""
     copies = {}  # instance id -> [(host state, description)], hosts by name
     for state in states.values():
         for iid in sorted(state.instances):
@@ -873,7 +913,7 @@ def _sort_out(states, wanted, by_name, policy, held=()):
                     drop(iid, state, _why_unwanted(by_name[info["chain"]], iid))
                 else:
                     res = info.get("resources") or {}
-                    state.reserve(iid, _milli(res.get("cpu")), _milli(res.get("memory")), ours=False)
+                    state.reserve(iid, _milli(res.get("cpu")), _milli(res.get("memory")), ours=False, pps=_pps_of(info))
                     state.claim_vlans(_legs(info))
             continue
         chain, step, n = wanted[iid]
@@ -882,6 +922,8 @@ def _sort_out(states, wanted, by_name, policy, held=()):
                 raise PlanError(chain["name"], step["name"], "instance %d would be %s, but %s already runs an instance %s of chain '%s': "
                                 "rename one of the chains (ids come from the chain's name)" % (n, iid, state.name, iid, info.get("chain")))
         need = _Need(iid, chain, step, n)
+        # what it carries goes where it goes (a warm spare carries nothing until a failover)
+        need.pps = 0 if step.get("spare_of") else max(_pps_of(i) for _s, i in found)
         stay = [(s, i) for s, i in found if _matches(i, chain, step) is None and s.usable_for(need) is None]
         asked = policy["moves"].get(iid)
         if asked:
@@ -936,6 +978,7 @@ def _sort_out(states, wanted, by_name, policy, held=()):
     for iid, (chain, step, n) in wanted.items():
         if iid not in kept and iid not in needs and chain["name"] not in held:
             needs[iid] = _Need(iid, chain, step, n)
+            needs[iid].pps = 0 if step.get("spare_of") else int((rates or {}).get(iid) or 0)
     return kept, needs, remove
 
 
@@ -962,7 +1005,7 @@ def _keep(kept, states):
     retag = []
     for iid in sorted(kept):
         need, state, info = kept[iid]
-        state.reserve(iid, need.cpu, need.mem, need.label)
+        state.reserve(iid, need.cpu, need.mem, need.label, pps=need.pps)
         vlans = state.claim_vlans(_legs(info))
         reason = "kept on %s (already there)" % state.name
         if info.get("type") not in (None, need.step["type"]):
@@ -996,7 +1039,7 @@ def _place(needs, states, out, policy, ranks=None):
         if state is None:
             raise _short(need, why, out, states)
         vlans = state.new_vlans()
-        state.reserve(need.iid, need.cpu, need.mem, need.label, new=True)
+        state.reserve(need.iid, need.cpu, need.mem, need.label, new=True, pps=need.pps)
         reason = "%s; %s" % (why, _left_text(state))
         entry = _entry(need, state, vlans, True, reason)
         if need.move:
@@ -1023,8 +1066,11 @@ def _pinned(need, state, policy):
             short.append("%s short" % _fmt_cpu(need.cpu - max(state.cpu_left(), 0)))
         if state.mem_left() < need.mem:
             short.append("%s short" % _fmt_mem(need.mem - max(state.mem_left(), 0)))
+        if state.cap_pps is not None and state.pps_left() < need.pps:
+            short.append("%s short" % _fmt_pps(need.pps - max(state.pps_left(), 0)))
+        needs = [_fmt_cpu(need.cpu), _fmt_mem(need.mem)] + ([_fmt_pps(need.pps)] if state.cap_pps is not None else [])
         raise PlanError(need.chain, need.step["name"], "%s: instance %s cannot move to %s: %s %s (it needs %s and %s%s)" % (
-            where, need.iid, state.name, state.name, why, _fmt_cpu(need.cpu), _fmt_mem(need.mem),
+            where, need.iid, state.name, state.name, why, ", ".join(needs[:-1]), needs[-1],
             "; " + ", ".join(short) if short else ""), {"host": state.name, "why": why})
     return state, "%s: asked (%s)" % (state.name, _load_text(state))
 
@@ -1040,6 +1086,10 @@ def _warnings(states):
         if state.cpu_left() < 0 or mem_left < 0:
             warnings.append("%s: the instances kept there reserve more than its capacity (%s, %s left); they are not moved "
                             "for that (drain it, or raise its capacity)" % (state.name, _fmt_cpu(state.cpu_left()), _fmt_mem(mem_left)))
+        if state.cap_pps is not None and state.pps_left() < 0:
+            warnings.append("%s: the instances kept there carry more than its packet rate capacity (%s, measured now, of %s); they "
+                            "are not moved for that (drain it, or raise its capacity)" % (state.name, _fmt_pps(state.reserved_pps),
+                                                                                           _fmt_pps(state.cap_pps)))
     return warnings
 
 

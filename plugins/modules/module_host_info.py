@@ -32,11 +32,15 @@ options:
   capacity:
     description:
       - The host's capacity from the platform description (C(flowstream_capacity)), C(cpu) in
-        cores and C(memory) in MiB; with it the report says what is left after the instances'
-        reservations (memory also bounded by what the host has available now).
+        cores, C(memory) in MiB and optionally C(pps) (packets per second); with it the report
+        says what is left after the instances' reservations (memory also bounded by what the host
+        has available now) and, for C(pps), after the packet rates measured now.
     type: dict
   sample_seconds:
-    description: How long to sample CPU utilisation.
+    description:
+      - How long to sample CPU utilisation. Each instance's packet rate (C(pps) in RV(instances))
+        is measured over the same time (its legs' counters read before and after); V(0) measures
+        neither.
     type: float
     default: 0.5
   flows:
@@ -78,7 +82,10 @@ memory:
   type: dict
   sample: {total_mib: 24000, available_mib: 21000, used_mib: 3000}
 instances:
-  description: Every instance on the host, by id.
+  description:
+    - Every instance on the host, by id. C(pps) is the packets per second the host bridge sent
+      into its legs (both directions) over O(sample_seconds) - what the planner counts against a
+      host's declared C(pps) capacity when it places, moves or packs the instance.
   returned: always
   type: dict
   sample:
@@ -88,6 +95,7 @@ instances:
       chain: web
       step: "0"
       state: running
+      pps: 2400
       resources: {cpu: 0.1, memory: 16}
       legs:
         left: {port: fs-fw1-l, vlan: 101, port_type: system, rx_packets: 10, tx_packets: 10, rx_bytes: 980, tx_bytes: 980}
@@ -101,7 +109,8 @@ capacity:
   description: Total, reserved by instances, and left (when O(capacity) is given).
   returned: when capacity is given
   type: dict
-  sample: {total: {cpu: 4, memory: 8192}, reserved: {cpu: 0.2, memory: 32}, left: {cpu: 3.8, memory: 8160}}
+  sample: {total: {cpu: 4, memory: 8192, pps: 500000}, reserved: {cpu: 0.2, memory: 32, pps: 2400},
+           left: {cpu: 3.8, memory: 8160, pps: 497600}}
 quiesced:
   description: Per instance of O(export_state) with O(quiesce) - C(quiet), C(waited_ms), C(packets_since).
   returned: when quiesce and export_state are given

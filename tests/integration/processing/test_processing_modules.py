@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -292,6 +293,15 @@ def test_several_instances_made_in_one_run_every_one_checked_first():
     assert [(c["instance"], c["changed"], c["state"]) for c in made["converged"]] == [("bw", True, "running"), ("bmon", True, "running")], made
     steer_chain([("fsl-spare1-tr", 401, 402), ("fsl-spare1-tr", 403, 404)])
     assert exchange([(40011, 5011)], 300) == {5011: 300}
+    # each instance's packet rate, measured by the host's report while traffic goes through both
+    with ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(exchange, [(40013, 5013)], 6000, rate=2000.0)
+        time.sleep(0.5)
+        info = ok(module("spare1", "module_host_info", sample_seconds=1.0, capacity={"cpu": 1, "memory": 1024, "pps": 100000}))
+        assert sending.result()[5013] > 0
+    rates = {i: info["instances"][i].get("pps") for i in ("bw", "bmon")}
+    assert all(1000 <= rate <= 3000 for rate in rates.values()), rates         # 2,000 pps, one way
+    assert info["capacity"]["left"]["pps"] == 100000 - sum(rates.values()), info["capacity"]
     again = ok(pm("spare1", instances=[wire, mon]))
     assert again["changed"] is False and [c["changed"] for c in again["converged"]] == [False, False], again
     # one changed among unchanged: only it is touched, and the diff names only it

@@ -8,6 +8,7 @@ or one host more; kinds, switches, cordons, steps kept apart and headroom respec
 
 from __future__ import annotations
 
+import copy
 import itertools
 import random
 
@@ -20,7 +21,7 @@ K = 1000  # thousandths
 
 def feasible(assignment, items, bins):
     by_name = {b.name: b for b in bins}
-    used = {b.name: [b.base_cpu, b.base_mem, set()] for b in bins}
+    used = {b.name: [b.base_cpu, b.base_mem, set(), b.base_pps] for b in bins}
     for item in items:
         box = by_name[assignment[item.iid]]
         if box.kinds is not None and item.kind not in box.kinds:
@@ -34,9 +35,10 @@ def feasible(assignment, items, bins):
             return False
         use[0] += item.cpu
         use[1] += item.mem
+        use[3] += item.pps
         if item.group is not None:
             use[2].add(item.group)
-        if use[0] > box.cpu or use[1] > box.mem:
+        if use[0] > box.cpu or use[1] > box.mem or (box.pps is not None and use[3] > box.pps):
             return False
     return True
 
@@ -245,3 +247,68 @@ def test_respread_after_a_pack_restores_the_layout_placement_makes_from_empty():
     assert plan(request, deployed, policy={"respread": True})["moves"] == []   # not packed: nothing to undo
     with pytest.raises(PlanError, match="policy.respread goes with objective spread"):
         plan(request, night, policy={"respread": True, "objective": "pack"})
+
+
+# -- packets per second ---------------------------------------------------------------------------------
+def with_rates(hosts, rates, capacity_pps):
+    """The hosts with each instance's measured packet rate (``rates``: {iid: pps}) in its report
+    and every host declaring ``capacity_pps``."""
+    out = copy.deepcopy(hosts)
+    for spec in out.values():
+        spec["capacity"]["pps"] = capacity_pps
+        for iid, info in spec["report"]["instances"].items():
+            info["pps"] = rates.get(iid, 0)
+    return out
+
+
+def test_a_pack_counts_the_packet_rate_each_instance_carries_against_the_hosts_declared_rate():
+    request = chains(WEB)
+    hosts = spread_over(four_hosts(), request)
+    iids = sorted(plan(request, hosts)["instances"])
+    # the firewall and the first monitor carry 30,000 pps each; a host declares 50,000 (40,000 with the headroom)
+    busy = with_rates(hosts, {iids[0]: 30000, iids[1]: 30000}, 50000)
+    result = plan(request, busy, policy={"objective": "pack", "pack": {"keep_free": 0}})
+    hosts_of = {iid: e["host"] for iid, e in result["instances"].items()}
+    assert hosts_of[iids[0]] != hosts_of[iids[1]] and len(result["consolidation"]["after"]) == 2, result["consolidation"]
+    for name in result["consolidation"]["after"]:
+        assert result["hosts"][name]["reserved"]["pps"] <= 50000 and "pps" in result["hosts"][name]["left"]
+    # the same rates with no pps declared: one host holds them all (rates are not counted)
+    quiet = with_rates(hosts, {iids[0]: 30000, iids[1]: 30000}, None)
+    assert len(plan(request, quiet, policy={"objective": "pack", "pack": {"keep_free": 0}})["consolidation"]["after"]) == 1
+
+
+def test_a_drain_places_what_a_host_carries_where_its_packet_rate_fits_and_a_move_onto_a_full_host_is_refused():
+    request = chains(WEB)
+    hosts = spread_over(four_hosts(), request)
+    first = plan(request, hosts)
+    moving = sorted(i for i, e in first["instances"].items() if e["host"] == "mh1")
+    assert moving
+    rates = {iid: 20000 for iid in first["instances"]}
+    busy = with_rates(hosts, rates, 45000)
+    drained = plan(request, busy, policy={"draining": ["mh1"]})
+    for name, summary in drained["hosts"].items():
+        assert summary["reserved"]["pps"] <= 45000, (name, summary)
+    for iid in moving:
+        assert drained["instances"][iid]["host"] != "mh1" and drained["instances"][iid]["action"] == "migrate"
+    # asked onto a host that has no room for its packets: refused, naming the rate
+    target = next(h for h in ("mh2", "mh3", "mh4") if drained["hosts"][h]["reserved"]["pps"] + 20000 > 45000)
+    said = r"cannot move to %s: %s \d+ pps left \(it carries 20000 pps\) \(it needs 0.10 CPU, 16 MiB and 20000 pps; \d+ pps short\)"
+    with pytest.raises(PlanError, match=said % (target, target)):
+        plan(request, with_rates(feed_back(drained, busy), rates, 45000), policy={"moves": [{"instance": moving[0], "to": target}]})
+
+
+def test_pack_items_with_packet_rates_against_exhaustive_search():
+    rng = random.Random(7)
+    for _round in range(25):
+        items, bins = random_platform(rng, rng.randint(2, 4), rng.randint(1, 6))
+        for box in bins:
+            box.pps = rng.choice([None, 10000, 20000])
+        for item in items:
+            item.pps = rng.choice([0, 2000, 8000, 15000])
+        best = brute_force(items, bins)
+        if best is None:
+            with pytest.raises(PackError):
+                pack(items, bins)
+            continue
+        out = pack(items, bins)
+        assert feasible(out["assignment"], items, bins) and (len(out["active"]), len(out["moves"])) == best, out

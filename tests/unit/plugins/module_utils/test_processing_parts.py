@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.flowstream.platform.plugins.module_utils import _catalogue
-from ansible_collections.flowstream.platform.plugins.module_utils._host_info import ranges
+from ansible_collections.flowstream.platform.plugins.module_utils._host_info import packet_rates, ranges
 from ansible_collections.flowstream.platform.plugins.module_utils._instance import Spec, check_id, check_vlans, ensure_leg_ports, port_name
 from ansible_collections.flowstream.platform.plugins.module_utils._instance_errors import InstanceError
 from ansible_collections.flowstream.platform.plugins.module_utils._kind_click import ClickKind, config_for, graph_config
@@ -219,3 +219,18 @@ def test_a_supervisor_that_wrote_stopped_is_not_running(tmp_path, monkeypatch, s
     status = _kind_process.ProcessKind(ActionLog()).status("nu4mon")
     assert status["running"] is running and status["state"] == state
     assert status["supervisor_pid"] == (4036 if running else None)
+
+
+def test_packet_rates_count_what_the_bridge_sent_into_both_legs_over_the_sample():
+    instances = {
+        "fw1": {"legs": {"left": {"ofport": 5, "tx_packets": 1000}, "right": {"ofport": 6, "tx_packets": 200}}},
+        "mon1": {"legs": {"left": {"ofport": 7, "tx_packets": 50}, "right": {"ofport": 8, "tx_packets": 50}}},
+        "half": {"legs": {"left": {"ofport": 9, "tx_packets": 0}, "right": {"ofport": 10, "tx_packets": 0}}},
+        "bare": {"legs": {}},
+    }
+    counters = {"5": {"tx_packets": 4000}, "6": {"tx_packets": 1200}, "7": {"tx_packets": 50}, "8": {"tx_packets": 40},
+                "9": {"tx_packets": 500}}
+    assert packet_rates(instances, counters, 0.5) == 8000
+    assert instances["fw1"]["pps"] == 8000          # (3000 + 1000) packets in 0.5 s
+    assert instances["mon1"]["pps"] == 0            # a counter that went back (a port made again) counts nothing
+    assert "pps" not in instances["half"] and "pps" not in instances["bare"]   # a leg not read twice: no rate
