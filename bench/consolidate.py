@@ -5,7 +5,7 @@
 """Benchmark the consolidation planner (objective pack): hosts left on against the lower bound,
 moves, seconds; goal 1,000 instances on 100 hosts in under 1 s, at most the lower bound + 1.
 
-    .venv/bin/python bench/consolidate.py [--hosts 100] [--seeds 3]
+    .venv/bin/python bench/consolidate.py [--hosts 100] [--seeds 3] [--pps]
 
 Pure Python, no lab. The platform and chains are bench/planner.py's (mixed kinds and capacities,
 every twentieth host a spare), deployed as deploy-chain does it (objective spread, from empty),
@@ -18,6 +18,10 @@ then consolidated three ways, side by side:
 - ``first fit``: the naive way - every instance, in id order, on the first host (by name) with
   room (the same headroom, kinds and switch), nothing kept in place.
 
+With ``--pps`` every host also declares a packet rate (250,000, 500,000 or 1,000,000 pps) and
+every deployed instance carries a measured rate (1,000 to 60,000 pps, as its host's report would
+say): the packing counts it as a third resource.
+
 ``lower bound``: per resource, the fewest of the largest hosts whose room adds up to the demand.
 Prints one table; the ratios are hosts over the lower bound and seconds over the 1 s goal.
 Not part of ``make test``.
@@ -26,6 +30,7 @@ Not part of ``make test``.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from pathlib import Path
@@ -47,25 +52,29 @@ def model(chains, hosts):
     policy = _planner.check_policy({"objective": "pack", "pack": {"headroom": HEADROOM, "keep_free": 0}}, states)
     wanted, _by_name = _planner._wanted(chains)  # pylint: disable=protected-access
     bins = [_consolidate.Bin(st.name, int(st.cap_cpu * (1 - HEADROOM)), int(st.cap_mem * (1 - HEADROOM)), kinds=st.kinds,
-                             switch=st.switch) for st in states.values() if not st.spare]
+                             switch=st.switch, pps=None if st.cap_pps is None else int(st.cap_pps * (1 - HEADROOM)))
+            for st in states.values() if not st.spare]
     items = []
     for iid, (chain, step, _n) in wanted.items():
         home = next((st.name for st in states.values() if iid in st.instances), None)
+        pps = (states[home].instances[iid].get("pps") or 0) if home else 0
         items.append(_consolidate.Item(iid, _planner._milli(step["resources"].get("cpu")),  # pylint: disable=protected-access
                                        _planner._milli(step["resources"].get("memory")),  # pylint: disable=protected-access
-                                       kind=step["kind"], switch=chain.get("switch"), home=home))
+                                       kind=step["kind"], switch=chain.get("switch"), home=home, pps=pps))
     return items, bins, policy
 
 
 def first_fit(items, bins):
-    load = {b.name: [0, 0] for b in bins}
+    load = {b.name: [0, 0, 0] for b in bins}
     out = {}
     for item in sorted(items, key=lambda i: i.iid):
         for box in bins:
             used = load[box.name]
-            if _consolidate.can_hold(item, box) and used[0] + item.cpu <= box.cpu and used[1] + item.mem <= box.mem:
+            if _consolidate.can_hold(item, box) and used[0] + item.cpu <= box.cpu and used[1] + item.mem <= box.mem \
+                    and (box.pps is None or used[2] + item.pps <= box.pps):
                 used[0] += item.cpu
                 used[1] += item.mem
+                used[2] += item.pps
                 out[item.iid] = box.name
                 break
         else:
@@ -83,17 +92,27 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--pps", action="store_true", help="hosts declare a packet rate, instances carry measured ones")
     args = parser.parse_args()
     print("consolidation: %d hosts (bench/planner.py's platform, every twentieth a spare), chains of 5 steps x 2 instances, "
-          "headroom %.0f %%, Python %s" % (args.hosts, HEADROOM * 100, sys.version.split()[0]))
+          "headroom %.0f %%%s, Python %s" % (args.hosts, HEADROOM * 100, ", packet rates counted" if args.pps else "",
+                                             sys.version.split()[0]))
     print("| seed | instances | hosts with instances (spread) | lower bound | way | hosts on after | / lower bound | moves | seconds "
           "| / %.0f s goal |" % GOAL_SECONDS)
     print("|---|---|---|---|---|---|---|---|---|---|")
     for seed in range(args.seeds):
         hosts = platform(args.hosts, seed=20091 + seed)
+        rng = random.Random(seed)
+        if args.pps:
+            for spec in hosts.values():
+                spec["capacity"]["pps"] = rng.choice([250000, 500000, 1000000])
         for count in LOADS:
             chains = _chains.validate(request(count, 5, 2), None, SWITCHES)
             deployed = feed_back(_planner.plan(chains, hosts), hosts)
+            if args.pps:
+                for spec in deployed.values():
+                    for info in (spec["report"] or {}).get("instances", {}).values():
+                        info["pps"] = rng.choice([1000, 5000, 20000, 60000])
             spread = sum(1 for h in deployed.values() if h["report"]["instances"])
             items, bins, _policy = model(chains, deployed)
             bound = _consolidate.lower_bound(items, bins)
