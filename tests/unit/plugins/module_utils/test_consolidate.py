@@ -312,3 +312,28 @@ def test_pack_items_with_packet_rates_against_exhaustive_search():
             continue
         out = pack(items, bins)
         assert feasible(out["assignment"], items, bins) and (len(out["active"]), len(out["moves"])) == best, out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_larger_platforms_with_packet_rates_and_kinds_pack_feasibly_on_fewer_hosts_than_first_fit(seed):
+    """Beyond the exact search (best fit, the most constrained first, shrinking): every packing
+    holds what each host may hold (kinds, CPU, memory, declared pps), and needs fewer hosts than
+    placing in id order on the first host with room."""
+    rng = random.Random(2000 + seed)
+    bins = [Bin("mh%03d" % n, rng.choice([8, 16]) * K, rng.choice([16384, 32768]) * K,
+                kinds=rng.choice([("kernel", "process"), ("kernel", "process", "vm"), ("vm",)]),
+                pps=rng.choice([None, 200000, 800000])) for n in range(30)]
+    items = [Item("i%03d" % n, rng.choice([250, 500, 1000, 2000]), rng.choice([128, 512, 1024]) * K,
+                  kind=rng.choice(["kernel", "process", "vm"]), home=rng.choice(bins).name,
+                  pps=rng.choice([0, 5000, 20000, 60000])) for n in range(150)]
+    items = [i for i in items if any(i.kind in b.kinds for b in bins if b.name == i.home)]   # each where it may run now
+    out = pack(items, bins)
+    assert feasible(out["assignment"], items, bins)
+    first = {}
+    load = {b.name: [0, 0, 0] for b in bins}
+    for item in sorted(items, key=lambda i: i.iid):
+        box = next(b for b in bins if item.kind in b.kinds and load[b.name][0] + item.cpu <= b.cpu and load[b.name][1] + item.mem <= b.mem
+                   and (b.pps is None or load[b.name][2] + item.pps <= b.pps))
+        load[box.name] = [load[box.name][0] + item.cpu, load[box.name][1] + item.mem, load[box.name][2] + item.pps]
+        first[item.iid] = box.name
+    assert out["lower_bound"] <= len(out["active"]) <= len(set(first.values())), (len(out["active"]), len(set(first.values())))
