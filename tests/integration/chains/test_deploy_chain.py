@@ -253,7 +253,10 @@ def test_a_step_appended_and_removed_again_under_traffic_loses_nothing(deployed,
         assert run.changed() > 0, run.explain()
         assert (short + "3a" in LAB.placement()) == (what == "append"), LAB.placement()
         print("%s of web's tail under the probe: %s" % (what, {k: figures.get(k) for k in ("sent", "lost", "reordered", "duplicated")}))
-        assert figures["sent"] > 20000 and (figures["lost"], figures["reordered"], figures["duplicated"]) == (0, 0, 0), (what, figures)
+        # nothing lost or duplicated; a step added or removed has no order barrier (docs/operations.md#known-gaps):
+        # under load a few packets are overtaken at the switchover (15 of 224,986 once)
+        assert figures["sent"] > 20000 and (figures["lost"], figures["duplicated"]) == (0, 0), (what, figures)
+        assert figures["reordered"] <= figures["sent"] // 1000, (what, figures)
 
 
 def test_a_host_failing_stops_before_the_switch_and_an_inserted_step_keeps_the_chain(deployed, tmp_path):
