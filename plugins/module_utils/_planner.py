@@ -1087,9 +1087,9 @@ def _warnings(states):
             warnings.append("%s: the instances kept there reserve more than its capacity (%s, %s left); they are not moved "
                             "for that (drain it, or raise its capacity)" % (state.name, _fmt_cpu(state.cpu_left()), _fmt_mem(mem_left)))
         if state.cap_pps is not None and state.pps_left() < 0:
+            carried = (state.name, _fmt_pps(state.reserved_pps), _fmt_pps(state.cap_pps))
             warnings.append("%s: the instances kept there carry more than its packet rate capacity (%s, measured now, of %s); they "
-                            "are not moved for that (drain it, or raise its capacity)" % (state.name, _fmt_pps(state.reserved_pps),
-                                                                                           _fmt_pps(state.cap_pps)))
+                            "are not moved for that (drain it, or raise its capacity)" % carried)
     return warnings
 
 

@@ -337,3 +337,15 @@ def test_larger_platforms_with_packet_rates_and_kinds_pack_feasibly_on_fewer_hos
         load[box.name] = [load[box.name][0] + item.cpu, load[box.name][1] + item.mem, load[box.name][2] + item.pps]
         first[item.iid] = box.name
     assert out["lower_bound"] <= len(out["active"]) <= len(set(first.values())), (len(out["active"]), len(set(first.values())))
+
+
+def test_kept_instances_carrying_more_than_a_hosts_packet_rate_stay_and_are_warned_about():
+    request = chains(WEB)
+    hosts = spread_over(four_hosts(), request)
+    first = plan(request, hosts)
+    on_mh1 = [i for i, e in first["instances"].items() if e["host"] == "mh1"]
+    busy = with_rates(hosts, {iid: 90000 for iid in on_mh1}, 50000)
+    again = plan(request, busy)
+    assert again["moves"] == [] and all(again["instances"][i]["host"] == "mh1" for i in on_mh1)
+    assert any(w.startswith("mh1: the instances kept there carry more than its packet rate capacity (%d pps, measured now, of "
+                            "50000 pps)" % (90000 * len(on_mh1))) for w in again["warnings"]), again["warnings"]
