@@ -112,9 +112,12 @@ options:
             with O(policy.pack.headroom) left, preferring the hosts that hold the most already (fewest
             moves). The hosts to free are drained (their instances move live, each to the host the
             packing chose), the hosts to power off and the ones kept on empty take nothing new, and
-            RV(plan.consolidation) says which hosts go off and why. Proven the fewest on platforms
-            of up to 6 hosts and 10 instances (exhaustive search), at most one host above the lower
-            bound on the benchmark's workloads beyond that (C(bench/consolidate.py)).
+            RV(plan.consolidation) says which hosts go off and why. CPU and memory as the steps
+            reserve them, and - on hosts that declare C(capacity.pps) - each instance's packet rate
+            as its host's report measured it. Proven the fewest on platforms of up to 6 hosts and
+            10 instances (exhaustive search), at most one host above the lower bound on the
+            benchmark's workloads beyond that (C(bench/consolidate.py); with packet rates counted
+            up to 1.4 times the per-resource lower bound, docs/planner.md).
         type: str
         choices: [spread, pack]
         default: spread
