@@ -145,5 +145,7 @@ def report(host_bridge, capacity=None, interval=0.5, flows=False, run=_run, vm_k
         left = {k: round(cap[k] - used.get(k, 0.0), 3) for k in ("cpu", "memory", "pps") if k in cap}
         if "memory" in left:
             left["memory"] = min(left["memory"], float(out["memory"]["available_mib"]))
-        out["capacity"] = {"total": cap, "reserved": {k: round(v, 3) for k, v in used.items()}, "left": left}
+        # a packet rate only against a declared one (what was measured is in each instance's pps)
+        reserved = {k: round(v, 3) for k, v in used.items() if k != "pps" or "pps" in cap}
+        out["capacity"] = {"total": cap, "reserved": reserved, "left": left}
     return out
