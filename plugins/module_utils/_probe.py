@@ -1818,6 +1818,38 @@ def run_probe(cfg, program=None, python=None):  # pylint: disable=too-many-local
     return result
 
 
+def group_totals(result):
+    """{group name: totals} of a result (a probe without groups is one group of its own)."""
+    groups = result.get("groups") or {}
+    if groups:
+        return {name: g.get("totals", {}) for name, g in groups.items()}
+    return {DEFAULT_GROUP: result.get("totals", {})}
+
+
+def losing_groups(result):
+    """The groups of a result that lost a packet or received none, sorted."""
+    return sorted(name for name, t in group_totals(result).items() if t.get("lost") or not t.get("received"))
+
+
+def until_carried(cfg, tries, duration=0.5, rate=200.0, settle=0.3, runner=None):
+    """Short uncounted probes at a low ``rate`` (every group at it), ``duration`` seconds each,
+    until every group receives with nothing lost, at most ``tries``: a step just started may
+    not forward yet. Returns {attempts, carried, losing (the groups still losing at the last
+    try), seconds}; the probes' figures are not kept."""
+    runner = runner or run_probe
+    cfg = defaults(cfg)
+    short = dict(cfg, duration=float(duration), count=None, settle=float(settle), windows=[], run_id=None, timeout=None,
+                 groups=[dict(g, rate=float(rate)) for g in cfg["groups"]])
+    started = time.monotonic()
+    attempts, losing = 0, []
+    while attempts < max(1, int(tries)):
+        attempts += 1
+        losing = losing_groups(runner(short))
+        if not losing:
+            break
+    return {"attempts": attempts, "carried": not losing, "losing": losing, "seconds": round(time.monotonic() - started, 3)}
+
+
 # ---------------------------------------------------------------------------------------------
 # Background sessions: started now, stopped (and judged) later, by another process
 # ---------------------------------------------------------------------------------------------

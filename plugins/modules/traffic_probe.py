@@ -253,6 +253,28 @@ options:
         switch's flow caches, so the first counted packets are not delayed by that).
     type: bool
     default: true
+  until_carried:
+    description:
+      - Before the measured run (O(state=run) only), short uncounted probes at a low rate until
+        every group receives with nothing lost, at most O(until_carried.tries) - a processing
+        module just started may not forward yet (a VM boots for seconds under TCG). The measured
+        run follows either way; RV(until_carried) says how many probes it took, and which groups
+        were still losing at the last one. One task instead of a retried warm-up task and the
+        probe - the start-up of the probe and the per-task cost of Ansible are paid once.
+    type: dict
+    suboptions:
+      tries:
+        description: At most this many short probes.
+        type: int
+        default: 30
+      duration:
+        description: Seconds each short probe sends.
+        type: float
+        default: 0.5
+      rate:
+        description: Packets per second of each group (of the one group without O(groups)) in a short probe.
+        type: float
+        default: 200
   dscp:
     description:
       - DSCP values the packets of every flow cycle through (packet n of a flow gets
@@ -391,6 +413,26 @@ exceeded:
   type: list
   elements: str
   sample: ["lost 2950 > 0"]
+until_carried:
+  description:
+    - With O(until_carried), the short probes before the measured run.
+  returned: when O(until_carried) was given and the probe ran
+  type: dict
+  contains:
+    attempts:
+      description: Short probes sent (the last one is the first that every group carried, unless RV(until_carried.carried) is false).
+      type: int
+    carried:
+      description: Whether every group received with nothing lost at the last short probe.
+      type: bool
+    losing:
+      description: The groups that lost a packet or received none at the last short probe.
+      type: list
+      elements: str
+    seconds:
+      description: How long the short probes took in all.
+      type: float
+  sample: {attempts: 1, carried: true, losing: [], seconds: 0.9}
 plan:
   description:
     - In check mode (O(state=run) or O(state=started)), the settings that would be used
@@ -766,6 +808,8 @@ def main():
             settle=dict(type="float", default=0.5),
             warmup=dict(type="bool", default=True),
             dscp=dict(type="list", elements="int"),
+            until_carried=dict(type="dict", options=dict(tries=dict(type="int", default=30), duration=dict(type="float", default=0.5),
+                                                         rate=dict(type="float", default=200.0))),
             priority=dict(type="int", default=0),
             timeout=dict(type="float"),
             max_lost=dict(type="int"),
@@ -779,6 +823,9 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    if p["until_carried"] and p["state"] != "run":
+        module.fail_json(msg="traffic probe: until_carried is for state=run (the short probes come before a measured run), "
+                             "not state=%s" % p["state"])
     if p["state"] == "stopped":
         _stop(module, p)
     started = p["state"] == "started"
@@ -812,11 +859,17 @@ def main():
         module.exit_json(changed=False, session=session,
                          msg="probe session %s started: %d flows at %s pps in total, until state=stopped (at most %s s)" % (
                              session["id"], cfg["flows"], cfg["rate"], cfg["duration"]))
+    extra = {}
     try:
+        if p["until_carried"]:
+            ready = p["until_carried"]
+            extra["until_carried"] = _probe.until_carried(
+                cfg, ready["tries"], duration=ready["duration"], rate=ready["rate"],
+                runner=lambda short: _probe.run_probe(short, program=program, python=sys.executable))
         result = _probe.run_probe(cfg, program=program, python=sys.executable)
     except _probe.ProbeError as exc:
-        module.fail_json(msg="traffic probe: %s" % exc)
-    _finish(module, result, _limits(p))
+        module.fail_json(msg="traffic probe: %s" % exc, **extra)
+    _finish(module, result, _limits(p), **extra)
 
 
 def module_run(module):

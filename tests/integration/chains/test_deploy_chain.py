@@ -143,6 +143,8 @@ def test_the_guest_chain_crosses_the_black_box_lab_up_stands_in(deployed):
     try:
         broken = playbook("playbooks/verify_chains.yml", *RATE_CAP, "-e", "flowstream_verify_warmup_tries=2")
         assert broken.rc != 0, broken.explain()
+        ready = broken.task_results("Probe through web, inspect, guest")["localhost"]["until_carried"]
+        assert (ready["attempts"], ready["carried"], ready["losing"]) == (2, False, ["guest"]), ready   # the short probes first
         verdicts = broken.task_results("Verdicts, chain by chain")["localhost"]
         by = {c["chain"]: c for c in verdicts["ansible_facts"]["flowstream_verdicts"]["chains"]}
         assert not by["guest"]["ok"] and by["web"]["ok"] and by["inspect"]["ok"], by

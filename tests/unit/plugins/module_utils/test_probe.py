@@ -530,3 +530,40 @@ def test_a_trials_candidate_counts_as_one_of_its_steps_instances_and_its_share_i
     after[0]["instances"]["web-a"]["flows"] += counters([9], packets=100)
     (web,) = pr.chain_verdicts(res, CHAINS, after, before=[{"instances": {}}])["chains"]
     assert not web["ok"] and "crossed 2 instances (web-a, web4a)" in web["problems"][0]
+
+
+# --- short probes until every chain carries traffic (verify's warm-up, in the probe's own run) ---
+
+def _run_of(totals_by_group):
+    return {"groups": {name: {"totals": dict({"sent": 100, "received": 100, "lost": 0}, **t)} for name, t in totals_by_group.items()}}
+
+
+def test_until_carried_probes_short_and_slow_until_every_group_carries_and_stops_there():
+    seen = []
+    answers = [_run_of({"web": {"lost": 3}, "guest": {"received": 0, "lost": 100}}),   # a VM still booting
+               _run_of({"web": {}, "guest": {"lost": 1}}),
+               _run_of({"web": {}, "guest": {}}),
+               _run_of({"web": {"lost": 9}, "guest": {}})]                             # never reached
+
+    def runner(cfg):
+        seen.append(cfg)
+        return answers[len(seen) - 1]
+
+    cfg = {"dst": "198.18.0.2", "duration": 5.0, "run_id": 7, "windows": [{"name": "w", "start": 0, "end": 1}],
+           "groups": [{"name": "web", "flows": 32, "rate": 10000.0}, {"name": "guest", "flows": 4, "rate": 500.0, "destination_port": 8600}]}
+    got = pr.until_carried(cfg, 30, duration=0.5, rate=200, runner=runner)
+    assert (got["attempts"], got["carried"], got["losing"]) == (3, True, [])
+    assert len(seen) == 3 and got["seconds"] >= 0
+    for short in seen:       # short, slow, uncounted: every group at the low rate, no windows, a run id of its own
+        assert short["duration"] == 0.5 and short["count"] is None and short["windows"] == []
+        assert [(g["name"], g["rate"], g["flows"]) for g in short["groups"]] == [("web", 200.0, 32), ("guest", 200.0, 4)]
+        assert short["run_id"] != 7
+    assert cfg["duration"] == 5.0 and cfg["groups"][0]["rate"] == 10000.0      # the measured run's settings untouched
+
+
+def test_until_carried_names_the_groups_still_losing_when_the_tries_run_out():
+    got = pr.until_carried({"dst": "198.18.0.2", "flows": 4}, 2,
+                           runner=lambda cfg: _run_of({pr.DEFAULT_GROUP: {"received": 0, "lost": 100}}))
+    assert (got["attempts"], got["carried"], got["losing"]) == (2, False, [pr.DEFAULT_GROUP])
+    assert pr.losing_groups(_run_of({"a": {}, "b": {"received": 0}, "c": {"lost": 1}})) == ["b", "c"]
+    assert pr.group_totals({"totals": {"sent": 1}}) == {pr.DEFAULT_GROUP: {"sent": 1}}
