@@ -319,6 +319,38 @@ def _snapshot():
     return sorted(line.strip() for line in switch.splitlines() if "cookie=" in line), placement(), [mark(h) for h in ALL_HOSTS]
 
 
+CHECKED = [
+    ("verify_chains.yml",),
+    ("failover.yml",),
+    ("trial.yml", "-e", "chain=web", "-e", "step=mon", "-e", "type=monitor", "-e", "kind=process", "-e", "percent=10"),
+    ("scale-step.yml", "-e", "chain=web", "-e", "step=mon", "-e", "instances=3"),
+    ("power-up.yml",),
+    ("uncordon-host.yml", "-e", "hosts=mh1,mh2"),
+    ("trunks.yml",),
+    ("lab-down.yml",),
+]
+
+
+def test_check_mode_of_every_operation_changes_nothing_on_a_drifted_platform(deployed):
+    """--check --diff of the playbooks the other tests run for real (drain-host, migrate-module,
+    power-down, deploy-chain and lab-up have theirs beside those runs), on a platform that drifted:
+    one of web's switch flows deleted by hand. Every run exits 0 and leaves the switch, the
+    instances and the marks as they were - the drift included, which deploy-chain then repairs."""
+    web = next(line for line in _snapshot()[0] if "tp_dst=0x1f40/0xffc0" in line)
+    cookie = web.split("cookie=")[1].split(",")[0]
+    subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "del-flows", "fsl-sw", "cookie=%s/-1" % cookie], check=True)
+    drifted = _snapshot()
+    try:
+        assert web not in drifted[0]
+        for name, *argv in CHECKED:
+            run = playbook("playbooks/" + name, "--check", "--diff", *argv, *RATE_CAP)
+            assert run.rc == 0 and not run.failures(), run.explain()
+            assert _snapshot() == drifted, "%s --check changed the platform\n%s" % (name, run.explain())
+    finally:
+        repair = ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true"))
+    assert repair.changed() > 0 and web in _snapshot()[0], repair.explain()
+
+
 def test_bad_requests_fail_before_anything_changes(deployed):
     where = placement()
     iid = sorted(i for i in where if i.startswith("web"))[0]
