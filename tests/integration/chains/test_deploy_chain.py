@@ -244,7 +244,9 @@ def test_absent_chain_removes_its_flows_and_instances_only(deployed, tmp_path):
 def test_a_step_appended_and_removed_again_under_traffic_loses_nothing(deployed, tmp_path):
     """A step added at the end of web and taken out again, each under the probe's traffic: the
     new copy is in the path before the switch moves to it, and what is still inside the removed
-    step's copy when the switch moves on goes on to the exit (make-before-break both ways)."""
+    step's copy when the switch moves on goes on to the exit (make-before-break both ways).
+    (Two steps swapped is bench/reorder.py's: it loses a few flows for seconds at times -
+    docs/reliability.md, section 2.)"""
     def tail(chains):
         chains[0]["steps"].append({"name": "tail", "type": "wire", "kind": "kernel"})
     inv = inventory_with(tmp_path / "tail", tail)
@@ -257,8 +259,9 @@ def test_a_step_appended_and_removed_again_under_traffic_loses_nothing(deployed,
         print("%s of web's tail under the probe: %s" % (what, {k: figures.get(k) for k in ("sent", "lost", "reordered", "duplicated")}))
         # nothing lost or duplicated; a step added or removed has no order barrier (docs/operations.md#known-gaps):
         # under load a few packets are overtaken at the switchover (15 of 224,986 once)
-        assert figures["sent"] > 20000 and (figures["lost"], figures["duplicated"]) == (0, 0), (what, figures)
-        assert figures["reordered"] <= figures["sent"] // 1000, (what, figures)
+        plan = run.task_results("Where each instance goes, and why")["localhost"]["msg"]
+        assert figures["sent"] > 20000 and (figures["lost"], figures["duplicated"]) == (0, 0), (what, figures, plan)
+        assert figures["reordered"] <= figures["sent"] // 1000, (what, figures, plan)
 
 
 def test_a_host_failing_stops_before_the_switch_and_an_inserted_step_keeps_the_chain(deployed, tmp_path):
