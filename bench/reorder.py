@@ -63,8 +63,8 @@ def _on_host(host, *argv):
 
 def snapshot():
     """The switch's and the hosts' flows with counters, and the hosts' MAC tables, now."""
-    out = {"t": time.time(), "sw": subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "dump-flows", "fsl-sw"], capture_output=True,
-                                                   text=True, check=False).stdout}
+    switch = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "dump-flows", "fsl-sw"], capture_output=True, text=True, check=False)
+    out = {"t": time.time(), "sw": switch.stdout}
     for host in ("mh1", "mh2", "mh3"):
         out[host] = _on_host(host, "ovs-ofctl", "-O", "OpenFlow14", "dump-flows", "fs-host")
         out[host + " fdb"] = _on_host(host, "ovs-appctl", "fdb/show", "fs-host")
@@ -137,7 +137,7 @@ def change(what, inventory, rate, snapshots=None):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--rate", type=int, default=10000)
     ap.add_argument("--keep-lab", action="store_true")
