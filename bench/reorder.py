@@ -43,6 +43,9 @@ import yaml
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "tests" / "integration"))
 import traffic  # noqa: E402  pylint: disable=wrong-import-position
+from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
+
+LAB = LabHosts(("mh1", "mh2", "mh3"))
 
 PLAYBOOK = [str(TOP / ".venv" / "bin" / "ansible-playbook")]
 ENV = dict(os.environ, ANSIBLE_CONFIG=str(TOP / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
@@ -56,19 +59,14 @@ def run(*argv, inventory="inventory/lab"):
     return proc.returncode, data
 
 
-def _on_host(host, *argv):
-    enter = ["nsenter", "--mount=/var/lib/flowstream-lab/ns/%s.mnt" % host, "--net=/run/netns/fsl-%s" % host]
-    return subprocess.run(enter + list(argv), capture_output=True, text=True, check=False).stdout
-
-
 def snapshot():
     """The switch's and the hosts' flows with counters, and the hosts' MAC tables, now."""
     switch = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "dump-flows", "fsl-sw"], capture_output=True, text=True, check=False)
     out = {"t": time.time(), "sw": switch.stdout}
-    for host in ("mh1", "mh2", "mh3"):
-        out[host] = _on_host(host, "ovs-ofctl", "-O", "OpenFlow14", "dump-flows", "fs-host")
-        out[host + " fdb"] = _on_host(host, "ovs-appctl", "fdb/show", "fs-host")
-        out[host + " ports"] = _on_host(host, "ovs-ofctl", "-O", "OpenFlow14", "dump-ports-desc", "fs-host")
+    for host in LAB.hosts:
+        out[host] = LAB.run(host, "ovs-ofctl", "-O", "OpenFlow14", "dump-flows", "fs-host", check=False)
+        out[host + " fdb"] = LAB.run(host, "ovs-appctl", "fdb/show", "fs-host", check=False)
+        out[host + " ports"] = LAB.run(host, "ovs-ofctl", "-O", "OpenFlow14", "dump-ports-desc", "fs-host", check=False)
     return out
 
 
