@@ -18,11 +18,14 @@ that name step positions (``<short><step><n>``), so each change replaces instanc
 step's under the same id, on another host where one fits. Per change it prints the packets sent,
 lost, reordered and duplicated, the flows that lost packets (source port, lost, longest gap), the
 placement's lines about replaced copies, and what the removal of the old copies waited for
-(``packets_since`` of a copy that never went quiet). Everything goes to
-bench/results/reorder-<time>.json. With ``--snapshots``, every second of each change the
-switch's and the module hosts' chain flows (with their counters) and the host bridges' MAC
-tables are read; a change that lost packets keeps them in bench/results/reorder-<time>-<n>.json
-(to see where the lost flows went). Not part of ``make test``.
+(``packets_since`` of a copy that never went quiet) and when the losses were (bursts, from
+the change's start). Everything goes to bench/results/reorder-<time>.json. With
+``--snapshots``, every second of each change the switch's and the module hosts' chain flows
+(with their counters), the host bridges' MAC tables and port counters, and the datapath flows
+that carry the probe's packets (``ovs-appctl dpctl/dump-flows``, the switch's and each host's)
+are read; a change that lost packets keeps them in bench/results/reorder-<time>-<n>.json (to
+see where the lost flows went: that is how the switch's stale datapath flows were found,
+docs/reliability.md section 2). Not part of ``make test``.
 """
 
 from __future__ import annotations
@@ -62,12 +65,20 @@ def run(*argv, inventory="inventory/lab"):
 def snapshot():
     """The switch's and the hosts' flows with counters, and the hosts' MAC tables, now."""
     switch = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "dump-flows", "fsl-sw"], capture_output=True, text=True, check=False)
-    out = {"t": time.time(), "sw": switch.stdout}
+    datapath = subprocess.run(["ovs-appctl", "dpctl/dump-flows"], capture_output=True, text=True, check=False)
+    out = {"t": time.time(), "sw": switch.stdout, "sw dp": _probe_lines(datapath.stdout)}
     for host in LAB.hosts:
         out[host] = LAB.run(host, "ovs-ofctl", "-O", "OpenFlow14", "dump-flows", "fs-host", check=False)
         out[host + " fdb"] = LAB.run(host, "ovs-appctl", "fdb/show", "fs-host", check=False)
         out[host + " ports"] = LAB.run(host, "ovs-ofctl", "-O", "OpenFlow14", "dump-ports-desc", "fs-host", check=False)
+        out[host + " stats"] = LAB.run(host, "ovs-ofctl", "-O", "OpenFlow14", "dump-ports", "fs-host", check=False)
+        out[host + " dp"] = _probe_lines(LAB.run(host, "ovs-appctl", "dpctl/dump-flows", check=False))
     return out
+
+
+def _probe_lines(text):
+    """The datapath flows of the probe's packets (UDP to port 8000): the megaflows that carry them."""
+    return "\n".join(line for line in text.splitlines() if "dst=8000" in line)
 
 
 class Snapshots(threading.Thread):
@@ -104,18 +115,22 @@ def change(what, inventory, rate, snapshots=None):
     session = traffic._probe("start", "--session-root", traffic.SESSION_ROOT, "--duration", "600", "--source-netns", "fsl-source",
                              "--sink-netns", "fsl-sink", "--src", "198.18.1.1", "--dst", "198.18.1.2", "--flows", "32",
                              "--rate", str(rate), "--dport", "8000", "--sport", "40000", "--vary", "sport")
+    wall = time.time()
     try:
         time.sleep(1.0)
         if snapshots:
             snapshots.start()
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         rc, data = run("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true", inventory=inventory)
         seconds = time.monotonic() - started
         time.sleep(1.0)
     finally:
         if snapshots:
             snapshots.done.set()
-        probe = traffic._probe("stop", "--session-root", traffic.SESSION_ROOT, "--session", session["id"], "--json")
+        # one window over the whole change: its loss bursts say when the losses were (after_ms from
+        # the change's start, the snapshots' clock)
+        probe = traffic._probe("stop", "--session-root", traffic.SESSION_ROOT, "--session", session["id"], "--json",
+                               "--window", "change=%.6f,%.6f" % (wall, time.time()))
         try:
             os.rmdir(traffic.SESSION_ROOT)
         except OSError:
@@ -127,6 +142,8 @@ def change(what, inventory, rate, snapshots=None):
     return {"change": what, "rc": rc, "seconds": round(seconds, 1),
             "sent": t["sent"], "lost": t["lost"], "reordered": t["reordered"], "duplicated": t["duplicated"],
             "lossy_flows": [[f["sport"], f["lost"], f["max_gap_ms"]] for f in probe["flows"] if f["lost"]],
+            # when the losses were, from the change's start
+            "lost_bursts": ((probe.get("windows") or {}).get("change") or {}).get("lost_bursts") or [],
             # "<id>: replaces the copy on <old host> (<why>): <new host>: <why there>" -> "<id>: <old host> -> <new host>"
             "replaced": ["%s: %s -> %s" % (line.split(":")[0], line.split("replaces the copy on ")[1].split(" ")[0],
                                            line.split("): ", 1)[1].split(":")[0]) for line in placed if "replaces the copy" in line],
@@ -160,9 +177,9 @@ def main():
                     kept.parent.mkdir(parents=True, exist_ok=True)
                     kept.write_text(json.dumps({"row": row, "snapshots": taken.taken}))
                     row["snapshots"] = str(kept)
-                print("round %d %-4s rc %d %5.1f s  sent %d lost %d reordered %d duplicated %d  lossy flows %s  not quiet %s"
+                print("round %d %-4s rc %d %5.1f s  sent %d lost %d reordered %d duplicated %d  lossy flows %s  not quiet %s  bursts %s"
                       % (row["round"], what, row["rc"], row["seconds"], row["sent"], row["lost"], row["reordered"], row["duplicated"],
-                         row["lossy_flows"] or "-", row["not_quiet"] or "-"), flush=True)
+                         row["lossy_flows"] or "-", row["not_quiet"] or "-", row["lost_bursts"] or "-"), flush=True)
                 for line in row["replaced"]:
                     print("    " + line)
     finally:

@@ -557,6 +557,79 @@ def check_target(target):
     return "bridge"
 
 
+def _appctl_target(target):
+    """``ovs-appctl`` argv that reaches the ovs-vswitchd holding a LOCAL OpenFlow target (a
+    bridge name: the default daemon; ``unix:<rundir>/<bridge>.mgmt``: the daemon whose pid file is
+    in that rundir), or None for a remote switch (tcp:, ssl:)."""
+    kind = check_target(target)
+    if kind == "bridge":
+        return ["ovs-appctl"]
+    if kind != "unix":
+        return None
+    rundir = os.path.dirname(target[len("unix:"):])
+    try:
+        with open(os.path.join(rundir, "ovs-vswitchd.pid"), encoding="ascii") as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError):
+        return ["ovs-appctl"]
+    control = os.path.join(rundir, "ovs-vswitchd.%d.ctl" % pid)
+    return ["ovs-appctl", "-t", control] if os.path.exists(control) else ["ovs-appctl"]
+
+
+def _datapath_type(dpif_show, bridge):
+    """The type of the datapath (``netdev``, ``system``) that holds ``bridge`` in ``ovs-appctl
+    dpif/show`` output; with ``bridge`` None (a socket that names no bridge): ``netdev`` if any
+    datapath is."""
+    kind = None
+    for line in dpif_show.splitlines():
+        head = re.match(r"^(\w+)@\S+:", line)
+        if head:
+            kind = head.group(1)
+            if bridge is None and kind == "netdev":
+                return kind
+            continue
+        if bridge is not None and re.match(r"^  %s:$" % re.escape(bridge), line):
+            return kind
+    return None
+
+
+def refresh_datapath(target, runner=None):
+    """After a change of a bridge's OpenFlow tables: when the bridge is in a LOCAL Open vSwitch
+    with a userspace (``netdev``) datapath, drop that datapath's flows (``ovs-appctl
+    revalidator/purge``), so every packet's next datapath flow is translated from the tables as
+    they are now. Returns what was done: ``purged``, ``kernel datapath``, ``remote switch`` or
+    ``not purged: <why>`` (never raises: the tables are right either way).
+
+    Why: Open vSwitch's revalidators bring existing datapath flows in line with a changed table,
+    but in the userspace datapath a revalidation that modifies an exact-match datapath flow (a
+    ``multipath`` hash matches every field it hashes) can leave it with its old actions when a
+    wider datapath flow overlaps it (its modify looks the flow up by packet key, not by its id).
+    Measured with OVS 3.1 (bench/reorder.py, docs/reliability.md): after two steps of a chain
+    were swapped, 1-5 of 32 flows kept going to the place the old table sent them - lost for as
+    long as traffic kept that datapath flow alive (16 s, until the next change). Purging costs
+    one upcall per active flow; nothing is lost (the userspace datapath handles the upcall of
+    the packet that misses)."""
+    appctl = _appctl_target(target)
+    if appctl is None:
+        return "remote switch"
+    bridge = os.path.basename(target[len("unix:"):])[:-len(".mgmt")] if target.startswith("unix:") and target.endswith(".mgmt") \
+        else (None if target.startswith("unix:") else target)
+    run = runner or (lambda argv: run_subprocess(argv, timeout=30))
+    try:
+        rc, out, err = run(appctl + ["dpif/show"])
+        if rc != 0:
+            return "not purged: %s" % (err.strip() or out.strip() or "ovs-appctl dpif/show failed")
+        kind = _datapath_type(out, bridge)
+        if kind is None:
+            return "not purged: ovs-appctl dpif/show lists no datapath with %s" % (bridge or target)
+        if kind != "netdev":
+            return "kernel datapath" if kind == "system" else "%s datapath" % kind
+        rc, out, err = run(appctl + ["revalidator/purge"])
+    except OfctlError as exc:
+        return "not purged: %s" % exc.msg
+    return "purged" if rc == 0 else "not purged: %s" % (err.strip() or out.strip())
+
+
 # ---------------------------------------------------------------------------------------------
 # The wrapper
 # ---------------------------------------------------------------------------------------------
@@ -737,6 +810,11 @@ class Ofctl:
         if not lines:
             return
         self.run(self.argv("add-flows", "-", bundle=True), data="\n".join(lines) + "\n")
+
+    def refresh_datapath(self):
+        """``refresh_datapath`` for this switch, through this wrapper's runner."""
+        runner = None if self._runner is None else (lambda argv: self._runner(argv, None))
+        return refresh_datapath(self.target, runner=runner)
 
     def mod_port(self, port, action):
         """Change a port's OpenFlow configuration (``ovs-ofctl mod-port``): ``action`` is one of

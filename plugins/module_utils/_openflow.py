@@ -723,10 +723,17 @@ class Reconciler:
         lines = self._render(plan)
         t = self._tick("plan", t)
         changed = bool(lines)
+        datapath = None
         if changed and not self.check_mode:
             self._apply(lines, plan)
             t = self._tick("apply", t)
+            # a local userspace datapath can keep a flow translated from the old table (see
+            # _ofctl.refresh_datapath): its datapath flows go, every packet's next one is new
+            datapath = self.ofctl.refresh_datapath()
+            t = self._tick("datapath", t)
         result = self._result(plan, changed, have_flows, have_groups)
+        if datapath is not None:
+            result["datapath"] = datapath
         self._tick("report", t)
         self.timings["total"] = round(time.monotonic() - t_start, 4)
         return result

@@ -170,6 +170,7 @@ class SwitchFlip:
         self.lines = []
         self.inverse = []
         self._proc = None
+        self.datapath = None
         self.prespawned = False
 
     @property
@@ -215,7 +216,11 @@ class SwitchFlip:
                 raise map_error(proc.args, proc.returncode, err + out, self.target)
         elif body:
             self.ofctl.bundle_flows(body)
-        return time.time_ns()
+        confirmed = time.time_ns()
+        # (after the confirmed time: a local userspace datapath's flows from the old table go -
+        # _ofctl.refresh_datapath)
+        self.datapath = self.ofctl.refresh_datapath() if body else None
+        return confirmed
 
     def disarm(self):
         """End a flip process that was not used (by its own pid)."""
@@ -228,6 +233,7 @@ class SwitchFlip:
         """Apply the inverse bundle: the flows the switch held when the change was prepared."""
         if self.inverse:
             self.ofctl.bundle_flows([line[5:] for line in self.inverse])
+            self.datapath = self.ofctl.refresh_datapath()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -290,7 +296,8 @@ class Switchover:
     def report(self):
         return {"on": self.flip_on, "event": self.trigger, "event_ns": self.event_ns, "applied_ns": self.applied_ns,
                 "delay_ms": _ms(self.applied_ns - self.event_ns) if self.flipped else None,
-                "bundle_lines": len(self.flip.lines), "prespawned": bool(getattr(self.flip, "prespawned", False))}
+                "bundle_lines": len(self.flip.lines), "prespawned": bool(getattr(self.flip, "prespawned", False)),
+                "datapath": getattr(self.flip, "datapath", None)}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ attributes:
     support: full
 requirements:
   - C(ovs-ofctl) (Open vSwitch; bundles need 2.8 or later, tested with 3.1) where the task runs (on the switch,
-    or on a controller that reaches its OpenFlow target)
+    or on a controller that reaches its OpenFlow target); C(ovs-appctl) for a local switch (RV(datapath))
 options:
   cookie:
     description:
@@ -402,7 +402,8 @@ timings:
     - Seconds spent per phase. C(validate) (checking the arguments), C(read) (C(ovs-ofctl) reads of
       the switch, overlapping with canonicalisation), C(canonicalise) (groups), C(plan) (the
       difference and the ownership checks), C(apply) (the bundle; absent in check mode or when
-      nothing changed), C(report) (the result's flow lists, up to O(report_limit)) and C(total).
+      nothing changed), C(datapath) (RV(datapath), after the bundle), C(report) (the result's flow
+      lists, up to O(report_limit)) and C(total).
   returned: success
   type: dict
   sample: {validate: 0.02, read: 0.31, canonicalise: 0.0, plan: 0.05, apply: 0.48, report: 0.0, total: 0.86}
@@ -415,6 +416,21 @@ ports_not_there:
   returned: in check mode, when a flow names a port the switch does not have
   type: dict
   sample: {fs-web4b51a-l: 65024}
+datapath:
+  description:
+    - What was done to the datapath after the bundle changed the table. V(purged) - the switch is a
+      bridge of the Open vSwitch where the task runs (a bridge name or a C(unix:) socket) with a
+      userspace (C(netdev)) datapath, whose datapath flows were dropped (C(ovs-appctl
+      revalidator/purge)) so that every packet's next one is translated from the new table.
+      V(kernel datapath), V(remote switch) - nothing to do, or nothing that can be done from here;
+      V(not purged) and why.
+    - Why - Open vSwitch 3.1's userspace datapath can keep a datapath flow with the actions of the
+      old table after a change (a flow of a C(multipath) hash overlapped by a wider one); measured
+      in bench/reorder.py, see docs/reliability.md. Purging costs one upcall per active flow; the
+      userspace datapath loses no packet on it.
+  returned: when the bundle changed the switch (not in check mode)
+  type: str
+  sample: purged
 packets_out:
   description: How many packets of O(packet_out) were sent.
   returned: when packet_out is given, outside check mode

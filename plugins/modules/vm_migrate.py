@@ -256,8 +256,15 @@ flip:
     delay_ms: {description: Milliseconds from the event to the confirmed bundle., type: float, returned: always}
     bundle_lines: {description: Lines of the bundle., type: int, returned: always}
     prespawned: {description: Whether the bundle went to an C(ovs-ofctl) started before the migration., type: bool, returned: always}
+    datapath:
+      description:
+        - What was done to the switch's datapath after the bundle (after RV(flip.applied_ns)), as
+          openflow_flows' RV(flowstream.platform.openflow_flows#module:datapath) says - V(purged) for a local
+          userspace datapath; null when the bundle was empty.
+      type: str
+      returned: always
   sample: {"on": source_suspended, event: source suspended/migrated, event_ns: 1767000000501498019,
-           applied_ns: 1767000000504012345, delay_ms: 2.514, bundle_lines: 6, prespawned: true}
+           applied_ns: 1767000000504012345, delay_ms: 2.514, bundle_lines: 6, prespawned: true, datapath: purged}
 events:
   description: The lifecycle events of the domain on both hosts during the migration, in order (C(host), C(event), C(ns)).
   returned: when migrated

@@ -439,3 +439,56 @@ def test_parse_port_stats_live_counters_and_unknown_values():
     assert parse_port_stats(text) == {
         "LOCAL": {"rx_packets": 0, "rx_bytes": 0, "rx_dropped": 0, "tx_packets": 3, "tx_bytes": None, "tx_dropped": 0},
         "1": {"rx_packets": 10, "rx_bytes": 980, "rx_dropped": 1, "tx_packets": 7, "tx_bytes": 686, "tx_dropped": 0}}
+
+
+# -- the datapath after a change of the tables (refresh_datapath) ----------------------------------
+
+DPIF_SHOW = (  # ovs-appctl dpif/show of Open vSwitch 3.1 on the lab machine (shortened)
+    "netdev@ovs-netdev: hit:7413069 missed:521\n"
+    "  fsl-sw:\n"
+    "    fsl-bb1-l 7/8: (system)\n"
+    "    fsl-mh1-tr 1/2: (system)\n"
+    "    fsl-sw 65534/1: (tap)\n"
+    "system@ovs-system: hit:0 missed:0\n"
+    "  br-k:\n"
+    "    br-k 65534/0: (internal)\n"
+)
+
+
+def test_refresh_datapath_purges_a_userspace_datapath():
+    r = FakeRunner((0, DPIF_SHOW, ""), (0, "", ""))
+    assert m.refresh_datapath("fsl-sw", runner=r) == "purged"
+    assert [argv for argv, _data in r.calls] == [["ovs-appctl", "dpif/show"], ["ovs-appctl", "revalidator/purge"]]
+
+
+def test_refresh_datapath_leaves_a_kernel_datapath_alone():
+    r = FakeRunner((0, DPIF_SHOW, ""))
+    assert m.refresh_datapath("br-k", runner=r) == "kernel datapath"
+    assert len(r.calls) == 1
+
+
+def test_refresh_datapath_never_reaches_a_remote_switch():
+    r = FakeRunner()
+    assert m.refresh_datapath("tcp:192.0.2.1:6653", runner=r) == "remote switch"
+    assert m.refresh_datapath("ssl:switch.example:6653", runner=r) == "remote switch"
+    assert r.calls == []
+
+
+def test_refresh_datapath_of_a_socket_asks_the_daemon_of_its_rundir(tmp_path):
+    (tmp_path / "ovs-vswitchd.pid").write_text("4242\n")
+    (tmp_path / "ovs-vswitchd.4242.ctl").write_text("")
+    r = FakeRunner((0, DPIF_SHOW, ""), (0, "", ""))
+    assert m.refresh_datapath("unix:%s/fsl-sw.mgmt" % tmp_path, runner=r) == "purged"
+    assert r.calls[1][0] == ["ovs-appctl", "-t", "%s/ovs-vswitchd.4242.ctl" % tmp_path, "revalidator/purge"]
+
+
+def test_refresh_datapath_says_why_it_did_not_purge():
+    r = FakeRunner((1, "", "ovs-appctl: cannot connect to \"/var/run/openvswitch/ovs-vswitchd.1.ctl\"\n"))
+    assert m.refresh_datapath("fsl-sw", runner=r).startswith("not purged: ovs-appctl: cannot connect")
+    r = FakeRunner((0, DPIF_SHOW, ""), (2, "", "\"revalidator/purge\" is not a valid command\n"))
+    assert m.refresh_datapath("fsl-sw", runner=r) == "not purged: \"revalidator/purge\" is not a valid command"
+
+
+def test_refresh_datapath_of_a_bridge_no_datapath_holds():
+    r = FakeRunner((0, DPIF_SHOW, ""))
+    assert m.refresh_datapath("br-gone", runner=r) == "not purged: ovs-appctl dpif/show lists no datapath with br-gone"

@@ -103,6 +103,10 @@ class FakeSwitch:
         gid = int(text.split(",")[0].split("=")[1])
         return GroupEntry(gid, text)
 
+    def refresh_datapath(self):
+        self.refreshed = getattr(self, "refreshed", 0) + 1
+        return "purged"
+
     # writes (all or nothing)
     def bundle(self, lines):
         self.bundles.append(list(lines))

@@ -67,7 +67,7 @@ class Script:
     def __call__(self, argv, data=None, timeout=None):
         self.calls.append((argv, data))
         for sub in ("dump-flows", "dump-groups", "dump-group-stats", "dump-ports-desc", "parse-flows",
-                    "parse-group", "add-flows", "bundle"):
+                    "parse-group", "add-flows", "bundle", "dpif/show", "revalidator/purge"):
             if sub in argv:
                 answer = self.answers.get(sub, (0, "", ""))
                 return answer(argv, data) if callable(answer) else answer
@@ -105,7 +105,8 @@ def parse_answer(argv, data):
 
 def test_present_adds_with_one_bundle(ansible_exit, monkeypatch):
     script = Script({"dump-flows": lambda argv, data: (0, DUMP_ONE if "cookie=" in argv[-1] else DUMP_ALL, ""),
-                     "parse-flows": parse_answer})
+                     "parse-flows": parse_answer,
+                     "dpif/show": (0, "system@ovs-system: hit:0 missed:0\n  br0:\n    br0 65534/0: (internal)\n", "")})
     out = run_module(openflow_flows, {"switch": "br0", "cookie": "0xf5000000000000a1",
                                       "flows": ["dl_type=0x0800,priority=5,actions=output:1",
                                                 "priority=6,tcp,actions=drop"]}, script, monkeypatch)
@@ -117,9 +118,11 @@ def test_present_adds_with_one_bundle(ansible_exit, monkeypatch):
     assert ["/usr/bin/ovs-ofctl", "-O", "OpenFlow14", "--no-names", "--timeout=60", "dump-flows", "br0",
             "cookie=0xf5000000000000a1/0xffffffffffffffff"] in argvs
     assert ["/usr/bin/ovs-ofctl", "-O", "OpenFlow14", "--no-names", "parse-flows", "-"] in argvs
-    assert argvs[-1] == ["/usr/bin/ovs-ofctl", "-O", "OpenFlow14", "--no-names", "--timeout=60", "--bundle",
+    assert argvs[-2] == ["/usr/bin/ovs-ofctl", "-O", "OpenFlow14", "--no-names", "--timeout=60", "--bundle",
                          "add-flows", "br0", "-"]
-    assert script.calls[-1][1] == "add cookie=0xf5000000000000a1,priority=6,tcp,actions=drop\n"
+    assert script.calls[-2][1] == "add cookie=0xf5000000000000a1,priority=6,tcp,actions=drop\n"
+    # then the datapath of the bridge's Open vSwitch is looked at (a kernel one here: not purged)
+    assert argvs[-1] == ["ovs-appctl", "dpif/show"] and r["datapath"] == "kernel datapath"
 
 
 def test_check_mode_sends_no_bundle(ansible_exit, monkeypatch):
@@ -232,9 +235,9 @@ def test_flow_cookies_argv_and_bundle_text(ansible_exit, monkeypatch):
     assert parse == ["priority=10,tcp,actions=output:1\npriority=9,tcp,actions=output:2\npriority=8,udp,actions=output:3\n"]
     # the whole table is read too (an add must not overwrite a flow outside the range)
     assert ["/usr/bin/ovs-ofctl", "-O", "OpenFlow14", "--no-names", "--timeout=60", "dump-flows", "br0"] in argvs
-    assert argvs[-1] == ["/usr/bin/ovs-ofctl", "-O", "OpenFlow14", "--no-names", "--timeout=60", "--bundle",
+    assert argvs[-2] == ["/usr/bin/ovs-ofctl", "-O", "OpenFlow14", "--no-names", "--timeout=60", "--bundle",
                          "add-flows", "br0", "-"]
-    assert script.calls[-1][1] == ("delete_strict table=0,priority=10,udp\n"
+    assert script.calls[-2][1] == ("delete_strict table=0,priority=10,udp\n"
                                    "delete_strict table=0,priority=9,tcp\n"
                                    "add cookie=0xf5c000000000b002,priority=9,tcp,actions=output:2\n"
                                    "add cookie=0xf5c000000000b002,priority=8,udp,actions=output:3\n")
