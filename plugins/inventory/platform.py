@@ -328,6 +328,8 @@ groups:
 import hashlib
 import json
 
+import yaml
+
 from ansible import constants as C
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
@@ -365,6 +367,25 @@ SUFFIXES = ('.flowstream.yml', '.flowstream.yaml')
 CACHE_FORMAT = 1
 
 
+def yaml_syntax_error(path):
+    """``<path>:<line>:<column>: not valid YAML - <what>`` when the file is not YAML (a syntax
+    error: the file is only parsed, tags are not resolved), else None."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            yaml.compose(handle, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        what = err.problem or err.context or "a syntax error"
+        if err.context and err.problem:
+            start = err.context_mark
+            what += f" ({err.context}" + (f" that starts at line {start.line + 1}, column {start.column + 1}" if start else "") + ")"
+        return f"{where}: not valid YAML - {what}"
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return None
+
+
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     """Inventory from a Flowstream platform description (``*.flowstream.yml``)."""
 
@@ -399,6 +420,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         try:
             return self._read_config_data(path)
         except AnsibleError as exc:
+            # not YAML at all: Ansible's message names the file only; ours the line and column
+            located = yaml_syntax_error(path)
+            if located:
+                raise AnsibleParserError(located) from None
             # Ansible's own option checks failed (no 'platform', a mapping where a list
             # belongs, a wrong 'plugin'...). Our validation names the file, entity and field,
             # and finds every other problem too; fall back to Ansible's message if it passes.

@@ -444,11 +444,12 @@ class PortNames:
         text = _PORT_CTX_RE.sub(ctx, text)
 
         def members(m):
+            items, wrap = _member_list(m.group("list"))
             out = []
-            for member in m.group("list").split(","):
+            for member in items:
                 number = self._lookup(member.strip(), where, strict=True) if member.strip() else None
                 out.append(member if number is None else number)
-            return "members:" + ",".join(out)
+            return "members:" + wrap % ",".join(out)
 
         text = _MEMBERS_RE.sub(members, text)
 
@@ -486,9 +487,18 @@ class PortNames:
             if not m.group("post"):
                 self._lookup(m.group("val"), where, strict=True)
         for m in _MEMBERS_RE.finditer(text):
-            for member in m.group("list").split(","):
+            for member in _member_list(m.group("list"))[0]:
                 if member.strip():
                     self._lookup(member.strip(), where, strict=True)
+
+
+def _member_list(text):
+    """The ports of a ``bundle``/``bundle_load`` action's ``members:`` list and how the list was
+    written: ``2,3`` or, as ovs-ofctl also takes it, ``[2,3]`` (the brackets kept as they were)."""
+    inner = text.strip()
+    if inner.startswith("[") and inner.endswith("]"):
+        return inner[1:-1].split(","), "[%s]"
+    return text.split(","), "%s"
 
 
 def needs_port_names(texts):

@@ -464,3 +464,24 @@ def test_over_an_explicit_unix_target(bridge):
     assert ok(module("openflow_flows", args))["changed"] is False
     # the bridge name and the unix: target are the same switch
     assert ok(module("openflow_flows", dict(args, switch=bridge.name)))["changed"] is False
+
+
+def test_one_table_managed_at_openflow14_and_15_in_turn_is_no_change(bridge):
+    """The same flows, the table managed at OpenFlow 1.4 and then at 1.5 and back: nothing to
+    change either way, though the two versions print some actions differently (a masked 128-bit
+    ``ct_label`` set_field is ``load:...->NXM_NX_CT_LABEL[96..103]`` at 1.3/1.4); a ``bundle_load``
+    whose ``members:`` list is in brackets (as ovs-ofctl takes it) names ports by name too; and the
+    bundle that changed the table says what it did to the bridge's userspace datapath."""
+    p1, p2 = sorted(bridge.ports)[:2]
+    flows = ["priority=5,ip,actions=ct(commit,exec(set_field:0x1000000000000000000000000/0xff000000000000000000000000->ct_label)),"
+             "output:%s" % p1,
+             "priority=6,udp,actions=bundle_load(eth_src,0,hrw,ofport,NXM_NX_REG0[],members:[%s,%s])" % (p1, p2)]
+    first = ok(module("openflow_flows", flows_args(bridge, flows, state="replaced", openflow_version="OpenFlow14")))
+    assert first["changed"] and first["counts"]["flows_added"] == 2 and first["datapath"] == "purged", first
+    # (ovs-ofctl prints the list without the brackets)
+    members = "members:%d,%d" % (bridge.ports[p1], bridge.ports[p2])
+    assert any(members in line for line in bridge.flows("cookie=%s/-1" % COOKIE)), bridge.flows("cookie=%s/-1" % COOKIE)
+    for version in ("OpenFlow15", "OpenFlow14", "OpenFlow15"):
+        r = ok(module("openflow_flows", flows_args(bridge, flows, state="replaced", openflow_version=version), diff=True))
+        assert r["changed"] is False and r["counts"]["flows_unchanged"] == 2, (version, r)
+        assert "datapath" not in r, r

@@ -266,6 +266,21 @@ def test_missing_plugin_key(tmp_path):
     assert error_lines(path, data) == ["plugin is required: 'plugin: flowstream.platform.platform'"]
 
 
+def test_a_yaml_syntax_error_names_line_and_column(tmp_path):
+    """A description that is not YAML at all: the file, the line and column where the parser
+    stopped, what it expected, and where the construct it was in began; nothing is added."""
+    text = yaml.safe_dump(lab(), sort_keys=False).replace("name: lab\n", "name: [lab\n", 1)
+    path = write(tmp_path, text)
+    broken = next(i for i, line in enumerate(text.splitlines(), 1) if line.endswith("name: [lab"))
+    inventory = InventoryData()
+    with pytest.raises(AnsibleParserError) as info:
+        inventory_loader.get(PLUGIN).parse(inventory, DataLoader(), str(path), cache=False)
+    assert_nothing_added(inventory)
+    message = info.value.message
+    assert message.startswith(f"{path}:{broken + 1}:") and "not valid YAML - expected ',' or ']'" in message, message
+    assert f"while parsing a flow sequence that starts at line {broken}, column" in message, message
+
+
 def test_inventory_manager_fails_on_bad_description(tmp_path):
     data = lab()
     data['module_hosts'][0]['capacity'] = {'cpu': 1, 'memory': '2G'}

@@ -268,6 +268,11 @@ PORTS = [Port("1", "web-left"), Port("2", "web-right"), Port("3", "ids"), Port("
      "ip,actions=enqueue:3:3,resubmit(1,2),output(port=3,max_len=100)"),
     ("ip,actions=bundle(eth_src,0,hrw,ofport,members:web-left,web-right)",
      "ip,actions=bundle(eth_src,0,hrw,ofport,members:1,2)"),
+    # a members: list in brackets, as ovs-ofctl also takes it (numbers and names, the brackets kept)
+    ("ip,actions=bundle_load(eth_src,0,hrw,ofport,NXM_NX_REG0[],members:[web-left, web-right])",
+     "ip,actions=bundle_load(eth_src,0,hrw,ofport,NXM_NX_REG0[],members:[1,2])"),
+    ("ip,actions=bundle_load(eth_src,0,hrw,ofport,NXM_NX_REG0[],members:[1,2])",
+     "ip,actions=bundle_load(eth_src,0,hrw,ofport,NXM_NX_REG0[],members:[1,2])"),
     ("ip,actions=output:NXM_NX_REG0[0..15]", "ip,actions=output:NXM_NX_REG0[0..15]"),
     ("in_port=LOCAL,actions=LOCAL,normal", "in_port=LOCAL,actions=LOCAL,normal"),
     ("in_port=br0,actions=clone(output:ids),drop", "in_port=LOCAL,actions=clone(output:3),drop"),
@@ -283,6 +288,13 @@ def test_unknown_port_name_lists_the_ports():
     with pytest.raises(of.OpenFlowError, match=r"flows\[4\] names port 'nope', which the switch does not have "
                                                r"\(ports: br0=LOCAL, ids=3, web-left=1, web-right=2\)"):
         of.PortNames(PORTS).resolve("in_port=nope,actions=drop", "flows[4]")
+
+
+def test_an_unknown_port_in_a_bracketed_members_list_is_named_without_the_bracket():
+    with pytest.raises(of.OpenFlowError, match=r"flows\[0\] names port 'nope', which the switch does not have"):
+        of.PortNames(PORTS).resolve("ip,actions=bundle(eth_src,0,hrw,ofport,members:[nope,web-left])", "flows[0]")
+    with pytest.raises(of.OpenFlowError, match=r"names port 'nope'"):
+        of.PortNames([]).resolve("ip,actions=bundle(eth_src,0,hrw,ofport,members:[2,nope])", "flows[0]")
 
 
 def test_needs_port_names():
