@@ -441,6 +441,7 @@ class ClickKind(ProcessKind):
         path = config_path(spec.id)
         self.reconfigured = None
         old = None
+        previous = None
         if not holds(path, text):
             try:
                 with open(path, encoding="utf-8") as handle:
@@ -456,7 +457,11 @@ class ClickKind(ProcessKind):
             elif state["running"]:
                 self.log.act("stopped click of %s for its new configuration" % spec.id, self.stop, spec.id)
                 self.reconfigured = {"how": "restart", "why": "it ran without a control socket of this version"}
-        super().ensure(spec, argv=self.argv(spec))
+            if old is not None and state["running"] and spec.running and state.get("argv") and not self.status(spec.id)["running"]:
+                # (stopped for the new configuration: if that one does not stay up, the old one
+                # runs again - its file put back first)
+                previous = {"argv": state["argv"], "restore": lambda: write_atomic(path, old, 0o644)}
+        super().ensure(spec, argv=self.argv(spec), previous=previous)
 
     def reconfigure(self, instance, old, new):
         """A running instance takes ``new``: its elements' config handlers when only arguments

@@ -149,7 +149,12 @@ class ProcessKind:
             if not holds(path, source):
                 self.log.act("installed %s" % path, write_atomic, path, source, 0o755)
 
-    def ensure(self, spec, argv=None):
+    def ensure(self, spec, argv=None, previous=None):
+        """The instance as ``spec`` says. A running program whose command changes is stopped and
+        started with the new one; when that does not stay up, the old one is started again
+        (``previous``: {argv, restore} of a program a subclass stopped itself, ``restore`` putting
+        back the files its old command reads) and the error says it was rolled back - a bad
+        parameter never leaves a running instance stopped."""
         self.validate(spec)
         self.install_programs()
         NamespaceLegs(spec.id, self.log, run=self._run).ensure(spec, up=spec.running)
@@ -157,11 +162,30 @@ class ProcessKind:
         state = self.status(spec.id)
         if state["running"] and (not spec.running or state.get("argv") != argv):
             why = "stopped" if not spec.running else "its command changed"
+            if spec.running and state.get("argv"):
+                previous = {"argv": state["argv"]}
             self.log.act("stopped the supervised program of %s (%s)" % (spec.id, why), self.stop, spec.id)
             state = {"running": False}
         if spec.running and not state["running"]:
             shown = " ".join(argv[1:3] if argv[0] == self.python else argv[:2])
-            self.log.act("started %s under fs-supervise in %s" % (shown, netns_name(spec.id)), self.start, spec.id, argv)
+            try:
+                self.log.act("started %s under fs-supervise in %s" % (shown, netns_name(spec.id)), self.start, spec.id, argv)
+            except InstanceError as exc:
+                if not previous:
+                    raise
+                self._roll_back(spec.id, previous, exc)
+
+    def _roll_back(self, instance, previous, exc):
+        """The new command did not stay up: the old one runs again; raises what went wrong."""
+        try:
+            if previous.get("restore"):
+                self.log.act("put back the running configuration of %s" % instance, previous["restore"])
+            self.log.act("started %s again with its running configuration" % instance, self.start, instance, previous["argv"])
+        except (InstanceError, OSError) as again:
+            raise InstanceError(instance, exc.field, "%s; starting it again with its running configuration failed too: %s"
+                                % (exc.message, getattr(again, "message", again))) from exc
+        raise InstanceError(instance, exc.field, "%s - rolled back: it runs with its running configuration again, "
+                            "nothing of the new one is in place" % exc.message) from exc
 
     def start(self, instance, argv):
         os.makedirs(run_dir(instance), exist_ok=True)

@@ -208,6 +208,11 @@ notes:
     elements' C(config) handlers when only their arguments changed, else the driver's
     C(hotconfig) (a new router swapped in, queues carried over) - and restarts only when Click
     refuses both. RV(reconfigured) says which.
+  - A running V(process) or V(click) instance whose new command (or configuration) does not stay
+    up is not left stopped - its old command runs again (for Click, with its old configuration
+    file put back), and the task fails saying the change was rolled back. The parameters were
+    checked first, here and on the controller; this covers what only the program can judge (a
+    value an operator's catalogue type allows that its program refuses).
 """
 
 EXAMPLES = r"""

@@ -233,6 +233,17 @@ def test_operator_type_from_the_inventory_catalogue_runs():
     steer("fsl-mh2-tr", 181, 182)
     assert exchange([(40061, 7021)], 100) == {7021: 100}
     assert ok(pm("mh2", **args))["changed"] is False
+    # a value the operator's catalogue allows but the program refuses: the new command does not
+    # stay up, and the running instance is not left stopped - its old command runs again
+    bogus = dict(args)
+    bogus["catalogue"] = {"relay": dict(catalogue["relay"])}
+    bogus["catalogue"]["relay"]["params"] = {"mode": {"type": "str", "choices": ["wire", "monitor", "bogus"], "default": "wire"}}
+    bogus["params"] = {"mode": "bogus"}
+    bad = failed(pm("mh2", **bogus))
+    assert "did not stay up" in bad["msg"] and "rolled back: it runs with its running configuration again" in bad["msg"], bad
+    again = ok(pm("mh2", **args))
+    assert again["changed"] is False and again["instance"]["state"] == "running", again
+    assert exchange([(40062, 7022)], 100) == {7022: 100}
     clash = dict(args)
     clash.update(instance="urel2", vlans={"left": 183, "right": 184}, catalogue={"wire": catalogue["relay"]})
     bad = failed(pm("mh2", **clash))

@@ -234,3 +234,69 @@ def test_packet_rates_count_what_the_bridge_sent_into_both_legs_over_the_sample(
     assert instances["fw1"]["pps"] == 8000          # (3000 + 1000) packets in 0.5 s
     assert instances["mon1"]["pps"] == 0            # a counter that went back (a port made again) counts nothing
     assert "pps" not in instances["half"] and "pps" not in instances["bare"]   # a leg not read twice: no rate
+
+
+# -- a new command that does not stay up: the running one runs again --------------------------------
+
+class _Legs:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def ensure(self, *args, **kwargs):
+        pass
+
+
+def _fake_process_kind(monkeypatch, fails_too=False):
+    from ansible_collections.flowstream.platform.plugins.module_utils import _kind_process
+    monkeypatch.setattr(_kind_process, "NamespaceLegs", _Legs)
+
+    class Fake(_kind_process.ProcessKind):
+        def __init__(self):
+            super().__init__(ActionLog())
+            self.running, self.started = ["prog", "--old"], []
+
+        def validate(self, spec):
+            pass
+
+        def install_programs(self):
+            pass
+
+        def argv(self, spec):
+            return ["prog", "--new"]
+
+        def status(self, instance):
+            return {"running": self.running is not None, "argv": self.running}
+
+        def stop(self, instance):
+            self.running = None
+
+        def start(self, instance, argv):
+            self.started.append(argv)
+            if argv == ["prog", "--new"] or fails_too:
+                raise InstanceError(instance, "process", "the program did not stay up; its log says: bad option")
+            self.running = argv
+    return Fake()
+
+
+def test_a_new_command_that_does_not_stay_up_rolls_back_to_the_running_one(monkeypatch):
+    kind = _fake_process_kind(monkeypatch)
+    with pytest.raises(InstanceError, match=r"instance fw1: process: the program did not stay up; its log says: bad option - "
+                                            r"rolled back: it runs with its running configuration again"):
+        kind.ensure(spec(kind="process"))
+    assert kind.started == [["prog", "--new"], ["prog", "--old"]] and kind.running == ["prog", "--old"]
+    assert [a for a in kind.log.actions if "again" in a] == ["started fw1 again with its running configuration"]
+
+
+def test_a_roll_back_that_fails_too_says_both(monkeypatch):
+    kind = _fake_process_kind(monkeypatch, fails_too=True)
+    with pytest.raises(InstanceError, match=r"bad option; starting it again with its running configuration failed too"):
+        kind.ensure(spec(kind="process"))
+    assert kind.running is None
+
+
+def test_an_instance_that_was_not_running_has_nothing_to_roll_back_to(monkeypatch):
+    kind = _fake_process_kind(monkeypatch)
+    kind.running = None
+    with pytest.raises(InstanceError) as info:
+        kind.ensure(spec(kind="process"))
+    assert "rolled back" not in str(info.value) and kind.started == [["prog", "--new"]]
