@@ -557,23 +557,26 @@ def check_target(target):
     return "bridge"
 
 
-def _appctl_target(target):
-    """``ovs-appctl`` argv that reaches the ovs-vswitchd holding a LOCAL OpenFlow target (a
-    bridge name: the default daemon; ``unix:<rundir>/<bridge>.mgmt``: the daemon whose pid file is
-    in that rundir), or None for a remote switch (tcp:, ssl:)."""
+def _local_daemon(target):
+    """(``ovs-appctl`` argv that reaches the ovs-vswitchd holding a LOCAL OpenFlow target, the
+    bridge it names) - a bridge name: the default daemon; ``unix:<rundir>/<bridge>.mgmt``: the
+    daemon whose pid file is in that rundir (bridge None for a socket of another name) - or None
+    for a remote switch (tcp:, ssl:)."""
     kind = check_target(target)
     if kind == "bridge":
-        return ["ovs-appctl"]
+        return ["ovs-appctl"], target
     if kind != "unix":
         return None
-    rundir = os.path.dirname(target[len("unix:"):])
+    path = target[len("unix:"):]
+    name = os.path.basename(path)
+    bridge = name[:-len(".mgmt")] if name.endswith(".mgmt") else None
+    rundir = os.path.dirname(path)
     try:
         with open(os.path.join(rundir, "ovs-vswitchd.pid"), encoding="ascii") as handle:
-            pid = int(handle.read().strip())
+            control = os.path.join(rundir, "ovs-vswitchd.%d.ctl" % int(handle.read().strip()))
     except (OSError, ValueError):
-        return ["ovs-appctl"]
-    control = os.path.join(rundir, "ovs-vswitchd.%d.ctl" % pid)
-    return ["ovs-appctl", "-t", control] if os.path.exists(control) else ["ovs-appctl"]
+        return ["ovs-appctl"], bridge
+    return (["ovs-appctl", "-t", control] if os.path.exists(control) else ["ovs-appctl"]), bridge
 
 
 def _datapath_type(dpif_show, bridge):
@@ -609,11 +612,10 @@ def refresh_datapath(target, runner=None):
     long as traffic kept that datapath flow alive (16 s, until the next change). Purging costs
     one upcall per active flow; nothing is lost (the userspace datapath handles the upcall of
     the packet that misses)."""
-    appctl = _appctl_target(target)
-    if appctl is None:
+    local = _local_daemon(target)
+    if local is None:
         return "remote switch"
-    bridge = os.path.basename(target[len("unix:"):])[:-len(".mgmt")] if target.startswith("unix:") and target.endswith(".mgmt") \
-        else (None if target.startswith("unix:") else target)
+    appctl, bridge = local
     run = runner or (lambda argv: run_subprocess(argv, timeout=30))
     try:
         rc, out, err = run(appctl + ["dpif/show"])
