@@ -1014,16 +1014,99 @@ def group_result(probe_result, name):
             "totals": group.get("totals") or {}, "rate": group.get("rate") or {}}
 
 
+def leg_path(chain, after, before=None, hosts=None):
+    """The probe's way through ``chain``, counted at its instances' legs: per step on its main path
+    (steps only split traffic visits are left out), in order, each instance with the packets its
+    host bridge sent into its left leg (``into``) and took from its right leg (``out``) between the
+    ``before`` and ``after`` module_host_info results (one per host, named by ``hosts`` in the same
+    order) - the forward direction, the probe's. A black box step is there, not counted (its
+    ports are the switch's). A trial's candidate or a warm spare counts with the step it stands
+    in for. A count is None where an instance's legs were not read both times."""
+    def by_instance(reports):
+        out = {}
+        for n, report in enumerate(reports or []):
+            host = hosts[n] if hosts and n < len(hosts) else None
+            for inst, info in ((report or {}).get("instances") or {}).items():
+                if info.get("chain") == chain.get("name"):
+                    out[inst] = (host, info)
+        return out
+
+    now, then = by_instance(after), by_instance(before)
+
+    def delta(inst, leg, key):
+        if inst not in then:
+            return None
+        a, b = (((rep[inst][1].get("legs") or {}).get(leg) or {}).get(key) for rep in (now, then))
+        return None if a is None or b is None else max(int(a) - int(b), 0)
+
+    path = []
+    for step in chain.get("steps") or []:
+        if step.get("only_split"):
+            continue
+        name = step.get("name")
+        if step.get("blackbox"):
+            path.append({"step": name, "blackbox": step["blackbox"]})
+            continue
+        mine = sorted(i for i, (_h, info) in now.items() if str(info.get("step")).split("~", maxsplit=1)[0] == name)
+        path.append({"step": name, "instances": [
+            {"instance": i, "host": now[i][0], "kind": now[i][1].get("kind"),
+             "into": delta(i, "left", "tx_packets"), "out": delta(i, "right", "rx_packets")} for i in mine]})
+    return path
+
+
+def _step_label(entry):
+    return "step %s (%s)" % (entry["step"], ", ".join(
+        "%s, %s%s" % (i["instance"], i["kind"] or "?", " on %s" % i["host"] if i["host"] else "") for i in entry["instances"])
+        or "no instance found")
+
+
+def where_lost(path, lost):
+    """Where on ``path`` (:func:`leg_path`) the first half of ``lost`` packets went missing: a step
+    whose instances took that many more in than they gave out, or between two counted steps, or
+    a step nothing reached; None when the legs' counts do not show it (e.g. lost at a black box
+    or on the way to the sink)."""
+    need, prev = max(1, int(lost) // 2), None
+    for entry in path:
+        counts = [(i["into"], i["out"]) for i in entry.get("instances") or []]
+        if "blackbox" in entry or not counts or any(c is None for pair in counts for c in pair):
+            if "blackbox" not in entry and not counts:
+                return "%s: no instance of it reported its legs" % _step_label(entry)
+            prev = None         # not counted: the comparison starts again after it
+            continue
+        into, out = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        label = _step_label(entry)
+        if prev is None and into == 0:
+            return "nothing reached %s" % label
+        if prev is not None and prev[1] - into >= need:
+            return "between %s and %s: %d packets left the one, %d reached the other" % (prev[0], label, prev[1], into)
+        if into - out >= need:
+            return "in %s: %d packets in, %d out" % (label, into, out)
+        prev = (label, out)
+    return None
+
+
+def path_line(path):
+    """``path`` (:func:`leg_path`) in one line: ``vnf gue1a@mh1 3000>2990 | box: black box bb1``."""
+    def count(value):
+        return "?" if value is None else str(value)
+    return " | ".join(
+        "%s: black box %s" % (e["step"], e["blackbox"]) if "blackbox" in e else "%s %s" % (e["step"], " ".join(
+            "%s%s %s>%s" % (i["instance"], "@%s" % i["host"] if i["host"] else "", count(i["into"]), count(i["out"]))
+            for i in e["instances"]) or "-") for e in path)
+
+
 VERIFY_PROBLEMS = 3           # the crossing problems a chain's verdict names (then: how many more)
 VERIFY_HEADER = "chain    flows     pps     sent received   lost  reord   dup   gap(ms)  parallel"
 
 
-def chain_verdicts(probe_result, chains, after, before=None):
+def chain_verdicts(probe_result, chains, after, before=None, hosts=None):
     """Each chain of one grouped probe run (a group per chain, named after it) judged on its own:
     its loss, reordering and duplicates against its ``verify`` limits (``max_lost``,
     ``max_reordered``: 0 unless given; duplicates: 0), and its flows' crossings of its monitored
     steps (:func:`crossing_report` with the monitors' counters read ``before`` and ``after``).
-    Returns {ok, chains: [{chain, ok, problems, figures, instances}], table: [header, row per chain]}:
+    A chain that lost more than it may also says where, from its instances' leg counters
+    (:func:`leg_path`, :func:`where_lost`; ``hosts`` names the hosts of ``after``/``before``).
+    Returns {ok, chains: [{chain, ok, problems, figures, path, instances}], table: [header, row per chain]}:
     a chain that failed names itself and what went wrong; the others still report."""
     out, table = [], [VERIFY_HEADER]
     for chain in chains or []:
@@ -1039,6 +1122,11 @@ def chain_verdicts(probe_result, chains, after, before=None):
                 problems.append("%d packets %s (at most %d)" % (totals[figure], figure, int(limit)))
         if not totals.get("sent"):
             problems.append("the probe sent nothing on the chain's ports")
+        path = leg_path(chain, after, before, hosts) if before is not None else []
+        if int(totals.get("lost") or 0) > int(verify.get("max_lost", 0)) and path:
+            where = where_lost(path, totals["lost"])
+            problems.append("where: %s (packets in>out at each instance's legs: %s)" % (
+                where or "not seen at the instances' legs", path_line(path)))
         crossing = crossing_report(mine, instances_by_step(after, name),
                                    instances_by_step(before, name) if before is not None else None)
         problems += crossing["problems"][:VERIFY_PROBLEMS]
@@ -1064,7 +1152,7 @@ def chain_verdicts(probe_result, chains, after, before=None):
             name, len(mine["flows"]), figures["achieved_pps"] or 0, totals.get("sent") or 0, totals.get("received") or 0,
             totals.get("lost") or 0, totals.get("reordered") or 0, totals.get("duplicated") or 0,
             totals.get("max_gap_ms") or 0, parallel))
-        out.append({"chain": name, "ok": not problems, "problems": problems, "figures": figures,
+        out.append({"chain": name, "ok": not problems, "problems": problems, "figures": figures, "path": path,
                     "said": "chain %s: %s" % (name, "; ".join(problems) if problems else "proven"),
                     "instances": {step: entry["instances"] for step, entry in crossing["steps"].items()}})
     return {"ok": all(c["ok"] for c in out), "chains": out, "table": table}

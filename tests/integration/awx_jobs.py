@@ -156,7 +156,21 @@ class JobRun(AnsibleRun):
         return found
 
     def explain(self):
-        return "%s\nstatus=%s rc=%s\nstdout (tail):\n%s" % (" ".join(self.argv), self.status, self.rc, self.raw[-8000:])
+        """The run, the tail of its output, then (last, where a cut output still shows it) what
+        the tasks of EVIDENCE returned: a failure after a VM's move says how the move went."""
+        seen = []
+        for name in EVIDENCE:
+            for host, res in sorted(self.task_results(name, prefix=True).items()):
+                kept = {k: res[k] for k in EVIDENCE_KEYS if res.get(k) is not None}
+                if kept and not res.get("skipped"):
+                    seen.append("%s [%s]: %s" % (name.rstrip(" ("), host, json.dumps(kept, default=str)[:2000]))
+        return "%s\nstatus=%s rc=%s\nstdout (tail):\n%s\n%s" % (
+            " ".join(self.argv), self.status, self.rc, self.raw[-8000:], "\n".join(seen))
+
+
+# what JobRun.explain shows of a job's task results, and which of their keys
+EVIDENCE = ("The VM moves live, and the switch with it at the switchover (", "How long the chains took to carry traffic")
+EVIDENCE_KEYS = ("msg", "migration_ms", "downtime_ms", "flip", "events", "warnings")
 
 
 def launch(name, inventory="inventory/lab", timeout=1500, **answers):
@@ -180,6 +194,7 @@ def launch(name, inventory="inventory/lab", timeout=1500, **answers):
                  if k.startswith("ANSIBLE_") or k == "PATH"})
     spent("job " + name, started)
     job = JobRun(name, extra, runner)
-    if job.rc == 0:
+    # FSL_KEEP=1 keeps a passed job's runner directory too (its job events and stdout, for a look afterwards)
+    if job.rc == 0 and not os.environ.get("FSL_KEEP"):
         shutil.rmtree(data_dir, ignore_errors=True)
     return job

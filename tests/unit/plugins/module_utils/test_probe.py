@@ -567,3 +567,55 @@ def test_until_carried_names_the_groups_still_losing_when_the_tries_run_out():
     assert (got["attempts"], got["carried"], got["losing"]) == (2, False, [pr.DEFAULT_GROUP])
     assert pr.losing_groups(_run_of({"a": {}, "b": {"received": 0}, "c": {"lost": 1}})) == ["b", "c"]
     assert pr.group_totals({"totals": {"sent": 1}}) == {pr.DEFAULT_GROUP: {"sent": 1}}
+
+
+# --- where a chain lost its packets, from its instances' leg counters ---
+
+def legs_report(instances):
+    """A module_host_info result: {id: (step, kind, (left tx, right rx))} of chain guest."""
+    return {"instances": {i: {"chain": "guest", "step": step, "kind": kind,
+                              "legs": {"left": {"tx_packets": into, "rx_packets": 0},
+                                       "right": {"tx_packets": 0, "rx_packets": out}}}
+                          for i, (step, kind, (into, out)) in instances.items()}}
+
+
+GUEST = {"name": "guest", "verify": {"base_port": 10240},
+         "steps": [{"name": "vnf"}, {"name": "deep", "only_split": True}, {"name": "meter"}, {"name": "box", "blackbox": "bb1"}]}
+
+
+def test_a_chain_that_lost_its_packets_says_in_which_instance_they_stopped_and_shows_the_counts():
+    res = grouped_result({"guest": (8, 3000, 3000, 0)})
+    before = [legs_report({"gue0a": ("vnf", "vm", (100, 100))}), legs_report({"gue1a": ("meter", "click", (100, 100))})]
+    after = [legs_report({"gue0a": ("vnf", "vm", (3140, 100))}), legs_report({"gue1a": ("meter", "click", (100, 100))})]
+    (guest,) = pr.chain_verdicts(res, [GUEST], after, before=before, hosts=["mh1", "mh2"])["chains"]
+    assert not guest["ok"]
+    assert guest["problems"][1] == ("where: in step vnf (gue0a, vm on mh1): 3040 packets in, 0 out (packets in>out at each "
+                                    "instance's legs: vnf gue0a@mh1 3040>0 | meter gue1a@mh2 0>0 | box: black box bb1)")
+    assert [e["step"] for e in guest["path"]] == ["vnf", "meter", "box"]      # the split-only step is not on the path
+
+
+def test_where_lost_names_a_gap_between_steps_a_step_nothing_reached_or_says_it_cannot_see():
+    def path(*steps):
+        return [{"step": name, "blackbox": counts} if isinstance(counts, str) else
+                {"step": name, "instances": [{"instance": "%s-a" % name, "host": "mh1", "kind": "kernel", "into": i, "out": o}
+                                             for i, o in counts]} for name, counts in steps]
+    assert pr.where_lost(path(("fw", [(1000, 1000)]), ("mon", [(10, 10)])), 990) == (
+        "between step fw (fw-a, kernel on mh1) and step mon (mon-a, kernel on mh1): 1000 packets left the one, 10 reached the other")
+    assert pr.where_lost(path(("fw", [(0, 0)]), ("mon", [(0, 0)])), 500) == "nothing reached step fw (fw-a, kernel on mh1)"
+    # parallel instances add up; a few lost (less than half) in one place are not "where"
+    assert pr.where_lost(path(("fw", [(500, 499), (500, 500)]), ("box", "bb1"), ("mon", [(999, 999)])), 40) is None
+    # after a black box the comparison starts again; an instance read only once is not counted
+    assert pr.where_lost(path(("fw", [(500, 500)]), ("box", "bb1"), ("mon", [(20, 20)])), 480) is None
+    assert pr.where_lost(path(("fw", [(None, 500)]), ("mon", [(20, 20)])), 480) is None
+    assert pr.where_lost([{"step": "fw", "instances": []}], 3) == "step fw (no instance found): no instance of it reported its legs"
+    assert pr.path_line(path(("fw", [(None, 5)]), ("box", "bb1"))) == "fw fw-a@mh1 ?>5 | box: black box bb1"
+
+
+def test_a_chain_within_its_limits_or_without_counters_before_says_nothing_of_where():
+    res = grouped_result({"guest": (8, 3000, 0, 0)})
+    after = [legs_report({"gue0a": ("vnf", "vm", (3000, 3000))})]
+    (guest,) = pr.chain_verdicts(res, [GUEST], after, before=[legs_report({"gue0a": ("vnf", "vm", (0, 0))})])["chains"]
+    assert guest["ok"] and guest["path"][0]["instances"][0] == {"instance": "gue0a", "host": None, "kind": "vm",
+                                                                "into": 3000, "out": 3000}
+    (lossy,) = pr.chain_verdicts(grouped_result({"guest": (8, 3000, 3000, 0)}), [GUEST], after)["chains"]
+    assert lossy["problems"] == ["3000 packets lost (at most 0)"] and lossy["path"] == []
