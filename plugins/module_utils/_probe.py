@@ -1017,11 +1017,13 @@ def group_result(probe_result, name):
 def leg_path(chain, after, before=None, hosts=None):
     """The probe's way through ``chain``, counted at its instances' legs: per step on its main path
     (steps only split traffic visits are left out), in order, each instance with the packets its
-    host bridge sent into its left leg (``into``) and took from its right leg (``out``) between the
-    ``before`` and ``after`` module_host_info results (one per host, named by ``hosts`` in the same
-    order) - the forward direction, the probe's. A black box step is there, not counted (its
-    ports are the switch's). A trial's candidate or a warm spare counts with the step it stands
-    in for. A count is None where an instance's legs were not read both times."""
+    host bridge sent into its left leg (``into``), that leg dropped instead (``dropped``: its
+    queue was full - an instance that takes nothing in, e.g. a VM guest that stopped reading) and
+    took from its right leg (``out``) between the ``before`` and ``after`` module_host_info
+    results (one per host, named by ``hosts`` in the same order) - the forward direction, the
+    probe's. A black box step is there, not counted (its ports are the switch's). A trial's
+    candidate or a warm spare counts with the step it stands in for. A count is None where an
+    instance's legs were not read both times (``dropped``: 0 where a leg does not report drops)."""
     def by_instance(reports):
         out = {}
         for n, report in enumerate(reports or []):
@@ -1049,8 +1051,8 @@ def leg_path(chain, after, before=None, hosts=None):
             continue
         mine = sorted(i for i, (_h, info) in now.items() if str(info.get("step")).split("~", maxsplit=1)[0] == name)
         path.append({"step": name, "instances": [
-            {"instance": i, "host": now[i][0], "kind": now[i][1].get("kind"),
-             "into": delta(i, "left", "tx_packets"), "out": delta(i, "right", "rx_packets")} for i in mine]})
+            {"instance": i, "host": now[i][0], "kind": now[i][1].get("kind"), "into": delta(i, "left", "tx_packets"),
+             "dropped": delta(i, "left", "tx_dropped") or 0, "out": delta(i, "right", "rx_packets")} for i in mine]})
     return path
 
 
@@ -1064,34 +1066,41 @@ def where_lost(path, lost):
     """Where on ``path`` (:func:`leg_path`) the first half of ``lost`` packets went missing: a step
     whose instances took that many more in than they gave out, or between two counted steps, or
     a step nothing reached; None when the legs' counts do not show it (e.g. lost at a black box
-    or on the way to the sink)."""
+    or on the way to the sink). What a step's left legs dropped reached it (the bridge handed it
+    over) and did not go in: it counts as lost in that step."""
     need, prev = max(1, int(lost) // 2), None
     for entry in path:
-        counts = [(i["into"], i["out"]) for i in entry.get("instances") or []]
-        if "blackbox" in entry or not counts or any(c is None for pair in counts for c in pair):
+        counts = [(i["into"], i.get("dropped") or 0, i["out"]) for i in entry.get("instances") or []]
+        if "blackbox" in entry or not counts or any(c is None for triple in counts for c in triple):
             if "blackbox" not in entry and not counts:
                 return "%s: no instance of it reported its legs" % _step_label(entry)
             prev = None         # not counted: the comparison starts again after it
             continue
-        into, out = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        into, dropped, out = (sum(c[k] for c in counts) for k in range(3))
         label = _step_label(entry)
-        if prev is None and into == 0:
+        if prev is None and into + dropped == 0:
             return "nothing reached %s" % label
-        if prev is not None and prev[1] - into >= need:
-            return "between %s and %s: %d packets left the one, %d reached the other" % (prev[0], label, prev[1], into)
-        if into - out >= need:
-            return "in %s: %d packets in, %d out" % (label, into, out)
+        if prev is not None and prev[1] - into - dropped >= need:
+            return "between %s and %s: %d packets left the one, %d reached the other" % (
+                prev[0], label, prev[1], into + dropped)
+        if into + dropped - out >= need:
+            return "in %s: %d packets in, %d out%s" % (
+                label, into, out, ", %d more dropped at its left leg (not taken in)" % dropped if dropped else "")
         prev = (label, out)
     return None
 
 
 def path_line(path):
-    """``path`` (:func:`leg_path`) in one line: ``vnf gue1a@mh1 3000>2990 | box: black box bb1``."""
+    """``path`` (:func:`leg_path`) in one line: ``vnf gue1a@mh1 3000>2990 | box: black box bb1``;
+    a left leg's drops follow its count in (``0(+1000 dropped)>0``)."""
     def count(value):
         return "?" if value is None else str(value)
+
+    def into(inst):
+        return count(inst["into"]) + ("(+%d dropped)" % inst["dropped"] if inst.get("dropped") else "")
     return " | ".join(
         "%s: black box %s" % (e["step"], e["blackbox"]) if "blackbox" in e else "%s %s" % (e["step"], " ".join(
-            "%s%s %s>%s" % (i["instance"], "@%s" % i["host"] if i["host"] else "", count(i["into"]), count(i["out"]))
+            "%s%s %s>%s" % (i["instance"], "@%s" % i["host"] if i["host"] else "", into(i), count(i["out"]))
             for i in e["instances"]) or "-") for e in path)
 
 

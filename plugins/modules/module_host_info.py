@@ -85,7 +85,9 @@ instances:
   description:
     - Every instance on the host, by id. C(pps) is the packets per second the host bridge sent
       into its legs (both directions) over O(sample_seconds) - what the planner counts against a
-      host's declared C(pps) capacity when it places, moves or packs the instance.
+      host's declared C(pps) capacity when it places, moves or packs the instance. The legs'
+      counters are ovs-vswitchd's, read live (C(tx_dropped) - what the bridge could not hand to the
+      instance, e.g. a VM whose guest stopped reading).
   returned: always
   type: dict
   sample:
@@ -98,8 +100,10 @@ instances:
       pps: 2400
       resources: {cpu: 0.1, memory: 16}
       legs:
-        left: {port: fs-fw1-l, vlan: 101, port_type: system, rx_packets: 10, tx_packets: 10, rx_bytes: 980, tx_bytes: 980}
-        right: {port: fs-fw1-r, vlan: 102, port_type: system, rx_packets: 10, tx_packets: 10, rx_bytes: 980, tx_bytes: 980}
+        left: {port: fs-fw1-l, vlan: 101, port_type: system, rx_packets: 10, tx_packets: 10, rx_bytes: 980, tx_bytes: 980,
+               rx_dropped: 0, tx_dropped: 0}
+        right: {port: fs-fw1-r, vlan: 102, port_type: system, rx_packets: 10, tx_packets: 10, rx_bytes: 980, tx_bytes: 980,
+                rx_dropped: 0, tx_dropped: 0}
 vlans:
   description: VLAN tags of the host bridge in use (tag to port) and free (as ranges).
   returned: always

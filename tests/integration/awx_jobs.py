@@ -169,8 +169,9 @@ class JobRun(AnsibleRun):
 
 
 # what JobRun.explain shows of a job's task results, and which of their keys
-EVIDENCE = ("The VM moves live, and the switch with it at the switchover (", "How long the chains took to carry traffic")
-EVIDENCE_KEYS = ("msg", "migration_ms", "downtime_ms", "flip", "events", "warnings")
+EVIDENCE = ("The VM moves live, and the switch with it at the switchover (", "The moved VM's legs on its new host (",
+            "How long the chains took to carry traffic")
+EVIDENCE_KEYS = ("msg", "migration_ms", "downtime_ms", "flip", "events", "warnings", "actions", "converged")
 
 
 def launch(name, inventory="inventory/lab", timeout=1500, **answers):

@@ -97,22 +97,6 @@ def test_migrate_moves_an_instance_make_before_break_and_loses_nothing(deployed,
     probe_clean()
 
 
-def guest_crash(host, vm):
-    """The first lines of a kernel BUG, oops or panic in the guest's console log on ``host``, or
-    None. The lab's TCG guests (QEMU 7.2) sometimes come out of a live migration with corrupted
-    memory - with plain virsh too (docs/vm-modules.md) - which is not a fault of the move."""
-    path = "/var/lib/flowstream-lab/hosts/%s/log/libvirt/qemu/fs-%s.console.log" % (host, vm)
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return None
-    for index, line in enumerate(lines):
-        if any(word in line for word in ("BUG", "Oops", "Kernel panic", "general protection fault", "corruption")):
-            return " | ".join(lines[index:index + 4])
-    return None
-
-
 def test_migrate_a_vm_live_moves_the_switch_with_it(deployed):
     where = placement()
     vm = sorted(i for i in where if i.startswith("gue"))[0]
@@ -124,14 +108,14 @@ def test_migrate_a_vm_live_moves_the_switch_with_it(deployed):
     assert row["probed"] and row["sent"] > 0 and row["blackout_ms"] is not None and row["downtime_ms"] is not None, row
     assert row["reordered"] == 0, row
     assert placement()[vm] == [target]
-    crashed = guest_crash(target, vm)
+    crashed = LAB.guest_crash(target, vm)
     if crashed:
         # the guest (not the move) broke: start it afresh so the later tests find the chain working
         on_host(target, "virsh", "destroy", "fs-" + vm, check=False)
         ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))
         pytest.xfail("the lab's TCG guest crashed right after its live migration (docs/vm-modules.md): %s" % crashed)
     again = playbook("playbooks/deploy-chain.yml", *RATE_CAP)     # its verify: the guest's chain carries traffic
-    crashed = guest_crash(target, vm)
+    crashed = LAB.guest_crash(target, vm)
     if again.rc != 0 and crashed:
         on_host(target, "virsh", "destroy", "fs-" + vm, check=False)
         ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))

@@ -29,6 +29,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ansible_cli import TOP, adhoc  # noqa: E402  pylint: disable=wrong-import-position
+from labhosts import crash_lines  # noqa: E402  pylint: disable=wrong-import-position
 import private_lab  # noqa: E402  pylint: disable=wrong-import-position
 
 sys.path.insert(0, str(TOP / "plugins" / "module_utils"))
@@ -152,15 +153,6 @@ def console(host):
         return "(no console log: %s)" % exc
 
 
-def guest_crash(text):
-    """The first lines of a kernel BUG, oops or panic in a guest's console log, or None."""
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if "BUG" in line or "Kernel panic" in line or "corruption" in line or "Oops" in line:
-            return " | ".join(item.strip() for item in lines[i:i + 3])
-    return None
-
-
 def ping(count=1, interval=0.2, wait=1):
     return sh("ip", "netns", "exec", SOURCE_NS, "busybox", "ping", "-q", "-c", count, "-i", interval, "-W", wait, SINK_IP,
               check=False, timeout=count * interval + wait + 10)
@@ -281,7 +273,7 @@ def test_live_migration_flips_the_switch_at_the_switchover(lab):
     # (docs/vm-modules.md: about 1 move in 10-50, with plain virsh migrate too). That is QEMU's, not
     # this module's: the checks of the module go on, the traffic checks are left out, and the test
     # ends as an expected failure that prints the guest's own words.
-    crashed = guest_crash(console("mh2"))
+    crashed = crash_lines(console("mh2"))
     if not crashed:
         # the move cost a short blackout, not the traffic: nothing duplicated, most packets arrived
         assert figures["sent"] > 10000 and figures["duplicated"] == 0

@@ -571,10 +571,11 @@ def test_until_carried_names_the_groups_still_losing_when_the_tries_run_out():
 
 # --- where a chain lost its packets, from its instances' leg counters ---
 
-def legs_report(instances):
-    """A module_host_info result: {id: (step, kind, (left tx, right rx))} of chain guest."""
+def legs_report(instances, dropped=0):
+    """A module_host_info result: {id: (step, kind, (left tx, right rx))} of chain guest, every left
+    leg with ``dropped`` tx_dropped."""
     return {"instances": {i: {"chain": "guest", "step": step, "kind": kind,
-                              "legs": {"left": {"tx_packets": into, "rx_packets": 0},
+                              "legs": {"left": {"tx_packets": into, "rx_packets": 0, "tx_dropped": dropped},
                                        "right": {"tx_packets": 0, "rx_packets": out}}}
                           for i, (step, kind, (into, out)) in instances.items()}}
 
@@ -592,6 +593,17 @@ def test_a_chain_that_lost_its_packets_says_in_which_instance_they_stopped_and_s
     assert guest["problems"][1] == ("where: in step vnf (gue0a, vm on mh1): 3040 packets in, 0 out (packets in>out at each "
                                     "instance's legs: vnf gue0a@mh1 3040>0 | meter gue1a@mh2 0>0 | box: black box bb1)")
     assert [e["step"] for e in guest["path"]] == ["vnf", "meter", "box"]      # the split-only step is not on the path
+
+
+def test_a_guest_that_takes_nothing_in_is_named_by_its_left_legs_drops_not_as_a_step_nothing_reached():
+    # a VM whose guest stopped reading: its tap's queue full, the bridge's packets dropped there
+    res = grouped_result({"guest": (8, 3000, 3000, 0)})
+    before = [legs_report({"gue0a": ("vnf", "vm", (100, 100)), "gue1a": ("meter", "click", (100, 100))}, dropped=5)]
+    after = [legs_report({"gue0a": ("vnf", "vm", (100, 100)), "gue1a": ("meter", "click", (100, 100))}, dropped=3045)]
+    (guest,) = pr.chain_verdicts(res, [GUEST], after, before=before, hosts=["mh1"])["chains"]
+    assert guest["problems"][1].startswith(
+        "where: in step vnf (gue0a, vm on mh1): 0 packets in, 0 out, 3040 more dropped at its left leg (not taken in) "
+        "(packets in>out at each instance's legs: vnf gue0a@mh1 0(+3040 dropped)>0 | meter gue1a@mh1 0(+3040 dropped)>0"), guest
 
 
 def test_where_lost_names_a_gap_between_steps_a_step_nothing_reached_or_says_it_cannot_see():
@@ -616,6 +628,6 @@ def test_a_chain_within_its_limits_or_without_counters_before_says_nothing_of_wh
     after = [legs_report({"gue0a": ("vnf", "vm", (3000, 3000))})]
     (guest,) = pr.chain_verdicts(res, [GUEST], after, before=[legs_report({"gue0a": ("vnf", "vm", (0, 0))})])["chains"]
     assert guest["ok"] and guest["path"][0]["instances"][0] == {"instance": "gue0a", "host": None, "kind": "vm",
-                                                                "into": 3000, "out": 3000}
+                                                                "into": 3000, "dropped": 0, "out": 3000}
     (lossy,) = pr.chain_verdicts(grouped_result({"guest": (8, 3000, 3000, 0)}), [GUEST], after)["chains"]
     assert lossy["problems"] == ["3000 packets lost (at most 0)"] and lossy["path"] == []
