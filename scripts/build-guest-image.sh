@@ -10,7 +10,7 @@
 #
 #   scripts/build-guest-image.sh [--check] [--cache DIR] OUTDIR
 #
-# OUTDIR receives vmlinuz, initrd.img and build-info. Idempotent: the image is rebuilt only when
+# OUTDIR receives vmlinuz, initrd.img, build-info (and apt-offer, apt's answer). Idempotent: the image is rebuilt only when
 # its inputs changed (the kernel package apt offers now, busybox-static's version, this script);
 # the last line of output is "unchanged: ...", "built: ..." or, with --check, "would build: ...".
 # The kernel package is fetched with `apt-get download` into the cache directory (default
@@ -51,17 +51,36 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok in
 busybox_version=$(dpkg-query -W -f='${Version}' busybox-static)
 
 # 1. Which kernel does apt offer now? -------------------------------------------------------
+# apt's answer changes only with its package lists and its configuration: it is kept in
+# OUTDIR/apt-offer beside a key of those files (path, size, mtime) and asked again when the key
+# differs (asking apt-cache twice costs ~1 s; lab-up checks the image on every run).
 kernel_pkg() {
   apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ {print $2; exit}'
 }
-pkg=$(kernel_pkg || true)
-if [ -z "$pkg" ] && [ "$check" = 0 ]; then
-  say "apt does not know linux-image-amd64: running apt-get update"
-  apt-get update -qq >/dev/null 2>&1 || true
+apt_key() {
+  find /var/lib/apt/lists /etc/apt -maxdepth 2 -type f ! -name lock ! -path '*/partial/*' -printf '%p %s %T@\n' 2>/dev/null |
+    sort | sha256sum | cut -d' ' -f1
+}
+memo="$out/apt-offer"
+pkg= version=
+if [ -s "$memo" ] && [ "$(sed -n 1p "$memo")" = "$(apt_key)" ]; then
+  read -r pkg version < <(sed -n 2p "$memo") || true
+fi
+if [ -z "$pkg" ] || [ -z "$version" ]; then
   pkg=$(kernel_pkg || true)
+  if [ -z "$pkg" ] && [ "$check" = 0 ]; then
+    say "apt does not know linux-image-amd64: running apt-get update"
+    apt-get update -qq >/dev/null 2>&1 || true
+    pkg=$(kernel_pkg || true)
+  fi
+  if [ -n "$pkg" ]; then
+    version=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | awk '$1 == "Version:" {print $2; exit}')
+    if [ "$check" = 0 ] && [ -n "$version" ]; then
+      mkdir -p "$out" && printf '%s\n%s %s\n' "$(apt_key)" "$pkg" "$version" > "$memo"
+    fi
+  fi
 fi
 if [ -n "$pkg" ]; then
-  version=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | awk '$1 == "Version:" {print $2; exit}')
   deb="$cache/${pkg}_${version}_amd64.deb"
 else
   # no package lists at all: fall back to the newest package already in the cache

@@ -103,10 +103,11 @@ def playbook(path, *args, inventory="inventory/lab", env=None, timeout=900):
     return AnsibleRun(argv, proc)
 
 
-def killed_at(path, point, *args, inventory="inventory/lab", timeout=300):
-    """Run playbook ``path`` and kill it (SIGKILL, every Ansible worker too) inside the first
-    task whose name starts with ``point``; returns its output up to there. Fails the test when
-    the run ended before the task (or ``timeout`` passed)."""
+def killed_at(path, point, *args, inventory="inventory/lab", timeout=300, inside=0.3):
+    """Run playbook ``path`` and kill it (SIGKILL, every Ansible worker too) ``inside`` seconds
+    after the banner of the first task whose name starts with ``point`` (0: at the banner, so
+    right after the task before it ended on every host); returns its output up to there. Fails
+    the test when the run ended before the task (or ``timeout`` passed)."""
     argv = [str(BIN / "ansible-playbook"), "-i", str(TOP / inventory), str(TOP / path)] + VERIFY_SECONDS + list(args)
     proc = subprocess.Popen(argv, cwd=TOP, env=_env({"ANSIBLE_STDOUT_CALLBACK": "default", "PYTHONUNBUFFERED": "1"}),  # pylint: disable=consider-using-with
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -115,7 +116,7 @@ def killed_at(path, point, *args, inventory="inventory/lab", timeout=300):
     for line in proc.stdout:
         seen.append(line)
         if line.startswith("TASK [" + point):
-            time.sleep(0.3)  # inside the task: its module is running on the hosts
+            time.sleep(inside)  # inside the task: its module is running on the hosts
             # Ansible's workers run in sessions of their own: the group kill misses them, and
             # orphaned they would wait on their pipe for ever. Every descendant dies with it.
             family = descendants(proc.pid)

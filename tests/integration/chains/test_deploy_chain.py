@@ -30,6 +30,9 @@ INSTALL = "Instances of the chains, and the new copies of moving ones ("
 SWITCH_DURING = "The switch's chain flows, one atomic bundle (flows_during, "
 REPLACED = "Instances replaced under the same id on this host, removed first (the id names their ports and namespace) ("
 REMOVED = "Old copies removed once quiet ("
+# the task after the host bridges' bundle of the change (flows_during): a kill at its banner finds
+# the switch and every host bridge in the change's middle state, the final flows not yet written
+AFTER_HOST_BRIDGES = "Old copies quiet, their last state read ("
 
 
 def switch_flows():
@@ -250,19 +253,21 @@ def test_absent_chain_removes_its_flows_and_instances_only(deployed, tmp_path):
     assert len([f for f in back if web in f]) == len([f for f in before_flows if web in f])
 
 
-# deploy-chain killed (SIGKILL, every Ansible worker too) inside these tasks of a change, and run
-# again, under the same probe: with the new instance being made (the append), and with the old
-# one being removed (the removal). The migration's test kills after the switch's bundle; the
+# deploy-chain killed (SIGKILL, every Ansible worker too) at these points of a change, and run
+# again, under the same probe: inside the install of the new instance (the append), right after
+# every host bridge took the change's bundle, before the final flows (the swap: the hazard of a
+# switch and host bridges out of step), and inside the old one's removal (the removal), as
+# (task, seconds after its banner). The migration's test kills inside the switch's bundle; the
 # sweep over every task is bench/crash_sweep.py's (docs/reliability.md).
-KILLED_AT = {"append": INSTALL, "remove": REMOVED}
+KILLED_AT = {"append": (INSTALL, 0.3), "swap": (AFTER_HOST_BRIDGES, 0), "remove": (REMOVED, 0.3)}
 
 
 def test_a_step_appended_removed_and_two_steps_swapped_under_traffic_lose_nothing(deployed, tmp_path):
     """A step added at the end of web and taken out again, then web's ``mon`` and ``shape``
     swapped and put back, each under the probe's traffic: the new copy is in the path before the
     switch moves to it, and what is still inside an old copy when the switch moves on goes on
-    (make-before-break both ways). The append and the removal are first killed half-way (see
-    KILLED_AT): the traffic goes on, the next run converges, and the one after changes nothing.
+    (make-before-break both ways). The append, the swap and the removal are first killed half-way
+    (see KILLED_AT): the traffic goes on, the next run converges, and the one after changes nothing.
     A swap re-assigns the ids that name step positions: each
     replaces instances with another step's under the same id, on another host where one fits -
     and it changes the parallel ``mon``'s hash from one arrival to another, which left a few flows
@@ -280,7 +285,8 @@ def test_a_step_appended_removed_and_two_steps_swapped_under_traffic_lose_nothin
                         ("swap", inventory_with(tmp_path / "swap", swap)), ("back", "inventory/lab")):
         with probe_session(rate=10000) as figures:
             if what in KILLED_AT:
-                killed_at("playbooks/deploy-chain.yml", KILLED_AT[what], "-e", "flowstream_skip_verify=true", inventory=where)
+                point, inside = KILLED_AT[what]
+                killed_at("playbooks/deploy-chain.yml", point, "-e", "flowstream_skip_verify=true", inventory=where, inside=inside)
             run = ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true", inventory=where))
         assert (short + "3a" in LAB.placement()) == (what == "append"), LAB.placement()
         if what in KILLED_AT:
@@ -295,9 +301,10 @@ def test_a_step_appended_removed_and_two_steps_swapped_under_traffic_lose_nothin
         assert {short + "1b", short + "2b"} & set(LAB.placement()) == {short + ("2b" if what == "swap" else "1b")}, LAB.placement()
         print("%s under the probe: %s" % (what, {k: figures.get(k) for k in ("sent", "lost", "reordered", "duplicated")}))
         # the switch's bundle of the change was followed by a purge of its userspace datapath's flows
-        # (after a kill inside the removal the switch had its new table before: nothing to purge)
+        # (after a kill past that bundle - the swap's, the removal's - the killed run purged, and the
+        # re-run finds the switch's table as it must be for that stage: nothing to purge)
         purged = [r.get("datapath") for r in run.task_results(SWITCH_DURING, prefix=True).values() if not r.get("skipped")]
-        assert purged == ["purged"] or (what == "remove" and set(purged) <= {None}), (purged, run.explain())
+        assert purged == ["purged"] or (what in ("swap", "remove") and set(purged) <= {None}), (purged, run.explain())
         # nothing lost or duplicated; a step added or removed has no order barrier (docs/operations.md#known-gaps):
         # under load a few packets are overtaken at the switchover (15 of 224,986 once)
         plan = run.task_results("Where each instance goes, and why")["localhost"]["msg"]
