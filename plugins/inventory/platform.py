@@ -34,6 +34,9 @@ description:
   - The plugin does not set C(ansible_python_interpreter), C(ansible_user) or any credential;
     set them in C(group_vars/) next to the description. Power passwords go in the (vaulted)
     variable C(flowstream_power_password), never in the description.
+  - The YAML files of C(group_vars/) and C(host_vars/) beside the description (the chains, the
+    probe, credentials) are checked for syntax errors too, before Ansible reads them; each one
+    is named with its line and column.
   - The full schema, with examples and the error messages, is in C(docs/platform-description.md)
     of the collection.
 requirements:
@@ -327,6 +330,7 @@ groups:
 
 import hashlib
 import json
+import os
 
 import yaml
 
@@ -367,9 +371,19 @@ SUFFIXES = ('.flowstream.yml', '.flowstream.yaml')
 CACHE_FORMAT = 1
 
 
-def yaml_syntax_error(path):
+def yaml_syntax_error(path, fast=False):
     """``<path>:<line>:<column>: not valid YAML - <what>`` when the file is not YAML (a syntax
-    error: the file is only parsed, tags are not resolved), else None."""
+    error: the file is only parsed, tags are not resolved), else None. ``fast``: parse with
+    libyaml first when it is there, and again in Python only for the message of an error."""
+    if fast and hasattr(yaml, 'CSafeLoader'):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                yaml.compose(handle, Loader=yaml.CSafeLoader)
+            return None
+        except (OSError, UnicodeDecodeError):
+            return None
+        except yaml.YAMLError:
+            pass
     try:
         with open(path, encoding="utf-8") as handle:
             yaml.compose(handle, Loader=yaml.SafeLoader)
@@ -384,6 +398,32 @@ def yaml_syntax_error(path):
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     return None
+
+
+#: Where Ansible's host_group_vars plugin reads the variables beside an inventory source, and
+#: the names it reads there (no extension, .yml, .yaml; JSON is left to Ansible).
+VARS_DIRS = ('group_vars', 'host_vars')
+VARS_SUFFIXES = ('.yml', '.yaml')
+
+
+def vars_files_syntax_errors(path):
+    """``<file>:<line>:<column>: not valid YAML - <what>`` for each file of ``group_vars/`` and
+    ``host_vars/`` beside the description ``path`` (the chains, the probe, credentials) that is
+    not YAML. Ansible's own loader of those files (ansible-core 2.19) says only what the
+    parser expected, with neither the file nor the line."""
+    top = os.path.dirname(os.path.abspath(path))
+    errors = []
+    for sub in VARS_DIRS:
+        for root, dirs, files in os.walk(os.path.join(top, sub)):
+            dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+            for name in sorted(files):
+                stem, ext = os.path.splitext(name)
+                if name.startswith('.') or (ext and ext not in VARS_SUFFIXES) or not stem:
+                    continue
+                located = yaml_syntax_error(os.path.join(root, name), fast=True)
+                if located:
+                    errors.append(located)
+    return errors
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -407,6 +447,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 f'{path}: the {self.NAME} inventory plugin needs the Python library netaddr on '
                 f'the controller (pip install netaddr): {NETADDR_IMPORT_ERROR}')
         config = self._read_description_config(path)
+        # the variable files beside the description are read later, by Ansible, whose message
+        # for a syntax error there names no file: ours names file, line and column, now
+        broken = vars_files_syntax_errors(path)
+        if broken:
+            raise AnsibleParserError('\n'.join(broken))
         description = self._get_description(path, config, cache)
         # Everything is validated: from here on nothing can fail half-way but constructed
         # expressions under strict=true, which is the constructed contract.

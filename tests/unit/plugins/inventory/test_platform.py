@@ -281,6 +281,34 @@ def test_a_yaml_syntax_error_names_line_and_column(tmp_path):
     assert f"while parsing a flow sequence that starts at line {broken}, column" in message, message
 
 
+def test_a_yaml_syntax_error_in_the_variable_files_beside_it_names_file_line_and_column(tmp_path):
+    """group_vars/ and host_vars/ beside the description (the chains, the probe) are checked
+    too: Ansible's own loader of those files names neither the file nor the line. Every broken
+    file is named; other files there (JSON, hidden, editor backups) are Ansible's or nobody's."""
+    path = write(tmp_path, lab())
+    (tmp_path / 'group_vars' / 'all').mkdir(parents=True)
+    (tmp_path / 'host_vars').mkdir()
+    chains = tmp_path / 'group_vars' / 'all' / 'chains.yml'
+    chains.write_text('flowstream_chains:\n  - name: web\n    steps: [\n      - name: fw\n')
+    (tmp_path / 'group_vars' / 'all' / 'lab.yml').write_text('ansible_user: root\n')
+    (tmp_path / 'host_vars' / 'mh1').write_text('a: {b: 1\n')
+    for ignored in ('.hidden.yml', 'notes.json', 'chains.yml~'):
+        (tmp_path / 'group_vars' / ignored).write_text('{[\n')
+    inventory = InventoryData()
+    with pytest.raises(AnsibleParserError) as info:
+        inventory_loader.get(PLUGIN).parse(inventory, DataLoader(), str(path), cache=False)
+    assert_nothing_added(inventory)
+    lines = info.value.message.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"{chains}:4:") and "not valid YAML" in lines[0], lines
+    assert "expected the node content, but found '-'" in lines[0], lines
+    assert lines[1].startswith(f"{tmp_path / 'host_vars' / 'mh1'}:2:") and "not valid YAML" in lines[1], lines
+    # mended, the description parses
+    chains.write_text('flowstream_chains:\n  - name: web\n    steps: [{name: fw}]\n')
+    (tmp_path / 'host_vars' / 'mh1').write_text('a: {b: 1}\n')
+    assert 'mh1' in parse_direct(path, cache=False)[1].hosts
+
+
 def test_inventory_manager_fails_on_bad_description(tmp_path):
     data = lab()
     data['module_hosts'][0]['capacity'] = {'cpu': 1, 'memory': '2G'}
