@@ -40,7 +40,7 @@ from ansible_collections.flowstream.platform.plugins.module_utils._chains import
 DEFAULT_VLAN_RANGE = (100, 4094)
 OBJECTIVES = ("spread", "pack")
 # objective pack (quiet-hours consolidation): its options and their defaults
-PACK_DEFAULTS = {"headroom": 0.2, "keep_free": 1, "min_freed": 1, "min_interval": 0, "last": None, "now": None}
+PACK_DEFAULTS = {"headroom": 0.2, "keep_free": 1, "min_freed": 1, "min_interval": 0, "last": None, "now": None, "freeing": ()}
 METHODS = ("live", "cold")
 # marks a host carries on the platform (module_host_maintenance) -> (takes nothing new, must be emptied)
 MARKS = {None: (False, False), "cordoned": (True, False), "draining": (True, True), "drained": (True, True)}
@@ -656,7 +656,8 @@ def _pack_options(given):
     declared packet rate a packing leaves unused, 0 to 0.9), ``keep_free`` (hosts kept on and empty for a failover,
     declared spares counted), ``min_freed`` (fewer hosts to power off than this: nothing moves),
     ``min_interval`` (seconds; since the ``last`` consolidation - epoch seconds - at ``now``:
-    sooner, nothing moves)."""
+    sooner, nothing moves), ``freeing`` (hosts an earlier power-down marked to free and did not
+    switch off - killed half-way: freed again, whatever their mark)."""
     given = {} if given is None else given
     if not isinstance(given, dict):
         raise PlanError(None, None, "policy.pack must be a mapping (%s), got %r" % (", ".join(PACK_DEFAULTS), given))
@@ -671,6 +672,8 @@ def _pack_options(given):
     for key in ("keep_free", "min_freed"):
         if isinstance(out[key], bool) or not isinstance(out[key], int) or out[key] < 0:
             raise PlanError(None, None, "policy.pack.%s must be a whole number of hosts >= 0, got %r" % (key, out[key]))
+    if not isinstance(out["freeing"], (list, tuple)) or not all(isinstance(h, str) and h for h in out["freeing"]):
+        raise PlanError(None, None, "policy.pack.freeing must be a list of module host names, got %r" % (out["freeing"],))
     for key in ("min_interval", "last", "now"):
         if out[key] is not None and (not _number(out[key]) or out[key] < 0):
             raise PlanError(None, None, "policy.pack.%s must be a number of seconds >= 0%s, got %r"
@@ -690,6 +693,10 @@ def consolidate(states, wanted, policy):
     bins, why_fixed = [], {}
     described = {chain["name"] for chain, _step, _n in wanted.values()}
     candidates = [st for st in states.values() if st.in_service and st.known and not st.fence and not st.draining and not st.spare]
+    # hosts an interrupted power-down was freeing (marked draining or drained by it, still on):
+    # no bin of the packing, their instances are its to move off again, and they go off with the rest
+    freeing = [st for st in states.values() if st.name in opts["freeing"] and st.draining and st.in_service and st.known
+               and not st.fence and not st.spare]
     for st in candidates:
         foreign = [iid for iid, info in st.instances.items() if iid not in wanted and info.get("chain") not in described]
         base_cpu = sum(_milli((st.instances[i].get("resources") or {}).get("cpu")) for i in foreign)
@@ -706,13 +713,15 @@ def consolidate(states, wanted, policy):
                                      base_cpu=base_cpu, base_mem=base_mem, fixed=why_fixed.get(st.name), is_open=not st.cordoned,
                                      pps=None if st.cap_pps is None else int(st.cap_pps * keep), base_pps=base_pps))
     names = set(b.name for b in bins)
+    homes_of = sorted(states.values(), key=lambda st: st in freeing)  # a copy on a host kept on is home first
+    homes_at = names | set(st.name for st in freeing)
     items = []
     for iid, (chain, step, n) in wanted.items():
         if step.get("spare_of"):
             continue
         need = _Need(iid, chain, step, n)
-        home = next((st.name for st in states.values() if iid in st.instances and _matches(st.instances[iid], chain, step) is None
-                     and st.name in names), None)
+        home = next((st.name for st in homes_of if iid in st.instances and _matches(st.instances[iid], chain, step) is None
+                     and st.name in homes_at), None)
         pps = max([_pps_of(st.instances[iid]) for st in states.values() if iid in st.instances] or [0])
         items.append(_consolidate.Item(iid, need.cpu, need.mem, kind=need.kind, switch=need.switch,
                                        group=need.label if step.get("apart") else None, home=home, label="%s (%s)" % (iid, need.label),
@@ -724,9 +733,9 @@ def consolidate(states, wanted, policy):
         chain, step, _n = wanted[item.iid] if item is not None else (None, None, None)
         raise PlanError(chain["name"] if chain else None, step["name"] if step else None,
                         "cannot consolidate with headroom %.0f %%: %s" % (opts["headroom"] * 100, exc)) from None
-    on_before = sorted(st.name for st in candidates if st.instances)
+    on_before = sorted(st.name for st in candidates + freeing if st.instances)
     active = packed["active"]
-    free_after = sorted(names - set(active))
+    free_after = sorted(homes_at - set(active))
     spares_on = sorted(st.name for st in states.values() if st.spare and st.in_service and not st.fence)
     standby_count = max(0, opts["keep_free"] - len(spares_on))
     standby = sorted(sorted(free_after, key=lambda h: (-states[h].cap_cpu, -states[h].cap_mem, h))[:standby_count])
@@ -957,7 +966,19 @@ def _sort_out(states, wanted, by_name, policy, held=(), rates=None):
         if stay:
             kept[iid] = (need, stay[0][0], stay[0][1])
             for state, info in found:
-                if state is not stay[0][0]:
+                if state is stay[0][0]:
+                    continue
+                if _matches(info, chain, step) is None and not need.move and not state.fence:
+                    # the same instance on two hosts: a move an earlier run did not finish (a
+                    # drain, a power-down, a re-spread killed half-way) - resumed towards the copy
+                    # that stays, as an asked one is (its old copy drains, its state comes along);
+                    # a fenced host's copies carry no traffic and nothing is taken from them
+                    drop(iid, state, "moves off %s to %s (an interrupted move, resumed: the copy there exists already)"
+                         % (state.name, stay[0][0].name))
+                    need.previous, need.move = state.name, True
+                    need.why_previous = "an interrupted move, resumed (%s)" % (state.usable_for(need) or "a second copy")
+                    need.previous_vlans = _legs(info)
+                else:
                     drop(iid, state, "a second copy: the one on %s is kept" % stay[0][0].name)
             continue
         for state, info in found:

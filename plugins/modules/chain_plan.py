@@ -154,6 +154,16 @@ options:
           now:
             description: The time now (epoch seconds), for O(policy.pack.min_interval).
             type: float
+          freeing:
+            description:
+              - Module hosts an earlier power-down marked draining or drained to free and did not switch
+                off (it was killed half-way). They are freed again - what still runs there moves off, a
+                second copy left by an interrupted move is resumed - and count among the hosts to power
+                off, so a re-run finishes the job. C(playbooks/power-down.yml) names the hosts whose mark
+                it set itself.
+            type: list
+            elements: str
+            default: []
   rolling:
     description: One wave per draining host (in the order of O(policy.draining)), instead of one
       wave for everything; a VM that libvirt moves always has a wave of its own.

@@ -232,6 +232,41 @@ def test_a_pack_plan_is_a_make_before_break_plan():
     assert out["consolidation"]["worth_it"]
 
 
+def test_a_power_down_killed_half_way_is_finished_by_the_next_run():
+    """Killed after it marked the hosts to free and moved one instance half-way (a copy on each
+    host): the re-run names the hosts it was freeing (``freeing``), resumes that move, makes the
+    rest, and powers off the same hosts; without ``freeing`` those hosts, marked draining, would
+    be no host of the packing and stay on."""
+    request = chains(WEB)
+    hosts = spread_over(four_hosts(), request)
+    policy = {"objective": "pack", "pack": {"keep_free": 0}}
+    first = _deploy.build_plan([WEB], {}, hosts, SWITCHES, {}, policy=copy.deepcopy(policy), only_moves=True)
+    off = first["consolidation"]["power_off"]
+    moves = {m["instance"]: m for wave in first["waves"] for m in wave["moves"]}
+    assert off and len(moves) >= 2
+    half = copy.deepcopy(hosts)
+    for name in off:
+        half[name]["report"]["maintenance"] = {"state": "draining", "since": "2026-12-07T01:00:00Z",
+                                               "reason": "powered off for quiet hours (power-down.yml)"}
+    moved, *rest = sorted(moves)
+    source, target = moves[moved]["from"], moves[moved]["to"]
+    copy_of = copy.deepcopy(half[source]["report"]["instances"][moved])
+    copy_of["legs"] = {"left": {"vlan": 900}, "right": {"vlan": 901}}
+    half[target]["report"]["instances"][moved] = copy_of
+    again = _deploy.build_plan([WEB], {}, half, SWITCHES, {}, only_moves=True,
+                               policy={"objective": "pack", "pack": {"keep_free": 0, "freeing": off}})
+    assert sorted(again["consolidation"]["power_off"]) == sorted(off), again["consolidation"]
+    resumed = {m["instance"]: m for wave in again["waves"] for m in wave["moves"]}
+    assert (resumed[moved]["from"], resumed[moved]["to"]) == (source, target), resumed
+    assert all(resumed[i]["from"] == moves[i]["from"] for i in rest), resumed
+    assert "an interrupted move, resumed" in again["instances"][moved]["reason"], again["instances"][moved]
+    # the hosts it marked, not named: no host of the packing, left on
+    unnamed = plan(request, half, policy={"objective": "pack", "pack": {"keep_free": 0}})
+    assert not set(off) & set(unnamed["consolidation"]["power_off"]), unnamed["consolidation"]
+    with pytest.raises(PlanError, match=r"policy.pack.freeing must be a list of module host names, got 'mh1'"):
+        plan(request, half, policy={"objective": "pack", "pack": {"freeing": "mh1"}})
+
+
 def test_respread_after_a_pack_restores_the_layout_placement_makes_from_empty():
     request = chains(WEB)
     hosts = four_hosts()
