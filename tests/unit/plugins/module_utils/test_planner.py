@@ -412,18 +412,24 @@ def test_instances_that_must_move_are_placed_before_new_ones():
     assert (err.value.chain, err.value.step) == ("aaa", "mon")
 
 
-def test_a_second_copy_of_an_instance_is_an_interrupted_move_resumed():
-    """The same instance on two hosts is what a move killed half-way leaves (a drain, a
-    power-down): one copy stays, the other goes as a moved instance's old copy does (drained,
-    its state carried) - a migrate, not a bare removal."""
+def _with_a_second_copy(**changed):
+    """web's one process monitor deployed, a copy of it (with ``changed`` fields) on another
+    host as well: (the plan then, its id, the host it was placed on, the other host)."""
     request = chains(chain("web", step("mon", "monitor", "process")))
     first = plan(request, THREE)
     hosts = feed_back(first, THREE)
     iid = ids("web", 0, 1)[0]
     kept_on = first["instances"][iid]["host"]
     other = "mh3" if kept_on != "mh3" else "mh2"
-    hosts[other]["report"]["instances"][iid] = copy.deepcopy(hosts[kept_on]["report"]["instances"][iid])
-    result = plan(request, hosts)
+    hosts[other]["report"]["instances"][iid] = dict(copy.deepcopy(hosts[kept_on]["report"]["instances"][iid]), **changed)
+    return plan(request, hosts), iid, kept_on, other
+
+
+def test_a_second_copy_of_an_instance_is_an_interrupted_move_resumed():
+    """The same instance on two hosts is what a move killed half-way leaves (a drain, a
+    power-down): one copy stays, the other goes as a moved instance's old copy does (drained,
+    its state carried) - a migrate, not a bare removal."""
+    result, iid, kept_on, other = _with_a_second_copy()
     first_name, second = min(kept_on, other), max(kept_on, other)
     entry = result["instances"][iid]
     assert (entry["host"], entry["new"], entry["action"]) == (first_name, False, "migrate")
@@ -436,16 +442,7 @@ def test_a_second_copy_of_an_instance_is_an_interrupted_move_resumed():
 def test_a_second_copy_of_another_step_under_the_id_is_replaced_not_moved():
     """A copy under the same id that runs another step (a swap of steps killed half-way) is not
     the same instance: it goes as a second copy, nothing is carried from it."""
-    request = chains(chain("web", step("mon", "monitor", "process")))
-    first = plan(request, THREE)
-    hosts = feed_back(first, THREE)
-    iid = ids("web", 0, 1)[0]
-    kept_on = first["instances"][iid]["host"]
-    other = "mh3" if kept_on != "mh3" else "mh2"
-    stranger = copy.deepcopy(hosts[kept_on]["report"]["instances"][iid])
-    stranger["step"] = "shape"
-    hosts[other]["report"]["instances"][iid] = stranger
-    result = plan(request, hosts)
+    result, iid, kept_on, other = _with_a_second_copy(step="shape")
     entry = result["instances"][iid]
     assert (entry["host"], entry["action"]) == (kept_on, "keep"), entry
     assert result["remove"][iid]["hosts"] == [other]
