@@ -6,6 +6,7 @@
 planner and compiler alone at 1,000 chains on 100 simulated hosts.
 
     .venv/bin/python bench/scale.py [--sizes 3,10,30,100] [--plan-only] [--no-drain] [--keep-lab]
+                                    [--verify-seconds 3]
 
 Run as root from the checkout, with no other lab carrying traffic.
 
@@ -17,8 +18,8 @@ Run as root from the checkout, with no other lab carrying traffic.
 2. **On the lab** (bench/migrate.py's lab, prefix ``fsb``; one switch, three module hosts): for
    each size N, N one-step chains (a kernel ``wire`` each: 0.05 CPU, 16 MiB, so 100 fit the lab's
    hosts as they are), each on its own 16 destination ports, verified with 4 flows at
-   ``max(50, 6000 / N)`` pps each (so all chains together stay within what the lab carries), and
-   timed as whole commands:
+   ``max(50, 6000 / N)`` pps each (so all chains together stay within what the lab carries) for
+   ``--verify-seconds`` (3), and timed as whole commands:
    - ``deploy``: ``deploy-chain.yml -e flowstream_skip_verify=true`` from nothing;
    - ``re-run``: the same again (must say changed=0);
    - ``verify``: ``verify_chains.yml`` - one probe for every chain at once, each judged on its own;
@@ -110,9 +111,9 @@ def planning(count=1000, hosts=100, steps=3):
 
 
 # -- on the lab -----------------------------------------------------------------------------------------
-def chains_file(inv, count, state="present"):
+def chains_file(inv, count, state="present", seconds=3):
     """chains.yml for ``count`` one-step chains (a kernel wire each), every chain on its own 16
-    destination ports, verified at a share of TOTAL_PPS."""
+    destination ports, verified at a share of TOTAL_PPS for ``seconds``."""
     path = Path(inv) / "group_vars" / "all" / "chains.yml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     rate = max(50, TOTAL_PPS // max(count, 1))
@@ -122,7 +123,7 @@ def chains_file(inv, count, state="present"):
         chains.append({"name": "s%03d" % n, "tag": "s%03d" % n, "switch": "sw1", "from": "source", "to": "sink", "state": state,
                        "match": {"udp": True, "nw_src": lab_bench.SOURCE_IP, "nw_dst": lab_bench.SINK_IP, "tp_dst": "0x%x/0xfff0" % port},
                        "steps": [{"name": "w", "type": "wire", "kind": "kernel"}],
-                       "verify": {"rate": rate, "flows": 4, "duration": 3, "base_port": port}})
+                       "verify": {"rate": rate, "flows": 4, "duration": seconds, "base_port": port}})
     data["flowstream_chains"] = chains
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return rate
@@ -141,10 +142,10 @@ def command(inv, name, path, *args, timeout=1800):
     return out
 
 
-def on_lab(inv, sizes, drain):
+def on_lab(inv, sizes, drain, seconds=3):
     rows = []
     for count in sizes:
-        rate = chains_file(inv, count)
+        rate = chains_file(inv, count, seconds=seconds)
         print("%d chains (each 4 flows at %d pps):" % (count, rate), flush=True)
         row = {"chains": count, "rate_per_chain": rate}
         row["deploy"] = command(inv, "deploy", "playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true")
@@ -153,7 +154,7 @@ def on_lab(inv, sizes, drain):
         if drain:
             row["drain"] = command(inv, "drain", "playbooks/drain-host.yml", "-e", "hosts=mh1")
             row["uncordon"] = command(inv, "uncordon", "playbooks/uncordon-host.yml", "-e", "hosts=mh1")
-        chains_file(inv, count, state="absent")
+        chains_file(inv, count, state="absent", seconds=seconds)
         row["remove"] = command(inv, "remove", "playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true")
         rows.append(row)
     return rows
@@ -178,6 +179,7 @@ def main():
     ap.add_argument("--plan-only", action="store_true", help="the planning part only (no lab)")
     ap.add_argument("--no-drain", action="store_true", help="leave out the drain and uncordon")
     ap.add_argument("--keep-lab", action="store_true", help="leave the fsb lab up at the end")
+    ap.add_argument("--verify-seconds", type=float, default=3, help="each chain's verify duration (default 3)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     commit = lab_bench.sh("git", "-C", TOP, "rev-parse", "HEAD", check=False).stdout.strip()
@@ -195,7 +197,7 @@ def main():
         try:
             lab_bench.must(lab_bench.playbook(inv, "playbooks/lab-down.yml"), "lab-down (before)")
             lab_bench.must(lab_bench.playbook(inv, "playbooks/lab-up.yml"), "lab-up")
-            result["lab"] = on_lab(inv, sizes, not args.no_drain)
+            result["lab"] = on_lab(inv, sizes, not args.no_drain, seconds=args.verify_seconds)
         finally:
             result["seconds"] = round(time.monotonic() - t_start, 1)
             lab_bench.lab_down(inv, tmp, args.keep_lab)

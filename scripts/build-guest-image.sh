@@ -38,7 +38,9 @@ die() { printf 'build-guest-image: ERROR: %s\n' "$*" >&2; exit 1; }
 
 # Modules the guest needs, by name; their dependencies are resolved from the kernel's own
 # modules.dep (generated with depmod: the Debian package does not ship it).
-WANTED_MODULES="virtio_pci virtio_net bridge"
+# pvpanic_mmio: the ISA pvpanic device the VM kind gives every domain (ACPI QEMU0001) - a guest
+# that panics tells QEMU, and libvirt ends it (on_crash) instead of leaving it spinning
+WANTED_MODULES="virtio_pci virtio_net bridge pvpanic_mmio"
 # LAB.md's order for virtio-net on Debian 12's 6.1 kernel; compared (not trusted) below.
 LABMD_VIRTIO_ORDER="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net"
 
@@ -152,7 +154,7 @@ order=$(awk -v wanted="$WANTED_MODULES" '
     }
   }' "$kdir/modules.dep") || die "modules.dep of $kver lacks a wanted module: $order"
 names=$(echo "$order" | awk '{printf "%s%s", sep, $1; sep = " "}')
-virtio_order=$(echo "$names" | tr ' ' '\n' | grep -vE '^(bridge|stp|llc)$' | tr '\n' ' ' | sed 's/ $//')
+virtio_order=$(echo "$names" | tr ' ' '\n' | grep -vE '^(bridge|stp|llc|pvpanic|pvpanic_mmio)$' | tr '\n' ' ' | sed 's/ $//')
 if [ "$virtio_order" = "$LABMD_VIRTIO_ORDER" ]; then
   say "module order from modules.dep of $kver: $names (virtio part as LAB.md lists it)"
 else

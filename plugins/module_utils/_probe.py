@@ -76,6 +76,7 @@ SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NS_FROM = 10 ** 12           # a window edge from this value up is in ns, below it in seconds (both CLOCK_REALTIME)
 RECORD_MAGIC = b"FSPREC1\n"
 STOP_CHECK_NS = 50000000     # how often a session's ends look for their stop file (50 ms)
+LINGER_S = 0.05              # after the last packet the sender sent arrived: duplicates still on their way
 
 
 class ProbeError(Exception):
@@ -1523,6 +1524,59 @@ def send(args, out=sys.stdout):  # pylint: disable=too-many-locals,too-many-bran
 # The receiver (I/O)
 # ---------------------------------------------------------------------------------------------
 
+def all_arrived(analyzer, expect):
+    """True when every packet of ``expect`` ({flow: packets sent}) arrived at ``analyzer``."""
+    flows = analyzer.flows
+    for flow, sent in expect.items():
+        if sent and (flow not in flows or flows[flow].unique < sent):
+            return False
+    return True
+
+
+class Settle:
+    """When a receiver whose sender is done stops: once every packet the sender says it sent
+    (``expect``, {flow: packets}; None when unknown) has arrived, after a short linger for
+    duplicates still on their way (``LINGER_S``, or twice the longest one-way latency seen, if
+    longer) - at the latest ``settle`` seconds after the sender was done (``now``). A run that
+    lost nothing ends in milliseconds, not after the whole settle time; one that lost packets
+    still waits the settle time for late ones."""
+
+    CHECK_S = 0.01
+
+    def __init__(self, expect, settle, now):
+        self.expect = None if expect is None else {int(k): int(v) for k, v in expect.items()}
+        self.deadline = now + float(settle)
+        self.until = None
+        self.next_check = now
+
+    def due(self, analyzer, now):
+        """Why the receiver stops now (``all arrived``, ``sender done`` at the deadline), or None."""
+        if self.until is None and self.expect is not None and now >= self.next_check:
+            self.next_check = now + self.CHECK_S
+            if all_arrived(analyzer, self.expect):
+                latency = max([st.lat_max or 0 for st in analyzer.flows.values()] + [0]) / 1e9
+                self.until = min(self.deadline, now + max(LINGER_S, 2 * latency))
+        if self.until is not None and now >= self.until:
+            return "all arrived"
+        if now >= self.deadline:
+            return "sender done"
+        return None
+
+
+def sent_per_flow(report):
+    """{flow: packets sent} from a sender's report (what a receiver settling waits for)."""
+    return {int(f["flow"]): int(f["sent"]) for f in report.get("flows") or []}
+
+
+def expected_of(report_path):
+    """:func:`sent_per_flow` of a sender's report file, or None when it cannot be read."""
+    try:
+        with open(report_path, encoding="utf-8") as handle:
+            return sent_per_flow(json.loads(handle.read()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def socket_drops(socks):
     """Datagrams the kernel dropped on these sockets (receive buffer full), from /proc/net/udp
     of the namespace the receiver runs in; None when it cannot be read."""
@@ -1554,10 +1608,35 @@ class Receiver:
         self.stopped_by = None
         self.last_arrival = None
         self.policy = "normal"
+        self.settling = None        # a Settle once the sender is done
+        self.stdin_buffer = b""
 
     def stop(self, signum=None, frame=None):  # pylint: disable=unused-argument
         self.running = False
         self.stopped_by = self.stopped_by or ("signal %d" % signum if signum else "stop")
+
+    def command(self, chunk, now):
+        """Lines from stdin: ``stop``, or ``settle SECONDS {flow: sent}`` (the sender is done: stop
+        once its packets arrived, at most SECONDS later). End of file stops a receiver that was
+        not told to settle; one that settles goes on to the settle's end. Returns False at end of
+        file (stdin is not read again)."""
+        self.stdin_buffer += chunk
+        lines = self.stdin_buffer.split(b"\n")
+        self.stdin_buffer = b"" if not chunk else lines.pop()
+        for line in lines:
+            words = line.strip().split(None, 2)
+            if not words:
+                continue
+            if words[0] == b"settle" and len(words) == 3:
+                try:
+                    self.settling = Settle(json.loads(words[2]), float(words[1]), now)
+                    continue
+                except (ValueError, TypeError):
+                    pass
+            self.stop()
+        if not chunk and self.settling is None:
+            self.stop()
+        return bool(chunk)
 
     def open(self):
         socks = []
@@ -1632,22 +1711,21 @@ class Receiver:
                                    "timestamps": "kernel" if self.kernel_ts else "user"}) + "\n")
         self.out.flush()
         deadline = time.monotonic() + self.args.max_time
-        # a session's receiver: it stops at its stop file, or --settle seconds after the sender's
-        # report appeared (--after), and always at --max-time
+        # a session's receiver: it stops at its stop file, or once the packets of the sender's
+        # report (--after) arrived, at most --settle seconds after it appeared (Settle), and
+        # always at --max-time
         stop_file, after = getattr(self.args, "stop_file", None), getattr(self.args, "after", None)
         settle = getattr(self.args, "settle", None) or 0.0
-        sender_done = None
         next_check = 0.0
         while self.running:
             try:
-                events = sel.select(0.1)
+                events = sel.select(0.1 if self.settling is None else Settle.CHECK_S)
             except InterruptedError:
                 continue
             for key, _mask in events:
                 if key.data is None:
-                    line = os.read(sys.stdin.fileno(), 4096)
-                    if not line or b"stop" in line:
-                        self.stop()
+                    if not self.command(os.read(sys.stdin.fileno(), 1 << 16), time.monotonic()):
+                        sel.unregister(sys.stdin)
                     continue
                 self.drain(key.fileobj, key.data)
             now = time.monotonic()
@@ -1656,10 +1734,11 @@ class Receiver:
                 if stop_file and os.path.exists(stop_file):
                     self.stopped_by = self.stopped_by or "stop-file"
                     self.running = False
-                if after and sender_done is None and os.path.exists(after):
-                    sender_done = now
-            if sender_done is not None and now - sender_done >= settle:
-                self.stopped_by = self.stopped_by or "sender done"
+                if after and self.settling is None and os.path.exists(after):
+                    self.settling = Settle(expected_of(after), settle, now)
+            why = self.settling.due(self.analyzer, now) if self.settling is not None else None
+            if why:
+                self.stopped_by = self.stopped_by or why
                 self.running = False
             if self.args.idle and self.last_arrival is not None and now - self.last_arrival > self.args.idle:
                 self.stopped_by = "idle"
@@ -1890,11 +1969,13 @@ def run_probe(cfg, program=None, python=None):  # pylint: disable=too-many-local
             if sender.returncode != 0:
                 raise ProbeError("the sender failed (rc=%d): %s" % (sender.returncode, (sender.stderr or sender.stdout).strip()[-2000:]))
             sent = _last_json(sender.stdout, "the sender")
-            time.sleep(float(cfg["settle"]))
+            # the receiver stops once what the sender sent arrived, at most settle seconds from now
+            expect = json.dumps(sent_per_flow(sent), separators=(",", ":"))
             try:
-                out, err = receiver.communicate("stop\n", timeout=30)
+                out, err = receiver.communicate("settle %r %s\n" % (float(cfg["settle"]), expect),
+                                                timeout=float(cfg["settle"]) + 30)
             except subprocess.TimeoutExpired as exc:
-                raise ProbeError("the receiver did not stop within 30 s") from exc
+                raise ProbeError("the receiver did not stop within %s s" % (float(cfg["settle"]) + 30)) from exc
             if receiver.returncode != 0:
                 raise ProbeError("the receiver failed (rc=%d): %s" % (receiver.returncode, (err or "").strip()[-2000:]))
             got = _last_json(out, "the receiver")
@@ -2146,18 +2227,49 @@ def owner_pid(start=None, names=("ansible-playbook", "ansible-runner")):
     return found
 
 
+def sweep_orphans(root=SESSION_ROOT):
+    """Remove the directories of sessions that a playbook run started and left behind when it was
+    killed (SIGKILL gives it no chance to stop them): the run that owned the session (its
+    ``watch_pid``, ``stop_with_playbook``) is gone, and neither end still runs - both stop by
+    themselves once their owner is gone. A session without an owner (started by hand or by a
+    test, stopped by whoever started it) is never touched, nor one whose state is not written
+    yet. Returns the ids removed, in order."""
+    removed = []
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return removed
+    for sid in names:
+        if not SESSION_ID.match(sid):
+            continue
+        try:
+            state = load_session(sid, root)
+        except ProbeError:
+            continue
+        owner = (state.get("cfg") or {}).get("watch_pid")
+        if not owner or os.path.exists("/proc/%d" % owner):
+            continue
+        if any(_process_of_session(state, role)[0] for role, _c in ROLES):
+            continue
+        shutil.rmtree(os.path.join(root, sid), ignore_errors=True)
+        removed.append(sid)
+    return removed
+
+
 def start_session(cfg, program=None, python=None, root=SESSION_ROOT, limits=None):  # pylint: disable=too-many-locals
     """Start a background session: the receiver, then the sender, both detached (a session of
     their own), both reporting into files of the session directory ``root/<id>``; return at once
-    with {id, dir, started_ns (CLOCK_REALTIME), pids, settings}. The sender runs until it is
+    with {id, dir, started_ns (CLOCK_REALTIME), pids, settings, swept}. The sender runs until it is
     told to stop (``stop_session``), at most ``duration`` seconds; the receiver ends ``settle``
     seconds after the sender, when told, and always by ``timeout``. ``limits`` and the windows
-    of ``cfg`` are kept for ``stop_session``."""
+    of ``cfg`` are kept for ``stop_session``. First the sessions of killed playbook runs are
+    swept away (``sweep_orphans``; their ids in ``swept``)."""
     cfg = defaults(cfg, session=True)
     program = program or os.path.abspath(__file__)
     python = python or sys.executable
     root = root or SESSION_ROOT
     os.makedirs(root, mode=0o755, exist_ok=True)
+    swept = sweep_orphans(root)
     sid = new_session_id()
     directory = os.path.join(root, sid)
     os.mkdir(directory, 0o700)
@@ -2190,7 +2302,7 @@ def start_session(cfg, program=None, python=None, root=SESSION_ROOT, limits=None
     settings = settings_of(cfg)
     settings.update({"run_id": cfg["run_id"], "timeout": cfg["timeout"], "priority": cfg["priority"]})
     session = {"id": sid, "dir": directory, "started_ns": started_ns,
-               "pids": {role: proc.pid for role, proc in procs.items()}, "settings": settings}
+               "pids": {role: proc.pid for role, proc in procs.items()}, "settings": settings, "swept": swept}
     state = dict(session, version=VERSION, run_id=cfg["run_id"], program=files["program"], python=python, files=files,
                  starttimes=starttimes, settle=float(cfg["settle"]), limits=limits or {},
                  windows=[{"name": w["name"], "start": w["start_ns"], "end": w["end_ns"]} for w in cfg["windows"]],
@@ -2229,7 +2341,10 @@ def stop_session(ref, root=SESSION_ROOT, windows=None, report_timeout=30):  # py
                 pass
         sent = _wait_report(state, "sender", report_timeout)
         if status["receiver"]["state"] == "running":
-            time.sleep(state["settle"])
+            # the receiver ends by itself once the sender's packets arrived, at most settle later
+            deadline = time.monotonic() + state["settle"] + 2 * STOP_CHECK_NS / 1e9
+            while time.monotonic() < deadline and not os.path.exists(files["receiver_report"]):
+                time.sleep(0.01)
         _touch(files["receiver_stop"])
         if _process_of_session(state, "receiver")[0]:
             try:
@@ -2349,15 +2464,17 @@ def build_parser():
     rcv.add_argument("--max-time", type=float, default=600.0, help="stop after this many seconds in any case, default 600")
     rcv.add_argument("--report", help="write the report into this file (renamed into place when complete), not to stdout")
     rcv.add_argument("--stop-file", help="stop when this file appears")
-    rcv.add_argument("--after", help="stop --settle seconds after this file (the sender's report) appears")
-    rcv.add_argument("--settle", type=float, default=0.5, help="with --after: seconds to keep receiving, default 0.5")
+    rcv.add_argument("--after", help="stop once the packets of this file (the sender's report) arrived, at most --settle seconds after it appears")
+    rcv.add_argument("--settle", type=float, default=0.5,
+                     help="with --after: seconds to keep receiving at most (less once all the report's packets arrived), default 0.5")
     rcv.add_argument("--record", help="write every arrival into this file (for windows)")
     run = sub.add_parser("run", help="both ends (ip netns exec), one report: a table and the JSON")
     _plan_args(run, with_defaults=False)
     _send_args(run, with_defaults=False)
     run.add_argument("--source-netns", help="network namespace of the sender")
     run.add_argument("--sink-netns", help="network namespace of the receiver")
-    run.add_argument("--settle", type=float, default=0.5, help="seconds to keep receiving after the sender is done, default 0.5")
+    run.add_argument("--settle", type=float, default=0.5,
+                     help="seconds to keep receiving after the sender is done, at most (less once all arrived), default 0.5")
     run.add_argument("--window", action="append", type=_window_arg, dest="windows", metavar="NAME=START,END",
                      help="judge the packets sent in this part of the run too (CLOCK_REALTIME epoch seconds, or ns from 10**12 "
                      "up); repeat for more")
@@ -2368,7 +2485,8 @@ def build_parser():
     _send_args(start, with_defaults=False, session=True)
     start.add_argument("--source-netns", help="network namespace of the sender")
     start.add_argument("--sink-netns", help="network namespace of the receiver")
-    start.add_argument("--settle", type=float, default=0.5, help="seconds to keep receiving after the sender stopped, default 0.5")
+    start.add_argument("--settle", type=float, default=0.5,
+                       help="seconds to keep receiving after the sender stopped, at most (less once all arrived), default 0.5")
     start.add_argument("--session-root", default=SESSION_ROOT, help="where session directories are made, default %s" % SESSION_ROOT)
     start.add_argument("--window", action="append", type=_window_arg, dest="windows", metavar="NAME=START,END",
                        help="a window to judge when the session is stopped (more can be given then)")

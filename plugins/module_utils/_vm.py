@@ -167,6 +167,10 @@ def desired_xml(spec, domain_uuid=None):
               "  <features><acpi/><apic/></features>",
               "  <on_poweroff>destroy</on_poweroff>",
               "  <on_reboot>restart</on_reboot>",
+              # a guest that panics says so through the pvpanic device below, and libvirt ends it:
+              # it shows as stopped (deploy-chain starts it again) instead of its panicked kernel
+              # spinning on its vCPU - under TCG a whole host core - while libvirt says running;
+              # not restart: a guest that panics as it boots would loop (docs/vm-modules.md)
               "  <on_crash>destroy</on_crash>",
               "  <devices>"]
     if image.get("disk"):
@@ -196,6 +200,7 @@ def desired_xml(spec, domain_uuid=None):
               "    <console type='pty'><target type='serial' port='0'/></console>",
               "    <controller type='usb' model='none'/>",
               "    <memballoon model='none'/>",
+              "    <panic model='isa'><address type='isa' iobase='0x505'/></panic>",
               "  </devices>",
               "</domain>"]
     return "\n".join(lines) + "\n"

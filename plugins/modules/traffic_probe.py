@@ -243,8 +243,12 @@ options:
     default: 64
   settle:
     description:
-      - Seconds the receiver keeps counting after the sender is done, for packets still in
-        flight or queued (a shaper's queue). Packets arriving later count as lost.
+      - Seconds the receiver keeps counting after the sender is done at most, for packets still
+        in flight or queued (a shaper's queue). Packets arriving later count as lost.
+      - The receiver stops sooner once every packet the sender sent has arrived (50 ms later, or
+        twice the longest one-way latency seen, for duplicates still on their way), so a run that
+        lost nothing does not wait the whole settle time (the receiver's C(stopped_by) is then
+        V(all arrived)).
     type: float
     default: 0.5
   warmup:
@@ -275,6 +279,14 @@ options:
         description: Packets per second of each group (of the one group without O(groups)) in a short probe.
         type: float
         default: 200
+      measure:
+        description:
+          - V(false) - the short probes only, no measured run. The result has RV(until_carried)
+            and no RV(probe), and the task does not fail when they ran out (the measured run,
+            a task of its own, says what is lost). verify_chains.yml sends them this way while
+            the module hosts read their counters, in one play.
+        type: bool
+        default: true
   dscp:
     description:
       - DSCP values the packets of every flow cycle through (packet n of a flow gets
@@ -416,7 +428,7 @@ exceeded:
 until_carried:
   description:
     - With O(until_carried), the short probes before the measured run.
-  returned: when O(until_carried) was given and the probe ran
+  returned: when O(until_carried) was given and the probe ran (the only figures with O(until_carried.measure=false))
   type: dict
   contains:
     attempts:
@@ -466,6 +478,13 @@ session:
     settings:
       description: The settings the session runs with (as RV(probe.settings), with C(run_id), C(timeout), C(priority)).
       type: dict
+    swept:
+      description:
+        - With O(state=started) - the ids of sessions left behind by playbook runs that were killed (their owner is
+          gone, neither end runs), whose directories were removed before this session started. Sessions without an
+          owner (started with O(stop_with_playbook=false)) are never removed.
+      type: list
+      elements: str
 probe:
   description: The figures.
   returned: when the probe ran (also when the task fails on a limit)
@@ -809,7 +828,7 @@ def main():
             warmup=dict(type="bool", default=True),
             dscp=dict(type="list", elements="int"),
             until_carried=dict(type="dict", options=dict(tries=dict(type="int", default=30), duration=dict(type="float", default=0.5),
-                                                         rate=dict(type="float", default=200.0))),
+                                                         rate=dict(type="float", default=200.0), measure=dict(type="bool", default=True))),
             priority=dict(type="int", default=0),
             timeout=dict(type="float"),
             max_lost=dict(type="int"),
@@ -866,6 +885,11 @@ def main():
             extra["until_carried"] = _probe.until_carried(
                 cfg, ready["tries"], duration=ready["duration"], rate=ready["rate"],
                 runner=lambda short: _probe.run_probe(short, program=program, python=sys.executable))
+            if not ready["measure"]:
+                got = extra["until_carried"]
+                module.exit_json(changed=False, until_carried=got, msg=(
+                    "every group carried traffic at short probe %d (%s s)" % (got["attempts"], got["seconds"]) if got["carried"] else
+                    "after %d short probes still losing traffic: %s" % (got["attempts"], ", ".join(got["losing"]))))
         result = _probe.run_probe(cfg, program=program, python=sys.executable)
     except _probe.ProbeError as exc:
         module.fail_json(msg="traffic probe: %s" % exc, **extra)

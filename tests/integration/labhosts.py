@@ -25,10 +25,13 @@ class LabHosts:
     def __init__(self, hosts, prefix="fsl", state="/var/lib/flowstream-lab"):
         self.hosts, self.prefix, self.state = tuple(hosts), prefix, state
 
+    def enter(self, host):
+        """The command prefix that runs a command inside ``host`` (its mount and network namespaces)."""
+        return ["nsenter", "--mount=%s/ns/%s.mnt" % (self.state, host), "--net=/run/netns/%s-%s" % (self.prefix, host)]
+
     def run(self, host, *argv, check=True):
         """``argv`` run inside ``host`` (its mount and network namespaces); its stdout."""
-        enter = ["nsenter", "--mount=%s/ns/%s.mnt" % (self.state, host), "--net=/run/netns/%s-%s" % (self.prefix, host)]
-        return subprocess.run(enter + list(argv), capture_output=True, text=True, check=check, timeout=300).stdout
+        return subprocess.run(self.enter(host) + list(argv), capture_output=True, text=True, check=check, timeout=300).stdout
 
     def placement(self, skip=()):
         """{instance: [hosts]}: leg ports on each host bridge, namespaces, libvirt domains (of every
@@ -50,16 +53,26 @@ class LabHosts:
 
     def guest_crash(self, host, iid):
         """The first lines of a kernel BUG, oops or panic in the console log of VM instance ``iid``
-        on ``host``, or None (also for an instance that is no VM). The lab's TCG guests (QEMU 7.2)
-        sometimes come out of a live migration with corrupted memory - with plain virsh too
-        (docs/vm-modules.md) - which is not a fault of the move. The log starts afresh when the
-        guest arrives on a host."""
-        path = "%s/hosts/%s/log/libvirt/qemu/fs-%s.console.log" % (self.state, host, iid)
+        on ``host``, or libvirt's line that it ended the guest as crashed, or None (also for an
+        instance that is no VM). The lab's TCG guests (QEMU 7.2) sometimes come out of a live
+        migration with corrupted memory - with plain virsh too (docs/vm-modules.md) - which is not
+        a fault of the move. The console log starts afresh whenever the guest starts (also when a
+        deploy-chain starts one libvirt ended after its panic); libvirt's own log of the domain
+        keeps that it was ended (``shutting down, reason=crashed``)."""
+        logs = "%s/hosts/%s/log/libvirt/qemu/fs-%s" % (self.state, host, iid)
         try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                return crash_lines(handle.read())
+            with open(logs + ".console.log", encoding="utf-8", errors="replace") as handle:
+                said = crash_lines(handle.read())
+        except OSError:
+            said = None
+        if said:
+            return said
+        try:
+            with open(logs + ".log", encoding="utf-8", errors="replace") as handle:
+                ended = [line.strip() for line in handle if "shutting down, reason=crashed" in line]
         except OSError:
             return None
+        return "libvirt: %s (the guest panicked; its console log was started afresh since)" % ended[-1] if ended else None
 
     def kill_all(self, host):
         """The host dies: SIGKILL to every process in its network or mount namespace (sshd, its

@@ -22,7 +22,9 @@ from traffic import probe_session  # noqa: E402  pylint: disable=wrong-import-po
 
 LAB = LabHosts(("mh1", "mh2", "mh3", "spare1"))
 
-RATE_CAP = ["-e", "flowstream_verify_max_rate=5000"]
+# each chain's verify at most 2 kpps, beside a 2 kpps session: inside what the two-CPU lab carries
+# (docs/operations.md#known-gaps; CI of e299870 lost packets in a verify at 5 kpps beside a 5 kpps session)
+RATE_CAP = ["-e", "flowstream_verify_max_rate=2000"]
 HOSTS = ("mh1", "mh2", "mh3", "spare1")
 CHAINS = os.path.join(TOP, "inventory", "lab", "group_vars", "all", "chains.yml")
 # the apply step's tasks (playbooks/tasks/apply_wave.yml), named after their wave
@@ -146,7 +148,7 @@ def test_the_guest_chain_crosses_the_black_box_lab_up_stands_in(deployed):
     try:
         broken = playbook("playbooks/verify_chains.yml", *RATE_CAP, "-e", "flowstream_verify_warmup_tries=2")
         assert broken.rc != 0, broken.explain()
-        ready = broken.task_results("Probe through web, inspect, guest")["localhost"]["until_carried"]
+        ready = broken.task_results("Short probes until every chain carries traffic")["localhost"]["until_carried"]
         assert (ready["attempts"], ready["carried"], ready["losing"]) == (2, False, ["guest"]), ready   # the short probes first
         verdicts = broken.task_results("Verdicts, chain by chain")["localhost"]
         by = {c["chain"]: c for c in verdicts["ansible_facts"]["flowstream_verdicts"]["chains"]}
@@ -283,7 +285,10 @@ def test_a_step_appended_removed_and_two_steps_swapped_under_traffic_lose_nothin
     short = min(i for i in LAB.placement() if i.startswith("web"))[:-2]  # web's instance ids: <short><step><n>
     for what, where in (("append", inventory_with(tmp_path / "tail", tail)), ("remove", "inventory/lab"),
                         ("swap", inventory_with(tmp_path / "swap", swap)), ("back", "inventory/lab")):
-        with probe_session(rate=10000) as figures:
+        # 3 kpps: inside what the two-CPU lab carries beside the run (5 kpps through web alone keeps
+        # it 96 % busy; at 10 kpps a busy moment lost 1,457 of 468,077 in a rehearsal, 2026-12-07 -
+        # docs/operations.md#known-gaps)
+        with probe_session(rate=3000) as figures:
             if what in KILLED_AT:
                 point, inside = KILLED_AT[what]
                 killed_at("playbooks/deploy-chain.yml", point, "-e", "flowstream_skip_verify=true", inventory=where, inside=inside)

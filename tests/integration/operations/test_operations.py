@@ -20,7 +20,10 @@ from ansible_cli import killed_at, module, playbook  # noqa: E402  pylint: disab
 from awx_jobs import launch  # noqa: E402  pylint: disable=wrong-import-position
 from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
 
-RATE_CAP = ["-e", "flowstream_verify_max_rate=5000"]
+# each chain's probes at most 2 kpps: inside what the two-CPU lab carries beside the operations
+# (docs/operations.md#known-gaps: 5 kpps through web alone keeps it 96 % busy)
+CAP = 2000
+RATE_CAP = ["-e", "flowstream_verify_max_rate=%d" % CAP]
 HOSTS = ("mh1", "mh2", "mh3")
 ALL_HOSTS = HOSTS + ("spare1",)
 
@@ -83,7 +86,7 @@ def test_migrate_moves_an_instance_make_before_break_and_loses_nothing(deployed,
         assert [m.split(" | ")[:4] for m in said] == [[iid, source, target, "make_before_break"]], said
         assert _snapshot() == before, check.explain()
     # as AWX runs it: the migrate-module job template, its survey answered (ansible-runner)
-    run = ok(launch("migrate-module", instance=iid, to=target, flowstream_verify_max_rate=5000))
+    run = ok(launch("migrate-module", instance=iid, to=target, flowstream_verify_max_rate=CAP))
     (row,) = moves_of(run)
     assert (row["instance"], row["from"], row["to"], row["how"], row["kind"]) == (iid, source, target, "make_before_break", kind)
     assert row["probed"] and row["sent"] > 0, row
@@ -116,7 +119,7 @@ def test_migrate_a_vm_live_moves_the_switch_with_it(deployed):
         pytest.xfail("the lab's TCG guest crashed right after its live migration (docs/vm-modules.md): %s" % crashed)
     again = playbook("playbooks/deploy-chain.yml", *RATE_CAP)     # its verify: the guest's chain carries traffic
     crashed = LAB.guest_crash(target, vm)
-    if again.rc != 0 and crashed:
+    if crashed and (again.rc != 0 or again.changed()):    # (changed: it started the guest libvirt ended)
         on_host(target, "virsh", "destroy", "fs-" + vm, check=False)
         ok(playbook("playbooks/deploy-chain.yml", *RATE_CAP))
         pytest.xfail("the lab's TCG guest crashed after its live migration (docs/vm-modules.md): %s" % crashed)
@@ -155,7 +158,7 @@ def test_a_trial_takes_a_slice_of_a_steps_flows_and_rolls_back_under_probe_traff
     assert switch_trials() == [] and not any(i.startswith("web4b53") for i in before)
 
     # as AWX runs it: the trial job template, its survey answered (ansible-runner)
-    run = ok(launch("trial", chain="web", step="mon", type="monitor", kind="process", percent=50.0, flowstream_verify_max_rate=5000))
+    run = ok(launch("trial", chain="web", step="mon", type="monitor", kind="process", percent=50.0, flowstream_verify_max_rate=CAP))
     assert switch_trials() == ["flowstream-trial-web.mon"]
     totals = probe_totals(run, "web")
     # nothing lost; a start has no order barrier (docs/operations.md#known-gaps): the flows that
@@ -263,7 +266,7 @@ def test_drain_two_hosts_rolling_then_deploy_chain_keeps_them_empty(deployed):
     before = _snapshot()
     check = ok(playbook("playbooks/drain-host.yml", "--check", "-e", "hosts=" + ",".join(drained)))
     assert _snapshot() == before, check.explain()       # check mode: the plan, and nothing changed
-    run = ok(launch("drain-host", hosts=",".join(drained), flowstream_verify_max_rate=5000))      # the AWX job template
+    run = ok(launch("drain-host", hosts=",".join(drained), flowstream_verify_max_rate=CAP))      # the AWX job template
     rows = moves_of(run)
     assert rows, run.explain()
     assert [r["wave"] for r in rows] == sorted((r["wave"] for r in rows), key=lambda w: [d in w for d in drained].index(True)), rows

@@ -26,7 +26,15 @@ from awx_jobs import launch  # noqa: E402  pylint: disable=wrong-import-position
 from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
 from traffic import probe_session  # noqa: E402  pylint: disable=wrong-import-position
 
-RATE_CAP = ["-e", "flowstream_verify_max_rate=5000"]
+# The probes stay inside what the one-machine lab carries: its five userspace Open vSwitch
+# daemons, the probes and the TCG guests share 2 CPUs, and 5 kpps through web alone keeps them
+# 96 % busy (1 kpps: 65 %). Once the power-down packs every chain onto one host, that host's
+# one forwarding thread carries them all; at 5 kpps per chain plus a 5 kpps session the machine
+# had no idle CPU for the whole re-run and the resumed chains lost up to half their packets
+# (docs/operations.md#known-gaps). Each chain's probe at most 1 kpps, the session 2 kpps.
+CAP = 1000
+RATE_CAP = ["-e", "flowstream_verify_max_rate=%d" % CAP]
+SESSION_RATE = 2000
 # the lab's example chains reserve 2.5 CPUs: with the default 20 % headroom they need two of the
 # 3-CPU hosts, with 10 % one
 PACK = ["-e", '{"flowstream_power_down": {"headroom": 0.1}}']
@@ -52,8 +60,9 @@ def done(run):
     down)."""
     if run.rc != 0 or run.failures():
         crashed = {}
-        for host in ALL_HOSTS:      # the guests running now, each read on the host it runs on
-            for domain in LAB.run(host, "virsh", "-q", "list", "--name", check=False).split():
+        # the guests each host has, running or ended by libvirt after their panic (pvpanic, on_crash)
+        for host in ALL_HOSTS:
+            for domain in LAB.run(host, "virsh", "-q", "list", "--all", "--name", check=False).split():
                 said = LAB.guest_crash(host, domain[3:]) if domain.startswith("fs-") else None
                 if said:
                     crashed["%s on %s" % (domain[3:], host)] = said
@@ -101,7 +110,7 @@ def whole_again(lab_up=True):
 @pytest.fixture(scope="module")
 def deployed(running_lab):
     whole_again(lab_up=False)
-    ok(launch("deploy-chain", flowstream_verify_max_rate=5000))
+    ok(launch("deploy-chain", flowstream_verify_max_rate=CAP))
     yield
     if set(statuses().values()) != {"healthy"}:     # a test stopped with hosts off or fenced
         whole_again()
@@ -138,10 +147,10 @@ def test_power_down_packs_switches_off_and_power_up_brings_back(deployed):
     # moves' new copies made, then the AWX job template's run (ansible-runner; its figures from the
     # job events) finishes the job: the interrupted moves resumed, the same hosts off - all under
     # the probe's session through web on ports the operations' own probe leaves free
-    with probe_session(dport=8040, flows=16, rate=5000) as figures:
+    with probe_session(dport=8040, flows=16, rate=SESSION_RATE) as figures:
         killed_at("playbooks/power-down.yml", SWITCH_DURING, *PACK, *RATE_CAP)
         half = LAB.placement()
-        run = done(launch("power-down", flowstream_power_down={"headroom": 0.1}, flowstream_verify_max_rate=5000))
+        run = done(launch("power-down", flowstream_power_down={"headroom": 0.1}, flowstream_verify_max_rate=CAP))
     print("power-down killed and run again, web under the probe: %s" % figures)
     assert any(len(hosts) == 2 for hosts in half.values()), half        # moves were half-way
     assert figures["sent"] > 20000 and figures["duplicated"] == 0, figures
@@ -171,7 +180,7 @@ def test_power_down_packs_switches_off_and_power_up_brings_back(deployed):
     where = LAB.placement(skip=off)
     assert set(where) == set(before) and all(hosts == [on] for hosts in where.values()), where
 
-    again = ok(launch("power-down", flowstream_power_down={"headroom": 0.1}, flowstream_verify_max_rate=5000))
+    again = ok(launch("power-down", flowstream_power_down={"headroom": 0.1}, flowstream_verify_max_rate=CAP))
     assert again.changed() == 0, again.explain()
     deploy = ok(playbook("playbooks/deploy-chain.yml", "-e", "flowstream_skip_verify=true"))
     assert deploy.changed() == 0, deploy.explain()
@@ -180,7 +189,7 @@ def test_power_down_packs_switches_off_and_power_up_brings_back(deployed):
     assert verify.task_results("Every chain proven").get("localhost"), verify.explain()
     assert set(verify.stats) == {"localhost", on, "spare1", "sw1"}, verify.stats
 
-    up = done(launch("power-up", flowstream_verify_max_rate=5000))
+    up = done(launch("power-up", flowstream_verify_max_rate=CAP))
     result = up.task_results("The result")["localhost"]["msg"]
     assert sorted(result["powered_on"]) == sorted(off) and result["did_not_come_back"] == [], result
     assert result["moves"] > 0
@@ -190,6 +199,6 @@ def test_power_down_packs_switches_off_and_power_up_brings_back(deployed):
     assert set(spread) == set(before) and len({h for hosts in spread.values() for h in hosts}) >= 2, spread
     assert ok(playbook("playbooks/power-up.yml", *RATE_CAP)).changed() == 0
     # the AWX workflow's second node, and the deploy-chain job template: nothing to change
-    verify = ok(launch("verify", flowstream_verify_max_rate=5000))
+    verify = ok(launch("verify", flowstream_verify_max_rate=CAP))
     assert verify.task_results("Every chain proven").get("localhost"), verify.explain()
     assert ok(launch("deploy-chain", flowstream_skip_verify="true")).changed() == 0   # (the verify above proved the layout)

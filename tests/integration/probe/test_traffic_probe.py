@@ -420,16 +420,19 @@ def test_a_window_shows_the_blackout_of_a_broken_group_and_none_before(lab):  # 
         lab_.sh("ovs-ofctl", "-O", "OpenFlow14", "--strict", "del-flows", lab_.SWITCH, drop)
         t3 = time.time_ns()
         time.sleep(0.7)
-        # the normal use: the operation noted when the break started and ended, and gives the windows at the stop
+        # the normal use: the operation noted when the break started and ended, and gives the windows at the stop.
+        # The break ends 200 ms after del-flows returned: the datapath's cached flows follow the table a few ms
+        # later (revalidators), so a packet sent just after t3 may still meet the drop (CI, stop 35: 1 packet).
         rc, res = stop(lab, session, windows=[{"name": "before", "start": session["started_ns"], "end": t0 - 50 * 10 ** 6},
-                                              {"name": "break", "start": t0 / 1e9, "end": t3 / 1e9}])
+                                              {"name": "break", "start": t0 / 1e9, "end": t3 / 1e9 + 0.2}])
         res = ok((rc, res))
         show("break, attempt %d" % attempt, res)
         show_groups("break, attempt %d" % attempt, res)
         win = res["probe"]["windows"]
         print("drop flow in place %.0f ms (%.0f ms from adding it to its removal done)" % ((t2 - t1) / 1e6, (t3 - t0) / 1e6))
         # other suites load both cores at times and the switch then stalls and drops (LAB.md): a second attempt
-        if win["before"]["lost"] == 0 and win["break"]["groups"]["web"]["lost"] == 0:
+        if win["before"]["lost"] == 0 and win["break"]["groups"]["web"]["lost"] == 0 \
+                and win["break"]["lost"] == res["probe"]["totals"]["lost"]:
             break
     brk, guest, web = win["break"], win["break"]["groups"]["guest"], win["break"]["groups"]["web"]
     # guest: every packet sent while the drop flow was in place lost (1 per ms), the gap of that size

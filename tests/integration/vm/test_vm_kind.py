@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -151,6 +153,25 @@ def spec(**over):
     return out
 
 
+def panic_guest():
+    """Panic the guest's kernel: ``echo c > /proc/sysrq-trigger`` typed into the shell the wire
+    image keeps on its serial console (``virsh console`` needs a terminal: a pseudo-terminal)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        argv = in_host("virsh", "-c", "qemu:///system", "console", "--force", "fs-w1")
+        os.execvp(argv[0], argv)
+    try:
+        time.sleep(2)
+        os.write(fd, b"\r\necho c > /proc/sysrq-trigger\r\n")
+        typed = time.monotonic()
+        time.sleep(1)
+        return typed
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+
+
 def steer(left, right):
     """Source -> push VLAN(left) -> the host's trunk; VLAN(right) back from the trunk -> pop -> sink;
     and the reverse direction through right -> left. Every flow carries the test's cookie."""
@@ -226,6 +247,7 @@ def test_guest_image_task_file_builds_once(lab, tmp_path):
         assert os.path.getsize(os.path.join(IMAGE, name)) > 0
     info = open(os.path.join(IMAGE, "build-info"), encoding="utf-8").read()
     assert "modules=virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net" in info
+    assert "llc stp bridge pvpanic pvpanic_mmio" in info     # the panic device's driver (_vm.py's <panic>)
     # the image is visible inside the module host (the state directory is not private to it)
     sh(*in_host("test", "-r", IMAGE + "/initrd.img"))
 
@@ -312,6 +334,24 @@ def test_vm_instance_forwards_both_ways(lab):  # pylint: disable=too-many-locals
     assert not res["ok"] and (res["instance"], res["field"]) == ("w2", "vlans.right"), res
     assert "VLAN 102 is already the tag of port fs-w1-r" in res["msg"]
     assert host_state() == state
+
+    # --- a guest that panics: QEMU hears it (pvpanic), libvirt ends it, ensure starts it again --
+    typed = panic_guest()
+    deadline = typed + 30
+    while sh(*in_host("virsh", "-c", "qemu:///system", "domstate", "--reason", "fs-w1")).stdout.strip() != "shut off (crashed)":
+        assert time.monotonic() < deadline, "libvirt did not end the panicked guest within 30 s: %s" % sh(
+            *in_host("virsh", "-c", "qemu:///system", "domstate", "--reason", "fs-w1")).stdout
+        time.sleep(0.2)
+    print("panicked guest ended by libvirt: shut off (crashed) %.1f s after the command was typed" % (time.monotonic() - typed))
+    assert "Kernel panic - not syncing: sysrq triggered crash" in sh(*in_host("cat", "/var/log/libvirt/qemu/fs-w1.console.log")).stdout
+    # what the tests' labhosts.guest_crash reads once a restart started the console log afresh
+    assert "shutting down, reason=crashed" in sh(*in_host("cat", "/var/log/libvirt/qemu/fs-w1.log")).stdout
+    assert vm("observe_all")["result"][INSTANCE]["state"] == "stopped"
+    again = vm("ensure", spec())
+    assert again["ok"] and "started domain fs-w1" in again["result"], again
+    t0 = time.monotonic()
+    while ping(SOURCE_NS, SINK_IP, wait=1).returncode != 0:
+        assert time.monotonic() - t0 < 90, "the restarted guest did not forward within 90 s"
 
     # --- absent: nothing of the instance stays, and traffic no longer crosses -----------------
     gone = vm("remove", INSTANCE)

@@ -388,6 +388,56 @@ def test_both_ends_for_real_over_loopback():
     assert 1900 < res["rate"]["achieved_pps"] < 2100
 
 
+def test_a_run_that_lost_nothing_does_not_wait_its_whole_settle_time():
+    """settle 5 s: the receiver stops once the 400 packets arrived, not 5 s after the sender."""
+    sport = random.randint(20000, 30000)
+    res = pr.run_probe({"dst": "127.0.0.1", "src": "127.0.0.1", "flows": 4, "sport": sport, "dport": sport + 100,
+                        "vary": "both", "rate": 2000, "count": 400, "settle": 5.0, "priority": 0})
+    assert (res["totals"]["sent"], res["totals"]["lost"]) == (400, 0), res
+    assert res["receiver"]["stopped_by"] == "all arrived" and res["elapsed_s"] < 0.2 + 2.0, res["elapsed_s"]
+
+
+def arrived(flows):
+    """An analyzer that saw ``flows`` ({flow: [(seq, latency ns)]})."""
+    an = pr.Analyzer()
+    for flow, packets in flows.items():
+        for seq, lat in packets:
+            an.arrive(flow, seq, 1000, 1000 + lat)
+    return an
+
+
+def test_settle_stops_a_linger_after_everything_sent_arrived_else_at_its_deadline():
+    ms = 1000000
+    full = arrived({0: [(0, ms), (1, ms)], 1: [(0, ms)]})
+    settle = pr.Settle({0: 2, 1: 1, 2: 0}, 0.5, now=100.0)          # a flow that sent nothing needs nothing
+    assert settle.due(full, 100.0) is None                           # all here: a linger for duplicates first
+    assert settle.due(full, 100.0 + pr.LINGER_S - 0.001) is None
+    assert settle.due(full, 100.0 + pr.LINGER_S) == "all arrived"
+    one_missing = arrived({0: [(0, ms), (0, ms)], 1: [(0, ms)]})       # a duplicate of seq 0 is not seq 1
+    settle = pr.Settle({0: 2, 1: 1}, 0.5, now=100.0)
+    assert settle.due(one_missing, 100.4) is None and settle.due(one_missing, 100.5) == "sender done"
+    slow = arrived({0: [(0, 200 * ms)]})                               # 200 ms one way: linger 400 ms
+    settle = pr.Settle({0: 1}, 0.5, now=100.0)
+    assert settle.due(slow, 100.0) is None and settle.due(slow, 100.39) is None and settle.due(slow, 100.4) == "all arrived"
+    settle = pr.Settle({0: 1}, 0.3, now=100.0)                       # never beyond the settle time
+    assert settle.due(slow, 100.0) is None and settle.due(slow, 100.3) == "all arrived"
+    unknown = pr.Settle(None, 0.5, now=100.0)                        # no sender's report: the whole settle time
+    assert unknown.due(full, 100.49) is None and unknown.due(full, 100.5) == "sender done"
+
+
+def test_the_receiver_takes_a_settle_line_in_pieces_and_goes_on_after_end_of_file():
+    args = argparse.Namespace(flows=2, sport=40000, dport=40100, vary="dport", dst="127.0.0.1", priority=0)
+    receiver = pr.Receiver(args)
+    assert receiver.command(b"settle 0.5 {\"0\": 3,", 10.0) and receiver.settling is None and receiver.running
+    assert receiver.command(b" \"1\": 2}\n", 10.0) and receiver.settling.expect == {0: 3, 1: 2}
+    assert receiver.settling.deadline == 10.5
+    assert not receiver.command(b"", 10.1) and receiver.running      # end of file: it settles on
+    plain = pr.Receiver(args)
+    assert not plain.command(b"", 10.0) and not plain.running and plain.stopped_by == "stop"
+    told = pr.Receiver(args)
+    assert told.command(b"stop\n", 10.0) and not told.running and told.stopped_by == "stop"
+
+
 def test_sender_does_not_burst_to_catch_up_after_its_own_pause(monkeypatch):
     """The schedule on a fake clock (1 us per reading): a 50 ms pause of the sender at 100 ms.
     It catches up at most --burst packets at once and moves its schedule on by the rest."""

@@ -53,7 +53,7 @@ def _port():
 def test_started_then_stopped_gives_the_figures_of_a_run(tmp_path, port):
     root = str(tmp_path / "sessions")
     session = pr.start_session(settings(port), root=root, limits={"lost": 0})
-    assert set(session) == {"id", "dir", "started_ns", "pids", "settings"}
+    assert set(session) == {"id", "dir", "started_ns", "pids", "settings", "swept"} and session["swept"] == []
     assert session["dir"] == os.path.join(root, session["id"]) and pr.SESSION_ID.match(session["id"])
     assert abs(session["started_ns"] - time.time_ns()) < 5 * 10 ** 9
     state = pr.load_session(session["id"], root)
@@ -130,9 +130,20 @@ def test_an_abandoned_session_ends_by_itself_after_its_duration(tmp_path, port):
     assert (status["sender"]["state"], status["receiver"]["state"]) == ("done", "done")
     result, _kept = pr.stop_session(session["id"], root)
     assert result["totals"]["sent"] == 900 and result["totals"]["lost"] == 0       # 1500 pps for 0.6 s
-    assert result["session"]["sender_stopped_by"] == "duration" and result["session"]["receiver_stopped_by"] == "sender done"
+    assert result["session"]["sender_stopped_by"] == "duration" and result["session"]["receiver_stopped_by"] == "all arrived"
     assert any("had ended on its own at its bound (duration 0.6 s)" in n for n in result["notes"])
     assert not os.path.exists(session["dir"])
+
+
+def test_a_stopped_session_that_lost_nothing_does_not_wait_its_whole_settle_time(tmp_path, port):
+    root = str(tmp_path)
+    session = pr.start_session(settings(port, settle=5.0), root=root)
+    time.sleep(0.5)
+    started = time.monotonic()
+    result, _kept = pr.stop_session(session["id"], root)
+    took = time.monotonic() - started
+    assert result["totals"]["sent"] > 300 and result["totals"]["lost"] == 0, result["notes"]
+    assert result["session"]["receiver_stopped_by"] == "all arrived" and took < 2.0, took
 
 
 def test_only_the_session_s_own_processes_are_ever_signalled(tmp_path):
@@ -160,3 +171,36 @@ def test_only_the_session_s_own_processes_are_ever_signalled(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def _left_behind(root, sid, owner, pids):
+    """A session directory as a killed playbook run leaves it: its state written, its ends gone."""
+    directory = os.path.join(root, sid)
+    os.makedirs(directory)
+    state = {"id": sid, "dir": directory, "pids": {"sender": pids[0], "receiver": pids[1]},
+             "starttimes": {"sender": 1, "receiver": 1}, "program": "/nonexistent/probe.py", "run_id": 7,
+             "cfg": {"watch_pid": owner} if owner else {}}
+    with open(os.path.join(directory, pr.SESSION_FILES["state"]), "w", encoding="utf-8") as handle:
+        json.dump(state, handle)
+    return directory
+
+
+def test_sessions_of_killed_playbook_runs_are_swept_at_the_next_start_and_no_other(tmp_path, port):
+    root = str(tmp_path / "sessions")
+    dead = subprocess.Popen(["true"])  # pylint: disable=consider-using-with
+    dead.wait()
+    orphan = _left_behind(root, "20261207-010000-aaaaaa", dead.pid, (dead.pid, dead.pid))
+    owned = _left_behind(root, "20261207-010000-bbbbbb", os.getpid(), (dead.pid, dead.pid))   # its run still runs
+    by_hand = _left_behind(root, "20261207-010000-cccccc", None, (dead.pid, dead.pid))       # no owner: never swept
+    half = os.path.join(root, "20261207-010000-dddddd")                                        # being started: no state yet
+    os.makedirs(half)
+    other = os.path.join(root, "not-a-session")
+    os.makedirs(other)
+    session = pr.start_session(settings(port), root=root)
+    try:
+        assert session["swept"] == ["20261207-010000-aaaaaa"]
+        assert not os.path.exists(orphan)
+        assert all(os.path.isdir(d) for d in (owned, by_hand, half, other, session["dir"]))
+    finally:
+        pr.stop_session(session, root=root)
+    assert pr.sweep_orphans(root) == [] and pr.sweep_orphans(str(tmp_path / "none")) == []

@@ -292,6 +292,11 @@ def test_desired_xml_domain_legs_and_metadata(image):
     assert 'xmlns:fs="https://flowstream.dev/xmlns/instance/1"' in text  # declared on the element itself
     assert root.find("devices/serial/log").get("file") == "/var/log/libvirt/qemu/fs-fw1.console.log"
     assert root.find("devices/disk") is None
+    # a guest that panics tells QEMU (ISA pvpanic, port 0x505) and libvirt ends it: no vCPU left
+    # spinning in a panicked kernel, no crash loop either
+    assert root.find("devices/panic").get("model") == "isa"
+    assert root.find("devices/panic/address").get("iobase") == "0x505"
+    assert root.findtext("on_crash") == "destroy" and root.findtext("on_reboot") == "restart"
 
 
 def test_desired_xml_is_deterministic_and_keeps_a_uuid(image):
