@@ -154,10 +154,12 @@ def _probe(*argv):
 
 
 @contextlib.contextmanager
-def probe_session(dport=8000, flows=32, rate=5000, bound=600):
+def probe_session(dport=8000, flows=32, rate=2000, bound=600):
     """The probe's background session (flowstream-probe start/stop) through the lab's chain at
     ``dport`` (web's verify base port by default) while the block runs; the dict it yields gets
-    the session's totals (sent, lost, reordered, duplicated, blackout_ms ...) when it ends."""
+    the session's totals (sent, lost, reordered, duplicated, blackout_ms ...) when it ends. 2 kpps
+    by default: beside the run under test and its own verify, inside what the two-CPU lab carries
+    (docs/operations.md#known-gaps)."""
     session = _probe("start", "--session-root", SESSION_ROOT, "--duration", str(bound), "--source-netns", "fsl-source",
                      "--sink-netns", "fsl-sink", "--src", "198.18.1.1", "--dst", "198.18.1.2", "--flows", str(flows),
                      "--rate", str(rate), "--dport", str(dport), "--sport", "40000", "--vary", "sport")

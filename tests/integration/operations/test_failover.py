@@ -28,7 +28,10 @@ from ansible_cli import BIN, TOP, _env, killed_at, module, playbook  # noqa: E40
 from awx_jobs import launch  # noqa: E402  pylint: disable=wrong-import-position
 from labhosts import LabHosts  # noqa: E402  pylint: disable=wrong-import-position
 
-RATE_CAP = ["-e", "flowstream_verify_max_rate=5000"]
+# each chain's probes at most 2 kpps, the probe through web 3 kpps: inside what the two-CPU lab
+# carries beside the operations (docs/operations.md#known-gaps)
+RATE_CAP = ["-e", "flowstream_verify_max_rate=2000"]
+WEB_RATE = 3000
 HOSTS = ("mh1", "mh2", "mh3")
 ALL_HOSTS = HOSTS + ("spare1",)
 TRUNK = "fsl-%s-tr"
@@ -120,7 +123,7 @@ def test_bfd_runs_on_both_ends_of_every_trunk_and_nothing_failed_changes_nothing
         assert (bfd["enabled"], bfd["forwarding"], bfd["min_rx"], bfd["detect_ms"]) == (True, True, 100, 300), (host, bfd)
         rc, report = module(host, "module_host_info", sample_seconds=0.1)
         assert rc == 0 and report["trunk"]["bfd"]["forwarding"] is True and report["trunk"]["port"] == "trunk0", report
-    run = ok(launch("failover", flowstream_verify_max_rate=5000))       # the AWX job template (ansible-runner)
+    run = ok(launch("failover", flowstream_verify_max_rate=2000))       # the AWX job template (ansible-runner)
     assert run.changed() == 0, run.explain()
     said = run.task_results("What the look found").get("localhost", {})
     assert said.get("msg", "").startswith("nothing failed"), said
@@ -214,7 +217,7 @@ def test_a_dead_host_is_failed_over_by_the_rulebook_and_stays_out_until_uncordon
     assert healthy_again(dead) == "healthy"
 
 
-def probe_web(seconds, during=None, rate=10000):
+def probe_web(seconds, during=None, rate=WEB_RATE):
     """The probe through the web chain's ports (32 flows) for ``seconds``, ``during(t)`` called
     meanwhile; returns the totals."""
     probe = subprocess.Popen([sys.executable, str(TOP / "plugins" / "module_utils" / "_probe.py"), "run", "--source-netns", "fsl-source",
@@ -365,5 +368,5 @@ def test_a_warm_spare_carries_a_cut_trunks_flows_with_no_controller_action(deplo
     print("\nwarm spare, %s's trunk cut for 2.5 s and back: %s" % (cut, {k: totals[k] for k in (
         "sent", "lost", "reordered", "duplicated", "max_gap_ms")}))
     # the cut hosts some instance of every flow: without the standbys, half of the run would be lost
-    assert totals["sent"] >= 60000 and totals["lost"] <= totals["sent"] // 100, totals
+    assert totals["sent"] >= 6 * WEB_RATE and totals["lost"] <= totals["sent"] // 100, totals
     assert totals["duplicated"] == 0, totals

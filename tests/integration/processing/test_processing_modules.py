@@ -306,7 +306,9 @@ def test_several_instances_made_in_one_run_every_one_checked_first():
     assert exchange([(40011, 5011)], 300) == {5011: 300}
     # each instance's packet rate, measured by the host's report while traffic goes through both
     with ThreadPoolExecutor(1) as pool:
-        sending = pool.submit(exchange, [(40013, 5013)], 6000, rate=2000.0)
+        # 6 s of traffic: the host's 1-s sample falls inside it even when the module run starts slowly
+        # (CI of e299870: a 3-s run and a slow start left 844 pps in the sample)
+        sending = pool.submit(exchange, [(40013, 5013)], 12000, rate=2000.0)
         time.sleep(0.5)
         info = ok(module("spare1", "module_host_info", sample_seconds=1.0, capacity={"cpu": 1, "memory": 1024, "pps": 100000}))
         assert sending.result()[5013] > 0
