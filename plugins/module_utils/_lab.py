@@ -31,7 +31,7 @@ import uuid
 from ansible_collections.flowstream.platform.plugins.module_utils._actions import ActionLog
 from ansible_collections.flowstream.platform.plugins.module_utils._cmd import (
     CommandError, end_processes, run as _run, run_daemon as _run_daemon, wait_for)
-from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_if_changed
+from ansible_collections.flowstream.platform.plugins.module_utils._files import holds, write_atomic, write_if_changed
 from ansible_collections.flowstream.platform.plugins.module_utils._iproute import (
     IPRoute, link_is_up, netns_path, stable_mac)
 from ansible_collections.flowstream.platform.plugins.module_utils._ovsdb import OVSDB, quote_value
@@ -792,6 +792,31 @@ class LabHost(ActionLog):
         left = end_processes(pids)
         if left:
             raise LabError("processes %s did not end" % ", ".join(map(str, left)))
+
+    def pin_host_key(self, path, key):
+        """Make ``path`` (a known_hosts file) hold ``key`` as the one line for this host's
+        management address, the other lines kept; an action only when the file changes."""
+        address = self.p["management"]["address"].split("/")[0]
+        name = address if self.p.get("ssh_port", 22) == 22 else "[%s]:%d" % (address, self.p["ssh_port"])
+        try:
+            with open(path, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        except FileNotFoundError:
+            lines = []
+        line = "%s %s" % (name, key)
+        mine = [i for i, old in enumerate(lines) if old.split(" ", 1)[0] == name]
+        wanted = [old for i, old in enumerate(lines) if i not in mine[1:]]      # in its place, once
+        if mine:
+            wanted[mine[0]] = line
+        else:
+            wanted.append(line)
+        if wanted != lines:
+            self.act("pinned the host key of %s in %s" % (name, path), self._pin, path, "\n".join(wanted) + "\n")
+
+    @staticmethod
+    def _pin(path, content):
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        write_atomic(path, content, 0o644)
 
     def host_public_key(self):
         path = self.path("ssh", "ssh_host_ed25519_key.pub")

@@ -176,6 +176,14 @@ options:
     description: Port sshd listens on (on the management address).
     type: int
     default: 22
+  known_hosts:
+    description:
+      - A known_hosts file in which to pin this host's SSH host key (state V(present), with the
+        C(sshd) service). The one line for the host's management address (C([address]:port) off
+        port 22) holds its key, in its place; other lines are kept. Written atomically, only
+        when it changes. lab-up points it at C(<state_dir>/ssh/known_hosts), which the lab's
+        strict host key checking reads.
+    type: path
   hosts:
     description: Extra C(/etc/hosts) entries inside the host, name to address.
     type: dict
@@ -284,6 +292,7 @@ def main():
             authorized_keys=dict(type="str", no_log=False),
             ssh_port=dict(type="int", default=22),
             hosts=dict(type="dict", default={}),
+            known_hosts=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -293,10 +302,16 @@ def main():
         result = {"present": host.present, "stopped": host.stopped, "absent": host.absent}[module.params["state"]]()
     except (LabError, CommandError, OSError) as exc:
         module.fail_json(msg="lab host %s: %s" % (module.params["name"], exc), actions=host.actions)
-    result.update(changed=bool(host.actions), actions=host.actions)
     if module.params["state"] == "present" and host.services:
         result["host_public_key"] = host.host_public_key()
+        if module.params["known_hosts"] and result["host_public_key"] and module.params["management"]:
+            try:
+                host.pin_host_key(module.params["known_hosts"], result["host_public_key"])
+            except OSError as exc:
+                module.fail_json(msg="lab host %s: known_hosts %s: %s" % (module.params["name"], module.params["known_hosts"], exc),
+                                 actions=host.actions)
         result["pids"] = {name: host.daemon_pid(name) for name in host._daemons()}
+    result.update(changed=bool(host.actions), actions=host.actions)
     if module._diff:
         after = dict(before, pending_actions=host.actions) if module.check_mode else host.observe()
         result["diff"] = {"before": before, "after": after}

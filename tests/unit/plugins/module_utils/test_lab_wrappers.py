@@ -174,6 +174,25 @@ def test_lab_host_rejects_long_interface_names(tmp_path):
         bad._validate()
 
 
+def test_the_host_key_is_pinned_as_the_one_line_of_its_address_others_kept(tmp_path):
+    path = tmp_path / "ssh" / "known_hosts"
+    first = host(tmp_path)
+    first.pin_host_key(str(path), "ssh-ed25519 AAAAold")
+    assert path.read_text() == "198.18.0.11 ssh-ed25519 AAAAold\n" and first.actions
+    path.write_text("198.18.0.12 ssh-ed25519 BBBB\n198.18.0.11 ssh-ed25519 AAAAold\n")
+    same = host(tmp_path)
+    same.pin_host_key(str(path), "ssh-ed25519 AAAAold")
+    assert same.actions == []                                   # nothing to change: nothing written
+    renewed = host(tmp_path)
+    renewed.pin_host_key(str(path), "ssh-ed25519 AAAAnew")      # the host re-made with a new key
+    assert path.read_text() == "198.18.0.12 ssh-ed25519 BBBB\n198.18.0.11 ssh-ed25519 AAAAnew\n"
+    checking = host(tmp_path, ssh_port=2222)
+    checking.check_mode = True
+    checking.pin_host_key(str(path), "ssh-ed25519 CCCC")
+    assert checking.actions == ["pinned the host key of [198.18.0.11]:2222 in %s" % path]
+    assert "2222" not in path.read_text()                       # check mode writes nothing
+
+
 def test_a_black_box_has_its_two_sides_and_nothing_else(tmp_path):
     box = {"switch_bridge": "fsl-sw", "left": "fsl-bb1-l", "right": "fsl-bb1-r", "external_ids": {"flowstream-role": "blackbox"}}
     alone = host(tmp_path, name="bb1", namespace="fsl-bb1", management=None, uplink=None, services=[], box=box)
